@@ -1,0 +1,76 @@
+"""The `agent-slo` command line: the only module that imports every feature package.
+
+Each feature package owns its subcommand in `<package>/command.py` with two functions,
+`add_arguments(parser)` and `run(args) -> int`; this module wires them up, loads the specs once
+and maps errors to exit codes: 0 ok, 1 a check failed (gate closed, generated files drifted),
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from agentslo.spec import SpecError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+# subcommand → (module owning it, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("agentslo.explain", "check specs and scenarios; explain objectives, budgets and alert tiers"),
+    "rules": ("rules.command", "generate Prometheus recording and alerting rules"),
+    "dashboards": ("dashboards.command", "generate Grafana dashboards (grafanalib)"),
+    "build": ("agentslo.build", "rules + promtool tests + dashboards + Prometheus/Alertmanager/Grafana config"),
+    "serve": ("exporter.command", "run the exporter (ingest API, /metrics, autonomy API)"),
+    "probe": ("synthetic.command", "run the synthetic prober"),
+    "calibrate": ("agentslo.judges.calibrate", "measure a judge against human-labelled sessions"),
+    "gate": ("agentslo.gate", "release gate: may a change ship, given the error budgets?"),
+    "schema": ("agentslo.schema", "print the JSON Schema of the SLO YAML"),
+    "demo": ("demo.command", "the whole loop on this machine, no API key or Docker needed"),
+}
+
+
+def _parser(modules: dict[str, Any]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent-slo", description="SLOs, error budgets and burn-rate alerts for AI agents.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = modules.get(name)
+        if module is not None:
+            module.add_arguments(p)
+    return parser
+
+
+def _load(name: str) -> Any:
+    try:
+        return importlib.import_module(COMMANDS[name][0])
+    except ModuleNotFoundError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    # Import only the package behind the requested subcommand (keeps `validate` fast), or all for --help.
+    modules = {n: _load(n) for n in COMMANDS if wanted is None or n == wanted}
+    parser = _parser(modules)
+    args = parser.parse_args(argv)
+    module = modules.get(args.command)
+    if module is None:
+        print(f"agent-slo {args.command}: not available in this installation", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return int(module.run(args))
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

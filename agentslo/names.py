@@ -1,0 +1,131 @@
+"""The one place where metric, label, recording-rule and alert names are written.
+
+The exporter, the rules and dashboards generators and the tests import these names; a metric or
+rule name string should appear nowhere else in the source. Renaming anything here is a breaking
+change of the public contract (see DESIGN.md) and needs an issue first.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "agent_slo"
+
+# --- metrics the exporter exposes (names without the `_total` suffix are given as exposed) ---
+EVENTS_TOTAL: Final = "agent_slo_events_total"
+JUDGE_SCORE: Final = "agent_slo_judge_score"
+TASK_DURATION_SECONDS: Final = "agent_slo_task_duration_seconds"
+TURN_LATENCY_SECONDS: Final = "agent_slo_turn_latency_seconds"
+TASK_COST_USD: Final = "agent_slo_task_cost_usd"
+TOKENS_TOTAL: Final = "agent_slo_tokens_total"
+TOOL_CALLS_TOTAL: Final = "agent_slo_tool_calls_total"
+FAILURE_MODES_TOTAL: Final = "agent_slo_failure_modes_total"
+TASK_STEPS: Final = "agent_slo_task_steps"
+BUILD_INFO: Final = "agent_slo_build_info"
+SPEC_INFO: Final = "agent_slo_spec_info"
+JUDGE_AGREEMENT_RATIO: Final = "agent_slo_judge_agreement_ratio"
+JUDGE_CALLS_TOTAL: Final = "agent_slo_judge_calls_total"
+JUDGE_COST_USD_TOTAL: Final = "agent_slo_judge_cost_usd_total"
+SYNTHETIC_RUNS_TOTAL: Final = "agent_slo_synthetic_runs_total"
+SYNTHETIC_CONSECUTIVE_FAILURES: Final = "agent_slo_synthetic_consecutive_failures"
+INGEST_EVENTS_TOTAL: Final = "agent_slo_ingest_events_total"
+INGEST_REJECTED_TOTAL: Final = "agent_slo_ingest_rejected_total"
+# Folded label values (cardinality guard) are counted here, by label.
+LABEL_FOLDED_TOTAL: Final = "agent_slo_label_folded_total"
+# Series produced by the rules generator for each SLO (gauge = 1 with descriptive labels).
+SLO_INFO: Final = "agent_slo_info"
+
+# --- labels ---
+L_AGENT: Final = "agent"
+L_FLOW: Final = "flow"
+L_SLO: Final = "slo"
+L_OUTCOME: Final = "outcome"
+L_EXCLUSION: Final = "exclusion"
+L_JUDGE: Final = "judge"
+L_JUDGE_VERSION: Final = "judge_version"
+L_KIND: Final = "kind"
+L_MODEL: Final = "model"
+L_TYPE: Final = "type"
+L_TOOL: Final = "tool"
+L_FAILURE_MODE: Final = "failure_mode"
+L_VERSION: Final = "version"
+L_PROMPT_VERSION: Final = "prompt_version"
+L_SPEC_HASH: Final = "spec_hash"
+L_SCENARIO: Final = "scenario"
+L_RESULT: Final = "result"
+L_REASON: Final = "reason"
+L_SEVERITY: Final = "severity"
+L_BURN_TIER: Final = "burn_tier"
+L_OWNER: Final = "owner"
+L_SLI: Final = "sli"
+L_OBJECTIVE: Final = "objective"
+L_PERIOD: Final = "period"
+
+GOOD: Final = "good"
+BAD: Final = "bad"
+OTHER: Final = "other"  # the folded value for undeclared label values
+
+# Labels the spec's own `labels:` may not use, because rules and alerts already set them.
+RESERVED_LABELS: Final = frozenset(
+    {
+        L_AGENT, L_FLOW, L_SLO, L_OUTCOME, L_EXCLUSION, L_JUDGE, L_JUDGE_VERSION, L_KIND, L_SEVERITY,
+        L_BURN_TIER, L_OWNER, L_SLI, L_OBJECTIVE, L_PERIOD, L_TOOL, L_SCENARIO, "alertname", "job",
+        "instance", "le", "quantile", "__name__",
+    }
+)
+
+# --- recording rules: level:metric:operations ---
+# Windows every SLO is recorded over, besides its period.
+SLI_WINDOWS: Final = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+
+def sli_error_ratio(window: str) -> str:
+    """`agent_slo:sli_error:ratio_rate<w>`: bad / (good + bad) over the window."""
+    return f"agent_slo:sli_error:ratio_rate{window}"
+
+
+def burn_rate(window: str) -> str:
+    """`agent_slo:burn_rate:ratio_rate<w>`: the window's error ratio divided by the error budget."""
+    return f"agent_slo:burn_rate:ratio_rate{window}"
+
+
+def events_rate(window: str) -> str:
+    """Per-window event increase by outcome; the building block of the event-weighted period ratio."""
+    return f"agent_slo:events:increase{window}"
+
+
+OBJECTIVE_RATIO: Final = "agent_slo:objective:ratio"
+ERROR_BUDGET_RATIO: Final = "agent_slo:error_budget:ratio"
+PERIOD_SECONDS: Final = "agent_slo:period:seconds"
+ERROR_BUDGET_REMAINING: Final = "agent_slo:error_budget_remaining:ratio"
+ERROR_BUDGET_EXHAUSTION: Final = "agent_slo:error_budget_exhaustion:seconds"
+AUTONOMY_STATE: Final = "agent_slo:autonomy_state:code"
+RELEASE_STATE: Final = "agent_slo:release_state:code"
+
+# --- alerts ---
+ALERT_BURN_RATE: Final = "AgentSLOBurnRate"
+ALERT_BUDGET_LOW: Final = "AgentSLOBudgetLow"
+ALERT_BUDGET_EXHAUSTED: Final = "AgentSLOBudgetExhausted"
+ALERT_RARE_EVENT: Final = "AgentSLORareEvent"
+ALERT_SYNTHETIC_FAILING: Final = "AgentSLOSyntheticFailing"
+ALERT_JUDGE_DRIFT: Final = "AgentSLOJudgeScoreDrift"
+ALERT_FAILURE_MODE_EMERGED: Final = "AgentSLOFailureModeEmerged"
+ALERT_JUDGE_AGREEMENT_LOW: Final = "AgentSLOJudgeAgreementLow"
+ALERT_TELEMETRY_ABSENT: Final = "AgentSLOTelemetryAbsent"
+ALERT_SPEC_MISMATCH: Final = "AgentSLOSpecMismatch"
+
+ALL_ALERTS: Final = (
+    ALERT_BURN_RATE, ALERT_BUDGET_LOW, ALERT_BUDGET_EXHAUSTED, ALERT_RARE_EVENT, ALERT_SYNTHETIC_FAILING,
+    ALERT_JUDGE_DRIFT, ALERT_FAILURE_MODE_EMERGED, ALERT_JUDGE_AGREEMENT_LOW, ALERT_TELEMETRY_ABSENT,
+    ALERT_SPEC_MISMATCH,
+)
+
+# --- autonomy and release states (codes recorded by the rules, read by the API and the gate) ---
+AUTONOMY_STATES: Final = ("healthy", "warning", "critical", "exhausted")
+AUTONOMY_ACTIONS: Final = {
+    "healthy": ("autonomous", "draft", "escalate"),
+    "warning": ("draft", "escalate"),
+    "critical": ("escalate",),
+    "exhausted": (),
+}
+RELEASE_STATES: Final = ("healthy", "watch", "freeze", "exhausted")
