@@ -1,0 +1,154 @@
+"""`agent-slo validate`: check specs (and their scenario files), then explain each SLO in numbers.
+
+For every SLO and objective it prints the error budget per period, what that means in events at a
+given daily volume, and each burn-rate tier's error-ratio threshold and time to fire on a full
+outage, saying when a tier had to be capped because the objective is too low for its factor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from agentslo import burn
+from agentslo.durations import humanize, parse_duration
+from agentslo.spec import Spec, SpecError, load_specs
+
+DEFAULT_VOLUME_PER_DAY = 10_000
+# What one event of each SLI kind is, for sentences like "allows 400 bad tasks/day".
+UNIT: dict[str, str] = {
+    "task": "tasks",
+    "tool_calls": "tool calls",
+    "judge": "judged sessions",
+    "cost": "tasks",
+    "escalation": "escalation decisions",
+    "connection": "connections",
+    "synthetic": "probe runs",
+    "promql": "events",
+}
+LATENCY_UNIT = {"task": "tasks", "turn": "turns", "first_response": "first responses", "tool_turn": "tool turns"}
+
+
+def _volume(text: str) -> float:
+    m = re.fullmatch(r"\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*(?:/\s*(day|d|hour|h))?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a volume: use events per day such as 10000 or 10000/day")
+    value = float(m.group(1).replace(",", "").replace("_", ""))
+    return value * 24 if m.group(2) in ("hour", "h") else value
+
+
+def _n(x: float) -> str:
+    """Event counts for people: whole numbers with separators, small ones with one decimal."""
+    return f"{x:,.0f}" if x >= 10 or x == int(x) else f"{x:,.1f}"
+
+
+def _pct(x: float) -> str:
+    return f"{x:.6g}%"
+
+
+def unit_of(spec: Spec, slo: str) -> str:
+    sli = spec.slos[slo].sli
+    if sli.latency is not None:
+        return LATENCY_UNIT[sli.latency.of]
+    return UNIT[sli.kind]
+
+
+def explain_slo(spec: Spec, slo: str, volume_per_day: float) -> list[str]:
+    """Sentences explaining one SLO: objective per flow group, budget, events, tiers."""
+    s = spec.slos[slo]
+    period = spec.period_of(slo)
+    days = spec.period_seconds(slo) / 86400
+    owner = s.owner
+    lines = [f"  {slo}  ({s.sli.kind} SLI, owner {owner}, period {period})"]
+    by_objective: dict[float, list[str]] = {}
+    for flow in spec.flows_of(slo):
+        by_objective.setdefault(spec.objective_for(slo, flow), []).append(flow)
+    unit = unit_of(spec, slo)
+    for objective, flows in sorted(by_objective.items()):
+        budget = 100 - objective
+        source = " (auto, from the flows' risk tier)" if s.objective == "auto" else ""
+        lines.append(f"    flows {', '.join(flows)}: objective {_pct(objective)}{source}")
+        lines.append(
+            f"      error budget {_pct(budget)} of {unit} over {period}: "
+            f"{humanize(budget / 100 * days * 86400)} of full outage at steady traffic"
+        )
+        per_day = burn.allowed_bad(objective, volume_per_day)
+        lines.append(
+            f"      at {_n(volume_per_day)} {unit}/day, {_pct(objective)} allows {_n(per_day)} bad {unit}/day, "
+            f"{_n(per_day * days)} per {period}"
+        )
+        alerting = spec.alerting_for(slo)
+        for tier in burn.tiers(spec, slo, objective):
+            line = (
+                f"      {tier.name:<11} ({tier.severity}, {tier.long}/{tier.short} windows, burn > {tier.factor:g}x): "
+                f"error ratio > {_pct(round(tier.error_ratio * 100, 6))}; a full outage fires after "
+                f"{humanize(tier.time_to_fire_full_outage)}"
+            )
+            if tier.capped:
+                line += (
+                    f" [capped: {tier.factor:g} x {_pct(budget)} would need more than "
+                    f"{_pct(alerting.max_error_ratio * 100)} errors, so this tier fires at "
+                    f"{_pct(alerting.max_error_ratio * 100)} instead of never]"
+                )
+            lines.append(line)
+        if alerting.min_events > 1:
+            lines.append(f"      burn alerts need at least {alerting.min_events} events in the long window")
+        if alerting.any_bad:
+            lines.append(f"      any counted bad event raises a {alerting.any_bad} (rare-event SLO)")
+    return lines
+
+
+def explain(spec: Spec, volume_per_day: float) -> str:
+    out = [f"{spec.source}: agent {spec.agent}: {len(spec.slos)} SLOs over {len(spec.flows)} flows, OK"]
+    for slo in spec.slos:
+        out.extend(explain_slo(spec, slo, volume_per_day))
+    governing = ", ".join(spec.governing_slos())
+    out.append(
+        f"  autonomy: governed by {governing}; warning at 1h burn >= {spec.autonomy.warning_burn:g}, critical at "
+        f">= {spec.autonomy.critical_burn:g}; when Prometheus is unreachable: {spec.autonomy.fail_safe}"
+    )
+    if spec.synthetic is not None:
+        out.append(f"  synthetic: every {spec.synthetic.interval} ({parse_duration(spec.synthetic.interval)} s)")
+    return "\n".join(out)
+
+
+def _scenario_loader() -> Callable[[Spec], list[Any]] | None:
+    try:
+        module = importlib.import_module("agentslo.scenario")
+    except ModuleNotFoundError:
+        return None
+    loader: Callable[[Spec], list[Any]] = module.load_scenarios
+    return loader
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("specs", nargs="+", metavar="SPEC", help="SLO spec files (one agent each)")
+    parser.add_argument(
+        "--volume", type=_volume, default=DEFAULT_VOLUME_PER_DAY, metavar="N/day",
+        help=f"daily event volume for the budget arithmetic (default {DEFAULT_VOLUME_PER_DAY:,})",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only report problems")
+
+
+def run(args: argparse.Namespace) -> int:
+    specs = load_specs(args.specs)
+    problems = []
+    scenario_counts: dict[str, int] = {}
+    load_scenarios = _scenario_loader()
+    for spec in specs:
+        if spec.synthetic is not None and load_scenarios is not None:
+            try:
+                scenario_counts[spec.agent] = len(load_scenarios(spec))
+            except SpecError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
+    if not args.quiet:
+        for spec in specs:
+            print(explain(spec, args.volume))
+            if spec.agent in scenario_counts:
+                print(f"  scenarios: {scenario_counts[spec.agent]} loaded and valid")
+    return 0
