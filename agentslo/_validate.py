@@ -76,6 +76,10 @@ def _message(err: Any) -> str:
         close = difflib.get_close_matches(key, _VOCABULARY, n=1, cutoff=0.75)
         hint = f"; did you mean `{close[0]}`?" if close else ""
         return f"unknown key `{key}`{hint}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        ctx = err.get("ctx", {})
+        got = f" (got {ctx['tag']!r})" if "tag" in ctx else ""
+        return f"`{ctx.get('discriminator', 'type').strip(chr(39))}` must be one of {ctx.get('expected_tags', '')}{got}"
     if kind == "missing":
         return f"`{loc[-1]}` is required"
     if kind == "literal_error":
@@ -156,6 +160,8 @@ def parse_spec(text: str, file: str = "<spec>") -> m.Spec:
             progressed = False
             for err in exc.errors():
                 loc = _clean_loc(err["loc"])
+                if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                    loc = (*loc, "type")
                 add(loc, _message(err))
                 progressed = _prune(work, loc, pruned) or progressed
             if not progressed:
