@@ -129,3 +129,10 @@ AUTONOMY_ACTIONS: Final = {
     "exhausted": (),
 }
 RELEASE_STATES: Final = ("healthy", "watch", "freeze", "exhausted")
+
+# --- label values and built-in series the dashboards (and others) select on ---
+TOOL_OK: Final = "ok"  # the one good `outcome` of agent_slo_tool_calls_total
+# `outcome` of agent_slo_synthetic_runs_total: a scenario run passed or failed its assertions.
+SYNTHETIC_PASSED: Final = "passed"
+SYNTHETIC_FAILED: Final = "failed"
+PROMETHEUS_ALERTS: Final = "ALERTS"  # Prometheus' own series of pending/firing alerts
