@@ -79,7 +79,7 @@ def prometheus_config(
         scrape_configs.append(
             {
                 "job_name": job,
-                # honor_labels: the exporter's `agent`/`flow` labels are the SLO's identity; never rename them.
+                # honor_labels: the exporter's agent/flow labels are the SLO's identity; never rename them.
                 "honor_labels": True,
                 "static_configs": [{"targets": list(targets)}],
             }
@@ -91,7 +91,9 @@ def prometheus_config(
         "scrape_configs": scrape_configs,
     }
     if alertmanager_targets:
-        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanager_targets)}]}]}
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": list(alertmanager_targets)}]}]
+        }
     return config
 
 

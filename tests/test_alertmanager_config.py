@@ -33,14 +33,26 @@ def config_file(spec, tmp_path: Path) -> Path:
 
 def route_for(config_file: Path, **labels: str) -> str:
     out = subprocess.run(
-        [AMTOOL, "config", "routes", "test", f"--config.file={config_file}", *(f"{k}={v}" for k, v in labels.items())],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            AMTOOL,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={config_file}",
+            *(f"{k}={v}" for k, v in labels.items()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     return out.stdout.strip()
 
 
 def test_amtool_check_config_accepts_the_generated_config(config_file: Path) -> None:
-    out = subprocess.run([AMTOOL, "check-config", str(config_file)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [AMTOOL, "check-config", str(config_file)], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
 
@@ -57,7 +69,9 @@ def test_amtool_check_config_accepts_the_generated_config(config_file: Path) -> 
         ({"agent": "someone-else", "team": "platform", "severity": "critical"}, configs.DEFAULT_RECEIVER),
     ],
 )
-def test_routes_follow_agent_owner_labels_and_severity(config_file: Path, labels: dict, receiver: str) -> None:
+def test_routes_follow_agent_owner_labels_and_severity(
+    config_file: Path, labels: dict, receiver: str
+) -> None:
     assert route_for(config_file, **labels) == receiver
 
 
@@ -71,8 +85,13 @@ def test_every_owner_used_by_an_slo_has_page_and_ticket_receivers(spec) -> None:
 def _alert(slo: str, tier: str, severity: str, team: str = "cx-product", flow: str = "refund") -> dict:
     return {
         "labels": {
-            "alertname": names.ALERT_BURN_RATE, names.L_AGENT: "cx-support", names.L_SLO: slo,
-            names.L_FLOW: flow, names.L_BURN_TIER: tier, names.L_SEVERITY: severity, "team": team,
+            "alertname": names.ALERT_BURN_RATE,
+            names.L_AGENT: "cx-support",
+            names.L_SLO: slo,
+            names.L_FLOW: flow,
+            names.L_BURN_TIER: tier,
+            names.L_SEVERITY: severity,
+            "team": team,
         },
         "annotations": {"summary": f"{slo} is burning its error budget ({tier})."},
     }
@@ -88,7 +107,9 @@ def test_real_alertmanager_delivers_pages_and_inhibits_the_same_slos_tickets(spe
             alerts = [
                 _alert("task-success", "page_fast", "critical"),
                 _alert("task-success", "ticket_fast", "warning"),  # same SLO and flow: inhibited
-                _alert("task-success", "ticket_slow", "warning", flow="order-status"),  # other flow: delivered
+                _alert(
+                    "task-success", "ticket_slow", "warning", flow="order-status"
+                ),  # other flow: delivered
                 _alert("e2e-latency", "ticket_fast", "warning", team="platform"),  # other SLO: delivered
             ]
             status, body = http_post_json(am.url + "/api/v2/alerts", alerts)
@@ -96,7 +117,8 @@ def test_real_alertmanager_delivers_pages_and_inhibits_the_same_slos_tickets(spe
 
             def got(slo: str, tier: str, flow: str = "refund"):
                 return lambda path, a: (
-                    a["labels"].get("slo") == slo and a["labels"].get("burn_tier") == tier
+                    a["labels"].get("slo") == slo
+                    and a["labels"].get("burn_tier") == tier
                     and a["labels"].get("flow") == flow
                 )
 
@@ -112,8 +134,11 @@ def test_real_alertmanager_delivers_pages_and_inhibits_the_same_slos_tickets(spe
 
             # Give Alertmanager two more group intervals to (not) send the inhibited ticket.
             time.sleep(4)
-            assert not [a for _, a in sink.alerts() if a["labels"].get("burn_tier") == "ticket_fast"
-                        and a["labels"].get("slo") == "task-success"]
+            assert not [
+                a
+                for _, a in sink.alerts()
+                if a["labels"].get("burn_tier") == "ticket_fast" and a["labels"].get("slo") == "task-success"
+            ]
             status, body = http_get(am.url + "/api/v2/alerts?filter=burn_tier%3D%22ticket_fast%22")
             states = {a["labels"]["slo"]: a["status"] for a in json.loads(body)}
             assert states["task-success"]["state"] == "suppressed"
