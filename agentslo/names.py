@@ -136,3 +136,10 @@ TOOL_OK: Final = "ok"  # the one good `outcome` of agent_slo_tool_calls_total
 SYNTHETIC_PASSED: Final = "passed"
 SYNTHETIC_FAILED: Final = "failed"
 PROMETHEUS_ALERTS: Final = "ALERTS"  # Prometheus' own series of pending/firing alerts
+# --- exporter additions ---
+# Tool call latency by tool (the `latency_s` of `tool_call` events); grows the contract, renames nothing.
+TOOL_CALL_LATENCY_SECONDS: Final = "agent_slo_tool_call_latency_seconds"
+L_LABEL: Final = "label"  # agent_slo_label_folded_total: which label had a value folded into `other`
+# `result` of agent_slo_ingest_events_total.
+INGEST_ACCEPTED: Final = "accepted"
+INGEST_REJECTED: Final = "rejected"
