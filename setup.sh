@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up agent-slo on a Debian/Ubuntu machine: the real servers the demo and the tests use
+# (Prometheus + promtool, Alertmanager + amtool, VictoriaMetrics + vmalert, docker-compose for the
+# offline compose check) from apt, and the Python package with its dev tools into ./.venv.
+# Idempotent: a second run installs nothing new. AGENT_SLO_SKIP_APT=1 skips the apt step.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+declare -A BINARY_OF=(
+  [prometheus]=promtool
+  [prometheus-alertmanager]=amtool
+  [victoria-metrics]=vmalert
+  [docker-compose]=docker-compose
+)
+missing=()
+for pkg in "${!BINARY_OF[@]}"; do
+  command -v "${BINARY_OF[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
+done
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+
+if [ "${#missing[@]}" -gt 0 ] && [ "${AGENT_SLO_SKIP_APT:-0}" != 1 ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]} with apt"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+  else
+    echo "setup: no apt-get here; install ${missing[*]} yourself (the demo runs without them and says what it skipped)"
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+echo "setup: ready (.venv/bin/agent-slo)"
