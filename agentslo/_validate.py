@@ -22,7 +22,11 @@ from agentslo._yamlmap import line_for, load_with_lines
 
 _NAMED = ("flows", "owners", "judges", "slos")
 _REQUIRED_PLACEHOLDERS: dict[str, Any] = {
-    "version": m.VERSION, "agent": "unnamed", "owners": {}, "flows": {}, "slos": {},
+    "version": m.VERSION,
+    "agent": "unnamed",
+    "owners": {},
+    "flows": {},
+    "slos": {},
 }
 
 
@@ -66,7 +70,7 @@ def _dotted(path: Iterable[str | int]) -> str:
 
 
 def _message(err: Any) -> str:
-    kind, loc, msg = err["type"], err["loc"], err["msg"]
+    kind, loc, msg = err["type"], err["loc"], str(err["msg"])
     if kind == "extra_forbidden":
         key = str(loc[-1])
         if len(loc) >= 2 and loc[-2] == "sli":
@@ -79,7 +83,8 @@ def _message(err: Any) -> str:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         ctx = err.get("ctx", {})
         got = f" (got {ctx['tag']!r})" if "tag" in ctx else ""
-        return f"`{ctx.get('discriminator', 'type').strip(chr(39))}` must be one of {ctx.get('expected_tags', '')}{got}"
+        key = ctx.get("discriminator", "type").strip("'")
+        return f"`{key}` must be one of {ctx.get('expected_tags', '')}{got}"
     if kind == "missing":
         return f"`{loc[-1]}` is required"
     if kind == "literal_error":
@@ -133,10 +138,14 @@ def parse_spec(text: str, file: str = "<spec>") -> m.Spec:
     data, lines, yaml_problems = load_with_lines(text)
     problems = [Problem(file, p.line, _dotted(p.path), p.message) for p in yaml_problems]
     if data is None and not yaml_problems:
-        raise SpecError([Problem(file, 1, "", "the file is empty; a spec starts with `version: agent-slo/v1`")])
+        raise SpecError(
+            [Problem(file, 1, "", "the file is empty; a spec starts with `version: agent-slo/v1`")]
+        )
     if not isinstance(data, dict):
         if not yaml_problems:
-            problems.append(Problem(file, 1, "", "a spec must be a mapping of keys such as version, agent, flows, slos"))
+            problems.append(
+                Problem(file, 1, "", "a spec must be a mapping of keys such as version, agent, flows, slos")
+            )
         raise SpecError(problems)
 
     def add(path: KeyPath, message: str) -> None:
@@ -185,7 +194,11 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
         for i, value in enumerate([values] if isinstance(values, str) else values or ()):
             if value not in known:
                 close = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
-                hint = f"; did you mean `{close[0]}`?" if close else f"; declared: {', '.join(sorted(known)) or 'none'}"
+                hint = (
+                    f"; did you mean `{close[0]}`?"
+                    if close
+                    else f"; declared: {', '.join(sorted(known)) or 'none'}"
+                )
                 out.append((path if single else (*path, i), f"{what} `{value}` is not declared{hint}"))
 
     for name, judge in spec.judges.items():
@@ -201,20 +214,36 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
             refs((*base, "sli", "judge"), slo.sli.judge or "", judges, "judge")
         if kind == "tool_calls" and slo.sli.tool_calls and slo.sli.tool_calls.tools:
             refs((*base, "sli", "tool_calls", "tools"), slo.sli.tool_calls.tools, set(spec.tools), "tool")
-        judge = spec.judges.get(slo.sli.judge or "")
-        if judge is not None and judge.flows is not None and slo.flows is not None:
+        slo_judge = spec.judges.get(slo.sli.judge or "")
+        if slo_judge is not None and slo_judge.flows is not None and slo.flows is not None:
             for i, flow in enumerate(slo.flows):
-                if flow not in judge.flows:
+                if flow not in slo_judge.flows:
                     out.append(((*base, "flows", i), f"judge `{slo.sli.judge}` does not judge flow `{flow}`"))
         if slo.objective == "auto":
             if kind not in ("task", "judge"):
-                out.append(((*base, "objective"), f"`auto` is only for task and judge SLIs; a {kind} SLI needs a number"))
+                out.append(
+                    (
+                        (*base, "objective"),
+                        f"`auto` is only for task and judge SLIs; a {kind} SLI needs a number",
+                    )
+                )
             elif not (slo.flows and set(slo.flows) - flows):
                 for flow in spec.flows_of(name):
                     if flow in spec.flows and spec.flows[flow].risk is None:
-                        out.append(((*base, "objective"), f"`auto` needs a risk tier on flow `{flow}` (risk: faq, account, billing or medical)"))
+                        out.append(
+                            (
+                                (*base, "objective"),
+                                f"`auto` needs a risk tier on flow `{flow}` "
+                                "(risk: faq, account, billing or medical)",
+                            )
+                        )
         if kind == "synthetic" and spec.synthetic is None:
-            out.append(((*base, "sli"), "a synthetic SLI needs a top-level `synthetic:` section (target and scenarios)"))
+            out.append(
+                (
+                    (*base, "sli"),
+                    "a synthetic SLI needs a top-level `synthetic:` section (target and scenarios)",
+                )
+            )
     refs(("autonomy", "governed_by"), spec.autonomy.governed_by, slos, "SLO")
     refs(("release_gate", "slos"), spec.release_gate.slos, slos, "SLO")
     for kind_name, kind_slos in spec.release_gate.change_kinds.items():
@@ -223,7 +252,12 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
     if spec.burn_rates is not None:
         missing = [t for t in m.BURN_TIER_NAMES if t not in spec.burn_rates]
         if missing:
-            out.append((("burn_rates",), f"a custom burn-rate catalog must define every tier; missing {', '.join(missing)}"))
+            out.append(
+                (
+                    ("burn_rates",),
+                    f"a custom burn-rate catalog must define every tier; missing {', '.join(missing)}",
+                )
+            )
     if (alloc := spec.budget_allocation) is not None:
         e2e = float(alloc.end_to_end) if alloc.end_to_end != "auto" else None
         if e2e is None:
@@ -232,14 +266,17 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
         for tier_name, tier in alloc.tiers.items():
             refs(("budget_allocation", "tiers", tier_name, "slos"), tier.slos, slos, "SLO")
             if tier.objective == "auto":
-                out.append((("budget_allocation", "tiers", tier_name, "objective"), "a budget tier needs a number"))
+                out.append(
+                    (("budget_allocation", "tiers", tier_name, "objective"), "a budget tier needs a number")
+                )
             else:
                 spent += 100 - float(tier.objective)
         if e2e is not None and spent > (100 - e2e) + 1e-9:
             out.append(
                 (
                     ("budget_allocation", "tiers"),
-                    f"the tiers spend {spent:.4g}% of errors but the end-to-end objective {e2e:g}% allows only "
+                    f"the tiers spend {spent:.4g}% of errors but the end-to-end objective "
+                    f"{e2e:g}% allows only "
                     f"{100 - e2e:.4g}%; raise the tier objectives or lower the end-to-end one",
                 )
             )
@@ -268,7 +305,11 @@ def load_specs(paths: Sequence[str | Path]) -> list[m.Spec]:
             problems.extend(exc.problems)
             continue
         if spec.agent in seen:
-            problems.append(Problem(str(path), 1, "agent", f"agent `{spec.agent}` is already defined in {seen[spec.agent]}"))
+            problems.append(
+                Problem(
+                    str(path), 1, "agent", f"agent `{spec.agent}` is already defined in {seen[spec.agent]}"
+                )
+            )
             continue
         seen[spec.agent] = str(path)
         specs.append(spec)

@@ -38,8 +38,10 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int], list[YamlProblem]]
                 out: dict[Any, Any] = {}
                 for key_node, value_node in n.value:
                     key = loader.construct_object(key_node, deep=True)
-                    if not isinstance(key, str | int | float | bool) or key is None:
-                        problems.append(YamlProblem(path, key_node.start_mark.line + 1, "keys must be plain scalars"))
+                    if not isinstance(key, str | int) or isinstance(key, bool):
+                        problems.append(
+                            YamlProblem(path, key_node.start_mark.line + 1, "keys must be text")
+                        )
                         continue
                     if key in out:
                         problems.append(

@@ -36,7 +36,12 @@ CATALOGS: Final[dict[int, dict[str, tuple[str, str, float]]]] = {
         "ticket_slow": ("3d", "6h", 0.98),
     },
 }
-SEVERITY: Final = {"page_fast": "critical", "page_slow": "critical", "ticket_fast": "warning", "ticket_slow": "warning"}
+SEVERITY: Final = {
+    "page_fast": "critical",
+    "page_slow": "critical",
+    "ticket_fast": "warning",
+    "ticket_slow": "warning",
+}
 PAGE_TIERS: Final = ("page_fast", "page_slow")
 TICKET_TIERS: Final = ("ticket_fast", "ticket_slow")
 
@@ -82,11 +87,13 @@ def tiers(spec: Spec, slo: str, objective_percent: float) -> list[Tier]:
     budget = 1 - objective_percent / 100
     out = []
     for name, (long, short, factor) in catalog(spec, spec.period_seconds(slo)).items():
-        if name in PAGE_TIERS and not alerting.page or name in TICKET_TIERS and not alerting.ticket:
+        if (name in PAGE_TIERS and not alerting.page) or (name in TICKET_TIERS and not alerting.ticket):
             continue
         ratio = factor * budget
         capped = ratio >= alerting.max_error_ratio
-        out.append(Tier(name, long, short, factor, SEVERITY[name], min(ratio, alerting.max_error_ratio), capped))
+        out.append(
+            Tier(name, long, short, factor, SEVERITY[name], min(ratio, alerting.max_error_ratio), capped)
+        )
     return out
 
 

@@ -20,7 +20,10 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 # subcommand → (module owning it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("agentslo.explain", "check specs and scenarios; explain objectives, budgets and alert tiers"),
+    "validate": (
+        "agentslo.explain",
+        "check specs and scenarios; explain objectives, budgets and alert tiers",
+    ),
     "rules": ("rules.command", "generate Prometheus recording and alerting rules"),
     "dashboards": ("dashboards.command", "generate Grafana dashboards (grafanalib)"),
     "build": ("bundle.build", "rules + promtool tests + dashboards + Prometheus/Alertmanager/Grafana config"),
@@ -34,7 +37,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _parser(modules: dict[str, Any]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agent-slo", description="SLOs, error budgets and burn-rate alerts for AI agents.")
+    parser = argparse.ArgumentParser(
+        prog="agent-slo", description="SLOs, error budgets and burn-rate alerts for AI agents."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

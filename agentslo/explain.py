@@ -29,13 +29,20 @@ UNIT: dict[str, str] = {
     "synthetic": "probe runs",
     "promql": "events",
 }
-LATENCY_UNIT = {"task": "tasks", "turn": "turns", "first_response": "first responses", "tool_turn": "tool turns"}
+LATENCY_UNIT = {
+    "task": "tasks",
+    "turn": "turns",
+    "first_response": "first responses",
+    "tool_turn": "tool turns",
+}
 
 
 def _volume(text: str) -> float:
     m = re.fullmatch(r"\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*(?:/\s*(day|d|hour|h))?\s*", text)
     if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a volume: use events per day such as 10000 or 10000/day")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a volume: use events per day such as 10000 or 10000/day"
+        )
     value = float(m.group(1).replace(",", "").replace("_", ""))
     return value * 24 if m.group(2) in ("hour", "h") else value
 
@@ -77,13 +84,15 @@ def explain_slo(spec: Spec, slo: str, volume_per_day: float) -> list[str]:
         )
         per_day = burn.allowed_bad(objective, volume_per_day)
         lines.append(
-            f"      at {_n(volume_per_day)} {unit}/day, {_pct(objective)} allows {_n(per_day)} bad {unit}/day, "
+            f"      at {_n(volume_per_day)} {unit}/day, {_pct(objective)} allows "
+            f"{_n(per_day)} bad {unit}/day, "
             f"{_n(per_day * days)} per {period}"
         )
         alerting = spec.alerting_for(slo)
         for tier in burn.tiers(spec, slo, objective):
             line = (
-                f"      {tier.name:<11} ({tier.severity}, {tier.long}/{tier.short} windows, burn > {tier.factor:g}x): "
+                f"      {tier.name:<11} ({tier.severity}, {tier.long}/{tier.short} windows, "
+                f"burn > {tier.factor:g}x): "
                 f"error ratio > {_pct(round(tier.error_ratio * 100, 6))}; a full outage fires after "
                 f"{humanize(tier.time_to_fire_full_outage)}"
             )
@@ -107,11 +116,14 @@ def explain(spec: Spec, volume_per_day: float) -> str:
         out.extend(explain_slo(spec, slo, volume_per_day))
     governing = ", ".join(spec.governing_slos())
     out.append(
-        f"  autonomy: governed by {governing}; warning at 1h burn >= {spec.autonomy.warning_burn:g}, critical at "
+        f"  autonomy: governed by {governing}; warning at 1h burn >= "
+        f"{spec.autonomy.warning_burn:g}, critical at "
         f">= {spec.autonomy.critical_burn:g}; when Prometheus is unreachable: {spec.autonomy.fail_safe}"
     )
     if spec.synthetic is not None:
-        out.append(f"  synthetic: every {spec.synthetic.interval} ({parse_duration(spec.synthetic.interval)} s)")
+        out.append(
+            f"  synthetic: every {spec.synthetic.interval} ({parse_duration(spec.synthetic.interval)} s)"
+        )
     return "\n".join(out)
 
 
@@ -127,7 +139,10 @@ def _scenario_loader() -> Callable[[Spec], list[Any]] | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="SLO spec files (one agent each)")
     parser.add_argument(
-        "--volume", type=_volume, default=DEFAULT_VOLUME_PER_DAY, metavar="N/day",
+        "--volume",
+        type=_volume,
+        default=DEFAULT_VOLUME_PER_DAY,
+        metavar="N/day",
         help=f"daily event volume for the budget arithmetic (default {DEFAULT_VOLUME_PER_DAY:,})",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only report problems")

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TextIO
 
 
-def write_or_check(files: Mapping[str, str], outdir: str | Path, check: bool, out: TextIO = sys.stdout) -> int:
+def write_or_check(
+    files: Mapping[str, str], outdir: str | Path, check: bool, out: TextIO = sys.stdout
+) -> int:
     """Write `files` (relative path → content) under `outdir`; with `check`, write nothing and
     return 1 when any file is missing or differs (printing a short diff), else 0."""
     root = Path(outdir)
@@ -24,8 +26,12 @@ def write_or_check(files: Mapping[str, str], outdir: str | Path, check: bool, ou
                     print(f"missing: {path}", file=out)
                 else:
                     diff = difflib.unified_diff(
-                        current.splitlines(), content.splitlines(), f"{path} (on disk)", f"{path} (generated)",
-                        lineterm="", n=1,
+                        current.splitlines(),
+                        content.splitlines(),
+                        f"{path} (on disk)",
+                        f"{path} (generated)",
+                        lineterm="",
+                        n=1,
                     )
                     print("\n".join(list(diff)[:40]), file=out)
             continue

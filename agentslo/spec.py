@@ -42,7 +42,17 @@ TIER_OBJECTIVES: Mapping[str, Mapping[str, float]] = {
     "billing": {"task": 97.0, "judge": 99.0},
     "medical": {"task": 98.0, "judge": 99.5},
 }
-SLI_KINDS = ("task", "tool_calls", "judge", "latency", "cost", "escalation", "connection", "synthetic", "promql")
+SLI_KINDS = (
+    "task",
+    "tool_calls",
+    "judge",
+    "latency",
+    "cost",
+    "escalation",
+    "connection",
+    "synthetic",
+    "promql",
+)
 BUILTIN_EXCLUSIONS = ("synthetic",)
 BURN_TIER_NAMES = ("page_fast", "page_slow", "ticket_fast", "ticket_slow")
 
@@ -61,7 +71,9 @@ def _name(value: str) -> str:
 
 def _label_name(value: str) -> str:
     if not _LABEL_RE.match(value):
-        raise ValueError(f"{value!r} is not a Prometheus label name (letters, digits, '_'; not starting with a digit)")
+        raise ValueError(
+            f"{value!r} is not a Prometheus label name (letters, digits, '_'; not starting with a digit)"
+        )
     if value in names.RESERVED_LABELS or value.startswith("__"):
         raise ValueError(f"label {value!r} is set by agent-slo itself; choose another name")
     return value
@@ -69,7 +81,9 @@ def _label_name(value: str) -> str:
 
 def _duration(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a Prometheus duration: use a whole number and a unit, such as 5m or 30d")
+        raise ValueError(
+            f"{value!r} is not a Prometheus duration: use a whole number and a unit, such as 5m or 30d"
+        )
     parse_duration(value)
     return value
 
@@ -96,7 +110,9 @@ def _objective(value: Any) -> Any:
     except (TypeError, ValueError):
         number = None
     if number is None or not 0 < number < 100:
-        raise ValueError(f"objective {value!r} must be a percentage strictly between 0 and 100 (such as 99.5), or auto")
+        raise ValueError(
+            f"objective {value!r} must be a percentage strictly between 0 and 100 (such as 99.5), or auto"
+        )
     return number
 
 
@@ -123,7 +139,9 @@ Duration = Annotated[str, BeforeValidator(_duration), WithJsonSchema(_DURATION_S
 Seconds = Annotated[float, BeforeValidator(parse_threshold_seconds), WithJsonSchema(_SECONDS_SCHEMA)]
 Regex = Annotated[str, AfterValidator(_regex)]
 Version = Annotated[
-    str, BeforeValidator(_version), Field(min_length=1, max_length=63),
+    str,
+    BeforeValidator(_version),
+    Field(min_length=1, max_length=63),
     WithJsonSchema({"type": ["string", "number"]}),
 ]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -192,7 +210,10 @@ class RuleJudge(Model):
     @model_validator(mode="after")
     def _has_a_check(self) -> RuleJudge:
         if not (
-            self.fail_if_matches or self.pass_if_matches or self.fail_if_contains or self.require_contains
+            self.fail_if_matches
+            or self.pass_if_matches
+            or self.fail_if_contains
+            or self.require_contains
             or self.json_fields
         ):
             raise ValueError(
@@ -227,7 +248,9 @@ class SyntheticSLI(Model):
 
 
 class PromqlSLI(Model):
-    """Escape hatch: raw PromQL. Give `total` and exactly one of `good` or `bad`; `[$window]` is substituted."""
+    """Escape hatch: raw PromQL. Give `total` and exactly one of `good` or `bad`.
+
+    Each expression holds a `[$window]` range selector, substituted per recorded window."""
 
     total: str = Field(min_length=1)
     good: str | None = None
@@ -281,7 +304,9 @@ class BurnTier(Model):
     @model_validator(mode="after")
     def _short_below_long(self) -> BurnTier:
         if parse_duration(self.short) >= parse_duration(self.long):
-            raise ValueError(f"the short window {self.short} must be shorter than the long window {self.long}")
+            raise ValueError(
+                f"the short window {self.short} must be shorter than the long window {self.long}"
+            )
         return self
 
 

@@ -40,7 +40,8 @@ def test_validate_explains_tiers_and_caps(tmp_path: Path, capsys: pytest.Capture
     assert main(["validate", str(path), "--volume", "10000"]) == 0
     out = capsys.readouterr().out
     assert "at 10,000 tasks/day, 96% allows 400 bad tasks/day, 12,000 per 30d" in out
-    # 99.9%: page_fast fires at 14.4 × 0.1% = 1.44% errors; a full outage crosses that after 0.0144 h = 51.8 s.
+    # 99.9%: page_fast fires at 14.4 × 0.1% = 1.44% errors;
+    # a full outage crosses that after 0.0144 h = 51.8 s.
     assert "error ratio > 1.44%; a full outage fires after 51.8 s" in out
     # 90%: 14.4 × 10% = 144% can never happen, so the tier is capped at 50% and says so.
     assert "capped: 14.4 x 10% would need more than 50% errors" in out
@@ -63,7 +64,9 @@ def test_other_periods_scale_the_30d_windows() -> None:
 
 def test_validate_exits_2_and_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(SPEC.replace("objective: 99.9", "objective: 100").replace("objective: 96", "objectiv: 96"))
+    path.write_text(
+        SPEC.replace("objective: 99.9", "objective: 100").replace("objective: 96", "objectiv: 96")
+    )
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:6: slos.tight.objective:" in err

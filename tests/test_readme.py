@@ -13,7 +13,9 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def test_key_reference_is_generated_from_the_models() -> None:
     section = README.split("<!-- reference:start -->\n", 1)[1].split("<!-- reference:end -->", 1)[0]
-    assert section == reference_markdown(), "regenerate the README reference with: agent-slo schema --markdown"
+    assert section == reference_markdown(), (
+        "regenerate the README reference with: agent-slo schema --markdown"
+    )
 
 
 def test_ci_runs_the_readme_test_command_exactly() -> None:

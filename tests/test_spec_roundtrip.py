@@ -27,8 +27,11 @@ def sli_strategy(judges: list[str]) -> st.SearchStrategy[dict[str, Any]]:
         st.just({"escalation": {}}),
         st.just({"connection": {}}),
         st.just({"tool_calls": {}}),
-        st.builds(lambda of, under: {"latency": {"of": of, "under": under}},
-                  st.sampled_from(["task", "turn", "first_response", "tool_turn"]), thresholds),
+        st.builds(
+            lambda of, under: {"latency": {"of": of, "under": under}},
+            st.sampled_from(["task", "turn", "first_response", "tool_turn"]),
+            thresholds,
+        ),
         st.builds(lambda usd: {"cost": {"under_usd": usd}}, st.floats(0.001, 10).map(lambda x: round(x, 4))),
     ]
     if judges:
@@ -38,19 +41,58 @@ def sli_strategy(judges: list[str]) -> st.SearchStrategy[dict[str, Any]]:
 
 @st.composite
 def specs(draw: st.DrawFn) -> dict[str, Any]:
-    flows = draw(st.dictionaries(names, st.one_of(st.just({}), st.builds(
-        lambda r: {"risk": r}, st.sampled_from(["faq", "account", "billing", "medical"]))), min_size=1, max_size=4))
+    flows = draw(
+        st.dictionaries(
+            names,
+            st.one_of(
+                st.just({}),
+                st.builds(lambda r: {"risk": r}, st.sampled_from(["faq", "account", "billing", "medical"])),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
     owners = draw(st.dictionaries(names, st.just({"team": "t"}), min_size=1, max_size=3))
-    judges = draw(st.dictionaries(names, st.one_of(
-        st.builds(lambda th, sr: {"type": "llm", "model": "m", "version": "1", "rubric": "r",
-                                  "pass_threshold": th, "sample_rate": sr},
-                  st.floats(0, 1).map(lambda x: round(x, 3)), st.floats(0, 1).map(lambda x: round(x, 3))),
-        st.just({"type": "rule", "version": "2", "fail_if_contains": ["3-5 business days"]}),
-    ), max_size=3))
-    slos = draw(st.dictionaries(names, st.builds(
-        lambda sli, obj, owner, period: {"sli": sli, "objective": obj, "owner": owner, **({"period": period} if period else {})},
-        sli_strategy(list(judges)), objectives, st.sampled_from(list(owners)), st.one_of(st.none(), durations),
-    ), min_size=1, max_size=6))
+    judges = draw(
+        st.dictionaries(
+            names,
+            st.one_of(
+                st.builds(
+                    lambda th, sr: {
+                        "type": "llm",
+                        "model": "m",
+                        "version": "1",
+                        "rubric": "r",
+                        "pass_threshold": th,
+                        "sample_rate": sr,
+                    },
+                    st.floats(0, 1).map(lambda x: round(x, 3)),
+                    st.floats(0, 1).map(lambda x: round(x, 3)),
+                ),
+                st.just({"type": "rule", "version": "2", "fail_if_contains": ["3-5 business days"]}),
+            ),
+            max_size=3,
+        )
+    )
+    slos = draw(
+        st.dictionaries(
+            names,
+            st.builds(
+                lambda sli, obj, owner, period: {
+                    "sli": sli,
+                    "objective": obj,
+                    "owner": owner,
+                    **({"period": period} if period else {}),
+                },
+                sli_strategy(list(judges)),
+                objectives,
+                st.sampled_from(list(owners)),
+                st.one_of(st.none(), durations),
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
     return {
         "version": "agent-slo/v1",
         "agent": draw(names),
