@@ -1,0 +1,106 @@
+"""Rule judges: each kind of check, `applies_to`, and the spec's refund-policy example."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentslo.judges import JudgeInput, run_judge
+from agentslo.judges.rule import evaluate
+from agentslo.spec import RuleJudge, load_spec
+
+
+def rule(**checks: Any) -> RuleJudge:
+    return RuleJudge.model_validate({"type": "rule", "version": "1"} | checks)
+
+
+def case(
+    output: str, *, tool_output: Any = None, user: str = "hi", context: tuple[str, ...] = ()
+) -> JudgeInput:
+    calls = [] if tool_output is None else [{"tool": "get_order", "input": {}, "output": tool_output}]
+    return JudgeInput(
+        "s",
+        "cx-support",
+        "refund",
+        [{"role": "user", "content": user}, {"role": "assistant", "content": output}],
+        list(context),
+        calls,
+        output,
+    )
+
+
+async def test_spec_refund_policy_fails_the_3_to_5_days_answer_and_passes_others() -> None:
+    spec = load_spec("examples/cx-support.slo.yaml")
+    judge = spec.judges["refund-policy"]
+    bad = await run_judge("refund-policy", judge, case("Your refund takes 3 - 5 business days."))
+    good = await run_judge("refund-policy", judge, case("Your refund takes up to 10 business days."))
+    assert (bad.score, bad.label, bad.outcome) == (0.0, "fail", "ok")
+    assert "3 - 5 business days" in bad.explanation
+    assert (good.score, good.label) == (1.0, "pass")
+
+
+async def test_rule_judge_outside_its_flows_is_skipped() -> None:
+    judge = rule(flows=["order-status"], fail_if_contains=["x"])
+    assert (await run_judge("r", judge, case("x"))).outcome == "skipped"
+
+
+def test_regex_is_case_sensitive_as_written_keywords_are_not() -> None:
+    assert evaluate(rule(fail_if_matches=["Refund"]), case("refund")).score == 1.0
+    assert evaluate(rule(fail_if_matches=["(?i)Refund"]), case("refund")).score == 0.0
+    assert evaluate(rule(fail_if_contains=["REFUND"]), case("refund")).score == 0.0
+
+
+def test_pass_if_matches_needs_one_match() -> None:
+    judge = rule(pass_if_matches=[r"ticket #\d+", r"case \d+"])
+    assert evaluate(judge, case("opened case 12")).score == 1.0
+    verdict = evaluate(judge, case("opened"))
+    assert verdict.score == 0.0 and "none of the required patterns" in verdict.explanation
+
+
+def test_require_contains_needs_every_word_and_names_the_missing_one() -> None:
+    judge = rule(require_contains=["sorry", "reference"])
+    assert evaluate(judge, case("Sorry, your Reference is 5")).score == 1.0
+    verdict = evaluate(judge, case("sorry"))
+    assert verdict.score == 0.0 and "'reference'" in verdict.explanation
+
+
+def test_assistant_scope_ignores_user_text_but_all_scope_reads_it() -> None:
+    c = case("ok", user="my card is stolen")
+    assert evaluate(rule(fail_if_contains=["stolen"]), c).score == 1.0
+    assert evaluate(rule(fail_if_contains=["stolen"], applies_to="all"), c).score == 0.0
+
+
+def test_tool_output_scope_reads_tool_results() -> None:
+    c = case("done", tool_output={"error": "timeout"})
+    assert evaluate(rule(fail_if_contains=['"error"'], applies_to="tool_output"), c).score == 0.0
+    assert evaluate(rule(fail_if_contains=['"error"']), c).score == 1.0
+
+
+@pytest.mark.parametrize(
+    ("output", "score"),
+    [
+        ('{"refund": {"days": 10, "currency": "EUR"}, "items": [{"sku": "A-1"}]}', 1.0),
+        ('```json\n{"refund": {"days": 10, "currency": "EUR"}, "items": [{"sku": "A-1"}]}\n```', 1.0),
+        ('{"refund": {"days": 5, "currency": "EUR"}, "items": [{"sku": "A-1"}]}', 0.0),
+        ('{"refund": {"days": 10, "currency": "EUR"}, "items": [{"sku": "bad"}]}', 0.0),
+        ('{"refund": {"days": 10, "currency": "EUR"}, "items": [{"sku": "A-1"}], "internal": 1}', 0.0),
+        ('{"refund": {"days": 10}, "items": [{"sku": "A-1"}]}', 0.0),
+        ("not json", 0.0),
+    ],
+)
+def test_json_fields(output: str, score: float) -> None:
+    judge = rule(
+        json_fields=[
+            {"path": "refund.days", "equals": 10},
+            {"path": "refund.currency"},
+            {"path": "items.0.sku", "matches": r"^[A-Z]-\d+$"},
+            {"path": "internal", "present": False},
+        ]
+    )
+    assert evaluate(judge, case(output)).score == score
+
+
+def test_every_failed_check_is_explained() -> None:
+    verdict = evaluate(rule(fail_if_contains=["a"], require_contains=["zzz"]), case("a"))
+    assert "forbidden text 'a'" in verdict.explanation and "required text 'zzz'" in verdict.explanation
