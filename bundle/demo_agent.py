@@ -1,0 +1,487 @@
+"""The demo CX support agent: OpenAI-compatible, tool-using, with injectable faults. No API key needed.
+
+    python -m bundle.demo_agent examples/cx-support.slo.yaml --port 8090 --exporter http://127.0.0.1:9464
+
+`POST /v1/chat/completions` answers like a model that runs the CX policy: when the request declares
+`tools` it asks for them (`tool_calls`) and composes its answer from the results played back;
+without `tools` it runs its own fake backend. `GET /v1/models` lists it. Each answer that finishes
+a task is reported to the exporter (`POST /v1/events`) the way an instrumented runtime would,
+marked `exclude: synthetic` when the prober's `X-Agent-SLO-Synthetic` header is present.
+
+Faults are injected with `POST /admin/faults` (`{"incident": "wrong-tool-8pct"}` or `Faults` fields)
+and a deploy with `POST /admin/deploy` (`{"version": "2.0.0"}`); see `bundle.faults.INCIDENTS`.
+Every random choice comes from a generator seeded by `--seed` and the conversation, so a run replays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date
+from typing import Any, Final
+
+from aiohttp import ClientSession, ClientTimeout, web
+
+from agentslo.spec import Spec, load_spec
+from bundle.faults import (
+    CORRECT_REFUND_WINDOW,
+    HALLUCINATED_REFUND_WINDOW,
+    INCIDENTS,
+    Conversation,
+    Drift,
+    Faults,
+    events_for,
+    simulate,
+)
+
+log = logging.getLogger("agent-slo.demo-agent")
+SYNTHETIC_HEADER: Final = "X-Agent-SLO-Synthetic"  # set by the prober (synthetic.targets)
+SESSION_HEADER: Final = "X-Agent-SLO-Session"
+REFUND_POLICY_DAYS: Final = 30
+POST_TIMEOUT_S: Final = 5.0
+# The fake backend used when the caller declares no tools.
+ORDERS: Final = {
+    "A-1001": {"order_id": "A-1001", "status": "delivered", "delivered_on": "2026-11-12", "total_usd": 49.90},
+    "B-2002": {
+        "order_id": "B-2002",
+        "status": "delivered",
+        "delivered_on": "2026-08-20",
+        "total_usd": 120.00,
+    },
+    "C-3003": {
+        "order_id": "C-3003",
+        "status": "shipped",
+        "carrier": "UPS",
+        "tracking": "1Z999AA10123456784",
+        "eta": "2026-11-25",
+    },
+}
+_ORDER_RE: Final = re.compile(r"\b([A-Z]-?\d{4})\b")
+_EMAIL_RE: Final = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_ESCALATE_RE: Final = re.compile(r"(?i)\b(human|person|supervisor|manager|tier 2|complaint)\b")
+FLOW_KEYWORDS: Final = (
+    ("refund", re.compile(r"(?i)refund|return|money back")),
+    ("password-reset", re.compile(r"(?i)password|log ?in|locked out")),
+    ("order-status", re.compile(r"(?i)order|where is|tracking|deliver")),
+)
+
+
+@dataclass
+class AgentState:
+    spec: Spec
+    seed: int = 0
+    version: str = "1.0.0"
+    faults: Faults = field(default_factory=Faults)
+    faults_since: float = field(default_factory=time.time)
+    time_scale: float = 1.0  # share of simulated latency actually slept
+    exporter_url: str | None = None
+    conversations: int = 0
+    events_posted: int = 0
+    post_errors: int = 0
+    _starts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Action:
+    """The agent's next step: call a tool, or answer (`done` when the answer completes a task)."""
+
+    tool: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    done: bool = False
+
+
+def classify_flow(spec: Spec, texts: list[str]) -> str:
+    for text in texts:
+        for flow, pattern in FLOW_KEYWORDS:
+            if flow in spec.flows and pattern.search(text):
+                return flow
+    return next(iter(spec.flows))
+
+
+def _order_id(texts: list[str]) -> str | None:
+    for text in reversed(texts):
+        if m := _ORDER_RE.search(text):
+            raw = m.group(1)
+            return raw if "-" in raw else f"{raw[0]}-{raw[1:]}"
+    return None
+
+
+def plan(
+    flow: str,
+    users: list[str],
+    recent: list[tuple[str, Any]],
+    earlier: list[tuple[str, Any]],
+    conv: Conversation,
+) -> Action:
+    """The CX policy for one step: `users` are the user's messages so far, `recent` the tool results
+    since the last of them, `earlier` those before. `conv` carries the seeded fault decisions."""
+    last = users[-1]
+    called = [name for name, _ in recent]
+    wrong = next((c.tool for c in conv.tool_calls if c.outcome == "wrong_tool"), None)
+    if wrong and not called and not earlier:
+        return Action(tool=wrong, arguments={"order_id": _order_id(users) or "unknown"})
+    if _ESCALATE_RE.search(last) and (conv.escalated or not conv.escalation_required):
+        queue = "our Tier 2 team" if conv.context_preserved else "our support team"
+        return Action(text=f"I've passed your case to {queue}; they will contact you shortly.", done=True)
+    if conv.outcome in ("failure", "abandoned") and len(users) == 1 and not called:
+        return Action(
+            text="I'm sorry, I couldn't complete that right now. Please try again later.", done=True
+        )
+    last_result = recent[-1][1] if recent else None
+    if flow == "password-reset":
+        email = next((m.group(0) for u in reversed(users) if (m := _EMAIL_RE.search(u))), None)
+        if email is None:
+            return Action(text="I can help with that. Please confirm the email address on your account.")
+        if "reset_password" not in called:
+            return Action(tool="reset_password", arguments={"email": email})
+        if isinstance(last_result, dict) and last_result.get("sent"):
+            minutes = last_result.get("expires_in_minutes", 30)
+            return Action(
+                text=f"I've sent a password reset link to {email}. It expires in {minutes} minutes; "
+                "check your spam folder if you don't see it.",
+                done=True,
+            )
+        return Action(
+            text="I couldn't find an account with that email. Could you check the address?", done=True
+        )
+    order_id = _order_id(users)
+    if order_id is None:
+        return Action(text="Could you give me your order number? It looks like A-1234.")
+    order = next((r for n, r in reversed(earlier + recent) if n == "get_order"), None)
+    if order is None:
+        return Action(tool="get_order", arguments={"order_id": order_id})
+    if not isinstance(order, dict) or "error" in order:
+        return Action(
+            text="I couldn't find that order. Please check the order number and try again.", done=True
+        )
+    if flow == "order-status":
+        carrier = f" with {order['carrier']}" if order.get("carrier") else ""
+        tracking = f", tracking number {order['tracking']}" if order.get("tracking") else ""
+        eta = f"; expected {order['eta']}" if order.get("eta") else ""
+        return Action(text=f"Order {order_id} is {order.get('status')}{carrier}{tracking}{eta}.", done=True)
+    # refund
+    if "issue_refund" in called:
+        if not isinstance(last_result, dict) or "error" in last_result:
+            return Action(
+                text="The refund could not be issued; I've passed it to our billing team.", done=True
+            )
+        window = (
+            HALLUCINATED_REFUND_WINDOW
+            if conv.failure_mode == "wrong_refund_window"
+            else CORRECT_REFUND_WINDOW
+        )
+        return Action(text=f"Your refund is on its way; the money reaches your card in {window}.", done=True)
+    if not _within_policy(order):
+        return Action(
+            text=f"That order was delivered more than {REFUND_POLICY_DAYS} days ago, outside our "
+            f"{REFUND_POLICY_DAYS} days refund policy. I can offer store credit or connect you with "
+            "a colleague.",
+            done=True,
+        )
+    if len(users) > 1 and _agreed(last):
+        return Action(
+            tool="issue_refund", arguments={"order_id": order_id, "amount_usd": order.get("total_usd")}
+        )
+    return Action(
+        text=f"Order {order_id} is eligible for a full refund of ${order.get('total_usd')}. Shall I go ahead?"
+    )
+
+
+def _agreed(text: str) -> bool:
+    return bool(re.search(r"(?i)\b(yes|please|go ahead|refund it)\b", text))
+
+
+def _within_policy(order: dict[str, Any]) -> bool:
+    try:
+        delivered = date.fromisoformat(str(order.get("delivered_on")))
+    except ValueError:
+        return True
+    return (date.today() - delivered).days <= REFUND_POLICY_DAYS
+
+
+def backend(name: str, arguments: dict[str, Any]) -> Any:
+    """The fake CX backend for callers that declare no tools."""
+    if name == "get_order":
+        return ORDERS.get(str(arguments.get("order_id")), {"error": "order not found"})
+    if name == "issue_refund":
+        return {"refund_id": "R-778", "status": "accepted"}
+    if name == "reset_password":
+        return {"sent": True, "expires_in_minutes": 30}
+    if name in ("get_account_balance", "get_credit_limit"):
+        return {"balance_usd": 12.5, "credit_limit_usd": 500}
+    return {"error": f"unknown tool {name}"}
+
+
+def _conversation(state: AgentState, flow: str, key: str) -> Conversation:
+    rng = random.Random(f"{state.seed}:{key}")
+    elapsed = time.time() - state.faults_since
+    return simulate(state.spec, flow, rng, state.faults, elapsed_s=elapsed, version=state.version)
+
+
+def _key(state: AgentState, messages: list[dict[str, Any]], session: str | None) -> str:
+    first = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
+    base = session or hashlib.sha256(first.encode()).hexdigest()[:16]
+    users = sum(1 for m in messages if m.get("role") == "user")
+    fresh = users == 1 and not any(m.get("role") in ("assistant", "tool") for m in messages)
+    if fresh:  # a new conversation with this opening: next draw of the seeded sequence
+        state._starts[base] = state._starts.get(base, 0) + 1
+        state.conversations += 1
+    return f"{base}:{state._starts.get(base, 1)}"
+
+
+def respond(
+    state: AgentState, body: dict[str, Any], headers: Any
+) -> tuple[dict[str, Any], Conversation, Action]:
+    """One chat completion: plan the next step from the messages, playing tools itself when the
+    caller declared none."""
+    messages = list(body.get("messages") or [])
+    if not messages or not isinstance(messages, list):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "messages must be a non-empty list"}))
+    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    if not users:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "no user message"}))
+    last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+    names_by_id = {
+        c.get("id"): c.get("function", {}).get("name")
+        for m in messages[last_user:]
+        for c in (m.get("tool_calls") or [])
+    }
+    names_by_id |= {
+        c.get("id"): c.get("function", {}).get("name")
+        for m in messages[:last_user]
+        for c in (m.get("tool_calls") or [])
+    }
+    earlier: list[tuple[str, Any]] = []
+    results: list[tuple[str, Any]] = []
+    for i, m in enumerate(messages):
+        if m.get("role") == "tool":
+            try:
+                content = json.loads(m.get("content") or "null")
+            except ValueError:
+                content = m.get("content")
+            (results if i > last_user else earlier).append(
+                (names_by_id.get(m.get("tool_call_id"), "?"), content)
+            )
+    flow = classify_flow(state.spec, users)
+    conv = _conversation(state, flow, _key(state, messages, headers.get(SESSION_HEADER)))
+    declared = {t.get("function", {}).get("name") for t in body.get("tools") or []}
+    action = plan(flow, users, results, earlier, conv)
+    while action.tool is not None and action.tool not in declared:  # run our own backend
+        results.append((action.tool, backend(action.tool, action.arguments)))
+        action = plan(flow, users, results, earlier, conv)
+    message: dict[str, Any] = {"role": "assistant", "content": action.text or None}
+    finish = "stop"
+    if action.tool is not None:
+        call_id = f"call_{hashlib.sha256(f'{len(messages)}:{action.tool}'.encode()).hexdigest()[:12]}"
+        message["tool_calls"] = [
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": action.tool, "arguments": json.dumps(action.arguments)},
+            }
+        ]
+        finish = "tool_calls"
+    answer = {
+        "id": f"chatcmpl-{state.conversations}-{len(messages)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model") or state.spec.agent,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        # The conversation's cost and tokens, spread over its typical four completions.
+        "usage": {
+            "prompt_tokens": conv.tokens_in // 4,
+            "completion_tokens": conv.tokens_out // 4,
+            "total_tokens": (conv.tokens_in + conv.tokens_out) // 4,
+        },
+        "cost_usd": round(conv.cost_usd / 4, 5),
+        "system_fingerprint": f"{state.spec.agent}-{state.version}",
+    }
+    return answer, conv, action
+
+
+def judge_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """The demo's stand-in LLM judge (a request asking for a JSON object): it passes a session unless
+    the transcript quotes the hallucinated refund window. A keyword check, clearly not a model; it
+    lets the demo's `llm-rubric` probes and LLM judges run without an API key."""
+    text = json.dumps(body.get("messages") or [])
+    bad = HALLUCINATED_REFUND_WINDOW in text
+    verdict = {
+        "score": 0.2 if bad else 0.9,
+        "label": "fail" if bad else "pass",
+        "explanation": "demo judge: quotes the retired refund window"
+        if bad
+        else "demo judge: no policy breach",
+    }
+    return {
+        "id": "chatcmpl-judge",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model") or "demo-judge",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": json.dumps(verdict)},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": len(text) // 4,
+            "completion_tokens": 30,
+            "total_tokens": len(text) // 4 + 30,
+        },
+    }
+
+
+async def _report(app: web.Application, events: list[dict[str, Any]]) -> None:
+    state: AgentState = app["state"]
+    try:
+        async with app["client"].post(f"{state.exporter_url}/v1/events", json=events) as resp:
+            if resp.status >= 300:
+                state.post_errors += 1
+                log.warning("exporter refused events: %s %s", resp.status, (await resp.text())[:300])
+            else:
+                state.events_posted += len(events)
+    except Exception as exc:  # the agent keeps serving when its telemetry sink is down
+        state.post_errors += 1
+        log.warning("could not post events to %s: %s", state.exporter_url, exc)
+
+
+async def chat(request: web.Request) -> web.Response:
+    state: AgentState = request.app["state"]
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "the body must be JSON"}, status=400)
+    if (body.get("response_format") or {}).get("type") == "json_object":
+        return web.json_response(judge_answer(body))
+    answer, conv, action = respond(state, body, request.headers)
+    delay = (conv.first_response_s if action.tool else conv.turn_latencies_s[-1]) * state.time_scale
+    if delay > 0:
+        await asyncio.sleep(delay)
+    if action.done and state.exporter_url:
+        events = events_for(state.spec, conv, session_id=request.headers.get(SESSION_HEADER) or answer["id"])
+        if request.headers.get(SYNTHETIC_HEADER):
+            events = [e | {"exclude": "synthetic"} for e in events]
+        task = asyncio.create_task(_report(request.app, events))
+        request.app["tasks"].add(task)
+        task.add_done_callback(request.app["tasks"].discard)
+    return web.json_response(answer)
+
+
+async def models(request: web.Request) -> web.Response:
+    state: AgentState = request.app["state"]
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [{"id": state.spec.agent, "object": "model", "owned_by": "agent-slo-demo"}],
+        }
+    )
+
+
+def faults_from(body: dict[str, Any]) -> Faults:
+    """`{"incident": name}` or the fields of `Faults` (`drift` as a mapping); `{}` heals."""
+    if "incident" in body:
+        if body["incident"] not in INCIDENTS:
+            raise ValueError(f"unknown incident {body['incident']!r}; known: {', '.join(INCIDENTS)}")
+        return INCIDENTS[body["incident"]].faults
+    known = {f.name for f in fields(Faults)}
+    unknown = set(body) - known
+    if unknown:
+        raise ValueError(
+            f"unknown fault field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
+    values = dict(body)
+    if isinstance(values.get("drift"), dict):
+        values["drift"] = Drift(**values["drift"])
+    if isinstance(values.get("flows"), list):
+        values["flows"] = tuple(values["flows"])
+    return Faults(**values)
+
+
+async def admin_faults(request: web.Request) -> web.Response:
+    state: AgentState = request.app["state"]
+    if request.method == "POST":
+        try:
+            state.faults = faults_from(await request.json())
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        state.faults_since = time.time()
+        log.info("faults now %s", state.faults)
+    return web.json_response(
+        {"faults": asdict(state.faults), "since": state.faults_since, "version": state.version}
+    )
+
+
+async def admin_deploy(request: web.Request) -> web.Response:
+    state: AgentState = request.app["state"]
+    body = await request.json()
+    state.version = str(body.get("version") or state.version)
+    return web.json_response({"version": state.version})
+
+
+async def health(request: web.Request) -> web.Response:
+    state: AgentState = request.app["state"]
+    return web.json_response(
+        {
+            "ok": True,
+            "conversations": state.conversations,
+            "events_posted": state.events_posted,
+            "post_errors": state.post_errors,
+        }
+    )
+
+
+def create_app(state: AgentState) -> web.Application:
+    app = web.Application()
+    app["state"] = state
+    app["tasks"] = set()
+
+    async def client_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+        app["client"] = ClientSession(timeout=ClientTimeout(total=POST_TIMEOUT_S))
+        yield
+        if app["tasks"]:
+            await asyncio.gather(*app["tasks"], return_exceptions=True)
+        await app["client"].close()
+
+    app.cleanup_ctx.append(client_ctx)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    app.router.add_route("*", "/admin/faults", admin_faults)
+    app.router.add_post("/admin/deploy", admin_deploy)
+    app.router.add_get("/healthz", health)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="the agent-slo demo CX agent (OpenAI-compatible)")
+    parser.add_argument("spec")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--exporter", default=None, help="exporter base URL to report events to")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--version", default="1.0.0", help="the agent version it reports")
+    parser.add_argument("--incident", choices=sorted(INCIDENTS), help="start with this incident injected")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="share of simulated latency slept")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    state = AgentState(
+        load_spec(args.spec),
+        seed=args.seed,
+        version=args.version,
+        exporter_url=args.exporter,
+        time_scale=args.time_scale,
+        faults=INCIDENTS[args.incident].faults if args.incident else Faults(),
+    )
+    web.run_app(create_app(state), host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
