@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 
 from agentslo import _validate as v
 from agentslo._yamlmap import Path as KeyPath
@@ -37,8 +37,20 @@ Problem = v.Problem
 
 # Base assertion types; text and tool checks may be negated with a `not-` prefix.
 NEGATABLE: Final = (
-    "equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any", "icontains-all",
-    "regex", "is-json", "json-path", "tool-called", "tool-args-match", "tool-sequence", "llm-rubric",
+    "equals",
+    "contains",
+    "icontains",
+    "contains-any",
+    "contains-all",
+    "icontains-any",
+    "icontains-all",
+    "regex",
+    "is-json",
+    "json-path",
+    "tool-called",
+    "tool-args-match",
+    "tool-sequence",
+    "llm-rubric",
 )
 PLAIN: Final = ("step-count", "latency-under", "cost-under", "assert-set")
 ASSERTION_TYPES: Final = (*NEGATABLE, *(f"not-{t}" for t in NEGATABLE), *PLAIN)
@@ -57,7 +69,8 @@ class Assertion(Model):
     threshold: Ratio | None = None
     assert_: tuple[Assertion, ...] | None = Field(None, alias="assert")
     judge: Name | None = None  # llm-rubric: a judge of the spec instead of an ad-hoc rubric
-    model: str | None = None  # llm-rubric: the model of an ad-hoc rubric (default: the spec's first llm judge's)
+    # llm-rubric: the model of an ad-hoc rubric (default: the spec's first llm judge's model)
+    model: str | None = None
     description: str = ""
 
     @property
@@ -83,7 +96,7 @@ class Assertion(Model):
 class ToolResult(Model):
     """A scripted result returned when the call's arguments contain every key/value of `when`."""
 
-    when: dict[str, Any] = {}
+    when: dict[str, Any] = Field(default_factory=dict)
     result: Any
 
 
@@ -126,7 +139,7 @@ class ScenarioBody(Model):
     tags: tuple[str, ...] = ()
     timeout: Seconds | None = None  # default: the spec's synthetic.timeout
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, le=100)
-    tools: dict[str, ToolScript] = {}
+    tools: dict[str, ToolScript] = Field(default_factory=dict)
     turns: tuple[Turn, ...] = Field(min_length=1)
     assert_: tuple[Assertion, ...] = Field((), alias="assert")
     threshold: Ratio | None = None  # pass on the weighted share of assertions instead of all of them
@@ -228,19 +241,25 @@ def _value_problem(a: Assertion) -> tuple[tuple[str, ...], str] | None:
             JsonCheck.model_validate(val)
         except ValidationError as exc:
             err = exc.errors()[0]
-            return ("value", *map(str, err["loc"])), "json-path value {path, equals | matches | present}: " + v._message(err)
+            where = ("value", *map(str, err["loc"]))
+            return where, "json-path takes {path, equals | matches | present}: " + v._message(err)
     elif base == "tool-called":
         if not isinstance(val, str) or not val:
             return ("value",), f"{a.type} needs a tool name (got {val!r})"
     elif base == "tool-args-match":
-        if not (isinstance(val, dict) and isinstance(val.get("tool"), str) and isinstance(val.get("args"), dict)):
+        if not (
+            isinstance(val, dict) and isinstance(val.get("tool"), str) and isinstance(val.get("args"), dict)
+        ):
             return ("value",), f"{a.type} needs {{tool: NAME, args: {{key: value}}}} (got {val!r})"
-        if extra := set(val) - {"tool", "args"}:
-            return ("value", sorted(extra)[0]), f"unknown key `{sorted(extra)[0]}`; tool-args-match takes tool and args"
+        if extra := sorted(set(val) - {"tool", "args"}):
+            return ("value", extra[0]), f"unknown key `{extra[0]}`; tool-args-match takes tool and args"
     elif base == "step-count":
         ok_int = isinstance(val, int) and not isinstance(val, bool) and val >= 0
-        ok_map = isinstance(val, dict) and val and set(val) <= {"min", "max"} and all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in val.values()
+        ok_map = (
+            isinstance(val, dict)
+            and val
+            and set(val) <= {"min", "max"}
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in val.values())
         )
         if not (ok_int or ok_map):
             return ("value",), f"step-count needs a maximum (an integer) or {{min: N, max: N}} (got {val!r})"
@@ -254,11 +273,13 @@ def _value_problem(a: Assertion) -> tuple[tuple[str, ...], str] | None:
             return ("value",), f"cost-under needs a positive number of USD (got {val!r})"
     elif base == "llm-rubric":
         if a.judge is None and (not isinstance(val, str) or not val.strip()):
-            return ("value",), "llm-rubric needs the rubric text as value, or `judge:` naming a judge of the spec"
+            return (
+                "value",
+            ), "llm-rubric needs the rubric text as value, or `judge:` naming a judge of the spec"
     return None
 
 
-def _assertion_problems(a: Assertion, path: KeyPath, spec: Spec, scripted: set[str]) -> list[tuple[KeyPath, str]]:
+def _assertion_problems(a: Assertion, path: KeyPath, spec: Spec) -> list[tuple[KeyPath, str]]:
     out: list[tuple[KeyPath, str]] = []
     if a.type not in ASSERTION_TYPES:
         close = difflib.get_close_matches(a.type, ASSERTION_TYPES, n=1, cutoff=0.6)
@@ -270,19 +291,22 @@ def _assertion_problems(a: Assertion, path: KeyPath, spec: Spec, scripted: set[s
             )
         return [((*path, "type"), msg)]
     if a.threshold is not None and a.base not in THRESHOLD_TYPES:
-        out.append(((*path, "threshold"), f"threshold applies to llm-rubric and assert-set only, not {a.type}"))
+        out.append(
+            ((*path, "threshold"), f"threshold applies to llm-rubric and assert-set only, not {a.type}")
+        )
     if a.base == "assert-set":
         if not a.assert_:
             out.append(((*path, "assert"), "assert-set needs a non-empty `assert:` list of assertions"))
         if a.value is not None:
             out.append(((*path, "value"), "assert-set takes no value; put its checks under `assert:`"))
         for i, child in enumerate(a.assert_ or ()):
-            out += _assertion_problems(child, (*path, "assert", i), spec, scripted)
+            out += _assertion_problems(child, (*path, "assert", i), spec)
         return out
     if a.assert_ is not None:
         out.append(((*path, "assert"), "nested `assert:` belongs to assert-set only"))
     if (a.judge or a.model) and a.base != "llm-rubric":
-        out.append(((*path, "judge" if a.judge else "model"), f"`{'judge' if a.judge else 'model'}` belongs to llm-rubric only"))
+        key = "judge" if a.judge else "model"
+        out.append(((*path, key), f"`{key}` belongs to llm-rubric only"))
     if problem := _value_problem(a):
         out.append(((*path, *problem[0]), problem[1]))
         return out
@@ -291,14 +315,27 @@ def _assertion_problems(a: Assertion, path: KeyPath, spec: Spec, scripted: set[s
         names = {"tool-called": [a.value], "tool-sequence": a.value}.get(a.base) or [a.value["tool"]]
         for i, name in enumerate(names):
             if name not in tools:
-                sub = ("value",) if a.base == "tool-called" else ("value", i) if a.base == "tool-sequence" else ("value", "tool")
+                sub = {"tool-called": ("value",), "tool-sequence": ("value", i)}.get(
+                    a.base, ("value", "tool")
+                )
                 out.append(((*path, *sub), _suggest(name, tools, "tool")))
     if a.base == "llm-rubric":
         if a.judge is not None and a.judge not in spec.judges:
-            out.append(((*path, "judge"), f"judge `{a.judge}` is not declared in the spec; " + (
-                f"declared: {', '.join(sorted(spec.judges)) or 'none'}")))
-        elif a.judge is None and a.model is None and not any(isinstance(j, LLMJudge) for j in spec.judges.values()):
-            out.append(((*path, "model"), "llm-rubric needs `model:` (the spec has no llm judge to take one from)"))
+            out.append(
+                (
+                    (*path, "judge"),
+                    f"judge `{a.judge}` is not declared in the spec; "
+                    + (f"declared: {', '.join(sorted(spec.judges)) or 'none'}"),
+                )
+            )
+        elif (
+            a.judge is None
+            and a.model is None
+            and not any(isinstance(j, LLMJudge) for j in spec.judges.values())
+        ):
+            out.append(
+                ((*path, "model"), "llm-rubric needs `model:` (the spec has no llm judge to take one from)")
+            )
     return out
 
 
@@ -315,14 +352,17 @@ def _scenario_problems(sc: Scenario, path: KeyPath, spec: Spec) -> list[tuple[Ke
             out.append(((*path, "tools", name), "a scripted tool needs `result:` or `results:`"))
     for t, turn in enumerate(sc.turns):
         for i, a in enumerate(turn.assert_):
-            out += _assertion_problems(a, (*path, "turns", t, "assert", i), spec, set(sc.tools))
+            out += _assertion_problems(a, (*path, "turns", t, "assert", i), spec)
     for i, a in enumerate(sc.assert_):
-        out += _assertion_problems(a, (*path, "assert", i), spec, set(sc.tools))
+        out += _assertion_problems(a, (*path, "assert", i), spec)
     return out
 
 
 def parse_scenarios(text: str, file: str, spec: Spec) -> list[Scenario]:
-    """Validate one scenario file against its spec (flows, agent, tools, judges); raise SpecError listing every problem."""
+    """Validate one scenario file against its spec (flows, agent, tools, judges).
+
+    Raises SpecError listing every problem with file, line and key path.
+    """
     data, lines, yaml_problems = load_with_lines(text)
     problems = [Problem(file, p.line, v._dotted(p.path), p.message) for p in yaml_problems]
 
@@ -330,14 +370,18 @@ def parse_scenarios(text: str, file: str, spec: Spec) -> list[Scenario]:
         problems.append(Problem(file, line_for(lines, path), v._dotted(path), message))
 
     if data is None and not yaml_problems:
-        raise SpecError([Problem(file, 1, "", f"the file is empty; a scenario file has `version: {VERSION}` and `scenarios:`")])
+        empty = f"the file is empty; a scenario file has `version: {VERSION}` and `scenarios:`"
+        raise SpecError([Problem(file, 1, "", empty)])
     if not isinstance(data, dict):
         if not yaml_problems:
-            add((), "a scenario file must be a mapping with `scenarios:` (scenario name → flow, turns, assert)")
+            add((), "a scenario file must be a mapping with `scenarios:` (name → flow, turns, assert)")
         raise SpecError(problems)
     raw = data.get("scenarios")
     try:
-        head = ScenarioFile.model_validate({**data, "scenarios": {"_": {"flow": "x", "turns": [{"user": "x"}]}}})
+        placeholder = {
+            "placeholder": {"flow": "x", "turns": [{"user": "x"}]}
+        }  # scenarios are checked one by one below
+        head = ScenarioFile.model_validate({**data, "scenarios": placeholder})
     except ValidationError as exc:
         for path, message in _pydantic_problems(exc, ()):
             if path[:1] != ("scenarios",) or path == ("scenarios",):
@@ -349,9 +393,12 @@ def parse_scenarios(text: str, file: str, spec: Spec) -> list[Scenario]:
         add(("scenarios",), "`scenarios` must be a non-empty mapping of scenario name → flow, turns, assert")
     agent = head.agent if head else None
     if agent is not None and agent != spec.agent:
-        add(("agent",), f"scenarios for agent `{agent}` listed by the spec of agent `{spec.agent}` ({spec.source})")
+        add(
+            ("agent",),
+            f"scenarios of agent `{agent}` listed by the spec of agent `{spec.agent}` ({spec.source})",
+        )
     out: list[Scenario] = []
-    for name, body in (raw.items() if isinstance(raw, dict) else ()):
+    for name, body in raw.items() if isinstance(raw, dict) else ():
         path: KeyPath = ("scenarios", name)
         try:
             check_name(str(name))
@@ -382,7 +429,10 @@ def parse_scenarios(text: str, file: str, spec: Spec) -> list[Scenario]:
 
 
 def scenario_files(spec: Spec) -> tuple[list[Path], list[Problem]]:
-    """The files the spec's `synthetic.scenarios` globs name (relative to the spec file), and globs matching none."""
+    """The files the spec's `synthetic.scenarios` globs name (relative to the spec file).
+
+    Also returns a problem for each glob that matches no file.
+    """
     if spec.synthetic is None:
         return [], []
     base = Path(spec.source).parent if spec.source != "<memory>" else Path(".")
@@ -394,7 +444,14 @@ def scenario_files(spec: Spec) -> tuple[list[Path], list[Problem]]:
         matched = sorted(Path(p) for p in glob.glob(full, recursive=True) if Path(p).is_file())
         if not matched:
             path = ("synthetic", "scenarios", i)
-            problems.append(Problem(spec.source, line_for(spec_lines, path), v._dotted(path), f"`{pattern}` matches no file (looked in {base}/)"))
+            problems.append(
+                Problem(
+                    spec.source,
+                    line_for(spec_lines, path),
+                    v._dotted(path),
+                    f"`{pattern}` matches no file (looked in {base}/)",
+                )
+            )
         files += [p for p in matched if p not in files]
     return files, problems
 
@@ -407,7 +464,10 @@ def _spec_lines(spec: Spec) -> dict[KeyPath, int]:
 
 
 def load_scenarios(spec: Spec) -> list[Scenario]:
-    """Every scenario of the spec's `synthetic.scenarios` files, checked; raise SpecError listing every problem."""
+    """Every scenario of the spec's `synthetic.scenarios` files, checked against the spec.
+
+    Raises SpecError listing every problem of every file (and unknown scenarios named by synthetic SLIs).
+    """
     files, problems = scenario_files(spec)
     out: list[Scenario] = []
     first: dict[str, Scenario] = {}
@@ -423,8 +483,14 @@ def load_scenarios(spec: Spec) -> list[Scenario]:
             continue
         for sc in loaded:
             if sc.name in first:
-                problems.append(Problem(str(file), sc._line, f"scenarios.{sc.name}",
-                                        f"scenario `{sc.name}` is already defined at {first[sc.name].source}"))
+                problems.append(
+                    Problem(
+                        str(file),
+                        sc._line,
+                        f"scenarios.{sc.name}",
+                        f"scenario `{sc.name}` is already defined at {first[sc.name].source}",
+                    )
+                )
                 continue
             first[sc.name] = sc
             out.append(sc)
@@ -448,12 +514,29 @@ def _sli_reference_problems(spec: Spec, known: set[str], complete: bool) -> list
                 path = ("slos", slo_name, "sli", "synthetic", "scenarios", i)
                 close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
                 hint = f"; did you mean `{close[0]}`?" if close else ""
-                out.append(Problem(spec.source, line_for(spec_lines, path), v._dotted(path),
-                                   f"scenario `{name}` is not defined in any scenario file{hint}"))
+                out.append(
+                    Problem(
+                        spec.source,
+                        line_for(spec_lines, path),
+                        v._dotted(path),
+                        f"scenario `{name}` is not defined in any scenario file{hint}",
+                    )
+                )
     return out
 
 
 __all__ = [
-    "ASSERTION_TYPES", "Assertion", "Pricing", "Scenario", "ScenarioBody", "ScenarioFile", "ToolResult",
-    "ToolScript", "Turn", "load_scenarios", "parse_scenarios", "scenario_files", "scenario_schema",
+    "ASSERTION_TYPES",
+    "Assertion",
+    "Pricing",
+    "Scenario",
+    "ScenarioBody",
+    "ScenarioFile",
+    "ToolResult",
+    "ToolScript",
+    "Turn",
+    "load_scenarios",
+    "parse_scenarios",
+    "scenario_files",
+    "scenario_schema",
 ]

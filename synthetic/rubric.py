@@ -1,0 +1,73 @@
+"""`llm-rubric` through the judge catalogue (`agentslo.judges.run_judge`).
+
+An assertion either names a judge of the spec (`judge: faithfulness`, LLM or rule) or gives an
+ad-hoc rubric; an ad-hoc rubric becomes an `LLMJudge` that borrows model, endpoint and API key
+variable from the spec's first LLM judge unless the assertion sets `model`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from agentslo.scenario import Assertion
+from agentslo.spec import LLMJudge, RuleJudge, Spec
+from synthetic.assertions import RubricFn, View
+
+ADHOC_VERSION: Final = "scenario"  # judge version reported for ad-hoc rubrics
+DEFAULT_THRESHOLD: Final = 0.5
+
+
+def judge_for(a: Assertion, spec: Spec) -> tuple[str, LLMJudge | RuleJudge]:
+    """The (name, judge) an llm-rubric assertion is graded by."""
+    if a.judge is not None:
+        return a.judge, spec.judges[a.judge]
+    base = next((j for j in spec.judges.values() if isinstance(j, LLMJudge)), None)
+    fields: dict[str, Any] = {
+        "type": "llm",
+        "model": a.model or (base.model if base else ""),
+        "version": ADHOC_VERSION,
+        "rubric": str(a.value),
+        "pass_threshold": a.threshold if a.threshold is not None else DEFAULT_THRESHOLD,
+    }
+    if base is not None:
+        fields |= {
+            "base_url": base.base_url,
+            "api_key_env": base.api_key_env,
+            "timeout": base.timeout,
+            "usd_per_1k_input_tokens": base.usd_per_1k_input_tokens,
+            "usd_per_1k_output_tokens": base.usd_per_1k_output_tokens,
+        }
+    return "llm-rubric", LLMJudge.model_validate(fields)
+
+
+def make_rubric(spec: Spec, *, client: Any = None) -> RubricFn:
+    """A grader for llm-rubric assertions of `spec`'s scenarios (`client`: an openai.AsyncOpenAI to use)."""
+
+    async def grade(a: Assertion, view: View) -> tuple[float | None, str]:
+        try:
+            from agentslo.judges import JudgeInput, run_judge
+        except ImportError as exc:  # the judges package is optional at import time, not at grading time
+            return None, f"the judge catalogue is not available ({exc})"
+        name, judge = judge_for(a, spec)
+        case = JudgeInput(
+            session_id=view.session_id,
+            agent=spec.agent,
+            flow=view.flow,
+            messages=[
+                m for m in view.messages if m.get("role") in ("user", "assistant") and m.get("content")
+            ],
+            context=[],
+            tool_calls=[
+                {"name": c.name, "arguments": c.arguments, "result": c.result} for c in view.tool_calls
+            ],
+            output=view.final,
+        )
+        try:
+            verdict = await run_judge(name, judge, case, client=client)
+        except Exception as exc:  # a judge outage must fail the assertion, not crash the prober
+            return None, f"the judge failed: {type(exc).__name__}: {exc}"
+        if not verdict.ok:
+            return None, f"judge {name}: {verdict.outcome}: {verdict.explanation}"
+        return verdict.score, verdict.explanation or verdict.label
+
+    return grade

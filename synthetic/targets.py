@@ -1,0 +1,379 @@
+"""The agent endpoints a probe talks to: OpenAI-compatible chat completions, or a generic HTTP JSON API.
+
+`make_target(config)` builds one from the spec's `synthetic.target`. Secrets stay in the environment:
+header values may say `${NAME}`, and `api_key_env` names the variable holding the API key.
+
+- `openai-chat`: the prober keeps the conversation, declares the scenario's tools, and plays each
+  tool call back with the scenario's scripted result, until the agent answers in text.
+- `http`: the agent runs its own tools; each turn POSTs the `request` template with `$message`,
+  `$history` and `$session_id` substituted, and reads the reply text, tool calls (`{name,
+  arguments}` objects) and optional top-level `cost_usd`, `steps` and `usage` from the JSON answer.
+
+Every request carries `X-Agent-SLO-Synthetic: <scenario>` so the agent can mark the events of probe
+conversations with the built-in `synthetic` exclusion.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import aiohttp
+import openai
+
+from agentslo.scenario import Scenario
+from agentslo.spec import Target as TargetConfig
+from synthetic.records import ToolCall, TurnRecord
+
+SYNTHETIC_HEADER: Final = "X-Agent-SLO-Synthetic"
+SESSION_HEADER: Final = "X-Agent-SLO-Session"
+_ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DEFAULT_HTTP_REQUEST: Final = {"message": "$message", "history": "$history", "session_id": "$session_id"}
+# The OpenAI client refuses to start without a key; local agents usually need none.
+NO_KEY: Final = "unused"
+GENERIC_PARAMETERS: Final = {"type": "object", "properties": {}, "additionalProperties": True}
+
+
+class TargetError(Exception):
+    """The agent could not be talked to: unreachable, timed out, an error status, or a malformed reply."""
+
+
+class TargetConfigError(ValueError):
+    """The target is misconfigured (a missing environment variable): bad input, exit 2."""
+
+
+@dataclass
+class Conversation:
+    """One scenario's state across turns: the transcript the agent sees."""
+
+    scenario: Scenario
+    session_id: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Target(Protocol):
+    async def turn(self, conversation: Conversation, user: str) -> TurnRecord: ...
+
+    async def aclose(self) -> None: ...
+
+
+def expand_env(value: str, where: str) -> str:
+    """Replace `${NAME}` with the environment variable's value; a missing variable is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in os.environ:
+            raise TargetConfigError(f"{where} uses ${{{m.group(1)}}} but the environment variable is not set")
+        return os.environ[m.group(1)]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _headers(config: TargetConfig) -> dict[str, str]:
+    return {k: expand_env(v, f"synthetic.target.headers.{k}") for k, v in config.headers.items()}
+
+
+def _api_key(config: TargetConfig) -> str | None:
+    if config.api_key_env is None:
+        return None
+    if config.api_key_env not in os.environ:
+        raise TargetConfigError(
+            f"synthetic.target.api_key_env names {config.api_key_env} but the environment variable is not set"
+        )
+    return os.environ[config.api_key_env]
+
+
+def make_target(config: TargetConfig, url: str | None = None) -> Target:
+    """A target for the spec's `synthetic.target`, optionally at another address (`--target-url`)."""
+    if config.type == "openai-chat":
+        return OpenAIChatTarget(config, base_url=url)
+    return HttpTarget(config, url=url)
+
+
+def _cost(scenario: Scenario, reported: Any, input_tokens: int, output_tokens: int) -> float | None:
+    if isinstance(reported, int | float) and not isinstance(reported, bool):
+        return float(reported)
+    if scenario.pricing is None:
+        return None
+    p = scenario.pricing
+    return input_tokens / 1000 * p.usd_per_1k_input_tokens + output_tokens / 1000 * p.usd_per_1k_output_tokens
+
+
+def tool_definitions(scenario: Scenario, declared: tuple[str, ...]) -> list[dict[str, Any]]:
+    """OpenAI `tools` for a scenario: its scripted tools, then the spec's other tools (generic parameters)."""
+    out = []
+    for name in (*scenario.tools, *(t for t in declared if t not in scenario.tools)):
+        script = scenario.tools.get(name)
+        out.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "description": script.description if script and script.description else name,
+                    "parameters": (script.parameters if script and script.parameters else GENERIC_PARAMETERS),
+                },
+            }
+        )
+    return out
+
+
+class OpenAIChatTarget:
+    """An OpenAI-compatible chat completions endpoint; tool calls are answered from the scenario's script."""
+
+    def __init__(
+        self, config: TargetConfig, base_url: str | None = None, declared_tools: tuple[str, ...] = ()
+    ):
+        self.config = config
+        self.base_url = base_url or config.base_url or ""
+        self.declared_tools = declared_tools
+        self.client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=_api_key(config) or NO_KEY,
+            default_headers=_headers(config),
+            timeout=config.timeout,
+            max_retries=0,  # a probe reports what a user would see; retries would hide failures
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def turn(self, conversation: Conversation, user: str) -> TurnRecord:
+        sc = conversation.scenario
+        if not conversation.messages and sc.system:
+            conversation.messages.append({"role": "system", "content": sc.system})
+        conversation.messages.append({"role": "user", "content": user})
+        record = TurnRecord(user=user)
+        tools = tool_definitions(sc, self.declared_tools)
+        headers = {SYNTHETIC_HEADER: sc.name, SESSION_HEADER: conversation.session_id}
+        started = time.perf_counter()
+        reported_cost: float | None = None
+        while True:
+            if record.steps >= sc.max_steps:
+                raise TargetError(
+                    f"expected an answer within max_steps={sc.max_steps} (LLM calls + tool calls); the agent "
+                    f"was still calling tools: {[c.name for c in record.tool_calls]}"
+                )
+            message, usage_in, usage_out, cost = await self._complete(conversation, tools, headers)
+            record.steps += 1
+            record.input_tokens += usage_in
+            record.output_tokens += usage_out
+            if cost is not None:
+                reported_cost = (reported_cost or 0.0) + cost
+            calls = message.get("tool_calls") or []
+            conversation.messages.append(message)
+            if not calls:
+                record.output = message.get("content") or ""
+                break
+            for call in calls:
+                record.tool_calls.append(self._play(conversation, call))
+                record.steps += 1
+        record.latency_s = time.perf_counter() - started
+        record.cost_usd = _cost(sc, reported_cost, record.input_tokens, record.output_tokens)
+        return record
+
+    async def _complete(
+        self, conversation: Conversation, tools: list[dict[str, Any]], headers: dict[str, str]
+    ) -> tuple[dict[str, Any], int, int, float | None]:
+        kwargs: dict[str, Any] = {"tools": tools} if tools else {}
+        try:
+            resp = await self.client.chat.completions.create(
+                model=self.config.model or conversation.scenario.agent,
+                messages=conversation.messages,  # type: ignore[arg-type]
+                extra_headers=headers,
+                **kwargs,
+            )
+        except openai.APITimeoutError:
+            raise TargetError(
+                f"expected a reply from {self.base_url} within {self.config.timeout:g}s; it timed out"
+            ) from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise TargetError(f"expected a reply from {self.base_url}; could not connect ({cause})") from None
+        except openai.APIStatusError as exc:
+            raise TargetError(
+                f"expected a chat completion from {self.base_url}; "
+                f"got HTTP {exc.status_code}: {str(exc.body)[:200]}"
+            ) from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise TargetError(
+                f"expected a chat completion from {self.base_url}; the reply was malformed ({exc})"
+            ) from None
+        choices = getattr(resp, "choices", None)
+        if not isinstance(choices, list) or not choices or getattr(choices[0], "message", None) is None:
+            raise TargetError(
+                f"expected a chat completion with choices[0].message from {self.base_url}; "
+                f"got {str(resp)[:200]!r}"
+            )
+        msg = choices[0].message
+        message: dict[str, Any] = {"role": "assistant", "content": msg.content}
+        if msg.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.function.name, "arguments": c.function.arguments},
+                }
+                for c in msg.tool_calls
+            ]
+        usage = getattr(resp, "usage", None)
+        cost = (resp.model_extra or {}).get("cost_usd") if hasattr(resp, "model_extra") else None
+        return (
+            message,
+            int(getattr(usage, "prompt_tokens", 0) or 0),
+            int(getattr(usage, "completion_tokens", 0) or 0),
+            float(cost) if isinstance(cost, int | float) else None,
+        )
+
+    def _play(self, conversation: Conversation, call: dict[str, Any]) -> ToolCall:
+        """Answer one tool call from the scenario's script and append the tool message."""
+        name, raw = call["function"]["name"], call["function"]["arguments"] or "{}"
+        try:
+            arguments = json.loads(raw)
+            if not isinstance(arguments, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            arguments, result = {"_raw": raw}, {"error": f"invalid JSON arguments: {exc}"}
+        else:
+            script = conversation.scenario.tools.get(name)
+            result = (
+                script.answer(arguments)
+                if script is not None
+                else {"error": f"tool {name} has no scripted result in scenario {conversation.scenario.name}"}
+            )
+        content = result if isinstance(result, str) else json.dumps(result)
+        conversation.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+        return ToolCall(name, arguments, result)
+
+
+def _substitute(template: Any, values: dict[str, Any]) -> Any:
+    """Fill `$message`, `$history`, `$session_id`: a whole-string placeholder keeps the value's type."""
+    if isinstance(template, str):
+        if template in values:
+            return copy.deepcopy(values[template])
+        for key, value in values.items():
+            if isinstance(value, str):
+                template = template.replace(key, value)
+        return template
+    if isinstance(template, dict):
+        return {k: _substitute(v, values) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_substitute(v, values) for v in template]
+    return template
+
+
+def _dig(data: Any, path: str) -> tuple[bool, Any]:
+    node = data
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False, None
+    return True, node
+
+
+def _tool_call(raw: Any) -> ToolCall:
+    if isinstance(raw, dict) and "function" in raw:  # OpenAI shape
+        raw = raw["function"]
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise TargetError(f"expected tool calls as {{name, arguments}} objects; got {str(raw)[:200]!r}")
+    args = raw.get("arguments", {})
+    if isinstance(args, str):
+        try:
+            args = json.loads(args or "{}")
+        except ValueError:
+            args = {"_raw": args}
+    return ToolCall(raw["name"], args if isinstance(args, dict) else {"_raw": args}, raw.get("result"))
+
+
+class HttpTarget:
+    """A generic HTTP JSON endpoint with a request template and dotted response paths."""
+
+    def __init__(self, config: TargetConfig, url: str | None = None):
+        self.config = config
+        self.url = url or config.url or ""
+        self.headers = _headers(config)
+        if (key := _api_key(config)) is not None:
+            self.headers.setdefault("Authorization", f"Bearer {key}")
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout), headers=self.headers
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def turn(self, conversation: Conversation, user: str) -> TurnRecord:
+        sc = conversation.scenario
+        history = list(conversation.messages)
+        body = _substitute(
+            self.config.request or DEFAULT_HTTP_REQUEST,
+            {"$message": user, "$history": history, "$session_id": conversation.session_id},
+        )
+        headers = {SYNTHETIC_HEADER: sc.name, SESSION_HEADER: conversation.session_id}
+        started = time.perf_counter()
+        try:
+            async with self._client().post(self.url, json=body, headers=headers) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    raise TargetError(
+                        f"expected a reply from {self.url}; got HTTP {resp.status}: {text[:200]!r}"
+                    )
+        except TimeoutError:
+            raise TargetError(
+                f"expected a reply from {self.url} within {self.config.timeout:g}s; it timed out"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise TargetError(f"expected a reply from {self.url}; could not connect ({exc})") from None
+        latency = time.perf_counter() - started
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise TargetError(f"expected a JSON reply from {self.url}; got {text[:200]!r}") from None
+        found, reply = _dig(data, self.config.response_text)
+        if not found or not isinstance(reply, str):
+            raise TargetError(
+                f"expected reply text at `{self.config.response_text}` in the JSON from {self.url}; "
+                f"got {text[:200]!r}"
+            )
+        calls: list[ToolCall] = []
+        if self.config.response_tool_calls:
+            ok, raw_calls = _dig(data, self.config.response_tool_calls)
+            if ok and raw_calls is not None:
+                if not isinstance(raw_calls, list):
+                    raise TargetError(
+                        f"expected a list at `{self.config.response_tool_calls}`; got {raw_calls!r}"
+                    )
+                calls = [_tool_call(c) for c in raw_calls]
+        conversation.messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        usage = data.get("usage") if isinstance(data, dict) else None
+        tokens_in = (
+            int(usage.get("input_tokens", usage.get("prompt_tokens", 0))) if isinstance(usage, dict) else 0
+        )
+        tokens_out = (
+            int(usage.get("output_tokens", usage.get("completion_tokens", 0)))
+            if isinstance(usage, dict)
+            else 0
+        )
+        return TurnRecord(
+            user=user,
+            output=reply,
+            tool_calls=calls,
+            steps=steps if isinstance(steps := data.get("steps"), int) else 1 + len(calls),
+            latency_s=latency,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost_usd=_cost(
+                sc, data.get("cost_usd") if isinstance(data, dict) else None, tokens_in, tokens_out
+            ),
+        )
