@@ -29,7 +29,7 @@ DAY: Final = 86400
 RETENTION_MARGIN_SECONDS: Final = 7 * DAY
 DEFAULT_SCRAPE_INTERVAL: Final = "15s"
 DEFAULT_EVALUATION_INTERVAL: Final = "30s"
-DEFAULT_EXPORTER_TARGET: Final = "exporter:9464"
+DEFAULT_EXPORTER_TARGET: Final = "exporter:9120"
 DEFAULT_ALERTMANAGER_TARGET: Final = "alertmanager:9093"
 # Where receivers post until the user points them at a pager or chat tool. `.invalid` never resolves
 # (RFC 2606), so an unconfigured bundle fails visibly in Alertmanager's logs instead of paging a stranger.

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -44,6 +45,7 @@ from bundle.faults import (
 log = logging.getLogger("agent-slo.demo-agent")
 SYNTHETIC_HEADER: Final = "X-Agent-SLO-Synthetic"  # set by the prober (synthetic.targets)
 SESSION_HEADER: Final = "X-Agent-SLO-Session"
+TOKEN_ENV: Final = "AGENT_SLO_TOKEN"  # the exporter's bearer token, as for `agent-slo probe`
 REFUND_POLICY_DAYS: Final = 30
 POST_TIMEOUT_S: Final = 5.0
 # The fake backend used when the caller declares no tools.
@@ -82,6 +84,7 @@ class AgentState:
     faults_since: float = field(default_factory=time.time)
     time_scale: float = 1.0  # share of simulated latency actually slept
     exporter_url: str | None = None
+    exporter_token: str | None = None
     conversations: int = 0
     events_posted: int = 0
     post_errors: int = 0
@@ -343,7 +346,9 @@ def judge_answer(body: dict[str, Any]) -> dict[str, Any]:
 async def _report(app: web.Application, events: list[dict[str, Any]]) -> None:
     state: AgentState = app["state"]
     try:
-        async with app["client"].post(f"{state.exporter_url}/v1/events", json=events) as resp:
+        headers = {"Authorization": f"Bearer {state.exporter_token}"} if state.exporter_token else {}
+        url = f"{state.exporter_url}/v1/events"
+        async with app["client"].post(url, json=events, headers=headers) as resp:
             if resp.status >= 300:
                 state.post_errors += 1
                 log.warning("exporter refused events: %s %s", resp.status, (await resp.text())[:300])
@@ -465,7 +470,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("spec")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--exporter", default=None, help="exporter base URL to report events to")
+    parser.add_argument(
+        "--exporter", default=None, help=f"exporter base URL to report events to (token: ${TOKEN_ENV})"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--version", default="1.0.0", help="the agent version it reports")
     parser.add_argument("--incident", choices=sorted(INCIDENTS), help="start with this incident injected")
@@ -477,6 +484,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         version=args.version,
         exporter_url=args.exporter,
+        exporter_token=os.environ.get(TOKEN_ENV) or None,
         time_scale=args.time_scale,
         faults=INCIDENTS[args.incident].faults if args.incident else Faults(),
     )
