@@ -94,6 +94,24 @@ def events_rate(window: str) -> str:
     return f"agent_slo:events:increase{window}"
 
 
+def events_bucket(window: str) -> str:
+    """Non-overlapping `<w>` event increases, one sample per `<w>`: summed for the long windows and period."""
+    return f"agent_slo:events_bucket:increase{window}"
+
+
+def judge_score_count(window: str) -> str:
+    """Judge verdicts per agent, flow, judge and version over the window (drift's minimum-sample guard)."""
+    return f"agent_slo:judge_score:count{window}"
+
+
+def judge_score_mean(window: str) -> str:
+    """Mean judge score per agent, flow, judge and version over the window."""
+    return f"agent_slo:judge_score:mean{window}"
+
+
+JUDGE_SCORE_BASELINE_MEAN: Final = "agent_slo:judge_score_baseline:mean"
+JUDGE_SCORE_BASELINE_STDDEV: Final = "agent_slo:judge_score_baseline:stddev"
+UP: Final = "up"  # Prometheus' own scrape-health series
 OBJECTIVE_RATIO: Final = "agent_slo:objective:ratio"
 ERROR_BUDGET_RATIO: Final = "agent_slo:error_budget:ratio"
 PERIOD_SECONDS: Final = "agent_slo:period:seconds"
