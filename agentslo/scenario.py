@@ -25,12 +25,15 @@ from typing import Any, Final, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError
 
-from agentslo import _validate as v
 from agentslo._yamlmap import Path as KeyPath
 from agentslo._yamlmap import line_for, load_with_lines
 from agentslo.durations import parse_threshold_seconds
 from agentslo.spec import JsonCheck, LLMJudge, Model, Name, Ratio, Seconds, Spec, SpecError
 from agentslo.spec import _name as check_name
+
+# isort: split
+# After agentslo.spec: it and agentslo._validate import each other, and the spec module must go first.
+from agentslo import _validate as v
 
 VERSION: Final = "agent-slo/scenarios/v1"
 Problem = v.Problem
@@ -196,6 +199,8 @@ def _pydantic_problems(exc: ValidationError, prefix: KeyPath) -> list[tuple[KeyP
             key = str(err["loc"][-1])
             close = difflib.get_close_matches(key, _VOCABULARY, n=1, cutoff=0.75)
             out.append((loc, f"unknown key `{key}`" + (f"; did you mean `{close[0]}`?" if close else "")))
+        elif err["type"] == "too_short":
+            out.append((loc, f"`{loc[-1]}` needs at least one entry"))
         else:
             out.append((loc, v._message(err)))
     return out
