@@ -1,0 +1,436 @@
+"""The judging pipeline: sessions in, verdicts out as `judge` events, worth-keeping sessions stored.
+
+Ingestion only enqueues (`Pipeline.submit` never awaits). Two stages, both bounded:
+
+1. intake (one task, in batches): rule judges on every session, the SLI-bad and sampled sessions
+   stored (one transaction per batch), rule verdicts applied as `judge` events;
+2. one queue per LLM judge, drained by `concurrency` tasks: the head-sampled sessions are judged,
+   verdicts applied and attached to the stored session.
+
+A full intake queue refuses the session (`Overloaded`: the API answers 503 with Retry-After); a full
+LLM queue sheds that judge's verdict. Both are counted as the judge's `shed` outcome in
+`agent_slo_judge_calls_total`, like every other judge failure: never against the agent. SQLite runs
+on one dedicated thread so the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
+
+import openai
+
+from agentslo.judges import JudgeInput, Verdict, applies, run_judge
+from agentslo.judges import model as outcomes
+from agentslo.judges.rule import evaluate
+from agentslo.judges.sampling import sampled
+from agentslo.spec import LLMJudge, RuleJudge, Spec
+from exporter.session_store import SLI_REVIEW, ReviewRecord, SessionRecord, SessionStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Sessions waiting for the rule stage before new ones are refused (503); a few seconds of a busy fleet.
+DEFAULT_INTAKE_SIZE = 10_000
+# Sessions waiting per LLM judge before its verdicts are shed; ~12 s of work at 80 judged/s.
+DEFAULT_LLM_QUEUE_SIZE = 1_000
+# Sessions the rule stage takes per transaction: amortises SQLite commits under load.
+INTAKE_BATCH = 256
+# Session ids remembered to drop re-sent sessions (a retry must not be judged, or counted, twice).
+DEFAULT_DEDUPE_WINDOW = 100_000
+# Share of sessions kept although nothing marked them bad: the head sample the review queue and the
+# balanced calibration set need beyond the LLM judges' own samples.
+DEFAULT_STORE_SAMPLE_RATE = 0.01
+STORE_SAMPLER = "store"  # the name the store's own head sample hashes with
+PRUNE_INTERVAL_S = 60.0
+
+
+class Ingestor(Protocol):
+    """What the pipeline needs from the exporter's ingest (methods may be sync or async)."""
+
+    def apply(self, events: list[dict[str, Any]], *, partial: bool = False) -> Any: ...
+    def record_judge_call(
+        self, agent: str, judge: str, judge_version: str, outcome: str, cost_usd: float
+    ) -> Any: ...
+    def set_judge_agreement(self, agent: str, judge: str, judge_version: str, ratio: float) -> Any: ...
+
+
+class Overloaded(Exception):
+    """The intake queue is full: the session is refused, to be retried later."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    intake_size: int = DEFAULT_INTAKE_SIZE
+    llm_queue_size: int = DEFAULT_LLM_QUEUE_SIZE
+    store_sample_rate: float = DEFAULT_STORE_SAMPLE_RATE
+    dedupe_window: int = DEFAULT_DEDUPE_WINDOW
+
+
+@dataclass(frozen=True)
+class Job:
+    spec: Spec
+    case: JudgeInput
+    record: SessionRecord
+    exclude: str | None
+    trace_id: str | None
+    llm_judges: tuple[str, ...]  # the LLM judges whose head sample holds this session
+    keep: bool  # stored whatever the judges say (SLI-bad or head-sampled)
+
+
+@dataclass
+class Stats:
+    accepted: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    stored: int = 0
+    apply_errors: int = 0
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)  # (judge, outcome) → calls
+
+    def as_dict(self) -> dict[str, Any]:
+        calls: dict[str, dict[str, int]] = {}
+        for (judge, outcome), n in sorted(self.calls.items()):
+            calls.setdefault(judge, {})[outcome] = n
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "refused": self.refused,
+            "stored": self.stored,
+            "apply_errors": self.apply_errors,
+            "judge_calls": calls,
+        }
+
+
+def judge_burns(spec: Spec, judge: str, flow: str) -> dict[str, tuple[int, float]]:
+    """The SLOs a failing verdict of `judge` in `flow` is a bad event for, with the budget it burns."""
+    return {
+        slo: (1, burn_weight(spec, slo, flow))
+        for slo, s in spec.slos.items()
+        if s.sli.judge == judge and flow in spec.flows_of(slo)
+    }
+
+
+def burn_weight(spec: Spec, slo: str, flow: str) -> float:
+    """Budget one bad event burns, relative to a 1%-budget SLO's: 1 / error budget (in percent)."""
+    return 1.0 / max(100.0 - spec.objective_for(slo, flow), 1e-9)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class Pipeline:
+    """Runs the judges of every agent's spec over submitted sessions, in the background."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, Spec],
+        ingestor: Ingestor,
+        store: SessionStore,
+        config: PipelineConfig = PipelineConfig(),
+        *,
+        client: openai.AsyncOpenAI | None = None,
+    ) -> None:
+        self.specs = dict(specs)
+        self.ingestor = ingestor
+        self.store = store
+        self.config = config
+        self.client = client
+        self.stats = Stats()
+        self._intake: asyncio.Queue[Job] = asyncio.Queue(config.intake_size)
+        self._llm: dict[tuple[str, str], asyncio.Queue[Job]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[asyncio.Future[Any]] = set()  # async ingestor calls in flight
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-sessions")
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy = 0
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._intake_loop(), name="judging-intake"))
+        for agent, spec in self.specs.items():
+            for name, judge in spec.judges.items():
+                if isinstance(judge, LLMJudge):
+                    self._llm[(agent, name)] = asyncio.Queue(self.config.llm_queue_size)
+                    for i in range(judge.concurrency):
+                        task = asyncio.create_task(
+                            self._llm_loop(agent, name, judge), name=f"judge-{name}-{i}"
+                        )
+                        self._tasks.append(task)
+        self._tasks.append(asyncio.create_task(self._prune_loop(), name="sessions-prune"))
+        await self.republish_agreements()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.db(self.store.close)
+        self._thread.shutdown(wait=True)
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store call on the store's own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def drained(self, timeout: float = 30.0) -> None:
+        """Wait until every submitted session has been judged (tests, benchmarks, shutdown)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await self._idle.wait()
+                await asyncio.sleep(0)
+                if self._busy == 0:
+                    return
+
+    def intake_free(self) -> int:
+        """Sessions the intake queue can still take."""
+        return self.config.intake_size - self._intake.qsize()
+
+    def queue_depths(self) -> dict[str, int]:
+        depths = {"intake": self._intake.qsize()}
+        depths.update({f"{agent}/{judge}": q.qsize() for (agent, judge), q in self._llm.items()})
+        return depths
+
+    # --- intake (called by the HTTP handler; never awaits) ---
+
+    def submit(
+        self,
+        spec: Spec,
+        session: dict[str, Any],
+        record: SessionRecord,
+        *,
+        exclude: str | None = None,
+        trace_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a validated session for judging; raises Overloaded when the intake queue is full."""
+        sid = record.session_id
+        if sid in self._seen:
+            self.stats.duplicates += 1
+            return {"session_id": sid, "duplicate": True}
+        llm = tuple(
+            name
+            for name, j in spec.judges.items()
+            if isinstance(j, LLMJudge)
+            and applies(j, record.flow)
+            and sampled(sid, name, j.version, j.sample_rate)
+        )
+        keep = (
+            bool(record.bad_slos)
+            or bool(llm)
+            or sampled(sid, STORE_SAMPLER, "", self.config.store_sample_rate)
+        )
+        job = Job(spec, JudgeInput.from_session(session), record, exclude, trace_id, llm, keep)
+        try:
+            self._intake.put_nowait(job)
+        except asyncio.QueueFull:
+            self.stats.refused += 1
+            for name, judge in spec.judges.items():
+                if applies(judge, record.flow):
+                    self._count_call(spec.agent, name, judge.version, outcomes.SHED, 0.0)
+            raise Overloaded(f"the judging queue is full ({self.config.intake_size} sessions)") from None
+        self._remember(sid)
+        self._enter()
+        self.stats.accepted += 1
+        rules = [n for n, j in spec.judges.items() if isinstance(j, RuleJudge) and applies(j, record.flow)]
+        return {
+            "session_id": sid,
+            "duplicate": False,
+            "judges": rules + list(llm),
+            "sampled": list(llm),
+            "stored": keep,
+        }
+
+    def _remember(self, sid: str) -> None:
+        self._seen[sid] = None
+        if len(self._seen) > self.config.dedupe_window:
+            self._seen.popitem(last=False)
+
+    def _enter(self, n: int = 1) -> None:
+        self._busy += n
+        self._idle.clear()
+
+    def _leave(self, n: int = 1) -> None:
+        self._busy -= n
+        if self._busy <= 0:
+            self._idle.set()
+
+    # --- stage 1: rule judges, storage ---
+
+    async def _intake_loop(self) -> None:
+        while True:
+            jobs = [await self._intake.get()]
+            while len(jobs) < INTAKE_BATCH and not self._intake.empty():
+                jobs.append(self._intake.get_nowait())
+            try:
+                await self._intake_batch(jobs)
+            except Exception:  # a bug or a broken disk must not stop judging for good
+                log.exception("judging: a batch of %d sessions failed", len(jobs))
+            finally:
+                self._leave(len(jobs))
+
+    async def _intake_batch(self, jobs: list[Job]) -> None:
+        records: list[SessionRecord] = []
+        reviews: list[ReviewRecord] = []
+        events: list[dict[str, Any]] = []
+        calls: list[tuple[str, str, str, str, float]] = []
+        stored: set[str] = set()
+        for job in jobs:
+            spec, rec = job.spec, job.record
+            bad = dict(rec.bad_slos)
+            job_reviews = []
+            for name, judge in spec.judges.items():
+                if not isinstance(judge, RuleJudge) or not applies(judge, rec.flow):
+                    continue
+                verdict = evaluate(judge, job.case)
+                calls.append((spec.agent, name, judge.version, verdict.outcome, 0.0))
+                events.append(self._event(job, name, judge.version, verdict))
+                if verdict.score is not None and verdict.score < judge.pass_threshold:
+                    for slo, (n, burn) in judge_burns(spec, name, rec.flow).items():
+                        old = bad.get(slo, (0, 0.0))
+                        bad[slo] = (old[0] + n, old[1] + burn)
+                    job_reviews.append(
+                        ReviewRecord(
+                            rec.session_id,
+                            name,
+                            judge.version,
+                            verdict.score,
+                            False,
+                            verdict.explanation,
+                            True,
+                        )
+                    )
+            if rec.bad_slos:
+                why = "bad for " + ", ".join(sorted(rec.bad_slos))
+                job_reviews.append(ReviewRecord(rec.session_id, SLI_REVIEW, "", None, None, why, True))
+            if job.keep or bad:
+                records.append(replace(rec, bad_slos=bad))
+                reviews += job_reviews
+                stored.add(rec.session_id)
+        if records:
+            self.stats.stored += await self.db(self.store.add, records, reviews)
+            if self.store.total_bytes > self.store.max_bytes:
+                await self.db(self.store.prune)
+        await self._apply(events)
+        for call in calls:
+            self._count_call(*call)
+        for job in jobs:
+            for name in job.llm_judges:
+                self._to_llm(job, name)
+
+    def _to_llm(self, job: Job, name: str) -> None:
+        judge = job.spec.judges[name]
+        try:
+            self._llm[(job.spec.agent, name)].put_nowait(job)
+            self._enter()
+        except asyncio.QueueFull:
+            self._count_call(job.spec.agent, name, judge.version, outcomes.SHED, 0.0)
+
+    # --- stage 2: LLM judges ---
+
+    async def _llm_loop(self, agent: str, name: str, judge: LLMJudge) -> None:
+        queue = self._llm[(agent, name)]
+        while True:
+            job = await queue.get()
+            try:
+                verdict = await run_judge(name, judge, job.case, client=self.client)
+                await self._llm_verdict(job, name, judge, verdict)
+            except Exception:
+                log.exception("judging: judge %s failed on session %s", name, job.record.session_id)
+                self._count_call(agent, name, judge.version, outcomes.ERROR, 0.0)
+            finally:
+                self._leave()
+
+    async def _llm_verdict(self, job: Job, name: str, judge: LLMJudge, verdict: Verdict) -> None:
+        rec = job.record
+        self._count_call(rec.agent, name, judge.version, verdict.outcome, verdict.cost_usd)
+        if not verdict.ok:
+            return
+        await self._apply([self._event(job, name, judge.version, verdict)])
+        passed = bool(verdict.passed(judge.pass_threshold))
+        bad = {} if passed else judge_burns(job.spec, name, rec.flow)
+        review = ReviewRecord(
+            rec.session_id, name, judge.version, verdict.score, passed, verdict.explanation, not passed
+        )
+        await self.db(self.store.add_verdict, review, bad)
+
+    # --- outputs ---
+
+    @staticmethod
+    def _event(job: Job, judge: str, version: str, verdict: Verdict) -> dict[str, Any]:
+        event = {
+            "type": "judge",
+            "agent": job.record.agent,
+            "flow": job.record.flow,
+            "judge": judge,
+            "judge_version": version,
+            "score": verdict.score,
+            "session_id": job.record.session_id,
+        }
+        if job.exclude:
+            event["exclude"] = job.exclude
+        if job.trace_id:
+            event["trace_id"] = job.trace_id
+        return event
+
+    async def _apply(self, events: list[dict[str, Any]]) -> None:
+        events = [e for e in events if e["score"] is not None]
+        if not events:
+            return
+        try:
+            await _maybe_await(self.ingestor.apply(events, partial=True))
+        except Exception:
+            self.stats.apply_errors += 1
+            log.exception("judging: the exporter refused %d judge event(s)", len(events))
+
+    def _count_call(self, agent: str, judge: str, version: str, outcome: str, cost: float) -> None:
+        self.stats.calls[(judge, outcome)] += 1
+        try:
+            result = self.ingestor.record_judge_call(agent, judge, version, outcome, cost)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+        except Exception:
+            log.exception("judging: cannot count a call of judge %s", judge)
+
+    async def set_agreement(
+        self, agent: str, judge: str, version: str, ratio: float, n: int, source: str
+    ) -> None:
+        """Record and publish a judge version's agreement with human labels."""
+        await self.db(self.store.set_agreement, agent, judge, version, ratio, n, source)
+        await _maybe_await(self.ingestor.set_judge_agreement(agent, judge, version, ratio))
+
+    async def republish_agreements(self) -> None:
+        """After a restart, publish the stored agreement of every current judge version."""
+        for row in await self.db(self.store.agreements):
+            spec = self.specs.get(row["agent"])
+            judge = spec.judges.get(row["judge"]) if spec else None
+            if judge is not None and judge.version == row["judge_version"]:
+                await _maybe_await(
+                    self.ingestor.set_judge_agreement(
+                        row["agent"], row["judge"], row["judge_version"], row["ratio"]
+                    )
+                )
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+            try:
+                started = time.monotonic()
+                deleted = await self.db(self.store.prune)
+                if deleted:
+                    log.info("sessions: pruned %d in %.3fs", deleted, time.monotonic() - started)
+            except Exception:
+                log.exception("sessions: pruning failed")

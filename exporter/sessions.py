@@ -1,0 +1,628 @@
+"""Sessions, review and datasets: the feedback-loop half of the exporter's HTTP API.
+
+`setup(app)` registers the routes below and starts the judging pipeline (`exporter.judging`) and the
+session store (`exporter.session_store`) with the app:
+
+| route | what |
+|---|---|
+| `POST /v1/sessions` | a session (or a JSON array of them) for the judges and the store; 202 |
+| `GET /v1/sessions/top?slo=&window=` | sessions that burned the most budget, grouped by what they share |
+| `GET /v1/review` | the review queue (flagged first) |
+| `POST /v1/review/{id}/label` | `correct`, `false_positive`, `real_failure` or `edge_case` |
+| `GET /v1/datasets/{name}.jsonl` | `calibration` (balanced per judge) or `regression` |
+| `GET /v1/datasets/regression.yaml` | the regression set as prober scenarios |
+| `POST /v1/judges/{judge}/agreement` | a calibrated agreement ratio (`agent-slo calibrate --exporter`) |
+| `GET /v1/judging` | queue depths, counts and store size |
+
+Settings come from `app[SESSIONS_CONFIG]` when set, else from `AGENT_SLO_SESSIONS_*` environment
+variables (`SessionsConfig.from_env`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import orjson
+import yaml
+from aiohttp import web
+from pydantic import ValidationError
+
+from agentslo.durations import parse_duration
+from agentslo.judges import datasets
+from agentslo.judges.redact import Redactor
+from agentslo.judges.session import Session, primary_tool, sli_bad_events, spec_problems, top_contributors
+from agentslo.spec import Spec
+from exporter import session_store as st
+from exporter.judging import Ingestor, Overloaded, Pipeline, PipelineConfig, burn_weight
+
+MAX_BATCH_SESSIONS = 100  # sessions per POST; a bigger batch is refused rather than half-queued
+MAX_PAGE = 500
+DEFAULT_TOP_WINDOW = "1d"
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    """Where and how sessions are kept, and how much judging work may wait."""
+
+    db_path: str | None = None  # None: `sessions.db` next to the exporter's database, else in memory
+    retention_s: float = st.DEFAULT_RETENTION_S
+    labelled_retention_s: float = st.DEFAULT_LABELLED_RETENTION_S
+    max_bytes: int = st.DEFAULT_MAX_BYTES
+    redact: str = "email,phone,card"  # or "none"
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> SessionsConfig:
+        p = PipelineConfig()
+        return cls(
+            db_path=env.get("AGENT_SLO_SESSIONS_DB") or None,
+            retention_s=float(parse_duration(env.get("AGENT_SLO_SESSIONS_RETENTION", "7d"))),
+            labelled_retention_s=float(
+                parse_duration(env.get("AGENT_SLO_SESSIONS_LABELLED_RETENTION", "90d"))
+            ),
+            max_bytes=int(float(env.get("AGENT_SLO_SESSIONS_MAX_MB", "256")) * 1024 * 1024),
+            redact=env.get("AGENT_SLO_REDACT", "email,phone,card"),
+            pipeline=PipelineConfig(
+                intake_size=int(env.get("AGENT_SLO_JUDGE_INTAKE", p.intake_size)),
+                llm_queue_size=int(env.get("AGENT_SLO_JUDGE_QUEUE", p.llm_queue_size)),
+                store_sample_rate=float(env.get("AGENT_SLO_SESSIONS_SAMPLE_RATE", p.store_sample_rate)),
+            ),
+        )
+
+
+SESSIONS = web.AppKey("agent_slo_sessions", Pipeline)
+SESSIONS_CONFIG = web.AppKey("agent_slo_sessions_config", SessionsConfig)
+
+
+def _error(
+    status: int,
+    message: str,
+    detail: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {"error": message, "detail": detail or []}
+    return web.json_response(body, status=status, headers=headers, dumps=lambda o: orjson.dumps(o).decode())
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _pipeline(request: web.Request) -> Pipeline:
+    return request.app[SESSIONS]
+
+
+# --- POST /v1/sessions ---
+
+
+async def post_sessions(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    try:
+        data = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        return _error(400, "the body is not JSON", [{"index": 0, "field": "", "problem": str(exc)}])
+    single = isinstance(data, dict)
+    items = [data] if single else data
+    if not isinstance(items, list) or not items:
+        return _error(400, "the body must be a session object or a non-empty JSON array of sessions")
+    if len(items) > MAX_BATCH_SESSIONS:
+        return _error(413, f"at most {MAX_BATCH_SESSIONS} sessions per request (got {len(items)})")
+    now = time.time()
+    parsed: list[Session] = []
+    detail: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        try:
+            session = Session.model_validate(item)
+        except ValidationError as exc:
+            detail += [
+                {"index": i, "field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()
+            ]
+            continue
+        spec = pipeline.specs.get(session.agent)
+        detail += [{"index": i, "field": f, "problem": p} for f, p in spec_problems(spec, session, now)]
+        parsed.append(session)
+    if detail:
+        return _error(400, "invalid session(s); nothing was accepted", detail)
+    if pipeline.intake_free() < len(parsed):
+        pipeline.stats.refused += len(parsed)
+        return _error(503, "the judging queue is full; retry later", headers={"Retry-After": "1"})
+    results = []
+    for session in parsed:
+        spec = pipeline.specs[session.agent]
+        record = _record(spec, session, now)
+        try:
+            results.append(
+                pipeline.submit(
+                    spec,
+                    session.document() | {"time": record.time},
+                    record,
+                    exclude=session.exclude,
+                    trace_id=session.trace_id,
+                )
+            )
+        except Overloaded as exc:
+            return _error(503, str(exc), headers={"Retry-After": "1"})
+    return _json(results[0] if single else {"sessions": results}, status=202)
+
+
+def _record(spec: Spec, session: Session, now: float) -> st.SessionRecord:
+    bad: dict[str, tuple[int, float]] = {}
+    for slo, n in sli_bad_events(spec, session).items():
+        excluded = session.exclude is not None and session.exclude in spec.exclusions_of(slo)
+        bad[slo] = (n, 0.0 if excluded else n * burn_weight(spec, slo, session.flow))
+    return st.SessionRecord(
+        session_id=session.session_id,
+        agent=session.agent,
+        flow=session.flow,
+        time=session.time if session.time is not None else now,
+        body=session.document(),
+        sampled=False,
+        version=session.version,
+        model=session.model,
+        failure_mode=session.failure_mode,
+        tool=primary_tool(session),
+        outcome=session.outcome,
+        bad_slos=bad,
+    )
+
+
+# --- GET /v1/sessions/top ---
+
+
+async def get_top(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    slo = request.query.get("slo")
+    agent = request.query.get("agent")
+    window = request.query.get("window", DEFAULT_TOP_WINDOW)
+    known = {s for spec in pipeline.specs.values() for s in spec.slos}
+    if not slo or slo not in known:
+        return _error(
+            400,
+            f"`slo` must name an SLO: one of {', '.join(sorted(known))}",
+            [{"index": 0, "field": "slo", "problem": "missing or unknown"}],
+        )
+    try:
+        seconds = parse_duration(window)
+    except ValueError as exc:
+        return _error(
+            400, f"`window` {window!r}: {exc}", [{"index": 0, "field": "window", "problem": str(exc)}]
+        )
+    rows = await pipeline.db(pipeline.store.bad_sessions, slo, time.time() - seconds, agent)
+    return _json({"slo": slo, "window": window, "agent": agent} | top_contributors(rows))
+
+
+# --- review ---
+
+
+def _int(request: web.Request, name: str, default: int, upper: int) -> int:
+    try:
+        value = int(request.query.get(name, default))
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"`{name}` must be an integer") from None
+    return max(0, min(value, upper))
+
+
+async def get_review(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    status = request.query.get("status", "pending")
+    if status not in ("pending", "labelled", "all"):
+        return _error(
+            400, "`status` is pending, labelled or all", [{"index": 0, "field": "status", "problem": status}]
+        )
+    items = await pipeline.db(
+        lambda: pipeline.store.reviews(
+            status=status,
+            judge=request.query.get("judge"),
+            agent=request.query.get("agent"),
+            limit=_int(request, "limit", 50, MAX_PAGE),
+            offset=_int(request, "offset", 0, 10**9),
+        )
+    )
+    return _json({"items": items, "labels": list(st.LABELS)})
+
+
+async def post_label(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    try:
+        review_id = int(request.match_info["id"])
+        body = orjson.loads(await request.read())
+    except (ValueError, orjson.JSONDecodeError):
+        return _error(400, 'expected an integer review id and a JSON body {"label": ...}')
+    label = body.get("label") if isinstance(body, dict) else None
+    if label not in st.LABELS:
+        return _error(
+            400,
+            f"`label` must be one of {', '.join(st.LABELS)}",
+            [{"index": 0, "field": "label", "problem": f"got {label!r}"}],
+        )
+    reviewer, note = body.get("reviewer"), body.get("note")
+    if not all(v is None or (isinstance(v, str) and len(v) <= 2000) for v in (reviewer, note)):
+        return _error(400, "`reviewer` and `note` are optional strings (at most 2000 characters)")
+    try:
+        review = await pipeline.db(pipeline.store.label, review_id, label, reviewer, note)
+    except KeyError:
+        return _error(404, f"no review {review_id}")
+    agreement = None
+    if review["judge"]:
+        found = await pipeline.db(
+            pipeline.store.label_agreement, review["agent"], review["judge"], review["judge_version"]
+        )
+        if found is not None:
+            ratio, n = found
+            await pipeline.set_agreement(
+                review["agent"], review["judge"], review["judge_version"], ratio, n, "labels"
+            )
+            agreement = {"ratio": ratio, "n": n}
+    return _json(review | {"agreement": agreement})
+
+
+# --- datasets ---
+
+
+async def get_dataset(request: web.Request) -> web.StreamResponse:
+    pipeline = _pipeline(request)
+    name, fmt = request.match_info["name"], request.match_info["ext"]
+    judge, agent = request.query.get("judge"), request.query.get("agent")
+    reviews = await pipeline.db(lambda: list(pipeline.store.labelled(judge=judge, agent=agent)))
+    if (name, fmt) == ("calibration", "jsonl"):
+        balanced = request.query.get("balanced", "true").lower() not in ("false", "0", "no")
+        lines, was_balanced = datasets.calibration_set(reviews, balanced=balanced)
+        return web.Response(
+            body=datasets.dumps_jsonl(lines),
+            content_type="application/x-ndjson",
+            headers={"X-Agent-SLO-Balanced": str(was_balanced).lower()},
+        )
+    if (name, fmt) == ("regression", "jsonl"):
+        return web.Response(
+            body=datasets.dumps_jsonl(datasets.regression_set(reviews)), content_type="application/x-ndjson"
+        )
+    if (name, fmt) == ("regression", "yaml"):
+        if agent is None and len(pipeline.specs) != 1:
+            return _error(400, "`agent` is required: scenario files belong to one agent")
+        spec = pipeline.specs.get(agent or next(iter(pipeline.specs)))
+        if spec is None:
+            return _error(404, f"unknown agent {agent!r}")
+        document, skipped = datasets.regression_scenarios(datasets.regression_set(reviews), spec)
+        head = f"# Regression scenarios from sessions labelled real_failure ({len(document['scenarios'])}).\n"
+        if skipped:
+            head += f"# Not convertible (no user turn or nothing to assert): {', '.join(skipped)}\n"
+        text = head + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+        return web.Response(text=text, content_type="application/yaml")
+    return _error(404, f"no dataset {name}.{fmt}: use calibration.jsonl, regression.jsonl or regression.yaml")
+
+
+# --- agreement, status ---
+
+
+async def post_agreement(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    judge = request.match_info["judge"]
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _error(400, "the body is not JSON")
+    body = body if isinstance(body, dict) else {}
+    agent = body.get("agent") or (next(iter(pipeline.specs)) if len(pipeline.specs) == 1 else None)
+    spec = pipeline.specs.get(agent) if isinstance(agent, str) else None
+    ratio, n = body.get("ratio"), body.get("n", 0)
+    problems = []
+    if spec is None or judge not in spec.judges:
+        problems.append({"index": 0, "field": "judge", "problem": f"no judge {judge!r} for agent {agent!r}"})
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+        problems.append({"index": 0, "field": "ratio", "problem": "a number from 0 to 1"})
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        problems.append({"index": 0, "field": "n", "problem": "a non-negative integer"})
+    if problems or spec is None:
+        return _error(400, "invalid agreement", problems)
+    version = str(body.get("judge_version") or spec.judges[judge].version)
+    await pipeline.set_agreement(spec.agent, judge, version, float(ratio), n, "calibrate")
+    return _json({"agent": spec.agent, "judge": judge, "judge_version": version, "ratio": ratio, "n": n})
+
+
+async def get_status(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    count = await pipeline.db(pipeline.store.count)
+    return _json(
+        pipeline.stats.as_dict()
+        | {
+            "queues": pipeline.queue_depths(),
+            "stored_sessions": count,
+            "stored_bytes": pipeline.store.total_bytes,
+        }
+    )
+
+
+# --- wiring ---
+
+
+def _exporter_parts(app: web.Application) -> tuple[dict[str, Spec] | None, Ingestor | None, str | None]:
+    """Specs, ingestor and database path from the exporter app (exporter.app), when it provides them."""
+    try:
+        from exporter import app as exporter_app
+    except ImportError:
+        return None, None, None
+    specs = ingestor = db_path = None
+    if (key := getattr(exporter_app, "INGESTOR", None)) is not None and key in app:
+        ingestor = app[key]
+    for attr in ("SPECS", "CATALOG", "CONFIG"):
+        key = getattr(exporter_app, attr, None)
+        value = app.get(key) if key is not None else None
+        if attr == "SPECS" and value is not None:
+            specs = (
+                {s.agent: s for s in value.values()}
+                if isinstance(value, Mapping)
+                else {s.agent: s for s in value}
+            )
+        elif attr == "CATALOG" and value is not None and specs is None and hasattr(value, "specs"):
+            found = value.specs
+            specs = {s.agent: s for s in (found.values() if isinstance(found, Mapping) else found)}
+        elif attr == "CONFIG" and value is not None:
+            db_path = getattr(value, "db_path", None)
+    return specs, ingestor, db_path
+
+
+def setup(
+    app: web.Application,
+    *,
+    specs: Iterable[Spec] | None = None,
+    ingestor: Ingestor | None = None,
+    config: SessionsConfig | None = None,
+    client: openai.AsyncOpenAI | None = None,
+) -> None:
+    """Register the sessions, review and dataset routes; the pipeline starts and stops with the app.
+
+    Specs and the ingestor default to the exporter app's own (`exporter.app`); pass them to run the
+    routes in another app (tests, tools)."""
+    app.router.add_post("/v1/sessions", post_sessions)
+    app.router.add_get("/v1/sessions/top", get_top)
+    app.router.add_get("/v1/review", get_review)
+    app.router.add_post("/v1/review/{id}/label", post_label)
+    app.router.add_get(r"/v1/datasets/{name:[a-z0-9_-]+}.{ext:jsonl|yaml}", get_dataset)
+    app.router.add_post("/v1/judges/{judge}/agreement", post_agreement)
+    app.router.add_get("/v1/judging", get_status)
+    given_specs = {s.agent: s for s in specs} if specs is not None else None
+
+    async def start(app: web.Application) -> None:
+        found_specs, found_ingestor, exporter_db = _exporter_parts(app)
+        use_specs = given_specs if given_specs is not None else found_specs
+        use_ingestor = ingestor if ingestor is not None else found_ingestor
+        if use_specs is None or use_ingestor is None:
+            raise RuntimeError(
+                "exporter.sessions.setup: no specs or ingestor (pass them, or use exporter.app)"
+            )
+        cfg = app.get(SESSIONS_CONFIG) or config or SessionsConfig.from_env()
+        path = cfg.db_path or (
+            os.path.join(os.path.dirname(os.path.abspath(exporter_db)), "sessions.db")
+            if exporter_db
+            else ":memory:"
+        )
+        store = st.SessionStore(
+            path,
+            redactor=Redactor.parse(cfg.redact),
+            retention_s=cfg.retention_s,
+            labelled_retention_s=cfg.labelled_retention_s,
+            max_bytes=cfg.max_bytes,
+        )
+        pipeline = Pipeline(use_specs, use_ingestor, store, cfg.pipeline, client=client)
+        app[SESSIONS] = pipeline
+        await pipeline.start()
+
+    async def stop(app: web.Application) -> None:
+        if SESSIONS in app:
+            await app[SESSIONS].stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+
+
+__all__ = ["OPENAPI_PATHS", "SESSIONS", "SESSIONS_CONFIG", "SessionsConfig", "setup", "top_contributors"]
+
+
+# --- OpenAPI 3 path items (merged into /openapi.json by the exporter app) ---
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _ok(
+    description: str, schema: dict[str, Any] | None = None, media: str = "application/json"
+) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema or {"type": "object"}}}}
+
+
+def _q(
+    name: str, description: str, *, required: bool = False, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+_MESSAGE = {"type": "object", "required": ["role"], "properties": {"role": {"type": "string"}, "content": {}}}
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["tool"],
+    "properties": {
+        "tool": {"type": "string"},
+        "input": {},
+        "output": {},
+        "latency_s": {"type": "number", "minimum": 0},
+        "outcome": {"enum": ["ok", "wrong_tool", "invalid_params", "empty_result", "error"]},
+    },
+}
+SESSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["session_id", "agent", "flow"],
+    "additionalProperties": False,
+    "properties": {
+        "session_id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "agent": {"type": "string"},
+        "flow": {"type": "string"},
+        "messages": {"type": "array", "items": _MESSAGE},
+        "context": {"type": "array", "items": {"type": "string"}},
+        "tool_calls": {"type": "array", "items": _TOOL_CALL},
+        "output": {"type": "string"},
+        "outcome": {"enum": ["success", "failure", "abandoned", "escalated"]},
+        "escalation_required": {"type": "boolean"},
+        "duration_s": {"type": "number", "minimum": 0},
+        "cost_usd": {"type": "number", "minimum": 0},
+        "failure_mode": {"type": "string"},
+        "version": {"type": "string"},
+        "prompt_version": {"type": "string"},
+        "model": {"type": "string"},
+        "exclude": {"type": "string"},
+        "trace_id": {"type": "string"},
+        "time": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}]},
+        "bad_slos": {"type": "array", "items": {"type": "string"}},
+        "metadata": {"type": "object"},
+    },
+}
+_LABEL = {
+    "type": "object",
+    "required": ["label"],
+    "properties": {
+        "label": {"enum": ["correct", "false_positive", "real_failure", "edge_case"]},
+        "reviewer": {"type": "string", "maxLength": 2000},
+        "note": {"type": "string", "maxLength": 2000},
+    },
+}
+_AGREEMENT = {
+    "type": "object",
+    "required": ["ratio"],
+    "properties": {
+        "agent": {"type": "string"},
+        "judge_version": {"type": "string"},
+        "ratio": {"type": "number", "minimum": 0, "maximum": 1},
+        "n": {"type": "integer", "minimum": 0},
+    },
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/sessions": {
+        "post": {
+            "summary": "Submit a session (or an array of up to 100) for the judges and the session store",
+            "description": "Rule judges run on every session, LLM judges on their head sample, "
+            "asynchronously; sessions any SLI or judge marks bad, and the head sample, are stored redacted.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                SESSION_SCHEMA,
+                                {"type": "array", "items": SESSION_SCHEMA, "minItems": 1, "maxItems": 100},
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": _ok("queued for judging"),
+                "400": _err("invalid session(s); nothing accepted"),
+                "413": _err("too many sessions"),
+                "503": _err("judging queue full; retry after Retry-After"),
+            },
+        }
+    },
+    "/v1/sessions/top": {
+        "get": {
+            "summary": "Stored sessions that burned the most budget of an SLO, grouped by what they share",
+            "parameters": [
+                _q("slo", "SLO name", required=True),
+                _q("window", "Prometheus duration (default 1d)"),
+                _q("agent", "only this agent"),
+            ],
+            "responses": {
+                "200": _ok("groups, facets and top sessions"),
+                "400": _err("unknown SLO or bad window"),
+            },
+        }
+    },
+    "/v1/review": {
+        "get": {
+            "summary": "The review queue: judge and SLI verdicts on stored sessions, flagged first",
+            "parameters": [
+                _q(
+                    "status",
+                    "pending (default), labelled or all",
+                    schema={"enum": ["pending", "labelled", "all"]},
+                ),
+                _q("judge", "only this judge"),
+                _q("agent", "only this agent"),
+                _q("limit", "page size (max 500)", schema={"type": "integer", "minimum": 0}),
+                _q("offset", "page offset", schema={"type": "integer", "minimum": 0}),
+            ],
+            "responses": {"200": _ok("review items"), "400": _err("bad parameter")},
+        }
+    },
+    "/v1/review/{id}/label": {
+        "post": {
+            "summary": "Label a review item; updates the judge version's agreement ratio",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _LABEL}}},
+            "responses": {
+                "200": _ok("the labelled item and the judge's agreement"),
+                "400": _err("bad label"),
+                "404": _err("no such review item"),
+            },
+        }
+    },
+    "/v1/datasets/{name}.jsonl": {
+        "get": {
+            "summary": "Datasets from labelled sessions: `calibration` (balanced per judge) or `regression`",
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"enum": ["calibration", "regression"]},
+                },
+                _q("judge", "only this judge"),
+                _q("agent", "only this agent"),
+                _q("balanced", "calibration: balance passes and failures (default true)"),
+            ],
+            "responses": {
+                "200": _ok("one JSON object per line", {"type": "string"}, "application/x-ndjson"),
+                "404": _err("unknown dataset"),
+            },
+        }
+    },
+    "/v1/datasets/regression.yaml": {
+        "get": {
+            "summary": "The regression set as prober scenarios (agent-slo/scenarios/v1)",
+            "parameters": [_q("agent", "the agent (required when the exporter serves several)")],
+            "responses": {
+                "200": _ok("a scenario file", {"type": "string"}, "application/yaml"),
+                "400": _err("agent needed"),
+                "404": _err("unknown agent"),
+            },
+        }
+    },
+    "/v1/judges/{judge}/agreement": {
+        "post": {
+            "summary": "Publish a judge version's calibrated agreement with human labels",
+            "parameters": [{"name": "judge", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _AGREEMENT}}},
+            "responses": {"200": _ok("recorded"), "400": _err("unknown judge or bad ratio")},
+        }
+    },
+    "/v1/judging": {
+        "get": {
+            "summary": "Judging pipeline status: queue depths, judge calls by outcome, store size",
+            "responses": {"200": _ok("status")},
+        }
+    },
+}
