@@ -1,0 +1,237 @@
+"""The exporter's aiohttp application: ingest API, `/metrics`, health, OpenAPI and autonomy.
+
+    >>> from agentslo.spec import load_spec
+    >>> app = create_app([load_spec("examples/cx-support.slo.yaml")], ExporterConfig())
+    >>> app[INGESTOR].apply([...])   # the in-process ingest path (judges, prober)
+
+Handlers are thin: batches go to `Ingestor.apply` on one writer thread (so the event loop keeps
+answering scrapes and health checks while a batch commits), `/metrics` renders on another thread.
+Overload is answered 429/503 with `Retry-After`, never by silently dropping events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import importlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from agentslo.spec import Spec
+from exporter.autonomy import AutonomyReader
+from exporter.config import ExporterConfig
+from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
+from exporter.ingest import Ingestor, IngestResult, body_hash, error
+from exporter.openapi import document
+
+log = logging.getLogger("agent_slo.exporter")
+
+INGESTOR = web.AppKey("ingestor", Ingestor)
+AUTONOMY = web.AppKey("autonomy", AutonomyReader)
+CONFIG = web.AppKey("config", ExporterConfig)
+SPECS = web.AppKey("specs", list)
+OPENAPI = web.AppKey("openapi", dict)
+_WRITER = web.AppKey("writer", ThreadPoolExecutor)
+_PENDING = web.AppKey("pending", list)
+
+OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # readable without the token, per the design
+MAX_IDEMPOTENCY_KEY = 255
+RETRY_AFTER_BUSY_S = 1  # a full queue drains in well under a second at design throughput
+RETRY_AFTER_UNAVAILABLE_S = 5  # storage trouble: give an operator's fix a moment
+
+
+def _json(result: IngestResult, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(result.body), status=result.status, content_type="application/json",
+                        headers=headers)
+
+
+def _fail(status: int, message: str, field: str = "", problem: str = "", retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return _json(error(status, message, [{"index": None, "field": field, "problem": problem or message}]), headers)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error the API gives is JSON in the design's shape, including aiohttp's own (404, 405, 413)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            request.app[INGESTOR].reject("too_large")
+        return _fail(exc.status, exc.reason, problem=exc.text or exc.reason)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return _fail(500, "internal error; the batch was not counted", retry_after=RETRY_AFTER_UNAVAILABLE_S)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    token = request.app[CONFIG].token
+    if token and request.path not in OPEN_PATHS:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            request.app[INGESTOR].reject("unauthorized")
+            resp = _fail(401, "missing or wrong bearer token", "Authorization",
+                         "send Authorization: Bearer <token>")
+            resp.headers["WWW-Authenticate"] = "Bearer"
+            return resp
+    return await handler(request)
+
+
+def parse_body(raw: bytes, content_type: str) -> list[Any] | IngestResult:
+    """A JSON array, or NDJSON (one event per line); errors name the line as the index."""
+    stripped = raw.lstrip()
+    if content_type != "application/x-ndjson" and stripped[:1] == b"[":
+        try:
+            events = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return error(400, "the body is not valid JSON (UTF-8)", [{"index": None, "field": "", "problem": str(exc)}])
+        return events if isinstance(events, list) else error(400, "expected a JSON array of events")
+    if content_type not in ("application/x-ndjson", "application/json", "text/plain", "application/octet-stream", ""):
+        return error(415, f"unsupported content type {content_type}; send application/json or application/x-ndjson")
+    events, problems = [], []
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            events.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            problems.append({"index": len(events), "field": "", "problem": f"line is not valid JSON: {exc}"})
+            events.append(None)
+    if problems:
+        return error(400, f"{len(problems)} NDJSON line(s) are not valid JSON; nothing was counted", problems)
+    return events
+
+
+def _ingest_job(ingestor: Ingestor, raw: bytes, content_type: str, partial_: bool, key: str | None,
+                digest: str, enqueued: float, queue_timeout: float) -> IngestResult:
+    if time.monotonic() - enqueued > queue_timeout:
+        ingestor.reject("overloaded")
+        return error(503, "the exporter is overloaded; the batch was not counted, retry later")
+    events = parse_body(raw, content_type)
+    if isinstance(events, IngestResult):
+        ingestor.reject("invalid_body")
+        return events
+    return ingestor.apply(events, partial=partial_, idempotency_key=key, digest=digest)
+
+
+async def post_events(request: web.Request) -> web.StreamResponse:
+    app, ingestor, config = request.app, request.app[INGESTOR], request.app[CONFIG]
+    flag = request.query.get("partial", "false").lower()
+    if flag not in ("true", "false", "1", "0"):
+        return _fail(400, "partial must be true or false", "partial")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        return _fail(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+                     "Idempotency-Key")
+    pending = app[_PENDING]
+    if pending[0] >= config.max_pending_batches:
+        ingestor.reject("overloaded")
+        return _fail(429, "too many batches in flight; retry later", retry_after=RETRY_AFTER_BUSY_S)
+    try:
+        async with asyncio.timeout(config.read_timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        return _fail(408, f"the body did not arrive within {config.read_timeout_s:.0f}s")
+    if key is not None and not ingestor.begin(key):
+        ingestor.reject("conflict")
+        return _fail(409, "a batch with this Idempotency-Key is still being applied; retry later",
+                     "Idempotency-Key", retry_after=RETRY_AFTER_BUSY_S)
+    pending[0] += 1
+    try:
+        job = partial(_ingest_job, ingestor, raw, request.content_type if request.body_exists else "",
+                      flag in ("true", "1"), key, body_hash(raw, flag in ("true", "1")), time.monotonic(),
+                      config.queue_timeout_s)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(app[_WRITER], job)
+        except Exception as exc:  # storage failure: nothing was counted (the transaction rolled back)
+            log.error("ingest failed: %s", exc)
+            return _fail(503, f"could not store the batch ({type(exc).__name__}); nothing was counted",
+                         retry_after=RETRY_AFTER_UNAVAILABLE_S)
+    finally:
+        pending[0] -= 1
+        if key is not None:
+            ingestor.end(key)
+    headers = {}
+    if result.replayed:
+        headers["Idempotency-Replayed"] = "true"
+    if result.status in (429, 503):
+        headers["Retry-After"] = str(RETRY_AFTER_BUSY_S)
+    return _json(result, headers)
+
+
+async def get_metrics(request: web.Request) -> web.StreamResponse:
+    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    body = await asyncio.get_running_loop().run_in_executor(None, render, request.app[INGESTOR].store, openmetrics)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    return resp
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    if request.app[_WRITER]._shutdown:
+        return _fail(503, "shutting down", retry_after=RETRY_AFTER_UNAVAILABLE_S)
+    return web.json_response({"status": "ready"})
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[OPENAPI])
+
+
+async def get_autonomy(request: web.Request) -> web.StreamResponse:
+    agent, flow = request.query.get("agent"), request.query.get("flow")
+    if not agent or not flow:
+        return _fail(400, "agent and flow are required query parameters", "agent" if not agent else "flow")
+    specs = {s.agent: s for s in request.app[SPECS]}
+    if agent not in specs:
+        return _fail(404, f"unknown agent {agent!r}; this exporter serves: {', '.join(specs)}", "agent")
+    if flow not in specs[agent].flows:
+        return _fail(404, f"unknown flow {flow!r}; {agent} has: {', '.join(specs[agent].flows)}", "flow")
+    return web.json_response(await request.app[AUTONOMY].state(agent, flow))
+
+
+async def _cleanup(app: web.Application) -> None:
+    await app[AUTONOMY].close()
+    app[_WRITER].shutdown(wait=True)
+    app[INGESTOR].close()
+
+
+def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
+    """The exporter app for these specs; adds the judges' routes when `exporter.sessions` is installed."""
+    app = web.Application(middlewares=[_errors, _auth], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[SPECS] = list(specs)
+    app[INGESTOR] = Ingestor(list(specs), config)
+    app[AUTONOMY] = AutonomyReader(list(specs), config)
+    app[_WRITER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-writer")
+    app[_PENDING] = [0]
+    app.router.add_post("/v1/events", post_events)
+    app.router.add_get("/v1/autonomy", get_autonomy)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi)
+    extra: dict[str, Any] = {}
+    try:
+        sessions = importlib.import_module("exporter.sessions")
+    except ModuleNotFoundError as exc:
+        if exc.name != "exporter.sessions":
+            raise
+    else:
+        sessions.setup(app)
+        extra = dict(getattr(sessions, "OPENAPI_PATHS", {}) or {})
+    app[OPENAPI] = document(extra)
+    app.on_cleanup.append(_cleanup)
+    return app

@@ -1,0 +1,252 @@
+"""What the specs imply for the exporter: metric families, the series created at 0, and per-event plans.
+
+A *plan* is everything one event's categorical fields decide (agent, flow, exclusion, outcome,
+tool, kind, judge, ...): which counter slots it increments, which histograms its numbers go to and
+which SLO thresholds they are compared with. Plans are built once per distinct combination and
+cached, so the per-event work at ingest is a dictionary lookup plus vectorised arithmetic (see
+`exporter.classify`). Building a plan is also where the cardinality guard lives: undeclared tools,
+failure modes and models fold into `other` (and are counted); unknown agents, flows, judges,
+exclusions and outcomes are refused with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentslo import names
+from agentslo.spec import LLMJudge, Spec
+from exporter.config import ExporterConfig
+from exporter.store import Store
+
+EVENT_TYPES = ("task", "turn", "tool_call", "judge", "escalation", "connection", "synthetic")
+TASK_OUTCOMES = ("success", "failure", "abandoned", "escalated")
+TOOL_OUTCOMES = (names.TOOL_OK, "wrong_tool", "invalid_params", "empty_result", "error")
+TURN_KINDS = ("turn", "first_response", "tool_turn")
+TOKEN_TYPES = ("input", "output")
+JUDGE_CALL_OUTCOMES = ("ok", "error")  # created at 0; other outcomes appear (bounded) when recorded
+REJECT_REASONS = ("invalid_body", "invalid_event", "too_large", "unauthorized", "overloaded", "conflict")
+FOLDABLE = (names.L_TOOL, names.L_FAILURE_MODE, names.L_MODEL, names.L_SCENARIO, names.L_JUDGE_VERSION)
+MAX_LABEL_CHARS = 128  # free-text label values (scenario, versions) longer than this are refused
+
+# Default buckets; every SLO threshold is added to its family's bounds so good/bad is exact.
+TASK_SECONDS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300)  # end-to-end tasks: seconds to minutes
+TURN_SECONDS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)  # one model/tool turn: sub-second to seconds
+COST_USD = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)  # per task: tenths of a cent to dollars
+STEPS = (1, 2, 3, 5, 8, 13, 21, 34, 55)  # LLM + tool calls per task (fibonacci: loops show up)
+SCORES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)  # judge scores, 0-1
+
+Problem = tuple[str, str]  # (field, what is wrong)
+
+
+@dataclass
+class NumberPlan:
+    """Where one numeric field goes: a histogram series and the SLOs judged by a threshold on it."""
+
+    base: int  # histogram base slot
+    family: str
+    slos: list[tuple[int, int, int]] = field(default_factory=list)  # (threshold bucket index, good, bad)
+
+
+@dataclass
+class Plan:
+    incs: list[int] = field(default_factory=list)  # slots +1 per event
+    exemplar_slots: list[int] = field(default_factory=list)
+    numbers: dict[str, NumberPlan] = field(default_factory=dict)  # event field → histogram and SLOs
+    judge: tuple[int, list[tuple[int, int]]] | None = None  # (threshold index in score bounds, [(good, bad)])
+    tokens: tuple[int, int] | None = None  # (input slot, output slot)
+    streak: tuple[int, bool] | None = None  # synthetic: (consecutive-failures gauge slot, passed)
+
+
+def _help() -> dict[str, str]:
+    n = names
+    return {
+        n.EVENTS_TOTAL: "SLI events as classified by the spec (exclusion is empty when the event counts).",
+        n.JUDGE_SCORE: "Judge scores (0-1) by judge version.",
+        n.TASK_DURATION_SECONDS: "End-to-end task time including tool calls.",
+        n.TURN_LATENCY_SECONDS: "Turn, first-response and tool-turn latency.",
+        n.TOOL_CALL_LATENCY_SECONDS: "Tool call latency by tool.",
+        n.TASK_COST_USD: "Cost per task in US dollars.",
+        n.TOKENS_TOTAL: "Tokens used, by model and direction.",
+        n.TOOL_CALLS_TOTAL: "Tool calls by tool and outcome.",
+        n.FAILURE_MODES_TOTAL: "Labelled failure clusters.",
+        n.TASK_STEPS: "Steps (LLM calls + tool calls) per task.",
+        n.BUILD_INFO: "The latest agent version, prompt version and model seen, per agent.",
+        n.SPEC_INFO: "The SLO spec this exporter runs, by content hash.",
+        n.JUDGE_AGREEMENT_RATIO: "Agreement of a judge version with human labels.",
+        n.JUDGE_CALLS_TOTAL: "Judge calls by outcome.",
+        n.JUDGE_COST_USD_TOTAL: "Judge cost in US dollars by outcome.",
+        n.SYNTHETIC_RUNS_TOTAL: "Synthetic scenario runs by outcome.",
+        n.SYNTHETIC_CONSECUTIVE_FAILURES: "Consecutive failed runs of a synthetic scenario (0 after a pass).",
+        n.INGEST_EVENTS_TOTAL: "Events received by the ingest API, by result.",
+        n.INGEST_REJECTED_TOTAL: "Requests refused by the ingest API, by reason.",
+        n.LABEL_FOLDED_TOTAL: "Undeclared label values folded into `other` (cardinality guard), by label.",
+    }
+
+
+class Catalog:
+    """The specs' metric families and series, and the cache of per-event plans."""
+
+    MAX_PLANS = 50_000  # distinct categorical combinations cached; bounded against hostile variety
+
+    def __init__(self, specs: list[Spec], store: Store, config: ExporterConfig):
+        self.specs = {s.agent: s for s in specs}
+        self.store = store
+        self.config = config
+        self._plans: dict[tuple[Any, ...], Plan | Problem] = {}
+        # (agent, flow) → scenarios with series; (agent, judge) → judge versions with series
+        self.scenarios: dict[tuple[str, str], set[str]] = {}
+        self.judge_versions: dict[tuple[str, str], set[str]] = {}
+        self._define_families()
+        for spec in specs:
+            self._precreate(spec)
+
+    # --- families and series ---
+
+    def _bounds(self, kinds: tuple[str, ...]) -> list[float]:
+        return [
+            s.sli.latency.under for spec in self.specs.values() for s in spec.slos.values()
+            if s.sli.latency is not None and s.sli.latency.of in kinds
+        ]
+
+    def _define_families(self) -> None:
+        n, st, h = names, self.store, _help()
+        costs = [s.sli.cost.under_usd for sp in self.specs.values() for s in sp.slos.values() if s.sli.cost]
+        thresholds = [j.pass_threshold for sp in self.specs.values() for j in sp.judges.values()]
+        st.family(n.EVENTS_TOTAL, "counter", h[n.EVENTS_TOTAL],
+                  (n.L_AGENT, n.L_FLOW, n.L_SLO, n.L_OUTCOME, n.L_EXCLUSION))
+        st.family(n.JUDGE_SCORE, "histogram", h[n.JUDGE_SCORE],
+                  (n.L_AGENT, n.L_FLOW, n.L_JUDGE, n.L_JUDGE_VERSION), (*SCORES, *thresholds))
+        st.family(n.TASK_DURATION_SECONDS, "histogram", h[n.TASK_DURATION_SECONDS], (n.L_AGENT, n.L_FLOW),
+                  (*TASK_SECONDS, *self._bounds(("task",))))
+        st.family(n.TURN_LATENCY_SECONDS, "histogram", h[n.TURN_LATENCY_SECONDS], (n.L_AGENT, n.L_FLOW, n.L_KIND),
+                  (*TURN_SECONDS, *self._bounds(TURN_KINDS)))
+        st.family(n.TOOL_CALL_LATENCY_SECONDS, "histogram", h[n.TOOL_CALL_LATENCY_SECONDS],
+                  (n.L_AGENT, n.L_FLOW, n.L_TOOL), TURN_SECONDS)
+        st.family(n.TASK_COST_USD, "histogram", h[n.TASK_COST_USD], (n.L_AGENT, n.L_FLOW), (*COST_USD, *costs))
+        st.family(n.TASK_STEPS, "histogram", h[n.TASK_STEPS], (n.L_AGENT, n.L_FLOW), STEPS)
+        st.family(n.TOKENS_TOTAL, "counter", h[n.TOKENS_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_MODEL, n.L_TYPE))
+        st.family(n.TOOL_CALLS_TOTAL, "counter", h[n.TOOL_CALLS_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_TOOL, n.L_OUTCOME))
+        st.family(n.FAILURE_MODES_TOTAL, "counter", h[n.FAILURE_MODES_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_FAILURE_MODE))
+        st.family(n.BUILD_INFO, "gauge", h[n.BUILD_INFO], (n.L_AGENT, n.L_VERSION, n.L_PROMPT_VERSION, n.L_MODEL))
+        st.family(n.SPEC_INFO, "gauge", h[n.SPEC_INFO], (n.L_AGENT, n.L_SPEC_HASH))
+        judge_labels = (n.L_AGENT, n.L_JUDGE, n.L_JUDGE_VERSION)
+        st.family(n.JUDGE_AGREEMENT_RATIO, "gauge", h[n.JUDGE_AGREEMENT_RATIO], judge_labels)
+        st.family(n.JUDGE_CALLS_TOTAL, "counter", h[n.JUDGE_CALLS_TOTAL], (*judge_labels, n.L_OUTCOME))
+        st.family(n.JUDGE_COST_USD_TOTAL, "counter", h[n.JUDGE_COST_USD_TOTAL], (*judge_labels, n.L_OUTCOME))
+        st.family(n.SYNTHETIC_RUNS_TOTAL, "counter", h[n.SYNTHETIC_RUNS_TOTAL],
+                  (n.L_AGENT, n.L_FLOW, n.L_SCENARIO, n.L_OUTCOME))
+        st.family(n.SYNTHETIC_CONSECUTIVE_FAILURES, "gauge", h[n.SYNTHETIC_CONSECUTIVE_FAILURES],
+                  (n.L_AGENT, n.L_FLOW, n.L_SCENARIO))
+        st.family(n.INGEST_EVENTS_TOTAL, "counter", h[n.INGEST_EVENTS_TOTAL], (n.L_RESULT,))
+        st.family(n.INGEST_REJECTED_TOTAL, "counter", h[n.INGEST_REJECTED_TOTAL], (n.L_REASON,))
+        st.family(n.LABEL_FOLDED_TOTAL, "counter", h[n.LABEL_FOLDED_TOTAL], (n.L_AGENT, n.L_LABEL))
+        for result in (n.INGEST_ACCEPTED, n.INGEST_REJECTED):
+            st.slot(n.INGEST_EVENTS_TOTAL, (result,), persist=False)
+        for reason in REJECT_REASONS:
+            st.slot(n.INGEST_REJECTED_TOTAL, (reason,), persist=False)
+
+    def _precreate(self, spec: Spec) -> None:
+        """Every series the spec implies, at 0, so the first bad event is a visible increase."""
+        n, st, a = names, self.store, spec.agent
+        for slo, s in spec.slos.items():
+            if s.sli.promql is not None:
+                continue
+            for flow in spec.flows_of(slo):
+                for exclusion in ("", *spec.exclusions_of(slo)):
+                    for outcome in (n.GOOD, n.BAD):
+                        st.slot(n.EVENTS_TOTAL, (a, flow, slo, outcome, exclusion))
+                for scenario in (s.sli.synthetic.scenarios or ()) if s.sli.synthetic else ():
+                    self._scenario_series(a, flow, scenario)
+        for flow in spec.flows:
+            for family in (n.TASK_DURATION_SECONDS, n.TASK_COST_USD, n.TASK_STEPS):
+                st.slot(family, (a, flow))
+            for kind in TURN_KINDS:
+                st.slot(n.TURN_LATENCY_SECONDS, (a, flow, kind))
+            for tool in (*spec.tools, n.OTHER):
+                st.slot(n.TOOL_CALL_LATENCY_SECONDS, (a, flow, tool))
+                for outcome in TOOL_OUTCOMES:
+                    st.slot(n.TOOL_CALLS_TOTAL, (a, flow, tool, outcome))
+            for model in spec.models:
+                for kind in TOKEN_TYPES:
+                    st.slot(n.TOKENS_TOTAL, (a, flow, model, kind))
+            for mode in (*spec.failure_modes, n.OTHER):
+                st.slot(n.FAILURE_MODES_TOTAL, (a, flow, mode))
+        for judge_name, judge in spec.judges.items():
+            self.judge_versions.setdefault((a, judge_name), set()).add(judge.version)
+            for flow in judge.flows if judge.flows is not None else spec.flows:
+                st.slot(n.JUDGE_SCORE, (a, flow, judge_name, judge.version))
+            for outcome in JUDGE_CALL_OUTCOMES:
+                st.slot(n.JUDGE_CALLS_TOTAL, (a, judge_name, judge.version, outcome))
+                st.slot(n.JUDGE_COST_USD_TOTAL, (a, judge_name, judge.version, outcome))
+        for label in FOLDABLE:
+            st.slot(n.LABEL_FOLDED_TOTAL, (a, label))
+        st.values[st.slot(n.SPEC_INFO, (a, spec.spec_hash), persist=False)] = 1.0
+
+    def _scenario_series(self, agent: str, flow: str, scenario: str) -> None:
+        self.scenarios.setdefault((agent, flow), set()).add(scenario)
+        for outcome in (names.SYNTHETIC_PASSED, names.SYNTHETIC_FAILED):
+            self.store.slot(names.SYNTHETIC_RUNS_TOTAL, (agent, flow, scenario, outcome))
+        self.store.slot(names.SYNTHETIC_CONSECUTIVE_FAILURES, (agent, flow, scenario))
+
+    def adopt_restored(self) -> None:
+        """After a restart, count restored scenarios and judge versions against their bounds."""
+        for fam_name, table in ((names.SYNTHETIC_RUNS_TOTAL, self.scenarios), (names.JUDGE_CALLS_TOTAL, None)):
+            for _, labels, _ in self.store.families[fam_name].series:
+                if table is not None:
+                    table.setdefault((labels[0], labels[1]), set()).add(labels[2])
+                else:
+                    self.judge_versions.setdefault((labels[0], labels[1]), set()).add(labels[2])
+        for _, labels, _ in self.store.families[names.JUDGE_SCORE].series:
+            self.judge_versions.setdefault((labels[0], labels[2]), set()).add(labels[3])
+
+    # --- folding (the cardinality guard) ---
+
+    def fold(self, agent: str, label: str, value: str, declared: Any) -> tuple[str, int | None]:
+        """`value` if declared, else `other` and the folded-counter slot to increment."""
+        if value in declared:
+            return value, None
+        return names.OTHER, self.store.slot(names.LABEL_FOLDED_TOTAL, (agent, label))
+
+    def bounded(self, table: dict[tuple[str, str], set[str]], key: tuple[str, str], label: str,
+                value: str, limit: int, keep: tuple[str, ...] = ()) -> tuple[str, int | None]:
+        """A free-text label value, admitted until `limit` distinct values exist, then folded."""
+        seen = table.setdefault(key, set())
+        if value in seen or value in keep:
+            return value, None
+        if len(seen) >= limit:
+            return names.OTHER, self.store.slot(names.LABEL_FOLDED_TOTAL, (key[0], label))
+        seen.add(value)
+        return value, None
+
+    def judge_version(self, agent: str, judge: str, version: str) -> tuple[str, int | None]:
+        declared = self.specs[agent].judges[judge].version
+        return self.bounded(self.judge_versions, (agent, judge), names.L_JUDGE_VERSION, version,
+                            self.config.max_judge_versions, (declared,))
+
+    # --- plans ---
+
+    def plan(self, kind: str, key: tuple[Any, ...]) -> Plan | Problem:
+        """The plan for one categorical combination, or the problem with it (cached either way)."""
+        # Types are part of the key: True == 1 == 1.0 hash alike, and only `true` is a boolean.
+        cache_key = (kind, *key, *map(type, key))
+        found = self._plans.get(cache_key)
+        if found is None:
+            if len(self._plans) >= self.MAX_PLANS:
+                self._plans.clear()
+            from exporter import planning
+
+            found = planning.build(self, kind, key)
+            self._plans[cache_key] = found
+        return found
+
+    def threshold_index(self, family: str, value: float) -> int:
+        bounds = self.store.families[family].bounds
+        index = bisect.bisect_left(bounds, value)
+        assert bounds[index] == value, "thresholds are bucket bounds by construction"
+        return index
+
+    @staticmethod
+    def judge_of(spec: Spec, name: str) -> LLMJudge | Any:
+        return spec.judges[name]

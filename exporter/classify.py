@@ -1,0 +1,305 @@
+"""Classify a whole batch of events into counter deltas, column by column.
+
+Why column-wise: a 1,000-event batch has a handful of distinct categorical combinations (agent,
+flow, outcome, tool...) but a thousand unique trace ids and latencies. Each field is pulled out of
+all events with C-level `map`, combinations are planned once (`Catalog.plan`), and numbers go
+through numpy (`searchsorted` into buckets, `bincount` per plan), so the Python work per event is a
+few C calls. Any check that fails returns None and the caller runs the event-by-event validator
+(`exporter.events.problems`), which is authoritative and names every problem.
+
+Call with the store lock held: plans may create series, and synthetic streaks read current values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import repeat
+from operator import attrgetter, itemgetter
+from typing import Any
+
+import numpy as np
+
+from agentslo import names
+from exporter.catalog import MAX_LABEL_CHARS, Catalog, Plan
+from exporter.config import MAX_FUTURE_SKEW_S
+from exporter.events import ALLOWED, CATEGORICAL, FIELDS, MAX_COUNT, MAX_ID_CHARS, NUMBER_KINDS
+from exporter.store import escape_label_value
+
+_NONE = type(None)
+_BOOL_FIELDS = frozenset({"escalation_required", "required", "performed", "context_preserved", "ok", "passed"})
+MAX_EXEMPLAR_ID = 100  # OpenMetrics caps an exemplar's labels at 128 characters
+
+
+@dataclass
+class Deltas:
+    """What one batch changes: counter increments, gauge values, exemplars and the latest builds."""
+
+    adds: dict[int, float] = field(default_factory=dict)
+    sets: dict[int, float] = field(default_factory=dict)
+    exemplars: dict[int, tuple[str, float]] = field(default_factory=dict)
+    build: dict[str, list[str | None]] = field(default_factory=dict)  # agent → [version, prompt, model]
+    events: int = 0
+
+
+def _bump(adds: dict[int, float], slot: int, amount: float) -> None:
+    adds[slot] = adds.get(slot, 0.0) + amount
+
+
+def _numbers(col: Sequence[Any], kind: str) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(values, presence mask or None when all present) if every value is valid, else None."""
+    integer, upper = NUMBER_KINDS[kind.rstrip("!")]
+    types = set(map(type, col))
+    mask = None
+    if _NONE in types:
+        if kind.endswith("!"):
+            return None
+        types.discard(_NONE)
+        mask = np.fromiter((v is not None for v in col), bool, len(col))
+        col = [v for v in col if v is not None]
+    if not types <= ({int} if integer else {int, float}):
+        return None
+    if integer and col and not (0 <= min(col) and max(col) <= MAX_COUNT):
+        return None
+    vals = np.array(col, dtype=np.float64)
+    if not np.isfinite(vals).all() or (vals < 0).any() or (upper is not None and (vals > upper).any()):
+        return None
+    return vals, mask
+
+
+def _columns(evs: list[dict[str, Any]], present: set[str]) -> dict[str, Sequence[Any]]:
+    """Field → values of every event (None where absent); one C call per event when fields are uniform."""
+    fields = sorted(present)
+    if len(fields) > 1:
+        try:
+            return dict(zip(fields, zip(*map(itemgetter(*fields), evs)), strict=True))
+        except KeyError:
+            pass
+    return {f: list(map(dict.get, evs, repeat(f))) for f in fields}
+
+
+def _strings(col: Sequence[Any], limit: int, printable: bool) -> bool:
+    present = [v for v in col if v is not None] if None in col else col
+    if not set(map(type, present)) <= {str}:
+        return False
+    if not present:
+        return True
+    if "" in present or max(map(len, present)) > limit:
+        return False
+    return not printable or all(map(str.isprintable, dict.fromkeys(present)))
+
+
+def _times_ok(col: Sequence[Any], now: float) -> bool:
+    present = [v for v in col if v is not None] if None in col else col
+    types = set(map(type, present))
+    latest = 0.0
+    if str in types:
+        texts = [v for v in present if type(v) is str] if len(types) > 1 else present
+        try:
+            parsed = list(map(datetime.fromisoformat, texts))
+        except ValueError:
+            return False
+        if None in set(map(attrgetter("tzinfo"), parsed)):
+            return False
+        latest = max(parsed).timestamp()
+        types.discard(str)
+    if types:
+        if not types <= {int, float}:
+            return False
+        numbers = [v for v in present if type(v) is not str]
+        if min(numbers) < 0 or not math.isfinite(max(numbers)):
+            return False
+        latest = max(latest, max(numbers))
+    return latest <= now + MAX_FUTURE_SKEW_S
+
+
+class Classifier:
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self._bounds = {
+            name: np.array(fam.bounds, dtype=np.float64) for name, fam in catalog.store.families.items()
+        }
+
+    def run(self, events: list[Any], now: float) -> Deltas | None:
+        if not events or set(map(type, events)) != {dict}:
+            return None
+        types = list(map(dict.get, events, repeat("type")))
+        try:
+            distinct = set(types)
+        except TypeError:
+            return None
+        if not distinct <= FIELDS.keys():
+            return None
+        if len(distinct) == 1:
+            groups = {types[0]: events}
+        else:
+            groups = {t: [] for t in distinct}
+            for t, event in zip(types, events, strict=True):
+                groups[t].append(event)
+        deltas = Deltas(events=len(events))
+        for kind, group in groups.items():
+            if not self._group(kind, group, now, deltas):
+                return None
+        return deltas
+
+    def _group(self, kind: str, evs: list[dict[str, Any]], now: float, d: Deltas) -> bool:
+        present = set().union(*evs)
+        if not present <= ALLOWED[kind]:
+            return False
+        m = len(evs)
+        cols = _columns(evs, present)
+        col = cols.get
+        for fname, limit, printable in (("session_id", MAX_ID_CHARS, False), ("trace_id", MAX_ID_CHARS, False),
+                                        ("version", MAX_LABEL_CHARS, True), ("prompt_version", MAX_LABEL_CHARS, True),
+                                        ("model", MAX_LABEL_CHARS, True)):
+            values = col(fname)
+            if values is not None and not _strings(values, limit, printable):
+                return False
+        times = col("time")
+        if times is not None and not _times_ok(times, now):
+            return False
+        cat_names = ("agent", "flow", "exclude", *CATEGORICAL[kind])
+        cat_cols = []
+        for fname in cat_names:
+            values = col(fname)
+            if values is None:
+                cat_cols.append(repeat(None, m))
+                continue
+            # True == 1 == 1.0 hash alike, so boolean columns are type-checked here; a non-string in a
+            # string column cannot equal a valid value and is refused when its plan is built.
+            if fname in _BOOL_FIELDS and not set(map(type, values)) <= {bool, _NONE}:
+                return False
+            cat_cols.append(values)
+        keys = list(zip(*cat_cols))
+        try:
+            uniq = list(dict.fromkeys(keys))
+        except TypeError:  # a list or object where a name belongs
+            return False
+        plans: list[Plan] = []
+        for key in uniq:
+            plan = self.catalog.plan(kind, key)
+            if isinstance(plan, tuple):
+                return False
+            plans.append(plan)
+        k = len(plans)
+        if k == 1:
+            kid_list = None
+            kid = np.zeros(m, dtype=np.intp)
+        else:
+            index = {key: i for i, key in enumerate(uniq)}
+            kid_list = list(map(index.__getitem__, keys))
+            kid = np.array(kid_list, dtype=np.intp)
+        counts = np.bincount(kid, minlength=k).tolist()
+        adds = d.adds
+        for plan, count in zip(plans, counts, strict=True):
+            if count:
+                for slot in plan.incs:
+                    adds[slot] = adds.get(slot, 0.0) + count
+        for fname, fkind in FIELDS[kind].items():
+            if fkind.rstrip("!") not in NUMBER_KINDS:
+                continue
+            values = col(fname)
+            if values is None:
+                if fkind.endswith("!"):
+                    return False
+                continue
+            parsed = _numbers(values, fkind)
+            if parsed is None:
+                return False
+            vals, mask = parsed
+            self._observe(fname, plans, kid if mask is None else kid[mask], vals, adds)
+            if kind == "judge":
+                self._judge(plans, kid, vals, adds)
+        if "tokens" in present and not self._tokens(list(col("tokens") or ()), plans, kid, adds):
+            return False
+        if kind == "synthetic":
+            self._streaks(plans, kid_list or [0] * m, d)
+        traces = col("trace_id")
+        if traces is not None:
+            self._exemplars(plans, kid_list or [0] * m, traces, d)
+        if present & {"version", "prompt_version", "model"}:
+            self._builds(col("agent") or (), [col("version"), col("prompt_version"), col("model")], d)
+        return True
+
+    def _observe(self, fname: str, plans: list[Plan], kid: np.ndarray, vals: np.ndarray, adds: dict[int, float]) -> None:
+        numbers = [p.numbers.get(fname) for p in plans]
+        first = next((n for n in numbers if n is not None), None)
+        if first is None or not len(vals):
+            return
+        bounds = self._bounds[first.family]
+        nb = len(bounds) + 1
+        k = len(plans)
+        buckets = np.searchsorted(bounds, vals, side="left")
+        matrix = np.bincount(kid * nb + buckets, minlength=k * nb).reshape(k, nb)
+        sums = np.bincount(kid, weights=vals, minlength=k).tolist()
+        for i, number in enumerate(numbers):
+            row = matrix[i]
+            if number is None or not row.any():
+                continue
+            for b in np.flatnonzero(row).tolist():
+                _bump(adds, number.base + b, float(row[b]))
+            _bump(adds, number.base + nb, sums[i])
+            if number.slos:
+                cumulative = np.cumsum(row).tolist()
+                for threshold_index, good, bad in number.slos:
+                    _bump(adds, good, cumulative[threshold_index])
+                    _bump(adds, bad, cumulative[-1] - cumulative[threshold_index])
+
+    def _judge(self, plans: list[Plan], kid: np.ndarray, scores: np.ndarray, adds: dict[int, float]) -> None:
+        # good when score ≥ pass_threshold: count bounds ≤ score, compare with the threshold's index
+        thresholds = np.array([p.judge[0] if p.judge else 0 for p in plans], dtype=np.intp)
+        above = np.searchsorted(self._bounds[names.JUDGE_SCORE], scores, side="right") > thresholds[kid]
+        good = np.bincount(kid, weights=above, minlength=len(plans)).tolist()
+        total = np.bincount(kid, minlength=len(plans)).tolist()
+        for plan, g, t in zip(plans, good, total, strict=True):
+            for good_slot, bad_slot in plan.judge[1] if plan.judge and t else ():
+                _bump(adds, good_slot, g)
+                _bump(adds, bad_slot, t - g)
+
+    def _tokens(self, col: list[Any], plans: list[Plan], kid: np.ndarray, adds: dict[int, float]) -> bool:
+        present = [v for v in col if v is not None]
+        if not set(map(type, present)) <= {dict} or (present and min(map(len, present)) == 0):
+            return False
+        if not set().union(*present) <= {"input", "output"}:
+            return False
+        have = np.fromiter((v is not None for v in col), bool, len(col))
+        sub = kid[have]
+        for part, direction in enumerate(("input", "output")):
+            values = list(map(dict.get, present, repeat(direction)))
+            parsed = _numbers(values, "count")
+            if parsed is None:
+                return False
+            vals, mask = parsed
+            sums = np.bincount(sub if mask is None else sub[mask], weights=vals, minlength=len(plans)).tolist()
+            for plan, total in zip(plans, sums, strict=True):
+                if total and plan.tokens:
+                    _bump(adds, plan.tokens[part], total)
+        return True
+
+    def _streaks(self, plans: list[Plan], kid_list: list[int], d: Deltas) -> None:
+        values = self.catalog.store.values
+        for i in kid_list:
+            streak = plans[i].streak
+            if streak is not None:
+                slot, passed = streak
+                d.sets[slot] = 0.0 if passed else d.sets.get(slot, values[slot]) + 1.0
+
+    def _exemplars(self, plans: list[Plan], kid_list: list[int], traces: Sequence[Any], d: Deltas) -> None:
+        latest = {k: t for k, t in zip(kid_list, traces, strict=True) if t is not None}
+        for k, trace in latest.items():
+            if len(trace) <= MAX_EXEMPLAR_ID:
+                escaped = escape_label_value(trace)
+                for slot in plans[k].exemplar_slots:
+                    d.exemplars[slot] = (escaped, 1.0)
+
+    def _builds(self, agents: Sequence[Any], cols: list[Sequence[Any] | None], d: Deltas) -> None:
+        for part, values in enumerate(cols):
+            if values is None:
+                continue
+            latest = {a: v for a, v in zip(agents, values, strict=True) if v is not None}
+            for agent, value in latest.items():
+                if part == 2:
+                    value = value if value in self.catalog.specs[agent].models else names.OTHER
+                d.build.setdefault(agent, [None, None, None])[part] = value

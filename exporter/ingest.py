@@ -1,0 +1,231 @@
+"""The ingest core: validate, classify, persist and count a batch, atomically.
+
+`Ingestor.apply()` is what `POST /v1/events` runs, and what in-process producers (the judges, the
+prober in the demo) call directly. Under one lock it classifies the batch into deltas, commits
+them to SQLite with the Idempotency-Key and the answer in the same transaction, and only then adds
+them to the in-memory counters; a refused batch changes no counter.
+
+    >>> from agentslo.spec import load_spec
+    >>> ing = Ingestor([load_spec("examples/cx-support.slo.yaml")], ExporterConfig())
+    >>> ing.apply([{"type": "connection", "agent": "cx-support", "flow": "refund", "ok": True}]).status
+    200
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from agentslo import names
+from agentslo.spec import Spec
+from exporter import events as event_format
+from exporter.catalog import MAX_LABEL_CHARS, Catalog
+from exporter.classify import Classifier, Deltas
+from exporter.config import ExporterConfig
+from exporter.persist import Persistence
+from exporter.store import Store
+
+PURGE_EVERY_S = 60.0  # how often expired idempotency keys are deleted
+MAX_JUDGE_OUTCOMES = 8  # distinct judge-call outcomes per judge before folding into `other`
+
+
+@dataclass
+class IngestResult:
+    """The answer to a batch: HTTP status and JSON body (`replayed` when served from an Idempotency-Key)."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+    @property
+    def accepted(self) -> int:
+        return int(self.body.get("accepted", 0))
+
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        return list(self.body.get("detail", []))
+
+
+def error(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> IngestResult:
+    return IngestResult(status, {"error": message, "detail": detail or []})
+
+
+def body_hash(raw: bytes, partial: bool) -> str:
+    return hashlib.sha256(raw + (b"\x00partial" if partial else b"")).hexdigest()
+
+
+class Ingestor:
+    """Owns the store, the catalog, the classifier and the SQLite file of one exporter."""
+
+    def __init__(self, specs: list[Spec], config: ExporterConfig):
+        self.config = config
+        self.store = Store()
+        self.catalog = Catalog(specs, self.store, config)
+        self.classifier = Classifier(self.catalog)
+        self.lock = self.store.lock
+        self._inflight: set[str] = set()
+        self._inflight_lock = threading.Lock()
+        self._judge_outcomes: dict[tuple[str, str], set[str]] = {}
+        self._last_purge = 0.0
+        self.db = Persistence(config.db_path, config.synchronous) if config.db_path else None
+        if self.db is not None:
+            self.store.load(self.db.slots())
+            self.catalog.adopt_restored()
+            self.store.build_info = {a: (v[0], v[1], v[2]) for a, v in self.db.builds().items()}
+        self._accepted = self.store.slot(names.INGEST_EVENTS_TOTAL, (names.INGEST_ACCEPTED,), persist=False)
+        self._rejected = self.store.slot(names.INGEST_EVENTS_TOTAL, (names.INGEST_REJECTED,), persist=False)
+
+    # --- idempotency in flight (the HTTP layer answers 409 while a key is being applied) ---
+
+    def begin(self, key: str) -> bool:
+        with self._inflight_lock:
+            if key in self._inflight:
+                return False
+            self._inflight.add(key)
+            return True
+
+    def end(self, key: str) -> None:
+        with self._inflight_lock:
+            self._inflight.discard(key)
+
+    def reject(self, reason: str, events: int = 0) -> None:
+        """Count a refused request (and its events) in the exporter's own health counters."""
+        with self.lock:
+            slot = self.store.slot(names.INGEST_REJECTED_TOTAL, (reason,), persist=False)
+            self.store.values[slot] += 1
+            self.store.values[self._rejected] += events
+
+    # --- the batch path ---
+
+    def apply(
+        self,
+        events: list[dict[str, Any]],
+        *,
+        partial: bool = False,
+        idempotency_key: str | None = None,
+        digest: str | None = None,
+    ) -> IngestResult:
+        """Validate, classify, persist and count `events` exactly like `POST /v1/events`."""
+        if idempotency_key is not None and digest is None:
+            digest = body_hash(orjson.dumps(events, option=orjson.OPT_SORT_KEYS), partial)
+        if not isinstance(events, list) or not events:
+            self.reject("invalid_body")
+            return error(400, "the batch is empty: send a JSON array or NDJSON of events",
+                         [{"index": None, "field": "", "problem": "no events"}])
+        if len(events) > self.config.max_batch_events:
+            self.reject("too_large", len(events))
+            return error(413, f"at most {self.config.max_batch_events} events per batch; split it",
+                         [{"index": None, "field": "", "problem": f"{len(events)} events"}])
+        now = time.time()
+        with self.lock:
+            if idempotency_key is not None and self.db is not None:
+                stored = self.db.idempotent(idempotency_key)
+                if stored is not None:
+                    if stored[0] != digest:
+                        self.reject("conflict")
+                        return error(422, "this Idempotency-Key was used with a different body",
+                                     [{"index": None, "field": "Idempotency-Key", "problem": "reused"}])
+                    return IngestResult(stored[1], orjson.loads(stored[2]), replayed=True)
+            deltas = self.classifier.run(events, now)
+            rejected: list[dict[str, Any]] = []
+            if deltas is None:
+                rejected = event_format.problems(self.catalog, events, now)
+                if not rejected:  # the fast path and the validator disagree: refuse rather than guess
+                    rejected = [{"index": None, "field": "", "problem": "internal classification error"}]
+                bad = {p["index"] for p in rejected}
+                good = [e for i, e in enumerate(events) if i not in bad]
+                deltas = self.classifier.run(good, now) if partial and good else None
+                if deltas is None:
+                    self.reject("invalid_event", len(events))
+                    return error(422, f"{len(bad)} of {len(events)} events are invalid; nothing was counted",
+                                 rejected)
+                self.store.values[self._rejected] += len(bad)
+            body: dict[str, Any] = {"accepted": deltas.events}
+            status = 200
+            if rejected:
+                status = 207
+                body |= {"rejected": sorted({p["index"] for p in rejected}), "detail": rejected}
+            deltas.adds[self._accepted] = deltas.events
+            answer = IngestResult(status, body)
+            answers = [] if idempotency_key is None else [(idempotency_key, digest, status, orjson.dumps(body))]
+            self._commit(deltas, now, answers)
+            return answer
+
+    def _commit(self, deltas: Deltas, now: float, answers: list[Any] = ()) -> None:  # type: ignore[assignment]
+        """Persist, then count: if the commit fails the batch is refused and nothing changed."""
+        store = self.store
+        builds = None
+        if deltas.build:
+            builds = dict(store.build_info)
+            for agent, parts in deltas.build.items():
+                old = builds.get(agent, ("", "", ""))
+                builds[agent] = tuple(p if p is not None else o for p, o in zip(parts, old, strict=True))  # type: ignore[assignment]
+        if self.db is not None:
+            keys = store.keys
+            self.db.commit(
+                [(keys[s], v) for s, v in deltas.adds.items() if keys[s] is not None],
+                [(keys[s], v) for s, v in deltas.sets.items() if keys[s] is not None],
+                {a: list(v) for a, v in builds.items()} if builds is not None else None,
+                answers,
+            )
+            if now - self._last_purge > PURGE_EVERY_S:
+                self._last_purge = now
+                self.db.forget_before(now - self.config.idempotency_horizon_s)
+        store.add(deltas.adds)
+        store.set(deltas.sets)
+        for slot, (trace, value) in deltas.exemplars.items():
+            store.exemplars[slot] = (trace, value, now)
+        if builds is not None:
+            store.build_info = builds
+
+    # --- the judges' own metrics ---
+
+    def _judge_labels(self, agent: str, judge: str, judge_version: str) -> tuple[str, list[int]]:
+        spec = self.catalog.specs.get(agent)
+        if spec is None or judge not in spec.judges:
+            raise ValueError(f"unknown agent/judge {agent!r}/{judge!r}")
+        if type(judge_version) is not str or not 0 < len(judge_version) <= MAX_LABEL_CHARS:
+            raise ValueError(f"judge_version must be a short string, got {judge_version!r}")
+        version, folded = self.catalog.judge_version(agent, judge, judge_version)
+        return version, [] if folded is None else [folded]
+
+    def record_judge_call(self, agent: str, judge: str, judge_version: str, outcome: str, cost_usd: float) -> None:
+        """Count one judge call and its cost (agent_slo_judge_calls_total / _cost_usd_total), durably."""
+        if not (type(cost_usd) in (int, float) and math.isfinite(cost_usd) and cost_usd >= 0):
+            raise ValueError(f"cost_usd must be a finite number ≥ 0, got {cost_usd!r}")
+        with self.lock:
+            version, folded = self._judge_labels(agent, judge, judge_version)
+            label, fold_outcome = self.catalog.bounded(
+                self._judge_outcomes, (agent, judge), names.L_OUTCOME, str(outcome), MAX_JUDGE_OUTCOMES,
+                ("ok", "error"),
+            )
+            deltas = Deltas(events=0)
+            labels = (agent, judge, version, label)
+            deltas.adds[self.store.slot(names.JUDGE_CALLS_TOTAL, labels)] = 1.0
+            deltas.adds[self.store.slot(names.JUDGE_COST_USD_TOTAL, labels)] = float(cost_usd)
+            for slot in [*folded, *([fold_outcome] if fold_outcome is not None else [])]:
+                deltas.adds[slot] = deltas.adds.get(slot, 0.0) + 1.0
+            self._commit(deltas, time.time())
+
+    def set_judge_agreement(self, agent: str, judge: str, judge_version: str, ratio: float) -> None:
+        """Set agent_slo_judge_agreement_ratio for a judge version (persisted, so it survives restarts)."""
+        if not (type(ratio) in (int, float) and 0 <= ratio <= 1):
+            raise ValueError(f"ratio must be between 0 and 1, got {ratio!r}")
+        with self.lock:
+            version, folded = self._judge_labels(agent, judge, judge_version)
+            deltas = Deltas(events=0)
+            deltas.sets[self.store.slot(names.JUDGE_AGREEMENT_RATIO, (agent, judge, version))] = float(ratio)
+            for slot in folded:
+                deltas.adds[slot] = 1.0
+            self._commit(deltas, time.time())
+
+    def close(self) -> None:
+        if self.db is not None:
+            with self.lock:
+                self.db.close()

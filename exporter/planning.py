@@ -1,0 +1,242 @@
+"""Build the plan for one categorical combination of an event (see `exporter.catalog.Plan`).
+
+This is the classification of the design's tables, written once per combination rather than per
+event: the task truth table, which SLOs an event counts for (SLI kind, flows, judge, tools,
+scenarios), the `exclusion` label, and the folding of undeclared label values into `other`.
+Every function returns a `Plan`, or a `(field, problem)` pair that the API reports with the index.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agentslo import names
+from agentslo.spec import Spec
+from exporter.catalog import (
+    MAX_LABEL_CHARS,
+    TASK_OUTCOMES,
+    TOOL_OUTCOMES,
+    TURN_KINDS,
+    NumberPlan,
+    Plan,
+    Problem,
+)
+
+if TYPE_CHECKING:
+    from exporter.catalog import Catalog
+
+
+def _one_of(value: Any, allowed: tuple[str, ...]) -> str:
+    return f"{value!r} is not one of: {', '.join(allowed)}"
+
+
+def _need_bool(value: Any, fname: str, default: bool | None = None) -> bool | Problem:
+    if value is None and default is not None:
+        return default
+    if type(value) is not bool:
+        return fname, f"must be true or false, got {value!r}" if value is not None else "is required (true or false)"
+    return value
+
+
+def _text(value: Any, fname: str) -> str | Problem:
+    if type(value) is not str or not value:
+        return fname, f"must be a non-empty string, got {value!r}"
+    if len(value) > MAX_LABEL_CHARS or not value.isprintable():
+        return fname, f"must be at most {MAX_LABEL_CHARS} printable characters"
+    return value
+
+
+class _Builder:
+    """Accumulates one plan for an (agent, flow, exclude) and the type-specific fields."""
+
+    def __init__(self, catalog: Catalog, spec: Spec, flow: str, exclude: str | None):
+        self.c, self.spec, self.agent, self.flow, self.exclude = catalog, spec, spec.agent, flow, exclude
+        self.plan = Plan()
+
+    def slos(self, kind: str) -> list[str]:
+        return [
+            name for name, s in self.spec.slos.items()
+            if s.sli.kind == kind and self.flow in self.spec.flows_of(name)
+        ]
+
+    def pair(self, slo: str) -> tuple[int, int]:
+        """(good, bad) slots of `agent_slo_events_total` for this SLO, with the exclusion it honours."""
+        excl = self.exclude if self.exclude in self.spec.exclusions_of(slo) else ""
+        st = self.c.store
+        labels = (self.agent, self.flow, slo)
+        return (st.slot(names.EVENTS_TOTAL, (*labels, names.GOOD, excl or "")),
+                st.slot(names.EVENTS_TOTAL, (*labels, names.BAD, excl or "")))
+
+    def count(self, slo: str, good: bool) -> None:
+        slot = self.pair(slo)[0 if good else 1]
+        self.plan.incs.append(slot)
+        self.plan.exemplar_slots.append(slot)
+
+    def fold(self, label: str, value: str, declared: Any) -> str:
+        folded, slot = self.c.fold(self.agent, label, value, declared)
+        if slot is not None:
+            self.plan.incs.append(slot)
+        return folded
+
+    def number(self, fname: str, family: str, labels: tuple[str, ...], slo_thresholds: list[tuple[str, float]]) -> None:
+        base = self.c.store.slot(family, labels)
+        plan = NumberPlan(base, family)
+        for slo, threshold in slo_thresholds:
+            good, bad = self.pair(slo)
+            plan.slos.append((self.c.threshold_index(family, threshold), good, bad))
+        self.plan.numbers[fname] = plan
+
+
+def _task(b: _Builder, outcome: Any, escalation_required: Any, failure_mode: Any, model: Any) -> Problem | None:
+    if outcome not in TASK_OUTCOMES or type(outcome) is not str:
+        return "outcome", _one_of(outcome, TASK_OUTCOMES) if outcome is not None else "is required"
+    required = _need_bool(escalation_required, "escalation_required", default=False)
+    if isinstance(required, tuple):
+        return required
+    # The task truth table (DESIGN.md): None means "not counted for task SLIs".
+    good = {"success": not required, "failure": False, "abandoned": False, "escalated": None if required else False}
+    verdict = good[outcome]
+    if verdict is not None:
+        for slo in b.slos("task"):
+            b.count(slo, verdict)
+    if failure_mode is not None:
+        if type(failure_mode) is not str:
+            return "failure_mode", f"must be a string, got {failure_mode!r}"
+        mode = b.fold(names.L_FAILURE_MODE, failure_mode, b.spec.failure_modes)
+        b.plan.incs.append(b.c.store.slot(names.FAILURE_MODES_TOTAL, (b.agent, b.flow, mode)))
+    model_label = ""
+    if model is not None:
+        if type(model) is not str:
+            return "model", f"must be a string, got {model!r}"
+        model_label = b.fold(names.L_MODEL, model, b.spec.models)
+    st = b.c.store
+    b.plan.tokens = tuple(  # type: ignore[assignment]
+        st.slot(names.TOKENS_TOTAL, (b.agent, b.flow, model_label, kind)) for kind in ("input", "output")
+    )
+    spec, slos = b.spec, b.spec.slos
+    latency = [(s, slos[s].sli.latency.under) for s in b.slos("latency") if slos[s].sli.latency.of == "task"]  # type: ignore[union-attr]
+    b.number("duration_s", names.TASK_DURATION_SECONDS, (b.agent, b.flow), latency)
+    cost = [(s, slos[s].sli.cost.under_usd) for s in b.slos("cost")]  # type: ignore[union-attr]
+    b.number("cost_usd", names.TASK_COST_USD, (b.agent, b.flow), cost)
+    b.number("steps", names.TASK_STEPS, (b.agent, b.flow), [])
+    del spec
+    return None
+
+
+def _turn(b: _Builder, kind: Any) -> Problem | None:
+    kind = "turn" if kind is None else kind
+    if kind not in TURN_KINDS or type(kind) is not str:
+        return "kind", _one_of(kind, TURN_KINDS)
+    slos = b.spec.slos
+    latency = [(s, slos[s].sli.latency.under) for s in b.slos("latency") if slos[s].sli.latency.of == kind]  # type: ignore[union-attr]
+    b.number("latency_s", names.TURN_LATENCY_SECONDS, (b.agent, b.flow, kind), latency)
+    return None
+
+
+def _tool_call(b: _Builder, tool: Any, outcome: Any) -> Problem | None:
+    if type(tool) is not str or not tool:
+        return "tool", f"must be a non-empty string, got {tool!r}" if tool is not None else "is required"
+    if outcome not in TOOL_OUTCOMES or type(outcome) is not str:
+        return "outcome", _one_of(outcome, TOOL_OUTCOMES) if outcome is not None else "is required"
+    declared = tool in b.spec.tools
+    label = b.fold(names.L_TOOL, tool, b.spec.tools)
+    slot = b.c.store.slot(names.TOOL_CALLS_TOTAL, (b.agent, b.flow, label, outcome))
+    b.plan.incs.append(slot)
+    b.plan.exemplar_slots.append(slot)
+    for slo in b.slos("tool_calls"):
+        only = b.spec.slos[slo].sli.tool_calls.tools  # type: ignore[union-attr]
+        if only is None or (declared and tool in only):
+            b.count(slo, outcome == names.TOOL_OK)
+    b.number("latency_s", names.TOOL_CALL_LATENCY_SECONDS, (b.agent, b.flow, label), [])
+    return None
+
+
+def _judge(b: _Builder, judge: Any, judge_version: Any) -> Problem | None:
+    if judge not in b.spec.judges or type(judge) is not str:
+        declared = tuple(b.spec.judges) or ("(none declared)",)
+        return "judge", _one_of(judge, declared) if judge is not None else "is required"
+    version = b.spec.judges[judge].version
+    if judge_version is not None:
+        text = _text(judge_version, "judge_version")
+        if isinstance(text, tuple):
+            return text
+        version, folded = b.c.judge_version(b.agent, judge, text)
+        if folded is not None:
+            b.plan.incs.append(folded)
+    threshold = b.spec.judges[judge].pass_threshold
+    pairs = [b.pair(s) for s in b.slos("judge") if b.spec.slos[s].sli.judge == judge]
+    b.number("score", names.JUDGE_SCORE, (b.agent, b.flow, judge, version), [])
+    b.plan.judge = (b.c.threshold_index(names.JUDGE_SCORE, threshold), pairs)
+    return None
+
+
+def _escalation(b: _Builder, required: Any, performed: Any, context_preserved: Any) -> Problem | None:
+    req = _need_bool(required, "required")
+    if isinstance(req, tuple):
+        return req
+    done = _need_bool(performed, "performed")
+    if isinstance(done, tuple):
+        return done
+    kept = _need_bool(context_preserved, "context_preserved", default=None if done else True)
+    if isinstance(kept, tuple):
+        return "context_preserved", "is required (true or false) when performed is true"
+    for slo in b.slos("escalation"):
+        b.count(slo, done == req and (not done or kept))
+    return None
+
+
+def _connection(b: _Builder, ok: Any) -> Problem | None:
+    good = _need_bool(ok, "ok")
+    if isinstance(good, tuple):
+        return good
+    for slo in b.slos("connection"):
+        b.count(slo, good)
+    return None
+
+
+def _synthetic(b: _Builder, scenario: Any, passed: Any) -> Problem | None:
+    name = _text(scenario, "scenario")
+    if isinstance(name, tuple):
+        return name
+    ok = _need_bool(passed, "passed")
+    if isinstance(ok, tuple):
+        return ok
+    declared = tuple(
+        sc for s in b.slos("synthetic") for sc in (b.spec.slos[s].sli.synthetic.scenarios or ())  # type: ignore[union-attr]
+    )
+    label, folded = b.c.bounded(b.c.scenarios, (b.agent, b.flow), names.L_SCENARIO, name,
+                                b.c.config.max_scenarios, declared)
+    if folded is not None:
+        b.plan.incs.append(folded)
+    b.c._scenario_series(b.agent, b.flow, label)
+    st = b.c.store
+    outcome = names.SYNTHETIC_PASSED if ok else names.SYNTHETIC_FAILED
+    b.plan.incs.append(st.slot(names.SYNTHETIC_RUNS_TOTAL, (b.agent, b.flow, label, outcome)))
+    b.plan.streak = (st.slot(names.SYNTHETIC_CONSECUTIVE_FAILURES, (b.agent, b.flow, label)), ok)
+    for slo in b.slos("synthetic"):
+        only = b.spec.slos[slo].sli.synthetic.scenarios  # type: ignore[union-attr]
+        if only is None or name in only:
+            b.count(slo, ok)
+    return None
+
+
+_TYPED = {
+    "task": _task, "turn": _turn, "tool_call": _tool_call, "judge": _judge,
+    "escalation": _escalation, "connection": _connection, "synthetic": _synthetic,
+}
+
+
+def build(catalog: Catalog, kind: str, key: tuple[Any, ...]) -> Plan | Problem:
+    """Validate the categorical fields `key` = (agent, flow, exclude, *type fields) and plan the event."""
+    agent, flow, exclude, *rest = key
+    spec = catalog.specs.get(agent) if type(agent) is str else None
+    if spec is None:
+        served = ", ".join(catalog.specs)
+        return "agent", f"unknown agent {agent!r}; this exporter serves: {served}" if agent is not None else "is required"
+    if type(flow) is not str or flow not in spec.flows:
+        return "flow", _one_of(flow, tuple(spec.flows)) if flow is not None else "is required"
+    if exclude is not None and (type(exclude) is not str or exclude not in spec.all_exclusions()):
+        return "exclude", _one_of(exclude, spec.all_exclusions())
+    builder = _Builder(catalog, spec, flow, exclude)
+    problem = _TYPED[kind](builder, *rest)
+    return problem if problem is not None else builder.plan
