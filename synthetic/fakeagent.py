@@ -77,6 +77,10 @@ DEMO_DATA: Final[dict[str, Any]] = {
 }
 
 
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
 def _text(message: dict[str, Any]) -> str:
     content = message.get("content")
     return content if isinstance(content, str) else ""
@@ -207,6 +211,10 @@ def _completion(message: dict[str, Any], messages: list[dict[str, Any]], model: 
     }
 
 
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
 class FakeAgent:
     """The server; change `behaviour` (or `per_scenario[name]`) at any time to make it misbehave."""
 
@@ -217,7 +225,10 @@ class FakeAgent:
         self.per_scenario: dict[str, str] = {}
         self.delay_s = delay_s  # every completion takes at least this long (an LLM's latency)
         self.slow_s = slow_s
-        self.requests: list[dict[str, Any]] = []  # {path, headers, body} for assertions in tests
+        self.requests: list[dict[str, Any]] = []  # {path, headers (lowercase names), body}, for tests
+        self.sessions: dict[str, list[dict[str, Any]]] = {}  # /chat conversations by session_id
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.record = True
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -228,6 +239,14 @@ class FakeAgent:
         return self.per_scenario.get(request.headers.get("X-Agent-SLO-Synthetic", ""), self.behaviour)
 
     async def _misbehave(self, behaviour: str) -> web.Response | None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._misbehave_inner(behaviour)
+        finally:
+            self.in_flight -= 1
+
+    async def _misbehave_inner(self, behaviour: str) -> web.Response | None:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if behaviour == "slow":
@@ -247,7 +266,7 @@ class FakeAgent:
     async def chat_completions(self, request: web.Request) -> web.Response:
         body = await request.json()
         if self.record:
-            self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+            self.requests.append({"path": request.path, "headers": _lower(request.headers), "body": body})
         behaviour = self._behaviour(request)
         if (early := await self._misbehave(behaviour)) is not None:
             return early
@@ -279,16 +298,23 @@ class FakeAgent:
         """Generic HTTP agent: {message, history, session_id} → {reply: {text}, tool_calls, usage}."""
         body = await request.json()
         if self.record:
-            self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+            self.requests.append({"path": request.path, "headers": _lower(request.headers), "body": body})
         behaviour = self._behaviour(request)
         if (early := await self._misbehave(behaviour)) is not None:
             return early
-        messages = [*(body.get("history") or []), {"role": "user", "content": body.get("message", "")}]
+        # Like a real agent service it keeps the session (with its tool results) server-side by session_id.
+        session = str(body.get("session_id") or "")
+        past = self.sessions.get(session) if session else None
+        messages = [*(past if past is not None else body.get("history") or [])]
+        messages.append({"role": "user", "content": body.get("message", "")})
+        if session:
+            self.sessions[session] = messages
         calls = []
         for step in range(8):
             kind, what = decide(messages, behaviour)
             if kind == "text":
                 text = what if behaviour != "malformed_output" else json.dumps({"reply": what})[:20]
+                messages.append({"role": "assistant", "content": text})
                 return web.json_response(
                     {
                         "reply": {"text": text},
@@ -322,7 +348,7 @@ class FakeAgent:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/chat", self.chat)
-        app.router.add_get("/healthz", lambda _: web.json_response({"ok": True}))
+        app.router.add_get("/healthz", _healthz)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
