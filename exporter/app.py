@@ -47,13 +47,18 @@ RETRY_AFTER_UNAVAILABLE_S = 5  # storage trouble: give an operator's fix a momen
 
 
 def _json(result: IngestResult, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(result.body), status=result.status, content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        body=orjson.dumps(result.body), status=result.status, content_type="application/json", headers=headers
+    )
 
 
-def _fail(status: int, message: str, field: str = "", problem: str = "", retry_after: int | None = None) -> web.Response:
+def _fail(
+    status: int, message: str, field: str = "", problem: str = "", retry_after: int | None = None
+) -> web.Response:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return _json(error(status, message, [{"index": None, "field": field, "problem": problem or message}]), headers)
+    return _json(
+        error(status, message, [{"index": None, "field": field, "problem": problem or message}]), headers
+    )
 
 
 @web.middleware
@@ -79,8 +84,9 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             request.app[INGESTOR].reject("unauthorized")
-            resp = _fail(401, "missing or wrong bearer token", "Authorization",
-                         "send Authorization: Bearer <token>")
+            resp = _fail(
+                401, "missing or wrong bearer token", "Authorization", "send Authorization: Bearer <token>"
+            )
             resp.headers["WWW-Authenticate"] = "Bearer"
             return resp
     return await handler(request)
@@ -93,10 +99,20 @@ def parse_body(raw: bytes, content_type: str) -> list[Any] | IngestResult:
         try:
             events = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            return error(400, "the body is not valid JSON (UTF-8)", [{"index": None, "field": "", "problem": str(exc)}])
+            return error(
+                400, "the body is not valid JSON (UTF-8)", [{"index": None, "field": "", "problem": str(exc)}]
+            )
         return events if isinstance(events, list) else error(400, "expected a JSON array of events")
-    if content_type not in ("application/x-ndjson", "application/json", "text/plain", "application/octet-stream", ""):
-        return error(415, f"unsupported content type {content_type}; send application/json or application/x-ndjson")
+    if content_type not in (
+        "application/x-ndjson",
+        "application/json",
+        "text/plain",
+        "application/octet-stream",
+        "",
+    ):
+        return error(
+            415, f"unsupported content type {content_type}; send application/json or application/x-ndjson"
+        )
     events, problems = [], []
     for line in raw.split(b"\n"):
         if not line.strip():
@@ -111,8 +127,16 @@ def parse_body(raw: bytes, content_type: str) -> list[Any] | IngestResult:
     return events
 
 
-def _ingest_job(ingestor: Ingestor, raw: bytes, content_type: str, partial_: bool, key: str | None,
-                digest: str, enqueued: float, queue_timeout: float) -> IngestResult:
+def _ingest_job(
+    ingestor: Ingestor,
+    raw: bytes,
+    content_type: str,
+    partial_: bool,
+    key: str | None,
+    digest: str,
+    enqueued: float,
+    queue_timeout: float,
+) -> IngestResult:
     if time.monotonic() - enqueued > queue_timeout:
         ingestor.reject("overloaded")
         return error(503, "the exporter is overloaded; the batch was not counted, retry later")
@@ -130,8 +154,9 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         return _fail(400, "partial must be true or false", "partial")
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        return _fail(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
-                     "Idempotency-Key")
+        return _fail(
+            400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters", "Idempotency-Key"
+        )
     pending = app[_PENDING]
     if pending[0] >= config.max_pending_batches:
         ingestor.reject("overloaded")
@@ -143,19 +168,34 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         return _fail(408, f"the body did not arrive within {config.read_timeout_s:.0f}s")
     if key is not None and not ingestor.begin(key):
         ingestor.reject("conflict")
-        return _fail(409, "a batch with this Idempotency-Key is still being applied; retry later",
-                     "Idempotency-Key", retry_after=RETRY_AFTER_BUSY_S)
+        return _fail(
+            409,
+            "a batch with this Idempotency-Key is still being applied; retry later",
+            "Idempotency-Key",
+            retry_after=RETRY_AFTER_BUSY_S,
+        )
     pending[0] += 1
     try:
-        job = partial(_ingest_job, ingestor, raw, request.content_type if request.body_exists else "",
-                      flag in ("true", "1"), key, body_hash(raw, flag in ("true", "1")), time.monotonic(),
-                      config.queue_timeout_s)
+        job = partial(
+            _ingest_job,
+            ingestor,
+            raw,
+            request.content_type if request.body_exists else "",
+            flag in ("true", "1"),
+            key,
+            body_hash(raw, flag in ("true", "1")),
+            time.monotonic(),
+            config.queue_timeout_s,
+        )
         try:
             result = await asyncio.get_running_loop().run_in_executor(app[_WRITER], job)
         except Exception as exc:  # storage failure: nothing was counted (the transaction rolled back)
             log.error("ingest failed: %s", exc)
-            return _fail(503, f"could not store the batch ({type(exc).__name__}); nothing was counted",
-                         retry_after=RETRY_AFTER_UNAVAILABLE_S)
+            return _fail(
+                503,
+                f"could not store the batch ({type(exc).__name__}); nothing was counted",
+                retry_after=RETRY_AFTER_UNAVAILABLE_S,
+            )
     finally:
         pending[0] -= 1
         if key is not None:
@@ -170,7 +210,9 @@ async def post_events(request: web.Request) -> web.StreamResponse:
 
 async def get_metrics(request: web.Request) -> web.StreamResponse:
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-    body = await asyncio.get_running_loop().run_in_executor(None, render, request.app[INGESTOR].store, openmetrics)
+    body = await asyncio.get_running_loop().run_in_executor(
+        None, render, request.app[INGESTOR].store, openmetrics
+    )
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
     return resp

@@ -45,7 +45,9 @@ class AutonomyReader:
             headers = {"Authorization": f"Bearer {cfg.prometheus_token}"} if cfg.prometheus_token else {}
             auth = aiohttp.BasicAuth(*cfg.prometheus_basic_auth) if cfg.prometheus_basic_auth else None
             self._session = aiohttp.ClientSession(
-                headers=headers, auth=auth, connector=aiohttp.TCPConnector(ssl=ssl_arg),
+                headers=headers,
+                auth=auth,
+                connector=aiohttp.TCPConnector(ssl=ssl_arg),
                 timeout=aiohttp.ClientTimeout(total=cfg.prometheus_timeout_s),
             )
         return self._session
@@ -62,8 +64,9 @@ class AutonomyReader:
                     raise PrometheusUnavailable(f"Prometheus answered HTTP {resp.status} to {promql!r}")
                 payload = await resp.json()
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise PrometheusUnavailable(f"cannot query Prometheus at {self.config.prometheus_url}: "
-                                        f"{type(exc).__name__}: {exc}") from None
+            raise PrometheusUnavailable(
+                f"cannot query Prometheus at {self.config.prometheus_url}: {type(exc).__name__}: {exc}"
+            ) from None
         if payload.get("status") != "success":
             raise PrometheusUnavailable(f"Prometheus refused {promql!r}: {payload.get('error')}")
         return list(payload["data"]["result"])
@@ -111,9 +114,15 @@ class AutonomyReader:
                 if slo in governing:
                     slos.setdefault(slo, {"slo": slo})[key] = float(sample["value"][1])
         return {
-            "agent": spec.agent, "flow": flow, "state": name, "code": code,
-            "allowed_actions": list(names.AUTONOMY_ACTIONS[name]), "stale": False, "reason": None,
-            "governed_by": sorted(governing), "slos": [slos[s] for s in sorted(slos)],
+            "agent": spec.agent,
+            "flow": flow,
+            "state": name,
+            "code": code,
+            "allowed_actions": list(names.AUTONOMY_ACTIONS[name]),
+            "stale": False,
+            "reason": None,
+            "governed_by": sorted(governing),
+            "slos": [slos[s] for s in sorted(slos)],
             "evaluated_at": float(state[0]["value"][0]),
         }
 
@@ -121,7 +130,14 @@ class AutonomyReader:
     def _fail_safe(spec: Spec, flow: str, reason: str) -> dict[str, Any]:
         name = spec.autonomy.fail_safe
         return {
-            "agent": spec.agent, "flow": flow, "state": name, "code": names.AUTONOMY_STATES.index(name),
-            "allowed_actions": list(names.AUTONOMY_ACTIONS[name]), "stale": True, "reason": reason,
-            "governed_by": sorted(spec.governing_slos()), "slos": [], "evaluated_at": None,
+            "agent": spec.agent,
+            "flow": flow,
+            "state": name,
+            "code": names.AUTONOMY_STATES.index(name),
+            "allowed_actions": list(names.AUTONOMY_ACTIONS[name]),
+            "stale": True,
+            "reason": reason,
+            "governed_by": sorted(spec.governing_slos()),
+            "slos": [],
+            "evaluated_at": None,
         }

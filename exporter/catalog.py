@@ -106,7 +106,9 @@ class Catalog:
 
     def _bounds(self, kinds: tuple[str, ...]) -> list[float]:
         return [
-            s.sli.latency.under for spec in self.specs.values() for s in spec.slos.values()
+            s.sli.latency.under
+            for spec in self.specs.values()
+            for s in spec.slos.values()
             if s.sli.latency is not None and s.sli.latency.of in kinds
         ]
 
@@ -114,31 +116,74 @@ class Catalog:
         n, st, h = names, self.store, _help()
         costs = [s.sli.cost.under_usd for sp in self.specs.values() for s in sp.slos.values() if s.sli.cost]
         thresholds = [j.pass_threshold for sp in self.specs.values() for j in sp.judges.values()]
-        st.family(n.EVENTS_TOTAL, "counter", h[n.EVENTS_TOTAL],
-                  (n.L_AGENT, n.L_FLOW, n.L_SLO, n.L_OUTCOME, n.L_EXCLUSION))
-        st.family(n.JUDGE_SCORE, "histogram", h[n.JUDGE_SCORE],
-                  (n.L_AGENT, n.L_FLOW, n.L_JUDGE, n.L_JUDGE_VERSION), (*SCORES, *thresholds))
-        st.family(n.TASK_DURATION_SECONDS, "histogram", h[n.TASK_DURATION_SECONDS], (n.L_AGENT, n.L_FLOW),
-                  (*TASK_SECONDS, *self._bounds(("task",))))
-        st.family(n.TURN_LATENCY_SECONDS, "histogram", h[n.TURN_LATENCY_SECONDS], (n.L_AGENT, n.L_FLOW, n.L_KIND),
-                  (*TURN_SECONDS, *self._bounds(TURN_KINDS)))
-        st.family(n.TOOL_CALL_LATENCY_SECONDS, "histogram", h[n.TOOL_CALL_LATENCY_SECONDS],
-                  (n.L_AGENT, n.L_FLOW, n.L_TOOL), TURN_SECONDS)
-        st.family(n.TASK_COST_USD, "histogram", h[n.TASK_COST_USD], (n.L_AGENT, n.L_FLOW), (*COST_USD, *costs))
+        st.family(
+            n.EVENTS_TOTAL,
+            "counter",
+            h[n.EVENTS_TOTAL],
+            (n.L_AGENT, n.L_FLOW, n.L_SLO, n.L_OUTCOME, n.L_EXCLUSION),
+        )
+        st.family(
+            n.JUDGE_SCORE,
+            "histogram",
+            h[n.JUDGE_SCORE],
+            (n.L_AGENT, n.L_FLOW, n.L_JUDGE, n.L_JUDGE_VERSION),
+            (*SCORES, *thresholds),
+        )
+        st.family(
+            n.TASK_DURATION_SECONDS,
+            "histogram",
+            h[n.TASK_DURATION_SECONDS],
+            (n.L_AGENT, n.L_FLOW),
+            (*TASK_SECONDS, *self._bounds(("task",))),
+        )
+        st.family(
+            n.TURN_LATENCY_SECONDS,
+            "histogram",
+            h[n.TURN_LATENCY_SECONDS],
+            (n.L_AGENT, n.L_FLOW, n.L_KIND),
+            (*TURN_SECONDS, *self._bounds(TURN_KINDS)),
+        )
+        st.family(
+            n.TOOL_CALL_LATENCY_SECONDS,
+            "histogram",
+            h[n.TOOL_CALL_LATENCY_SECONDS],
+            (n.L_AGENT, n.L_FLOW, n.L_TOOL),
+            TURN_SECONDS,
+        )
+        st.family(
+            n.TASK_COST_USD, "histogram", h[n.TASK_COST_USD], (n.L_AGENT, n.L_FLOW), (*COST_USD, *costs)
+        )
         st.family(n.TASK_STEPS, "histogram", h[n.TASK_STEPS], (n.L_AGENT, n.L_FLOW), STEPS)
         st.family(n.TOKENS_TOTAL, "counter", h[n.TOKENS_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_MODEL, n.L_TYPE))
-        st.family(n.TOOL_CALLS_TOTAL, "counter", h[n.TOOL_CALLS_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_TOOL, n.L_OUTCOME))
-        st.family(n.FAILURE_MODES_TOTAL, "counter", h[n.FAILURE_MODES_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_FAILURE_MODE))
-        st.family(n.BUILD_INFO, "gauge", h[n.BUILD_INFO], (n.L_AGENT, n.L_VERSION, n.L_PROMPT_VERSION, n.L_MODEL))
+        st.family(
+            n.TOOL_CALLS_TOTAL, "counter", h[n.TOOL_CALLS_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_TOOL, n.L_OUTCOME)
+        )
+        st.family(
+            n.FAILURE_MODES_TOTAL,
+            "counter",
+            h[n.FAILURE_MODES_TOTAL],
+            (n.L_AGENT, n.L_FLOW, n.L_FAILURE_MODE),
+        )
+        st.family(
+            n.BUILD_INFO, "gauge", h[n.BUILD_INFO], (n.L_AGENT, n.L_VERSION, n.L_PROMPT_VERSION, n.L_MODEL)
+        )
         st.family(n.SPEC_INFO, "gauge", h[n.SPEC_INFO], (n.L_AGENT, n.L_SPEC_HASH))
         judge_labels = (n.L_AGENT, n.L_JUDGE, n.L_JUDGE_VERSION)
         st.family(n.JUDGE_AGREEMENT_RATIO, "gauge", h[n.JUDGE_AGREEMENT_RATIO], judge_labels)
         st.family(n.JUDGE_CALLS_TOTAL, "counter", h[n.JUDGE_CALLS_TOTAL], (*judge_labels, n.L_OUTCOME))
         st.family(n.JUDGE_COST_USD_TOTAL, "counter", h[n.JUDGE_COST_USD_TOTAL], (*judge_labels, n.L_OUTCOME))
-        st.family(n.SYNTHETIC_RUNS_TOTAL, "counter", h[n.SYNTHETIC_RUNS_TOTAL],
-                  (n.L_AGENT, n.L_FLOW, n.L_SCENARIO, n.L_OUTCOME))
-        st.family(n.SYNTHETIC_CONSECUTIVE_FAILURES, "gauge", h[n.SYNTHETIC_CONSECUTIVE_FAILURES],
-                  (n.L_AGENT, n.L_FLOW, n.L_SCENARIO))
+        st.family(
+            n.SYNTHETIC_RUNS_TOTAL,
+            "counter",
+            h[n.SYNTHETIC_RUNS_TOTAL],
+            (n.L_AGENT, n.L_FLOW, n.L_SCENARIO, n.L_OUTCOME),
+        )
+        st.family(
+            n.SYNTHETIC_CONSECUTIVE_FAILURES,
+            "gauge",
+            h[n.SYNTHETIC_CONSECUTIVE_FAILURES],
+            (n.L_AGENT, n.L_FLOW, n.L_SCENARIO),
+        )
         st.family(n.INGEST_EVENTS_TOTAL, "counter", h[n.INGEST_EVENTS_TOTAL], (n.L_RESULT,))
         st.family(n.INGEST_REJECTED_TOTAL, "counter", h[n.INGEST_REJECTED_TOTAL], (n.L_REASON,))
         st.family(n.LABEL_FOLDED_TOTAL, "counter", h[n.LABEL_FOLDED_TOTAL], (n.L_AGENT, n.L_LABEL))
@@ -192,7 +237,10 @@ class Catalog:
 
     def adopt_restored(self) -> None:
         """After a restart, count restored scenarios and judge versions against their bounds."""
-        for fam_name, table in ((names.SYNTHETIC_RUNS_TOTAL, self.scenarios), (names.JUDGE_CALLS_TOTAL, None)):
+        for fam_name, table in (
+            (names.SYNTHETIC_RUNS_TOTAL, self.scenarios),
+            (names.JUDGE_CALLS_TOTAL, None),
+        ):
             for _, labels, _ in self.store.families[fam_name].series:
                 if table is not None:
                     table.setdefault((labels[0], labels[1]), set()).add(labels[2])
@@ -209,8 +257,15 @@ class Catalog:
             return value, None
         return names.OTHER, self.store.slot(names.LABEL_FOLDED_TOTAL, (agent, label))
 
-    def bounded(self, table: dict[tuple[str, str], set[str]], key: tuple[str, str], label: str,
-                value: str, limit: int, keep: tuple[str, ...] = ()) -> tuple[str, int | None]:
+    def bounded(
+        self,
+        table: dict[tuple[str, str], set[str]],
+        key: tuple[str, str],
+        label: str,
+        value: str,
+        limit: int,
+        keep: tuple[str, ...] = (),
+    ) -> tuple[str, int | None]:
         """A free-text label value, admitted until `limit` distinct values exist, then folded."""
         seen = table.setdefault(key, set())
         if value in seen or value in keep:
@@ -222,8 +277,14 @@ class Catalog:
 
     def judge_version(self, agent: str, judge: str, version: str) -> tuple[str, int | None]:
         declared = self.specs[agent].judges[judge].version
-        return self.bounded(self.judge_versions, (agent, judge), names.L_JUDGE_VERSION, version,
-                            self.config.max_judge_versions, (declared,))
+        return self.bounded(
+            self.judge_versions,
+            (agent, judge),
+            names.L_JUDGE_VERSION,
+            version,
+            self.config.max_judge_versions,
+            (declared,),
+        )
 
     # --- plans ---
 

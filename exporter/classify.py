@@ -29,7 +29,9 @@ from exporter.events import ALLOWED, CATEGORICAL, FIELDS, MAX_COUNT, MAX_ID_CHAR
 from exporter.store import escape_label_value
 
 _NONE = type(None)
-_BOOL_FIELDS = frozenset({"escalation_required", "required", "performed", "context_preserved", "ok", "passed"})
+_BOOL_FIELDS = frozenset(
+    {"escalation_required", "required", "performed", "context_preserved", "ok", "passed"}
+)
 MAX_EXEMPLAR_ID = 100  # OpenMetrics caps an exemplar's labels at 128 characters
 
 
@@ -74,7 +76,7 @@ def _columns(evs: list[dict[str, Any]], present: set[str]) -> dict[str, Sequence
     fields = sorted(present)
     if len(fields) > 1:
         try:
-            return dict(zip(fields, zip(*map(itemgetter(*fields), evs)), strict=True))
+            return dict(zip(fields, zip(*map(itemgetter(*fields), evs), strict=False), strict=True))
         except KeyError:
             pass
     return {f: list(map(dict.get, evs, repeat(f))) for f in fields}
@@ -151,9 +153,13 @@ class Classifier:
         m = len(evs)
         cols = _columns(evs, present)
         col = cols.get
-        for fname, limit, printable in (("session_id", MAX_ID_CHARS, False), ("trace_id", MAX_ID_CHARS, False),
-                                        ("version", MAX_LABEL_CHARS, True), ("prompt_version", MAX_LABEL_CHARS, True),
-                                        ("model", MAX_LABEL_CHARS, True)):
+        for fname, limit, printable in (
+            ("session_id", MAX_ID_CHARS, False),
+            ("trace_id", MAX_ID_CHARS, False),
+            ("version", MAX_LABEL_CHARS, True),
+            ("prompt_version", MAX_LABEL_CHARS, True),
+            ("model", MAX_LABEL_CHARS, True),
+        ):
             values = col(fname)
             if values is not None and not _strings(values, limit, printable):
                 return False
@@ -172,7 +178,7 @@ class Classifier:
             if fname in _BOOL_FIELDS and not set(map(type, values)) <= {bool, _NONE}:
                 return False
             cat_cols.append(values)
-        keys = list(zip(*cat_cols))
+        keys = list(zip(*cat_cols, strict=False))  # `repeat` columns are endless
         try:
             uniq = list(dict.fromkeys(keys))
         except TypeError:  # a list or object where a name belongs
@@ -223,7 +229,9 @@ class Classifier:
             self._builds(col("agent") or (), [col("version"), col("prompt_version"), col("model")], d)
         return True
 
-    def _observe(self, fname: str, plans: list[Plan], kid: np.ndarray, vals: np.ndarray, adds: dict[int, float]) -> None:
+    def _observe(
+        self, fname: str, plans: list[Plan], kid: np.ndarray, vals: np.ndarray, adds: dict[int, float]
+    ) -> None:
         numbers = [p.numbers.get(fname) for p in plans]
         first = next((n for n in numbers if n is not None), None)
         if first is None or not len(vals):
@@ -272,7 +280,9 @@ class Classifier:
             if parsed is None:
                 return False
             vals, mask = parsed
-            sums = np.bincount(sub if mask is None else sub[mask], weights=vals, minlength=len(plans)).tolist()
+            sums = np.bincount(
+                sub if mask is None else sub[mask], weights=vals, minlength=len(plans)
+            ).tolist()
             for plan, total in zip(plans, sums, strict=True):
                 if total and plan.tokens:
                     _bump(adds, plan.tokens[part], total)

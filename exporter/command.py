@@ -28,26 +28,51 @@ PROMETHEUS_TOKEN_ENV = "AGENT_SLO_PROMETHEUS_TOKEN"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="SLO spec files (one per agent)")
-    parser.add_argument("--host", default=defaults.DEFAULT_HOST, help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--host", default=defaults.DEFAULT_HOST, help="address to listen on (default: %(default)s)"
+    )
     parser.add_argument("--port", type=int, default=defaults.DEFAULT_PORT, help="port (default: %(default)s)")
     parser.add_argument("--db", help="SQLite file for durable counters (default: in memory, lost on restart)")
-    parser.add_argument("--sync", choices=("full", "normal"), default="full",
-                        help="SQLite fsync policy: full survives power loss, normal only a crash (default: full)")
+    parser.add_argument(
+        "--sync",
+        choices=("full", "normal"),
+        default="full",
+        help="SQLite fsync policy: full survives power loss, normal only a crash (default: full)",
+    )
     parser.add_argument("--token", default=None, help=f"bearer token for the API (or env {TOKEN_ENV})")
     parser.add_argument("--prometheus-url", help="Prometheus base URL for GET /v1/autonomy")
-    parser.add_argument("--prometheus-token", default=None,
-                        help=f"bearer token for Prometheus (or env {PROMETHEUS_TOKEN_ENV})")
-    parser.add_argument("--prometheus-user", help="basic-auth user for Prometheus (password in env "
-                        "AGENT_SLO_PROMETHEUS_PASSWORD)")
+    parser.add_argument(
+        "--prometheus-token",
+        default=None,
+        help=f"bearer token for Prometheus (or env {PROMETHEUS_TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--prometheus-user",
+        help="basic-auth user for Prometheus (password in env AGENT_SLO_PROMETHEUS_PASSWORD)",
+    )
     parser.add_argument("--prometheus-ca", help="CA bundle to verify Prometheus' TLS certificate")
-    parser.add_argument("--prometheus-insecure", action="store_true", help="do not verify Prometheus' TLS certificate")
+    parser.add_argument(
+        "--prometheus-insecure", action="store_true", help="do not verify Prometheus' TLS certificate"
+    )
     parser.add_argument("--max-body-bytes", type=int, default=defaults.DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--max-pending", type=int, default=defaults.DEFAULT_MAX_PENDING_BATCHES,
-                        help="batches queued for the writer before answering 429")
-    parser.add_argument("--idempotency-horizon", type=float, default=defaults.DEFAULT_IDEMPOTENCY_HORIZON_S,
-                        help="seconds an Idempotency-Key is remembered (default: a day)")
-    parser.add_argument("--max-scenarios", type=int, default=defaults.DEFAULT_MAX_SCENARIOS,
-                        help="distinct synthetic scenarios per agent and flow before folding into `other`")
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=defaults.DEFAULT_MAX_PENDING_BATCHES,
+        help="batches queued for the writer before answering 429",
+    )
+    parser.add_argument(
+        "--idempotency-horizon",
+        type=float,
+        default=defaults.DEFAULT_IDEMPOTENCY_HORIZON_S,
+        help="seconds an Idempotency-Key is remembered (default: a day)",
+    )
+    parser.add_argument(
+        "--max-scenarios",
+        type=int,
+        default=defaults.DEFAULT_MAX_SCENARIOS,
+        help="distinct synthetic scenarios per agent and flow before folding into `other`",
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -81,13 +106,20 @@ def run(args: argparse.Namespace) -> int:
     specs = load_specs(args.specs)
     config = config_from(args)
     if not _is_loopback(args.host) and not config.token:
-        print(f"agent-slo serve: refusing to listen on {args.host} without a token; set --token or {TOKEN_ENV} "
-              "(or listen on 127.0.0.1)", file=sys.stderr)
+        print(
+            f"agent-slo serve: refusing to listen on {args.host} without a token; set --token or {TOKEN_ENV} "
+            "(or listen on 127.0.0.1)",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(list(specs), config)
     agents = ", ".join(s.agent for s in specs)
-    print(f"agent-slo exporter for {agents} on http://{args.host}:{args.port} "
-          f"(counters: {config.db_path or 'in memory'})", file=sys.stderr, flush=True)
+    print(
+        f"agent-slo exporter for {agents} on http://{args.host}:{args.port} "
+        f"(counters: {config.db_path or 'in memory'})",
+        file=sys.stderr,
+        flush=True,
+    )
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0

@@ -18,14 +18,29 @@ MAX_ID_CHARS = 256  # session_id / trace_id; ids, not text
 MAX_COUNT = 2**53  # integer counts above this lose precision as float64 counters
 
 COMMON: dict[str, str] = {
-    "type": "type", "agent": "cat", "flow": "cat", "exclude": "cat", "session_id": "id", "trace_id": "id",
-    "version": "text", "prompt_version": "text", "model": "text", "time": "time",
+    "type": "type",
+    "agent": "cat",
+    "flow": "cat",
+    "exclude": "cat",
+    "session_id": "id",
+    "trace_id": "id",
+    "version": "text",
+    "prompt_version": "text",
+    "model": "text",
+    "time": "time",
 }
 # Per type: field → kind. "cat" fields are categorical (checked when the plan is built), the
 # order of CATEGORICAL is the order of the plan key after (agent, flow, exclude).
 FIELDS: dict[str, dict[str, str]] = {
-    "task": {"outcome": "cat", "escalation_required": "cat", "failure_mode": "cat", "duration_s": "seconds",
-             "cost_usd": "usd", "steps": "count", "tokens": "tokens"},
+    "task": {
+        "outcome": "cat",
+        "escalation_required": "cat",
+        "failure_mode": "cat",
+        "duration_s": "seconds",
+        "cost_usd": "usd",
+        "steps": "count",
+        "tokens": "tokens",
+    },
     "turn": {"kind": "cat", "latency_s": "seconds!"},
     "tool_call": {"tool": "cat", "outcome": "cat", "latency_s": "seconds"},
     "judge": {"judge": "cat", "judge_version": "cat", "score": "score!"},

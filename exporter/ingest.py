@@ -116,12 +116,18 @@ class Ingestor:
             digest = body_hash(orjson.dumps(events, option=orjson.OPT_SORT_KEYS), partial)
         if not isinstance(events, list) or not events:
             self.reject("invalid_body")
-            return error(400, "the batch is empty: send a JSON array or NDJSON of events",
-                         [{"index": None, "field": "", "problem": "no events"}])
+            return error(
+                400,
+                "the batch is empty: send a JSON array or NDJSON of events",
+                [{"index": None, "field": "", "problem": "no events"}],
+            )
         if len(events) > self.config.max_batch_events:
             self.reject("too_large", len(events))
-            return error(413, f"at most {self.config.max_batch_events} events per batch; split it",
-                         [{"index": None, "field": "", "problem": f"{len(events)} events"}])
+            return error(
+                413,
+                f"at most {self.config.max_batch_events} events per batch; split it",
+                [{"index": None, "field": "", "problem": f"{len(events)} events"}],
+            )
         now = time.time()
         with self.lock:
             if idempotency_key is not None and self.db is not None:
@@ -129,8 +135,11 @@ class Ingestor:
                 if stored is not None:
                     if stored[0] != digest:
                         self.reject("conflict")
-                        return error(422, "this Idempotency-Key was used with a different body",
-                                     [{"index": None, "field": "Idempotency-Key", "problem": "reused"}])
+                        return error(
+                            422,
+                            "this Idempotency-Key was used with a different body",
+                            [{"index": None, "field": "Idempotency-Key", "problem": "reused"}],
+                        )
                     return IngestResult(stored[1], orjson.loads(stored[2]), replayed=True)
             deltas = self.classifier.run(events, now)
             rejected: list[dict[str, Any]] = []
@@ -143,8 +152,9 @@ class Ingestor:
                 deltas = self.classifier.run(good, now) if partial and good else None
                 if deltas is None:
                     self.reject("invalid_event", len(events))
-                    return error(422, f"{len(bad)} of {len(events)} events are invalid; nothing was counted",
-                                 rejected)
+                    return error(
+                        422, f"{len(bad)} of {len(events)} events are invalid; nothing was counted", rejected
+                    )
                 self.store.values[self._rejected] += len(bad)
             body: dict[str, Any] = {"accepted": deltas.events}
             status = 200
@@ -153,7 +163,9 @@ class Ingestor:
                 body |= {"rejected": sorted({p["index"] for p in rejected}), "detail": rejected}
             deltas.adds[self._accepted] = deltas.events
             answer = IngestResult(status, body)
-            answers = [] if idempotency_key is None else [(idempotency_key, digest, status, orjson.dumps(body))]
+            answers = (
+                [] if idempotency_key is None else [(idempotency_key, digest, status, orjson.dumps(body))]
+            )
             self._commit(deltas, now, answers)
             return answer
 
@@ -195,14 +207,20 @@ class Ingestor:
         version, folded = self.catalog.judge_version(agent, judge, judge_version)
         return version, [] if folded is None else [folded]
 
-    def record_judge_call(self, agent: str, judge: str, judge_version: str, outcome: str, cost_usd: float) -> None:
+    def record_judge_call(
+        self, agent: str, judge: str, judge_version: str, outcome: str, cost_usd: float
+    ) -> None:
         """Count one judge call and its cost (agent_slo_judge_calls_total / _cost_usd_total), durably."""
         if not (type(cost_usd) in (int, float) and math.isfinite(cost_usd) and cost_usd >= 0):
             raise ValueError(f"cost_usd must be a finite number ≥ 0, got {cost_usd!r}")
         with self.lock:
             version, folded = self._judge_labels(agent, judge, judge_version)
             label, fold_outcome = self.catalog.bounded(
-                self._judge_outcomes, (agent, judge), names.L_OUTCOME, str(outcome), MAX_JUDGE_OUTCOMES,
+                self._judge_outcomes,
+                (agent, judge),
+                names.L_OUTCOME,
+                str(outcome),
+                MAX_JUDGE_OUTCOMES,
                 ("ok", "error"),
             )
             deltas = Deltas(events=0)

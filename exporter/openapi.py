@@ -55,7 +55,10 @@ EVENT = {
         "steps": {"type": "integer", "minimum": 0},
         "tokens": {
             "type": "object",
-            "properties": {"input": {"type": "integer", "minimum": 0}, "output": {"type": "integer", "minimum": 0}},
+            "properties": {
+                "input": {"type": "integer", "minimum": 0},
+                "output": {"type": "integer", "minimum": 0},
+            },
         },
         "failure_mode": {"type": "string"},
         "kind": {"type": "string", "enum": list(TURN_KINDS)},
@@ -103,7 +106,10 @@ AUTONOMY = {
 
 def _errors(*codes: int) -> dict[str, Any]:
     return {
-        str(code): {"description": "error", "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        str(code): {
+            "description": "error",
+            "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
         for code in codes
     }
 
@@ -118,7 +124,8 @@ def _health(description: str) -> dict[str, Any]:
     ok = {"type": "object", "properties": {"status": {"type": "string"}}}
     return {
         "get": {
-            "summary": description, "security": [],
+            "summary": description,
+            "security": [],
             "responses": {"200": {"description": "ok", "content": {_JSON: {"schema": ok}}}, **_errors(503)},
         }
     }
@@ -140,9 +147,14 @@ PATHS: dict[str, Any] = {
                 },
             },
             "responses": {
-                "200": {"description": "all counted", "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
-                "207": {"description": "partial: valid events counted, rejected listed",
-                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
+                "200": {
+                    "description": "all counted",
+                    "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+                },
+                "207": {
+                    "description": "partial: valid events counted, rejected listed",
+                    "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+                },
                 **_errors(400, 401, 408, 409, 413, 415, 422),
                 **_retry(429),
                 **_retry(503),
@@ -157,7 +169,10 @@ PATHS: dict[str, Any] = {
                 {"name": "flow", "in": "query", "required": True, "schema": {"type": "string"}},
             ],
             "responses": {
-                "200": {"description": "state", "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Autonomy"}}}},
+                "200": {
+                    "description": "state",
+                    "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Autonomy"}}},
+                },
                 **_errors(400, 401, 404),
             },
         }
@@ -169,8 +184,10 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "exposition",
-                    "content": {"text/plain": {"schema": {"type": "string"}},
-                                "application/openmetrics-text": {"schema": {"type": "string"}}},
+                    "content": {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/openmetrics-text": {"schema": {"type": "string"}},
+                    },
                 }
             },
         }
@@ -178,9 +195,13 @@ PATHS: dict[str, Any] = {
     "/healthz": _health("liveness"),
     "/readyz": _health("readiness: the counter store is open"),
     "/openapi.json": {
-        "get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.0",
-                                                                   "content": {_JSON: {"schema": {"type": "object"}}}},
-                                                            **_errors(401)}}
+        "get": {
+            "summary": "this document",
+            "responses": {
+                "200": {"description": "OpenAPI 3.0", "content": {_JSON: {"schema": {"type": "object"}}}},
+                **_errors(401),
+            },
+        }
     },
 }
 

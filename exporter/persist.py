@@ -24,7 +24,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
-_ADD = "INSERT INTO slot (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value"
+_ADD = (
+    "INSERT INTO slot (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value"
+)
 _SET = "INSERT INTO slot (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
 
@@ -46,7 +49,9 @@ class Persistence:
         return orjson.loads(row[0]) if row else {}
 
     def idempotent(self, key: str) -> tuple[str, int, bytes] | None:
-        row = self.db.execute("SELECT body_hash, status, answer FROM idempotency WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute(
+            "SELECT body_hash, status, answer FROM idempotency WHERE key = ?", (key,)
+        ).fetchone()
         return (row[0], row[1], row[2]) if row else None
 
     def commit(
@@ -63,8 +68,10 @@ class Persistence:
             db.executemany(_ADD, adds)
             db.executemany(_SET, sets)
             if builds is not None:
-                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('build_info', ?)",
-                           (orjson.dumps(builds).decode(),))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('build_info', ?)",
+                    (orjson.dumps(builds).decode(),),
+                )
             now = time.time()
             db.executemany(
                 "INSERT INTO idempotency (key, body_hash, status, answer, created) VALUES (?, ?, ?, ?, ?)",
@@ -81,4 +88,3 @@ class Persistence:
 
     def close(self) -> None:
         self.db.close()
-

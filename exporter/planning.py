@@ -34,7 +34,10 @@ def _need_bool(value: Any, fname: str, default: bool | None = None) -> bool | Pr
     if value is None and default is not None:
         return default
     if type(value) is not bool:
-        return fname, f"must be true or false, got {value!r}" if value is not None else "is required (true or false)"
+        return (
+            fname,
+            f"must be true or false, got {value!r}" if value is not None else "is required (true or false)",
+        )
     return value
 
 
@@ -55,7 +58,8 @@ class _Builder:
 
     def slos(self, kind: str) -> list[str]:
         return [
-            name for name, s in self.spec.slos.items()
+            name
+            for name, s in self.spec.slos.items()
             if s.sli.kind == kind and self.flow in self.spec.flows_of(name)
         ]
 
@@ -64,8 +68,10 @@ class _Builder:
         excl = self.exclude if self.exclude in self.spec.exclusions_of(slo) else ""
         st = self.c.store
         labels = (self.agent, self.flow, slo)
-        return (st.slot(names.EVENTS_TOTAL, (*labels, names.GOOD, excl or "")),
-                st.slot(names.EVENTS_TOTAL, (*labels, names.BAD, excl or "")))
+        return (
+            st.slot(names.EVENTS_TOTAL, (*labels, names.GOOD, excl or "")),
+            st.slot(names.EVENTS_TOTAL, (*labels, names.BAD, excl or "")),
+        )
 
     def count(self, slo: str, good: bool) -> None:
         slot = self.pair(slo)[0 if good else 1]
@@ -78,7 +84,9 @@ class _Builder:
             self.plan.incs.append(slot)
         return folded
 
-    def number(self, fname: str, family: str, labels: tuple[str, ...], slo_thresholds: list[tuple[str, float]]) -> None:
+    def number(
+        self, fname: str, family: str, labels: tuple[str, ...], slo_thresholds: list[tuple[str, float]]
+    ) -> None:
         base = self.c.store.slot(family, labels)
         plan = NumberPlan(base, family)
         for slo, threshold in slo_thresholds:
@@ -87,14 +95,21 @@ class _Builder:
         self.plan.numbers[fname] = plan
 
 
-def _task(b: _Builder, outcome: Any, escalation_required: Any, failure_mode: Any, model: Any) -> Problem | None:
+def _task(
+    b: _Builder, outcome: Any, escalation_required: Any, failure_mode: Any, model: Any
+) -> Problem | None:
     if outcome not in TASK_OUTCOMES or type(outcome) is not str:
         return "outcome", _one_of(outcome, TASK_OUTCOMES) if outcome is not None else "is required"
     required = _need_bool(escalation_required, "escalation_required", default=False)
     if isinstance(required, tuple):
         return required
     # The task truth table (DESIGN.md): None means "not counted for task SLIs".
-    good = {"success": not required, "failure": False, "abandoned": False, "escalated": None if required else False}
+    good = {
+        "success": not required,
+        "failure": False,
+        "abandoned": False,
+        "escalated": None if required else False,
+    }
     verdict = good[outcome]
     if verdict is not None:
         for slo in b.slos("task"):
@@ -202,10 +217,13 @@ def _synthetic(b: _Builder, scenario: Any, passed: Any) -> Problem | None:
     if isinstance(ok, tuple):
         return ok
     declared = tuple(
-        sc for s in b.slos("synthetic") for sc in (b.spec.slos[s].sli.synthetic.scenarios or ())  # type: ignore[union-attr]
+        sc
+        for s in b.slos("synthetic")
+        for sc in (b.spec.slos[s].sli.synthetic.scenarios or ())  # type: ignore[union-attr]
     )
-    label, folded = b.c.bounded(b.c.scenarios, (b.agent, b.flow), names.L_SCENARIO, name,
-                                b.c.config.max_scenarios, declared)
+    label, folded = b.c.bounded(
+        b.c.scenarios, (b.agent, b.flow), names.L_SCENARIO, name, b.c.config.max_scenarios, declared
+    )
     if folded is not None:
         b.plan.incs.append(folded)
     b.c._scenario_series(b.agent, b.flow, label)
@@ -221,8 +239,13 @@ def _synthetic(b: _Builder, scenario: Any, passed: Any) -> Problem | None:
 
 
 _TYPED = {
-    "task": _task, "turn": _turn, "tool_call": _tool_call, "judge": _judge,
-    "escalation": _escalation, "connection": _connection, "synthetic": _synthetic,
+    "task": _task,
+    "turn": _turn,
+    "tool_call": _tool_call,
+    "judge": _judge,
+    "escalation": _escalation,
+    "connection": _connection,
+    "synthetic": _synthetic,
 }
 
 
@@ -232,7 +255,12 @@ def build(catalog: Catalog, kind: str, key: tuple[Any, ...]) -> Plan | Problem:
     spec = catalog.specs.get(agent) if type(agent) is str else None
     if spec is None:
         served = ", ".join(catalog.specs)
-        return "agent", f"unknown agent {agent!r}; this exporter serves: {served}" if agent is not None else "is required"
+        return (
+            "agent",
+            f"unknown agent {agent!r}; this exporter serves: {served}"
+            if agent is not None
+            else "is required",
+        )
     if type(flow) is not str or flow not in spec.flows:
         return "flow", _one_of(flow, tuple(spec.flows)) if flow is not None else "is required"
     if exclude is not None and (type(exclude) is not str or exclude not in spec.all_exclusions()):

@@ -54,7 +54,11 @@ class Family:
     @property
     def om_name(self) -> str:
         """OpenMetrics names a counter family without its `_total` suffix."""
-        return self.name[: -len("_total")] if self.kind == "counter" and self.name.endswith("_total") else self.name
+        return (
+            self.name[: -len("_total")]
+            if self.kind == "counter" and self.name.endswith("_total")
+            else self.name
+        )
 
     @property
     def width(self) -> int:
@@ -72,12 +76,16 @@ class Store:
         self.families: dict[str, Family] = {}
         self.values: list[float] = []
         self.keys: list[str | None] = []
-        self.exemplars: dict[int, tuple[str, float, float]] = {}  # slot → (escaped trace_id, value, unix time)
+        self.exemplars: dict[
+            int, tuple[str, float, float]
+        ] = {}  # slot → (escaped trace_id, value, unix time)
         self._index: dict[tuple[str, tuple[str, ...]], int] = {}
         # agent → (version, prompt_version, model): the latest build seen, exposed as agent_slo_build_info
         self.build_info: dict[str, tuple[str, str, str]] = {}
 
-    def family(self, name: str, kind: Kind, help: str, labels: Sequence[str], bounds: Iterable[float] = ()) -> Family:
+    def family(
+        self, name: str, kind: Kind, help: str, labels: Sequence[str], bounds: Iterable[float] = ()
+    ) -> Family:
         fam = Family(name, kind, help, tuple(labels), tuple(sorted({float(b) for b in bounds})))
         self.families[name] = fam
         return fam
@@ -95,8 +103,9 @@ class Store:
         base = len(self.values)
         head = _label_text(fam.labels, values)
         if fam.kind == "histogram":
-            buckets = [f"{fam.name}_bucket{_label_text(fam.labels, values, _le(le))} "
-                       for le in fam.le_strings()]
+            buckets = [
+                f"{fam.name}_bucket{_label_text(fam.labels, values, _le(le))} " for le in fam.le_strings()
+            ]
             prefixes = (*buckets, f"{fam.name}_sum{head} ", f"{fam.name}_count{head} ")
             parts: list[str] = [*fam.le_strings(), "sum"]
         else:
