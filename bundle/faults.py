@@ -238,7 +238,9 @@ def simulate(
     else:
         outcome = "success"
 
-    hallucinated = flow == "refund" and on and rng.random() < faults.refund_window_rate
+    hallucinated = (
+        rng.random() < faults.refund_window_rate and on and flow == "refund" and outcome == "success"
+    )
     if hallucinated:
         failure_mode = "wrong_refund_window"
     reply = _reply(flow, outcome, hallucinated, escalated, context_preserved)
