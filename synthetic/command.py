@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Final
+from typing import Any, Final
 
 from agentslo.scenario import Problem, Scenario, load_scenarios
 from agentslo.spec import Spec, SpecError, load_specs
@@ -103,6 +103,23 @@ def _targets(plan: list[tuple[Spec, list[Scenario]]], url: str | None) -> list[T
     return targets
 
 
+class _CountingSink:
+    """Wraps a sink for --once: delivery problems are collected and reported once, on stderr."""
+
+    def __init__(self, sink: Sink):
+        self.sink = sink
+        self.errors: list[str] = []
+
+    async def send(self, events: list[dict[str, Any]]) -> None:
+        try:
+            await self.sink.send(events)
+        except Exception as exc:
+            self.errors.append(str(exc))
+
+    async def aclose(self) -> None:
+        await self.sink.aclose()
+
+
 def _report(results: list[ScenarioResult], quiet: bool) -> None:
     for r in results:
         if not (quiet and r.passed):
@@ -115,6 +132,7 @@ def _report(results: list[ScenarioResult], quiet: bool) -> None:
 
 async def _once(args: argparse.Namespace, plan: list[tuple[Spec, list[Scenario]]], sink: Sink | None) -> int:
     targets = _targets(plan, args.target_url)
+    sink = _CountingSink(sink) if sink is not None else None
     try:
         batches = await asyncio.gather(
             *(
@@ -129,6 +147,10 @@ async def _once(args: argparse.Namespace, plan: list[tuple[Spec, list[Scenario]]
             await sink.aclose()
     results = [r for batch in batches for r in batch]
     _report(results, args.quiet)
+    if sink is not None and sink.errors:
+        print(
+            f"agent-slo probe: {len(sink.errors)} result(s) not delivered; {sink.errors[-1]}", file=sys.stderr
+        )
     if args.junit:
         write_junit(results, args.junit)
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
