@@ -65,7 +65,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "SLI (1h) vs objective",
-            "The share of good events over the last hour for each selected SLO in this flow, beside its objective.",
+            "The share of good events over the last hour for each selected SLO in this flow, "
+            "beside its objective.",
             [
                 target(
                     f"1 - max by ({BY}) ({sel(names.sli_error_ratio('1h'), AGENT, FLOW, SLO)})",
@@ -102,7 +103,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Tool-call outcomes per tool",
-            "Tool calls per second by tool and outcome (ok, wrong_tool, invalid_params, empty_result, error).",
+            "Tool calls per second by tool and outcome (ok, wrong_tool, invalid_params, "
+            "empty_result, error).",
             [
                 target(
                     f"sum by (tool, outcome) (rate({sel(tools, AGENT, FLOW)}[$__rate_interval]))",
@@ -119,7 +121,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "bargauge",
             "Tool-call success per tool",
-            "Share of each tool's calls with outcome ok over the dashboard's time range; red below the tool-call "
+            "Share of each tool's calls with outcome ok over the dashboard's time range; red below "
+            "the tool-call "
             "SLO's objective.",
             [
                 target(
@@ -142,7 +145,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Turn latency by kind",
-            "p50, p95 and mean latency of turns, first responses and tool turns. Pipeline attribution (LLM, tool, "
+            "p50, p95 and mean latency of turns, first responses and tool turns. Pipeline "
+            "attribution (LLM, tool, "
             "ASR/TTS, telephony) appears here as far as the agent reports each as its own turn kind.",
             _quantiles(names.TURN_LATENCY_SECONDS, "kind", "{{kind}}"),
             unit="s",
@@ -207,7 +211,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "Labelled failure clusters per second; a new line is a failure mode that just emerged.",
             [
                 target(
-                    f"sum by (failure_mode) (rate({sel(names.FAILURE_MODES_TOTAL, AGENT, FLOW)}[$__rate_interval]))",
+                    "sum by (failure_mode) "
+                    f"(rate({sel(names.FAILURE_MODES_TOTAL, AGENT, FLOW)}[$__rate_interval]))",
                     "{{failure_mode}}",
                 )
             ],
@@ -220,7 +225,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "bargauge",
             "Failure modes in the time range",
-            "How many tasks failed in each labelled way during the dashboard's time range, most frequent first.",
+            "How many tasks failed in each labelled way during the dashboard's time range, most "
+            "frequent first.",
             [
                 target(
                     f"sort_desc(sum by (failure_mode) (increase({sel(names.FAILURE_MODES_TOTAL, AGENT, FLOW)}"

@@ -69,7 +69,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Mean score by judge and version (1h)",
-            "Each judge version's mean score over the last hour; a new version's line starting where the old one "
+            "Each judge version's mean score over the last hour; a new version's line starting "
+            "where the old one "
             "stops shows whether the rubric change moved scores.",
             [target(_mean("1h", AGENT, FLOW), "{{judge}} v{{judge_version}}")],
             unit="percentunit",
@@ -83,7 +84,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "bargauge",
             "Score distribution in the time range",
-            "How many verdicts fell in each score bucket (upper bound shown) during the time range, all selected "
+            "How many verdicts fell in each score bucket (upper bound shown) during the time "
+            "range, all selected "
             "judges together; a bimodal shape is healthy for pass/fail rubrics.",
             [
                 target(
@@ -103,7 +105,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Score drift vs baseline (σ bands)",
-            "Each judge version's windowed mean against its rolling baseline ± the spec's drift sigma; the mean is "
+            "Each judge version's windowed mean against its rolling baseline ± the spec's drift "
+            "sigma; the mean is "
             "drawn only once the window holds the minimum sample count. Leaving the band is what fires "
             "AgentSLOJudgeScoreDrift.",
             _drift_targets(specs),
@@ -157,7 +160,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "Judge calls per second by judge and outcome; errors and timeouts leave sessions unjudged.",
             [
                 target(
-                    f"sum by (judge, outcome) (rate({sel(names.JUDGE_CALLS_TOTAL, AGENT)}[$__rate_interval]))",
+                    "sum by (judge, outcome) "
+                    f"(rate({sel(names.JUDGE_CALLS_TOTAL, AGENT)}[$__rate_interval]))",
                     "{{judge}} {{outcome}}",
                 )
             ],
@@ -171,7 +175,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Judge SLOs: SLI (1h) vs objective",
-            "The SLOs whose SLI is a judge's verdict: share of verdicts at or above the pass threshold over the "
+            "The SLOs whose SLI is a judge's verdict: share of verdicts at or above the pass "
+            "threshold over the "
             "last hour, beside the objective.",
             [
                 target(

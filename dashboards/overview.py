@@ -191,7 +191,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Burn rate (1h) against the alert tiers",
-            "1h burn rate per SLO and flow over the last 24 hours; 1 spends exactly the budget over the period. "
+            "1h burn rate per SLO and flow over the last 24 hours; 1 spends exactly the budget "
+            "over the period. "
             "The shaded bands are the alert tiers' burn factors (ticket: yellow/orange, page: red).",
             [target(_by_slo(sel(names.burn_rate("1h"), AGENT, FLOW, SLO)), "{{agent}} {{slo}} {{flow}}")],
             unit="none",
@@ -206,7 +207,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "bargauge",
             "Error budget remaining",
-            "Share of each SLO × flow's period error budget still unspent. Click a bar to drill into the flow.",
+            "Share of each SLO × flow's period error budget still unspent. Click a bar to drill "
+            "into the flow.",
             [
                 target(
                     _by_slo(sel(names.ERROR_BUDGET_REMAINING, AGENT, FLOW, SLO)),
@@ -236,7 +238,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "state-timeline",
             "Autonomy state per agent and flow",
-            "What the agent may do on its own, from its governing SLOs: healthy (autonomous, draft, escalate), "
+            "What the agent may do on its own, from its governing SLOs: healthy (autonomous, "
+            "draft, escalate), "
             "warning (draft, escalate), critical (escalate; deploy freeze), exhausted (circuit break).",
             [
                 target(
@@ -254,7 +257,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "state-timeline",
             "Release state per flow and SLO",
-            "The release gate's view of each SLO × flow: healthy, watch (budget < 50% or 6h burn > 1), freeze "
+            "The release gate's view of each SLO × flow: healthy, watch (budget < 50% or 6h burn > "
+            "1), freeze "
             "(budget < 20% and 1h burn > 1), exhausted (no budget left).",
             [target(_by_slo(sel(names.RELEASE_STATE, AGENT, FLOW, SLO)), "{{agent}} {{flow}} {{slo}}")],
             unit="none",
@@ -269,7 +273,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Bad events: raw vs budget-counting",
-            "Every bad event per SLO (raw) beside the ones that spend budget; the gap is events left out for a "
+            "Every bad event per SLO (raw) beside the ones that spend budget; the gap is events "
+            "left out for a "
             "declared exclusion reason (test calls, abuse, provider outages, synthetic probes…).",
             [
                 target(
@@ -290,10 +295,12 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Excluded bad events by reason",
-            "Bad events left out of the budget, by exclusion reason: check that exclusions stay rare and explained.",
+            "Bad events left out of the budget, by exclusion reason: check that exclusions stay "
+            "rare and explained.",
             [
                 target(
-                    f"sum by (exclusion) (rate({sel(events, AGENT, FLOW, SLO, bad, excluded)}[$__rate_interval]))",
+                    "sum by (exclusion) "
+                    f"(rate({sel(events, AGENT, FLOW, SLO, bad, excluded)}[$__rate_interval]))",
                     "{{exclusion}}",
                 )
             ],
@@ -325,8 +332,10 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
     grid.add(
         p.text(
             "SLO catalog, runbooks and the sessions behind each SLO",
-            "Every SLO of the loaded specs with its owner and runbook, and a link to the exporter's API listing "
-            "the stored sessions that burned the most budget (set the exporter URL in the `exporter` variable).",
+            "Every SLO of the loaded specs with its owner and runbook, and a link to the "
+            "exporter's API listing "
+            "the stored sessions that burned the most budget (set the exporter URL in the "
+            "`exporter` variable).",
             _catalog(specs),
         ),
         12,

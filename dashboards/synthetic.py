@@ -62,7 +62,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "table",
             "Consecutive failures and last run",
-            f"Per scenario: failures in a row right now ({FAILING_RUNS} fire AgentSLOSyntheticFailing) and the time "
+            f"Per scenario: failures in a row right now ({FAILING_RUNS} fire "
+            "AgentSLOSyntheticFailing) and the time "
             f"since the prober last ran it (red after three missed intervals; resolution {LAST_RUN_STEP}).",
             [
                 target(
@@ -70,7 +71,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
                     instant=True,
                     table=True,
                 ),
-                # The last evaluation step at which the run counter grew: the prober's last run of the scenario.
+                # The last evaluation step at which the run counter grew: the scenario's last run.
                 target(
                     f"time() - max by ({BY}) (max_over_time((timestamp(increase({sel(runs, AGENT, FLOW)}"
                     f"[{LAST_RUN_STEP}]) > 0))[{LAST_RUN_LOOKBACK}:{LAST_RUN_STEP}]))",

@@ -39,7 +39,11 @@ STEP = 30  # seconds between backfilled samples: the "scrape interval" of the hi
 BUCKET_ALIGN = 300  # start on a 5m boundary so the rules' 5m buckets fall on evaluation steps
 LIVE_INTERVAL = "5s"  # rule group interval while the test runs (the generated groups use 1m)
 GRAFANA_GLOBALS = {  # what Grafana would substitute at a 30s scrape interval over the last hour
-    "__rate_interval": "2m", "__interval": "30s", "__range": "1h", "__range_s": "3600", "__range_ms": "3600000",
+    "__rate_interval": "2m",
+    "__interval": "30s",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
 }
 RANGE_WINDOW = 3600  # range queries (time-series panels) cover the last hour
 
@@ -61,7 +65,9 @@ class OpenMetrics:
         self.types: dict[str, str] = {}
         self.samples: dict[str, list[str]] = defaultdict(list)
 
-    def add(self, family: str, kind: str, name: str, labels: dict[str, str], points: list[tuple[int, float]]) -> None:
+    def add(
+        self, family: str, kind: str, name: str, labels: dict[str, str], points: list[tuple[int, float]]
+    ) -> None:
         self.types[family] = kind
         text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         self.samples[family] += [f"{name}{{{text}}} {v:.6g} {t}" for t, v in points]
@@ -76,14 +82,32 @@ class OpenMetrics:
     def gauge(self, metric: str, labels: dict[str, str], points: list[tuple[int, float]]) -> None:
         self.add(metric, "gauge", metric, labels, points)
 
-    def histogram(self, metric: str, labels: dict[str, str], cdf: dict[str, float], mean: float,
-                  per_step: list[float], times: list[int]) -> None:
+    def histogram(
+        self,
+        metric: str,
+        labels: dict[str, str],
+        cdf: dict[str, float],
+        mean: float,
+        per_step: list[float],
+        times: list[int],
+    ) -> None:
         count = [sum(per_step[: i + 1]) for i in range(len(per_step))]
         for le, share in cdf.items():
-            self.add(metric, "histogram", f"{metric}_bucket", {**labels, "le": le},
-                     [(t, c * share) for t, c in zip(times, count, strict=True)])
+            self.add(
+                metric,
+                "histogram",
+                f"{metric}_bucket",
+                {**labels, "le": le},
+                [(t, c * share) for t, c in zip(times, count, strict=True)],
+            )
         self.add(metric, "histogram", f"{metric}_count", labels, list(zip(times, count, strict=True)))
-        self.add(metric, "histogram", f"{metric}_sum", labels, [(t, c * mean) for t, c in zip(times, count, strict=True)])
+        self.add(
+            metric,
+            "histogram",
+            f"{metric}_sum",
+            labels,
+            [(t, c * mean) for t, c in zip(times, count, strict=True)],
+        )
 
     def text(self) -> str:
         out = []
@@ -113,7 +137,9 @@ def exporter_history(spec: Spec, times: list[int]) -> str:
                 scale = 1.0 if exclusion == "" else 0.1
                 labels = {**agent, names.L_FLOW: flow, names.L_SLO: slo, names.L_EXCLUSION: exclusion}
                 bad = [scale * (4.0 if burning and r else 0.2) for r in recent]
-                om.counter(names.EVENTS_TOTAL, {**labels, names.L_OUTCOME: names.GOOD}, [scale * 20.0] * n, times)
+                om.counter(
+                    names.EVENTS_TOTAL, {**labels, names.L_OUTCOME: names.GOOD}, [scale * 20.0] * n, times
+                )
                 om.counter(names.EVENTS_TOTAL, {**labels, names.L_OUTCOME: names.BAD}, bad, times)
     for flow in spec.flows:
         f = {**agent, names.L_FLOW: flow}
@@ -121,38 +147,69 @@ def exporter_history(spec: Spec, times: list[int]) -> str:
         om.histogram(names.TASK_COST_USD, f, COST_CDF, 0.09, [5.0] * n, times)
         om.histogram(names.TASK_STEPS, f, STEPS_CDF, 4.5, [5.0] * n, times)
         for kind in ("turn", "first_response", "tool_turn"):
-            om.histogram(names.TURN_LATENCY_SECONDS, {**f, names.L_KIND: kind}, SECONDS_CDF, 0.8, [12.0] * n, times)
+            om.histogram(
+                names.TURN_LATENCY_SECONDS, {**f, names.L_KIND: kind}, SECONDS_CDF, 0.8, [12.0] * n, times
+            )
         for model in spec.models:
             for kind in ("input", "output"):
-                om.counter(names.TOKENS_TOTAL, {**f, names.L_MODEL: model, names.L_TYPE: kind}, [900.0] * n, times)
+                om.counter(
+                    names.TOKENS_TOTAL, {**f, names.L_MODEL: model, names.L_TYPE: kind}, [900.0] * n, times
+                )
         for tool in spec.tools:
             for outcome, rate in ((names.TOOL_OK, 6.0), ("wrong_tool", 0.2), ("error", 0.1)):
-                om.counter(names.TOOL_CALLS_TOTAL, {**f, names.L_TOOL: tool, names.L_OUTCOME: outcome},
-                           [rate] * n, times)
+                om.counter(
+                    names.TOOL_CALLS_TOTAL,
+                    {**f, names.L_TOOL: tool, names.L_OUTCOME: outcome},
+                    [rate] * n,
+                    times,
+                )
         for mode in spec.failure_modes:
             om.counter(names.FAILURE_MODES_TOTAL, {**f, names.L_FAILURE_MODE: mode}, [0.1] * n, times)
         for judge, j in spec.judges.items():
             if j.flows is None or flow in j.flows:
-                om.histogram(names.JUDGE_SCORE, {**f, names.L_JUDGE: judge, names.L_JUDGE_VERSION: j.version},
-                             SCORE_CDF, 0.86, [2.0] * n, times)
+                om.histogram(
+                    names.JUDGE_SCORE,
+                    {**f, names.L_JUDGE: judge, names.L_JUDGE_VERSION: j.version},
+                    SCORE_CDF,
+                    0.86,
+                    [2.0] * n,
+                    times,
+                )
         scenario = {**f, names.L_SCENARIO: f"{flow}-smoke"}
         runs = [1.0 if (i * STEP) % 300 == 0 else 0.0 for i in range(n)]
         failing = flow == "refund"
         failed = [r if failing and recent[i] else 0.0 for i, r in enumerate(runs)]
-        om.counter(names.SYNTHETIC_RUNS_TOTAL, {**scenario, names.L_OUTCOME: names.SYNTHETIC_FAILED}, failed, times)
-        om.counter(names.SYNTHETIC_RUNS_TOTAL, {**scenario, names.L_OUTCOME: names.SYNTHETIC_PASSED},
-                   [r - x for r, x in zip(runs, failed, strict=True)], times)
-        om.gauge(names.SYNTHETIC_CONSECUTIVE_FAILURES, scenario, [(t, 3.0 if failing else 0.0) for t in times])
+        om.counter(
+            names.SYNTHETIC_RUNS_TOTAL, {**scenario, names.L_OUTCOME: names.SYNTHETIC_FAILED}, failed, times
+        )
+        om.counter(
+            names.SYNTHETIC_RUNS_TOTAL,
+            {**scenario, names.L_OUTCOME: names.SYNTHETIC_PASSED},
+            [r - x for r, x in zip(runs, failed, strict=True)],
+            times,
+        )
+        om.gauge(
+            names.SYNTHETIC_CONSECUTIVE_FAILURES, scenario, [(t, 3.0 if failing else 0.0) for t in times]
+        )
     for judge, j in spec.judges.items():
         labels = {**agent, names.L_JUDGE: judge, names.L_JUDGE_VERSION: j.version}
         om.gauge(names.JUDGE_AGREEMENT_RATIO, labels, [(t, 0.91) for t in times])
         for outcome, rate in (("ok", 3.0), ("error", 0.05)):
             om.counter(names.JUDGE_CALLS_TOTAL, {**labels, names.L_OUTCOME: outcome}, [rate] * n, times)
-            om.counter(names.JUDGE_COST_USD_TOTAL, {**labels, names.L_OUTCOME: outcome},
-                       [rate * 0.002 if j.type == "llm" else 0.0] * n, times)
+            om.counter(
+                names.JUDGE_COST_USD_TOTAL,
+                {**labels, names.L_OUTCOME: outcome},
+                [rate * 0.002 if j.type == "llm" else 0.0] * n,
+                times,
+            )
     release = n - 3600 // STEP
     for version, span in (("1.4.0", times[:release]), ("1.5.0", times[release:])):
-        build = {**agent, names.L_VERSION: version, names.L_PROMPT_VERSION: "7", names.L_MODEL: spec.models[0]}
+        build = {
+            **agent,
+            names.L_VERSION: version,
+            names.L_PROMPT_VERSION: "7",
+            names.L_MODEL: spec.models[0],
+        }
         om.gauge(names.BUILD_INFO, build, [(t, 1.0) for t in span])
     om.gauge(names.SPEC_INFO, {**agent, names.L_SPEC_HASH: spec.spec_hash}, [(t, 1.0) for t in times])
     return om.text()
@@ -185,13 +242,22 @@ class Prometheus:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, rule_glob: str | None = None) -> None:
-        config = {"global": {"evaluation_interval": LIVE_INTERVAL}, "rule_files": [rule_glob] if rule_glob else []}
+        config = {
+            "global": {"evaluation_interval": LIVE_INTERVAL},
+            "rule_files": [rule_glob] if rule_glob else [],
+        }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = (self.workdir / "prometheus.log").open("ab")
         self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.data}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=30d"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                PROMETHEUS,
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=30d",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -217,17 +283,24 @@ class Prometheus:
 
 def _promtool(*args: str) -> None:
     result = subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"promtool {' '.join(args[:3])}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    assert result.returncode == 0, (
+        f"promtool {' '.join(args[:3])}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    )
 
 
 def _recording_levels(rule_texts: list[str]) -> list[list[dict[str, Any]]]:
     """Recording rules grouped so that each level reads only raw series and rules of earlier levels."""
-    rules = [r for text in rule_texts for g in yaml.safe_load(text)["groups"] for r in g["rules"] if "record" in r]
+    rules = [
+        r for text in rule_texts for g in yaml.safe_load(text)["groups"] for r in g["rules"] if "record" in r
+    ]
     recorded = {r["record"] for r in rules}
 
     def reads(rule: dict[str, Any]) -> set[str]:
-        return {m for m in recorded if m != rule["record"]
-                and re.search(rf"(?<![\w:]){re.escape(m)}(?![\w:])", rule["expr"])}
+        return {
+            m
+            for m in recorded
+            if m != rule["record"] and re.search(rf"(?<![\w:]){re.escape(m)}(?![\w:])", rule["expr"])
+        }
 
     level: dict[str, int] = {}
     while len(level) < len(recorded):
@@ -265,10 +338,21 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, spec: Spec) -> Iterator
     try:
         for i, level in enumerate(_recording_levels(list(generated.values()))):
             path = work / f"level{i}.yaml"
-            path.write_text(yaml.safe_dump({"groups": [{"name": f"level{i}", "interval": "1m", "rules": level}]}))
+            path.write_text(
+                yaml.safe_dump({"groups": [{"name": f"level{i}", "interval": "1m", "rules": level}]})
+            )
             prom.start()
-            _promtool("tsdb", "create-blocks-from", "rules", f"--url={prom.url}", f"--start={start}",
-                      f"--end={end}", f"--output-dir={work / f'blocks{i}'}", "--quiet", str(path))
+            _promtool(
+                "tsdb",
+                "create-blocks-from",
+                "rules",
+                f"--url={prom.url}",
+                f"--start={start}",
+                f"--end={end}",
+                f"--output-dir={work / f'blocks{i}'}",
+                "--quiet",
+                str(path),
+            )
             prom.stop()
             for block in (work / f"blocks{i}").iterdir():
                 shutil.move(str(block), work / "data" / block.name)
@@ -315,8 +399,11 @@ def _resolve(url: str, board: dict[str, Any], mode: str) -> dict[str, str]:
                 continue
             selector = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", v["query"])
             assert selector, v["query"]
-            found = _get(url, f"/api/v1/label/{selector.group(2)}/values",
-                         **{"match[]": lint.substitute(selector.group(1), values)})
+            found = _get(
+                url,
+                f"/api/v1/label/{selector.group(2)}/values",
+                **{"match[]": lint.substitute(selector.group(1), values)},
+            )
             assert found, f"variable {v['name']} has no values: {v['query']}"
             values[v["name"]] = _promql_regex(sorted(found)[0])
     return values
@@ -344,8 +431,10 @@ def _queries(board: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
 
 
 @pytest.mark.parametrize("mode", ["all", "first"])
-@pytest.mark.parametrize("dashboard", ["agent-slo-overview.json", "agent-slo-flow.json", "agent-slo-judges.json",
-                                       "agent-slo-synthetic.json"])
+@pytest.mark.parametrize(
+    "dashboard",
+    ["agent-slo-overview.json", "agent-slo-flow.json", "agent-slo-judges.json", "agent-slo-synthetic.json"],
+)
 def test_every_panel_query_returns_data(prometheus: str, spec: Spec, dashboard: str, mode: str) -> None:
     board = build_dashboards([spec])[dashboard]
     values = _resolve(prometheus, board, mode)
@@ -364,7 +453,9 @@ def test_every_panel_query_returns_data(prometheus: str, spec: Spec, dashboard: 
         if not _has_data(result):
             empty.append(f"{where}: {query}")
     assert checked >= 5
-    assert not empty, f"{len(empty)} of {checked} queries returned no data with {mode} values:\n" + "\n".join(empty)
+    assert not empty, f"{len(empty)} of {checked} queries returned no data with {mode} values:\n" + "\n".join(
+        empty
+    )
 
 
 def test_values_are_the_ones_the_history_implies(prometheus: str, spec: Spec) -> None:

@@ -1,4 +1,5 @@
-"""The dashboards generator: committed examples, determinism, the CLI, Grafana's model, links, provisioning."""
+"""The dashboards generator: committed examples, determinism, the CLI, Grafana's model, links, "
+"provisioning."""
 
 from __future__ import annotations
 
@@ -87,8 +88,9 @@ def test_every_panel_has_a_description_and_every_data_panel_a_unit_and_a_query(b
             assert p["title"] and p["description"], p
             if p["type"] != "text":
                 assert p["fieldConfig"]["defaults"]["unit"] in lint.VALID_UNITS, p["title"]
-                assert p["targets"] and all(t["expr"] and t["datasource"]["uid"] == "${datasource}"
-                                            for t in p["targets"]), p["title"]
+                assert p["targets"] and all(
+                    t["expr"] and t["datasource"]["uid"] == "${datasource}" for t in p["targets"]
+                ), p["title"]
 
 
 def test_template_variables_are_datasource_agent_flow_slo(boards):
@@ -105,8 +107,14 @@ def test_template_variables_are_datasource_agent_flow_slo(boards):
 
 def test_queries_read_the_recording_rules(boards):
     overview = json.dumps(boards["agent-slo-overview.json"])
-    for rule in (names.ERROR_BUDGET_REMAINING, names.ERROR_BUDGET_EXHAUSTION, names.OBJECTIVE_RATIO,
-                 names.AUTONOMY_STATE, names.RELEASE_STATE, names.burn_rate("1h")):
+    for rule in (
+        names.ERROR_BUDGET_REMAINING,
+        names.ERROR_BUDGET_EXHAUSTION,
+        names.OBJECTIVE_RATIO,
+        names.AUTONOMY_STATE,
+        names.RELEASE_STATE,
+        names.burn_rate("1h"),
+    ):
         assert rule in overview, rule
     # cx-support runs a 30d period, voice-booking 28d: the period ratio of each is read under its own name.
     assert names.sli_error_ratio("30d") in overview and names.sli_error_ratio("4w") in overview
@@ -117,18 +125,28 @@ def test_dashboards_link_to_each_other_and_to_runbooks(boards, specs):
     assert runbooks, "the examples declare at least one runbook"
     for board in boards.values():
         links = board["links"]
-        assert any(link["type"] == "dashboards" and link["tags"] == ["agent-slo"] and link["includeVars"]
-                   for link in links)
+        assert any(
+            link["type"] == "dashboards" and link["tags"] == ["agent-slo"] and link["includeVars"]
+            for link in links
+        )
         assert runbooks <= {link["url"] for link in links if link["type"] == "link"}
     overview = boards["agent-slo-overview.json"]
-    drill = [link for p in lint.iter_panels(overview) for link in p.get("fieldConfig", {}).get("defaults", {})
-             .get("links", [])]
+    drill = [
+        link
+        for p in lint.iter_panels(overview)
+        for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+    ]
     assert drill and all(link["url"].startswith("/d/agent-slo-flow?") for link in drill)
 
 
 def test_runbook_of_a_new_slo_appears_after_regeneration():
-    text = (ROOT / "examples" / "cx-support.slo.yaml").read_text().replace(
-        "alerting: {any_bad: page}", "alerting: {any_bad: page, runbook_url: 'https://runbooks.test/refund'}"
+    text = (
+        (ROOT / "examples" / "cx-support.slo.yaml")
+        .read_text()
+        .replace(
+            "alerting: {any_bad: page}",
+            "alerting: {any_bad: page, runbook_url: 'https://runbooks.test/refund'}",
+        )
     )
     board = build_dashboards([parse_spec(text)])["agent-slo-overview.json"]
     assert "https://runbooks.test/refund" in {link["url"] for link in board["links"]}
@@ -137,14 +155,18 @@ def test_runbook_of_a_new_slo_appears_after_regeneration():
 
 
 def test_burn_rate_thresholds_follow_the_tier_catalog(boards):
-    panel = next(p for p in lint.iter_panels(boards["agent-slo-overview.json"]) if p["title"].startswith("Burn rate"))
+    panel = next(
+        p for p in lint.iter_panels(boards["agent-slo-overview.json"]) if p["title"].startswith("Burn rate")
+    )
     values = [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"][1:]]
     # The lowest factor per tier across the 30d (14.4, 6, 3, 1) and 28d (13.44, 5.6, 2.8, 0.933) catalogs.
     assert values == [0.933, 2.8, 5.6, 13.44]
 
 
 def test_release_overlay_annotation_marks_new_build_info(boards):
-    annotation = next(a for a in boards["agent-slo-flow.json"]["annotations"]["list"] if a["name"] == "Releases")
+    annotation = next(
+        a for a in boards["agent-slo-flow.json"]["annotations"]["list"] if a["name"] == "Releases"
+    )
     assert names.BUILD_INFO in annotation["expr"] and " unless " in annotation["expr"]
     assert annotation["datasource"]["uid"] == "${datasource}"
 
@@ -153,7 +175,11 @@ def test_provisioning_declares_the_datasource_uid_the_dashboards_default_to():
     files = provisioning_files("http://prom.test:9090", "/dash")
     assert set(files) == {"provisioning/datasources/agent-slo.yaml", "provisioning/dashboards/agent-slo.yaml"}
     ds = yaml.safe_load(files["provisioning/datasources/agent-slo.yaml"])["datasources"][0]
-    assert (ds["uid"], ds["type"], ds["url"]) == ("agent-slo-prometheus", "prometheus", "http://prom.test:9090")
+    assert (ds["uid"], ds["type"], ds["url"]) == (
+        "agent-slo-prometheus",
+        "prometheus",
+        "http://prom.test:9090",
+    )
     provider = yaml.safe_load(files["provisioning/dashboards/agent-slo.yaml"])["providers"][0]
     assert provider["type"] == "file" and provider["options"]["path"] == "/dash"
     assert provisioning_files() == provisioning_files()

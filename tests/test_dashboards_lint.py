@@ -84,7 +84,7 @@ def test_panel_without_targets(board):
     [
         'agent_slo_events_total{agent=~"$agent"}',
         'sum(agent_slo_tool_calls_total{agent=~"$agent"})',
-        'delta(agent_slo_tool_calls_total[$__rate_interval])',
+        "delta(agent_slo_tool_calls_total[$__rate_interval])",
     ],
 )
 def test_unaggregated_counter(board, expr):
@@ -96,7 +96,7 @@ def test_unaggregated_counter(board, expr):
     "expr",
     [
         'sum by (tool) (rate(agent_slo_tool_calls_total{agent=~"$agent"}[$__rate_interval]))',
-        'sum by (tool) (increase(agent_slo_tool_calls_total[1h])) / on (tool) group_left sum by (tool) (x)',
+        "sum by (tool) (increase(agent_slo_tool_calls_total[1h])) / on (tool) group_left sum by (tool) (x)",
         "histogram_quantile(0.9, sum by (le) (rate(agent_slo_task_steps_bucket[$__rate_interval])))",
     ],
 )
@@ -122,8 +122,12 @@ def test_unknown_model_keys(board):
     _first(board, "timeseries")["fieldConfig"]["defaults"]["calcs"] = ["mean"]
     _first(board, "timeseries")["targets"][0]["metric"] = ""
     messages = {p.message for p in lint.lint_dashboard(board) if p.rule == "dashboard-model-keys-rule"}
-    assert {"unknown dashboard key 'rows'", "unknown panel key 'span'", "unknown fieldConfig key 'calcs'",
-            "unknown query key 'metric'"} <= messages
+    assert {
+        "unknown dashboard key 'rows'",
+        "unknown panel key 'span'",
+        "unknown fieldConfig key 'calcs'",
+        "unknown query key 'metric'",
+    } <= messages
 
 
 def test_overlapping_grid_and_duplicate_ids(board):
@@ -141,8 +145,12 @@ def test_old_schema_version(board):
 
 def test_substitute_fills_every_variable_form():
     values = {"agent": "a", "__rate_interval": "2m"}
-    assert lint.substitute('x{agent=~"$agent"}[$__rate_interval] ${agent} ${agent:regex} [[agent]] $flow',
-                           values) == 'x{agent=~"a"}[2m] a a a $flow'
+    assert (
+        lint.substitute(
+            'x{agent=~"$agent"}[$__rate_interval] ${agent} ${agent:regex} [[agent]] $flow', values
+        )
+        == 'x{agent=~"a"}[2m] a a a $flow'
+    )
 
 
 def test_every_query_parses_as_promql(boards, tmp_path):
@@ -152,22 +160,29 @@ def test_every_query_parses_as_promql(boards, tmp_path):
     for name, board in sorted(boards.items()):
         values = lint.lint_substitutions(board)
         rules = [
-            {"record": "agent_slo_dashboard:query:check", "expr": lint.substitute(expr, values),
-             "labels": {"where": where}}
+            {
+                "record": "agent_slo_dashboard:query:check",
+                "expr": lint.substitute(expr, values),
+                "labels": {"where": where},
+            }
             for where, expr in lint.promql_of(board)
         ]
         assert len(rules) > 5, name
         groups.append({"name": name, "rules": rules})
     path = tmp_path / "queries.rules.yaml"
     path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found" in result.stdout
 
 
 def test_promtool_check_fails_on_a_broken_query(tmp_path):
     path = tmp_path / "bad.rules.yaml"
-    rule = {"record": "x:y:z", "expr": 'sum by (flow (rate(agent_slo_events_total[5m]))'}
+    rule = {"record": "x:y:z", "expr": "sum by (flow (rate(agent_slo_events_total[5m]))"}
     path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [rule]}]}))
-    result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
