@@ -225,7 +225,7 @@ class FakeAgent:
         self.per_scenario: dict[str, str] = {}
         self.delay_s = delay_s  # every completion takes at least this long (an LLM's latency)
         self.slow_s = slow_s
-        self.requests: list[dict[str, Any]] = []  # {path, headers (lowercase names), body}, for tests
+        self.requests: list[dict[str, Any]] = []  # {path, headers (lowercase names), body, at}, for tests
         self.sessions: dict[str, list[dict[str, Any]]] = {}  # /chat conversations by session_id
         self.in_flight = 0
         self.max_in_flight = 0
@@ -266,7 +266,14 @@ class FakeAgent:
     async def chat_completions(self, request: web.Request) -> web.Response:
         body = await request.json()
         if self.record:
-            self.requests.append({"path": request.path, "headers": _lower(request.headers), "body": body})
+            self.requests.append(
+                {
+                    "path": request.path,
+                    "headers": _lower(request.headers),
+                    "body": body,
+                    "at": time.monotonic(),
+                }
+            )
         behaviour = self._behaviour(request)
         if (early := await self._misbehave(behaviour)) is not None:
             return early
@@ -298,7 +305,14 @@ class FakeAgent:
         """Generic HTTP agent: {message, history, session_id} → {reply: {text}, tool_calls, usage}."""
         body = await request.json()
         if self.record:
-            self.requests.append({"path": request.path, "headers": _lower(request.headers), "body": body})
+            self.requests.append(
+                {
+                    "path": request.path,
+                    "headers": _lower(request.headers),
+                    "body": body,
+                    "at": time.monotonic(),
+                }
+            )
         behaviour = self._behaviour(request)
         if (early := await self._misbehave(behaviour)) is not None:
             return early
