@@ -114,7 +114,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             unit="cps",
             custom={"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 30},
         ),
-        12,
+        8,
         8,
     )
     grid.add(
@@ -137,7 +137,24 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             max_=1,
             thresholds=steps(("red", None), ("green", _tool_objective(specs))),
         ),
-        12,
+        8,
+        8,
+    )
+    grid.add(
+        p.panel(
+            "timeseries",
+            "Tool-call latency per tool (p95)",
+            "95th percentile latency of each tool's calls: the tool share of a slow turn.",
+            [
+                target(
+                    f"histogram_quantile(0.95, sum by (tool, le) (rate("
+                    f"{sel(names.TOOL_CALL_LATENCY_SECONDS + '_bucket', AGENT, FLOW)}[$__rate_interval])))",
+                    "{{tool}}",
+                )
+            ],
+            unit="s",
+        ),
+        8,
         8,
     )
     grid.row("Latency, cost and effort")

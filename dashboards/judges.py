@@ -18,6 +18,7 @@ from dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 
 TITLE: Final = "agent-slo · judges & calibration"
 BY_VERSION: Final = "agent, judge, judge_version"
+BY_FLOW: Final = "agent, flow, judge, judge_version"  # the labels of the rules' judge recordings
 DEFAULT_AGREEMENT_FLOOR: Final = 0.85  # the design's default floor for AgentSLOJudgeAgreementLow
 
 
@@ -31,25 +32,22 @@ def _mean(window: str, *matchers: str) -> str:
 
 
 def _drift_targets(specs: Sequence[Spec]) -> list[Any]:
-    """Mean, baseline and ± sigma band per group of agents sharing one drift configuration."""
+    """Windowed mean, baseline and ± sigma band from the rules' judge recordings, per group of agents
+    sharing one drift configuration (the window is part of the mean's rule name)."""
     out = []
-    key = lambda s: (s.drift.window, s.drift.baseline, s.drift.sigma, s.drift.min_samples)  # noqa: E731
-    for (window, baseline, sigma, min_samples), group in groupby(sorted(specs, key=key), key=key):
-        agents = "|".join(s.agent for s in group)
-        matchers = (AGENT, f'agent=~"{agents}"', FLOW)
-        mean = _mean(window, *matchers)
-        count = f"sum by ({BY_VERSION}) (increase({sel(names.JUDGE_SCORE + '_count', *matchers)}[{window}]))"
-        base = _mean(baseline, *matchers)
-        # σ of the windowed mean over the baseline, sampled once per window (a subquery, no recording needed).
-        spread = f"stddev_over_time(({mean})[{baseline}:{window}])"
+    key = lambda s: (s.drift.window, s.drift.sigma, s.drift.min_samples)  # noqa: E731
+    legend = "{{judge}} v{{judge_version}} {{flow}}"
+    for (window, sigma, min_samples), group in groupby(sorted(specs, key=key), key=key):
+        matchers = (AGENT, f'agent=~"{"|".join(s.agent for s in group)}"', FLOW)
+        mean = sel(names.judge_score_mean(window), *matchers)
+        count = sel(names.judge_score_count(window), *matchers)
+        base = sel(names.JUDGE_SCORE_BASELINE_MEAN, *matchers)
+        spread = sel(names.JUDGE_SCORE_BASELINE_STDDEV, *matchers)
         out += [
-            target(
-                f"({mean}) and ({count}) >= {min_samples}",
-                f"{{{{judge}}}} v{{{{judge_version}}}} {window} mean",
-            ),
-            target(base, f"{{{{judge}}}} v{{{{judge_version}}}} {baseline} baseline"),
-            target(f"({base}) + {sigma:g} * {spread}", f"{{{{judge}}}} v{{{{judge_version}}}} +{sigma:g}σ"),
-            target(f"({base}) - {sigma:g} * {spread}", f"{{{{judge}}}} v{{{{judge_version}}}} −{sigma:g}σ"),
+            target(f"{mean} and on ({BY_FLOW}) {count} >= {min_samples}", f"{legend} {window} mean"),
+            target(base, f"{legend} baseline"),
+            target(f"{base} + on ({BY_FLOW}) ({sigma:g} * {spread})", f"{legend} +{sigma:g}σ"),
+            target(f"{base} - on ({BY_FLOW}) ({sigma:g} * {spread})", f"{legend} −{sigma:g}σ"),
         ]
     return out
 

@@ -1,5 +1,6 @@
 """Every panel query, with its template variables filled in, returns data from a real Prometheus 2.42
-holding two hours of exporter-like history for examples/cx-support.slo.yaml and the generated rules.
+holding two hours of exporter-like history for the example specs (cx-support, 30d period, and
+voice-booking, 28d) and the rules generated from them.
 
 How the history gets there: the exporter's series are written as OpenMetrics and backfilled with
 `promtool tsdb create-blocks-from openmetrics`; the generated recording rules are then backfilled
@@ -32,7 +33,8 @@ from agentslo.spec import Spec, load_spec
 from dashboards import build_dashboards, lint
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "examples" / "cx-support.slo.yaml"
+SPECS = (ROOT / "examples" / "cx-support.slo.yaml", ROOT / "examples" / "voice-booking.slo.yaml")
+BURNING = {("task-success", "refund"), ("task-completion", "book")}  # (slo, flow) burning in the last hour
 PROMETHEUS, PROMTOOL = "/usr/bin/prometheus", "/usr/bin/promtool"
 HISTORY = 2 * 3600  # seconds of backfilled history
 STEP = 30  # seconds between backfilled samples: the "scrape interval" of the history
@@ -132,7 +134,7 @@ def exporter_history(spec: Spec, times: list[int]) -> str:
     recent = [i >= n - 3600 // STEP for i in range(n)]  # the last hour
     for slo in spec.slos:
         for flow in spec.flows_of(slo):
-            burning = slo == "task-success" and flow == "refund"
+            burning = (slo, flow) in BURNING
             for exclusion in ("", "synthetic", "test_call"):
                 scale = 1.0 if exclusion == "" else 0.1
                 labels = {**agent, names.L_FLOW: flow, names.L_SLO: slo, names.L_EXCLUSION: exclusion}
@@ -156,6 +158,9 @@ def exporter_history(spec: Spec, times: list[int]) -> str:
                     names.TOKENS_TOTAL, {**f, names.L_MODEL: model, names.L_TYPE: kind}, [900.0] * n, times
                 )
         for tool in spec.tools:
+            om.histogram(
+                names.TOOL_CALL_LATENCY_SECONDS, {**f, names.L_TOOL: tool}, SECONDS_CDF, 0.6, [6.0] * n, times
+            )
             for outcome, rate in ((names.TOOL_OK, 6.0), ("wrong_tool", 0.2), ("error", 0.1)):
                 om.counter(
                     names.TOOL_CALLS_TOTAL,
@@ -177,7 +182,7 @@ def exporter_history(spec: Spec, times: list[int]) -> str:
                 )
         scenario = {**f, names.L_SCENARIO: f"{flow}-smoke"}
         runs = [1.0 if (i * STEP) % 300 == 0 else 0.0 for i in range(n)]
-        failing = flow == "refund"
+        failing = any(flow == f for _, f in BURNING)
         failed = [r if failing and recent[i] else 0.0 for i, r in enumerate(runs)]
         om.counter(
             names.SYNTHETIC_RUNS_TOTAL, {**scenario, names.L_OUTCOME: names.SYNTHETIC_FAILED}, failed, times
@@ -318,22 +323,24 @@ def _recording_levels(rule_texts: list[str]) -> list[list[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec(SPEC)
+def specs() -> list[Spec]:
+    return [load_spec(path) for path in SPECS]
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory, spec: Spec) -> Iterator[str]:
+def prometheus(tmp_path_factory: pytest.TempPathFactory, specs: list[Spec]) -> Iterator[str]:
     if rule_files is None:
         pytest.skip("rules.generate_files is not available yet (rules/ has not landed): nothing to query")
     work = tmp_path_factory.mktemp("prometheus")
     end = int(time.time()) // STEP * STEP
     start = (end - HISTORY) // BUCKET_ALIGN * BUCKET_ALIGN
     times = list(range(start, end + 1, STEP))
-    (work / "history.om").write_text(exporter_history(spec, times))
+    (work / "history.om").write_text(
+        "".join(exporter_history(s, times) for s in specs).replace("# EOF\n", "") + "# EOF\n"
+    )
     _promtool("tsdb", "create-blocks-from", "openmetrics", str(work / "history.om"), str(work / "data"))
 
-    generated = rule_files([spec])
+    generated = rule_files(specs)
     prom = Prometheus(work)
     try:
         for i, level in enumerate(_recording_levels(list(generated.values()))):
@@ -364,7 +371,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, spec: Spec) -> Iterator
                 group["interval"] = LIVE_INTERVAL
             (live / Path(rel).name).write_text(yaml.safe_dump(data, sort_keys=False))
         prom.start(str(live / "*.yaml"))
-        _wait_for_alerts(prom.url, spec)
+        _wait_for_alerts(prom.url, specs[0])
         yield prom.url
     finally:
         prom.stop()
@@ -385,8 +392,8 @@ def _wait_for_alerts(url: str, spec: Spec) -> None:
 
 
 def _resolve(url: str, board: dict[str, Any], mode: str) -> dict[str, str]:
-    """Template variables as Grafana would fill them: `All` (the regex .*) or each one's first value,
-    in dashboard order so that later variables see the earlier ones' choice."""
+    """Template variables as Grafana would fill them: `All` (the regex .*), or each one's first or last
+    value, in dashboard order so that later variables see the earlier ones' choice."""
     values = dict(GRAFANA_GLOBALS)
     for v in board["templating"]["list"]:
         if v["type"] == "datasource":
@@ -405,7 +412,7 @@ def _resolve(url: str, board: dict[str, Any], mode: str) -> dict[str, str]:
                 **{"match[]": lint.substitute(selector.group(1), values)},
             )
             assert found, f"variable {v['name']} has no values: {v['query']}"
-            values[v["name"]] = _promql_regex(sorted(found)[0])
+            values[v["name"]] = _promql_regex(sorted(found)[0 if mode == "first" else -1])
     return values
 
 
@@ -430,13 +437,15 @@ def _queries(board: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
             yield f"annotation {a['name']}", a["expr"], False
 
 
-@pytest.mark.parametrize("mode", ["all", "first"])
+@pytest.mark.parametrize("mode", ["all", "first", "last"])
 @pytest.mark.parametrize(
     "dashboard",
     ["agent-slo-overview.json", "agent-slo-flow.json", "agent-slo-judges.json", "agent-slo-synthetic.json"],
 )
-def test_every_panel_query_returns_data(prometheus: str, spec: Spec, dashboard: str, mode: str) -> None:
-    board = build_dashboards([spec])[dashboard]
+def test_every_panel_query_returns_data(
+    prometheus: str, specs: list[Spec], dashboard: str, mode: str
+) -> None:
+    board = build_dashboards(specs)[dashboard]
     values = _resolve(prometheus, board, mode)
     now = time.time()
     empty, checked = [], 0
@@ -458,14 +467,14 @@ def test_every_panel_query_returns_data(prometheus: str, spec: Spec, dashboard: 
     )
 
 
-def test_values_are_the_ones_the_history_implies(prometheus: str, spec: Spec) -> None:
+def test_values_are_the_ones_the_history_implies(prometheus: str, specs: list[Spec]) -> None:
     """Not just present: the refund task SLO is the one burning, and the release is marked once."""
     burn = _get(prometheus, "/api/v1/query", query=f'{names.burn_rate("1h")}{{slo="task-success"}}')["result"]
     by_flow = {r["metric"]["flow"]: float(r["value"][1]) for r in burn}
     assert by_flow["refund"] > 1 > by_flow["order-status"], by_flow
-    board = build_dashboards([spec])["agent-slo-flow.json"]
+    board = build_dashboards(specs)["agent-slo-flow.json"]
     release = next(a for a in board["annotations"]["list"] if a["name"] == "Releases")
-    query = lint.substitute(release["expr"], {"agent": spec.agent})
+    query = lint.substitute(release["expr"], {"agent": specs[0].agent})
     now = time.time()
     # From 15 minutes into the history (its first 5 minutes mark every build as new): only the release.
     result = _get(prometheus, "/api/v1/query_range", query=query, start=now - HISTORY + 900, end=now, step=60)
