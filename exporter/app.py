@@ -161,11 +161,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
     if pending[0] >= config.max_pending_batches:
         ingestor.reject("overloaded")
         return _fail(429, "too many batches in flight; retry later", retry_after=RETRY_AFTER_BUSY_S)
-    try:
-        async with asyncio.timeout(config.read_timeout_s):
-            raw = await request.read()
-    except TimeoutError:
-        return _fail(408, f"the body did not arrive within {config.read_timeout_s:.0f}s")
+    # In flight from the first byte: a retry racing a slow upload of the same batch gets 409.
     if key is not None and not ingestor.begin(key):
         ingestor.reject("conflict")
         return _fail(
@@ -176,6 +172,11 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         )
     pending[0] += 1
     try:
+        try:
+            async with asyncio.timeout(config.read_timeout_s):
+                raw = await request.read()
+        except TimeoutError:
+            return _fail(408, f"the body did not arrive within {config.read_timeout_s:.0f}s")
         job = partial(
             _ingest_job,
             ingestor,

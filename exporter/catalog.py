@@ -38,6 +38,7 @@ STEPS = (1, 2, 3, 5, 8, 13, 21, 34, 55)  # LLM + tool calls per task (fibonacci:
 SCORES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)  # judge scores, 0-1
 
 Problem = tuple[str, str]  # (field, what is wrong)
+UNDECLARED = "\x00undeclared"  # plan key for any undeclared tool/failure mode/model (folds into `other`)
 
 
 @dataclass
@@ -98,6 +99,12 @@ class Catalog:
         # (agent, flow) → scenarios with series; (agent, judge) → judge versions with series
         self.scenarios: dict[tuple[str, str], set[str]] = {}
         self.judge_versions: dict[tuple[str, str], set[str]] = {}
+        # Values of the folded labels declared by any spec; anything else is keyed as UNDECLARED, so
+        # 100,000 distinct failure modes make one plan, not 100,000.
+        self.declared: dict[str, dict[Any, Any]] = {
+            fname: {None: None, **{v: v for sp in specs for v in getattr(sp, attr)}}
+            for fname, attr in (("tool", "tools"), ("failure_mode", "failure_modes"), ("model", "models"))
+        }
         self._define_families()
         for spec in specs:
             self._precreate(spec)
@@ -213,7 +220,7 @@ class Catalog:
                 st.slot(n.TOOL_CALL_LATENCY_SECONDS, (a, flow, tool))
                 for outcome in TOOL_OUTCOMES:
                     st.slot(n.TOOL_CALLS_TOTAL, (a, flow, tool, outcome))
-            for model in spec.models:
+            for model in ("", *spec.models):  # "": tasks that name no model
                 for kind in TOKEN_TYPES:
                     st.slot(n.TOKENS_TOTAL, (a, flow, model, kind))
             for mode in (*spec.failure_modes, n.OTHER):

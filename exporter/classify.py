@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from agentslo import names
-from exporter.catalog import MAX_LABEL_CHARS, Catalog, Plan
+from exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog, Plan
 from exporter.config import MAX_FUTURE_SKEW_S
 from exporter.events import ALLOWED, CATEGORICAL, FIELDS, MAX_COUNT, MAX_ID_CHARS, NUMBER_KINDS
 from exporter.store import escape_label_value
@@ -177,6 +177,11 @@ class Classifier:
             # string column cannot equal a valid value and is refused when its plan is built.
             if fname in _BOOL_FIELDS and not set(map(type, values)) <= {bool, _NONE}:
                 return False
+            declared = self.catalog.declared.get(fname)
+            if declared is not None:
+                if not set(map(type, values)) <= {str, _NONE}:
+                    return False
+                values = list(map(declared.get, values, repeat(UNDECLARED)))
             cat_cols.append(values)
         keys = list(zip(*cat_cols, strict=False))  # `repeat` columns are endless
         try:

@@ -11,7 +11,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from exporter.catalog import MAX_LABEL_CHARS, Catalog
+from exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog
 from exporter.config import MAX_FUTURE_SKEW_S
 
 MAX_ID_CHARS = 256  # session_id / trace_id; ids, not text
@@ -145,6 +145,21 @@ def event_problems(catalog: Catalog, event: Any, now: float) -> list[tuple[str, 
         if spec.endswith("!") and event.get(fname) is None:
             found.append((fname, "is required"))
     key = (event.get("agent"), event.get("flow"), event.get("exclude"), *map(event.get, CATEGORICAL[kind]))
+    nested = [
+        f
+        for f, v in zip(("agent", "flow", "exclude", *CATEGORICAL[kind]), key, strict=True)
+        if isinstance(v, list | dict)
+    ]
+    if nested:
+        return [
+            *found,
+            *((f, "must be a name (a string) or true/false, not a list or object") for f in nested),
+        ]
+    names = ("agent", "flow", "exclude", *CATEGORICAL[kind])
+    key = tuple(
+        catalog.declared[f].get(v, UNDECLARED) if f in catalog.declared and type(v) is str else v
+        for f, v in zip(names, key, strict=True)
+    )
     plan = catalog.plan(kind, key)
     if isinstance(plan, tuple) and plan[0] not in {f for f, _ in found}:
         found.append(plan)

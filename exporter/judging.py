@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -54,9 +53,10 @@ PRUNE_INTERVAL_S = 60.0
 
 
 class Ingestor(Protocol):
-    """What the pipeline needs from the exporter's ingest (methods may be sync or async)."""
+    """What the pipeline needs from the exporter's ingest (`exporter.ingest.Ingestor`); thread-safe, sync."""
 
     def apply(self, events: list[dict[str, Any]], *, partial: bool = False) -> Any: ...
+
     def record_judge_call(
         self, agent: str, judge: str, judge_version: str, outcome: str, cost_usd: float
     ) -> Any: ...
@@ -123,8 +123,7 @@ def burn_weight(spec: Spec, slo: str, flow: str) -> float:
     return 1.0 / max(100.0 - spec.objective_for(slo, flow), 1e-9)
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
+Call = tuple[str, str, str, str]  # agent, judge, judge_version, outcome
 
 
 class Pipeline:
@@ -149,7 +148,9 @@ class Pipeline:
         self._llm: dict[tuple[str, str], asyncio.Queue[Job]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
-        self._pending: set[asyncio.Future[Any]] = set()  # async ingestor calls in flight
+        self._pending: set[asyncio.Future[Any]] = set()  # emits scheduled from sync code
+        # The exporter's ingest commits to SQLite: call it from a thread of its own, in order.
+        self._emitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-judge-events")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-sessions")
         self._idle = asyncio.Event()
         self._idle.set()
@@ -178,8 +179,11 @@ class Pipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
         await self.db(self.store.close)
         self._thread.shutdown(wait=True)
+        self._emitter.shutdown(wait=True)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call on the store's own thread."""
@@ -236,9 +240,11 @@ class Pipeline:
             self._intake.put_nowait(job)
         except asyncio.QueueFull:
             self.stats.refused += 1
+            shed: Counter[Call] = Counter()
             for name, judge in spec.judges.items():
                 if applies(judge, record.flow):
-                    self._count_call(spec.agent, name, judge.version, outcomes.SHED, 0.0)
+                    self._tally(shed, spec.agent, name, judge.version, outcomes.SHED)
+            self._emit_soon([], shed, {})
             raise Overloaded(f"the judging queue is full ({self.config.intake_size} sessions)") from None
         self._remember(sid)
         self._enter()
@@ -284,7 +290,7 @@ class Pipeline:
         records: list[SessionRecord] = []
         reviews: list[ReviewRecord] = []
         events: list[dict[str, Any]] = []
-        calls: list[tuple[str, str, str, str, float]] = []
+        calls: Counter[Call] = Counter()
         stored: set[str] = set()
         for job in jobs:
             spec, rec = job.spec, job.record
@@ -294,7 +300,7 @@ class Pipeline:
                 if not isinstance(judge, RuleJudge) or not applies(judge, rec.flow):
                     continue
                 verdict = evaluate(judge, job.case)
-                calls.append((spec.agent, name, judge.version, verdict.outcome, 0.0))
+                self._tally(calls, spec.agent, name, judge.version, verdict.outcome)
                 events.append(self._event(job, name, judge.version, verdict))
                 if verdict.score is not None and verdict.score < judge.pass_threshold:
                     for slo, (n, burn) in judge_burns(spec, name, rec.flow).items():
@@ -322,20 +328,17 @@ class Pipeline:
             self.stats.stored += await self.db(self.store.add, records, reviews)
             if self.store.total_bytes > self.store.max_bytes:
                 await self.db(self.store.prune)
-        await self._apply(events)
-        for call in calls:
-            self._count_call(*call)
         for job in jobs:
             for name in job.llm_judges:
-                self._to_llm(job, name)
+                self._to_llm(job, name, calls)
+        await self._emit(events, calls, {})
 
-    def _to_llm(self, job: Job, name: str) -> None:
-        judge = job.spec.judges[name]
+    def _to_llm(self, job: Job, name: str, calls: Counter[Call]) -> None:
         try:
             self._llm[(job.spec.agent, name)].put_nowait(job)
             self._enter()
         except asyncio.QueueFull:
-            self._count_call(job.spec.agent, name, judge.version, outcomes.SHED, 0.0)
+            self._tally(calls, job.spec.agent, name, job.spec.judges[name].version, outcomes.SHED)
 
     # --- stage 2: LLM judges ---
 
@@ -348,16 +351,17 @@ class Pipeline:
                 await self._llm_verdict(job, name, judge, verdict)
             except Exception:
                 log.exception("judging: judge %s failed on session %s", name, job.record.session_id)
-                self._count_call(agent, name, judge.version, outcomes.ERROR, 0.0)
+                self._emit_soon([], self._tally(Counter(), agent, name, judge.version, outcomes.ERROR), {})
             finally:
                 self._leave()
 
     async def _llm_verdict(self, job: Job, name: str, judge: LLMJudge, verdict: Verdict) -> None:
         rec = job.record
-        self._count_call(rec.agent, name, judge.version, verdict.outcome, verdict.cost_usd)
+        calls = self._tally(Counter(), rec.agent, name, judge.version, verdict.outcome)
+        cost = {(rec.agent, name, judge.version, verdict.outcome): verdict.cost_usd}
+        await self._emit([self._event(job, name, judge.version, verdict)], calls, cost)
         if not verdict.ok:
             return
-        await self._apply([self._event(job, name, judge.version, verdict)])
         passed = bool(verdict.passed(judge.pass_threshold))
         bad = {} if passed else judge_burns(job.spec, name, rec.flow)
         review = ReviewRecord(
@@ -384,33 +388,56 @@ class Pipeline:
             event["trace_id"] = job.trace_id
         return event
 
-    async def _apply(self, events: list[dict[str, Any]]) -> None:
-        events = [e for e in events if e["score"] is not None]
-        if not events:
-            return
-        try:
-            await _maybe_await(self.ingestor.apply(events, partial=True))
-        except Exception:
-            self.stats.apply_errors += 1
-            log.exception("judging: the exporter refused %d judge event(s)", len(events))
-
-    def _count_call(self, agent: str, judge: str, version: str, outcome: str, cost: float) -> None:
+    def _tally(
+        self, calls: Counter[Call], agent: str, judge: str, version: str, outcome: str
+    ) -> Counter[Call]:
         self.stats.calls[(judge, outcome)] += 1
-        try:
-            result = self.ingestor.record_judge_call(agent, judge, version, outcome, cost)
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
-        except Exception:
-            log.exception("judging: cannot count a call of judge %s", judge)
+        calls[(agent, judge, version, outcome)] += 1
+        return calls
+
+    def _emit_sync(self, events: list[dict[str, Any]], calls: Counter[Call], cost: dict[Call, float]) -> None:
+        """On the emit thread: apply verdicts as judge events, then count the judge calls."""
+        events = [e for e in events if e["score"] is not None]
+        if events:
+            try:
+                result = self.ingestor.apply(events, partial=True)
+                if getattr(result, "status", 200) >= 300:
+                    self.stats.apply_errors += 1
+                    log.warning(
+                        "judging: the exporter refused judge events: %s", getattr(result, "body", result)
+                    )
+            except Exception:
+                self.stats.apply_errors += 1
+                log.exception("judging: the exporter refused %d judge event(s)", len(events))
+        for (agent, judge, version, outcome), n in calls.items():
+            # One call per judge call (the ingest API counts calls one by one); the cost rides on the first.
+            for i in range(n):
+                spent = cost.get((agent, judge, version, outcome), 0.0) if i == 0 else 0.0
+                try:
+                    self.ingestor.record_judge_call(agent, judge, version, outcome, spent)
+                except Exception:
+                    log.exception("judging: cannot count a call of judge %s", judge)
+                    break
+
+    async def _emit(
+        self, events: list[dict[str, Any]], calls: Counter[Call], cost: dict[Call, float]
+    ) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._emitter, self._emit_sync, events, calls, cost)
+
+    def _emit_soon(self, events: list[dict[str, Any]], calls: Counter[Call], cost: dict[Call, float]) -> None:
+        """Emit from synchronous code (the HTTP handler) without waiting."""
+        future = asyncio.ensure_future(self._emit(events, calls, cost))
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
 
     async def set_agreement(
         self, agent: str, judge: str, version: str, ratio: float, n: int, source: str
     ) -> None:
         """Record and publish a judge version's agreement with human labels."""
         await self.db(self.store.set_agreement, agent, judge, version, ratio, n, source)
-        await _maybe_await(self.ingestor.set_judge_agreement(agent, judge, version, ratio))
+        await asyncio.get_running_loop().run_in_executor(
+            self._emitter, self.ingestor.set_judge_agreement, agent, judge, version, ratio
+        )
 
     async def republish_agreements(self) -> None:
         """After a restart, publish the stored agreement of every current judge version."""
@@ -418,10 +445,13 @@ class Pipeline:
             spec = self.specs.get(row["agent"])
             judge = spec.judges.get(row["judge"]) if spec else None
             if judge is not None and judge.version == row["judge_version"]:
-                await _maybe_await(
-                    self.ingestor.set_judge_agreement(
-                        row["agent"], row["judge"], row["judge_version"], row["ratio"]
-                    )
+                await asyncio.get_running_loop().run_in_executor(
+                    self._emitter,
+                    self.ingestor.set_judge_agreement,
+                    row["agent"],
+                    row["judge"],
+                    row["judge_version"],
+                    row["ratio"],
                 )
 
     async def _prune_loop(self) -> None:

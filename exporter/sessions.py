@@ -42,6 +42,7 @@ from exporter.judging import Ingestor, Overloaded, Pipeline, PipelineConfig, bur
 
 MAX_BATCH_SESSIONS = 100  # sessions per POST; a bigger batch is refused rather than half-queued
 MAX_PAGE = 500
+MAX_SQLITE_INT = 2**63  # review ids are SQLite integers
 DEFAULT_TOP_WINDOW = "1d"
 
 
@@ -233,6 +234,8 @@ async def post_label(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
     except (ValueError, orjson.JSONDecodeError):
         return _error(400, 'expected an integer review id and a JSON body {"label": ...}')
+    if not 0 < review_id < MAX_SQLITE_INT:
+        return _error(404, f"no review {review_id}")
     label = body.get("label") if isinstance(body, dict) else None
     if label not in st.LABELS:
         return _error(

@@ -124,10 +124,13 @@ async def test_escalation_required_defaults_to_false(client: Any) -> None:
 
 
 async def test_exclusion_label_follows_the_slos_honoured_reasons(client: Any) -> None:
-    await post(client, [
-        {"type": "task", **E, "outcome": "failure", "exclude": "test_call"},
-        {"type": "task", **E, "outcome": "failure", "exclude": "synthetic"},
-    ])
+    await post(
+        client,
+        [
+            {"type": "task", **E, "outcome": "failure", "exclude": "test_call"},
+            {"type": "task", **E, "outcome": "failure", "exclude": "synthetic"},
+        ],
+    )
     got = await scrape(client)
     assert got[ev("task", "bad", "test_call")] == 1.0
     assert got[ev("task", "bad", "synthetic")] == 1.0
@@ -137,12 +140,15 @@ async def test_exclusion_label_follows_the_slos_honoured_reasons(client: Any) ->
 
 
 async def test_latency_thresholds_are_inclusive_and_per_kind(client: Any) -> None:
-    await post(client, [
-        {"type": "turn", **E, "kind": "turn", "latency_s": 1.2},
-        {"type": "turn", **E, "latency_s": 1.2001},  # kind defaults to turn
-        {"type": "turn", **E, "kind": "first_response", "latency_s": 0.8},
-        {"type": "turn", **E, "kind": "tool_turn", "latency_s": 9.0},  # no tool_turn SLO
-    ])
+    await post(
+        client,
+        [
+            {"type": "turn", **E, "kind": "turn", "latency_s": 1.2},
+            {"type": "turn", **E, "latency_s": 1.2001},  # kind defaults to turn
+            {"type": "turn", **E, "kind": "first_response", "latency_s": 0.8},
+            {"type": "turn", **E, "kind": "tool_turn", "latency_s": 9.0},  # no tool_turn SLO
+        ],
+    )
     got = await scrape(client)
     assert (got[ev("turn", "good")], got[ev("turn", "bad")]) == (1.0, 1.0)
     assert (got[ev("first", "good")], got[ev("first", "bad")]) == (1.0, 0.0)
@@ -153,14 +159,40 @@ async def test_latency_thresholds_are_inclusive_and_per_kind(client: Any) -> Non
 
 
 async def test_task_duration_cost_steps_tokens_and_failure_modes(client: Any) -> None:
-    await post(client, [
-        {"type": "task", **E, "outcome": "success", "duration_s": 4.5, "cost_usd": 0.18, "steps": 3,
-         "tokens": {"input": 1000, "output": 200}, "model": "m1"},
-        {"type": "task", **E, "outcome": "failure", "duration_s": 6, "cost_usd": 0.19, "steps": 40,
-         "tokens": {"input": 5}, "model": "m9", "failure_mode": "loop"},
-        {"type": "task", **E, "outcome": "escalated", "escalation_required": True, "cost_usd": 0.5,
-         "failure_mode": "brand-new"},
-    ])
+    await post(
+        client,
+        [
+            {
+                "type": "task",
+                **E,
+                "outcome": "success",
+                "duration_s": 4.5,
+                "cost_usd": 0.18,
+                "steps": 3,
+                "tokens": {"input": 1000, "output": 200},
+                "model": "m1",
+            },
+            {
+                "type": "task",
+                **E,
+                "outcome": "failure",
+                "duration_s": 6,
+                "cost_usd": 0.19,
+                "steps": 40,
+                "tokens": {"input": 5},
+                "model": "m9",
+                "failure_mode": "loop",
+            },
+            {
+                "type": "task",
+                **E,
+                "outcome": "escalated",
+                "escalation_required": True,
+                "cost_usd": 0.5,
+                "failure_mode": "brand-new",
+            },
+        ],
+    )
     got = await scrape(client)
     assert (got[ev("e2e", "good")], got[ev("e2e", "bad")]) == (1.0, 1.0)
     assert (got[ev("cost", "good")], got[ev("cost", "bad")]) == (1.0, 2.0)  # cost counts for every outcome
@@ -180,26 +212,35 @@ async def test_task_duration_cost_steps_tokens_and_failure_modes(client: Any) ->
 
 
 async def test_tool_calls_restricted_and_folded(client: Any) -> None:
-    await post(client, [
-        {"type": "tool_call", **E, "tool": "issue_refund", "outcome": "ok", "latency_s": 0.2},
-        {"type": "tool_call", **E, "tool": "get_order", "outcome": "wrong_tool"},
-        {"type": "tool_call", **E, "tool": "made_up", "outcome": "error"},
-    ])
+    await post(
+        client,
+        [
+            {"type": "tool_call", **E, "tool": "issue_refund", "outcome": "ok", "latency_s": 0.2},
+            {"type": "tool_call", **E, "tool": "get_order", "outcome": "wrong_tool"},
+            {"type": "tool_call", **E, "tool": "made_up", "outcome": "error"},
+        ],
+    )
     got = await scrape(client)
     assert (got[ev("tools", "good")], got[ev("tools", "bad")]) == (1.0, 2.0)
     assert (got[ev("refund-tool", "good")], got[ev("refund-tool", "bad")]) == (1.0, 0.0)
     assert got[m(names.TOOL_CALLS_TOTAL, agent="bot", flow="refund", tool="other", outcome="error")] == 1.0
     assert got[m(names.LABEL_FOLDED_TOTAL, agent="bot", label="tool")] == 1.0
-    assert got[m(names.TOOL_CALL_LATENCY_SECONDS + "_count", agent="bot", flow="refund", tool="issue_refund")] == 1
+    assert (
+        got[m(names.TOOL_CALL_LATENCY_SECONDS + "_count", agent="bot", flow="refund", tool="issue_refund")]
+        == 1
+    )
 
 
 async def test_judge_scores_against_pass_threshold_with_version(client: Any) -> None:
-    await post(client, [
-        {"type": "judge", **E, "judge": "faith", "score": 0.8},  # at the threshold: good
-        {"type": "judge", **E, "judge": "faith", "score": 0.79, "judge_version": "4"},
-        {"type": "judge", **E, "judge": "policy", "score": 0.0},
-        {"type": "judge", "agent": "bot", "flow": "faq", "judge": "policy", "score": 0.0},  # not its flow
-    ])
+    await post(
+        client,
+        [
+            {"type": "judge", **E, "judge": "faith", "score": 0.8},  # at the threshold: good
+            {"type": "judge", **E, "judge": "faith", "score": 0.79, "judge_version": "4"},
+            {"type": "judge", **E, "judge": "policy", "score": 0.0},
+            {"type": "judge", "agent": "bot", "flow": "faq", "judge": "policy", "score": 0.0},  # not its flow
+        ],
+    )
     got = await scrape(client)
     assert (got[ev("faith", "good")], got[ev("faith", "bad")]) == (1.0, 1.0)
     assert got[ev("policy", "bad")] == 1.0 and ev("policy", "bad", flow="faq") not in got
@@ -210,10 +251,17 @@ async def test_judge_scores_against_pass_threshold_with_version(client: Any) -> 
 
 @pytest.mark.parametrize(
     ("required", "performed", "preserved", "expected"),
-    [(True, True, True, "good"), (True, True, False, "bad"), (True, False, None, "bad"),
-     (False, False, None, "good"), (False, True, True, "bad")],
+    [
+        (True, True, True, "good"),
+        (True, True, False, "bad"),
+        (True, False, None, "bad"),
+        (False, False, None, "good"),
+        (False, True, True, "bad"),
+    ],
 )
-async def test_escalation_table(client: Any, required: bool, performed: bool, preserved: Any, expected: str) -> None:
+async def test_escalation_table(
+    client: Any, required: bool, performed: bool, preserved: Any, expected: str
+) -> None:
     event = {"type": "escalation", **E, "required": required, "performed": performed}
     if preserved is not None:
         event["context_preserved"] = preserved
@@ -260,11 +308,16 @@ async def test_build_info_is_the_latest_per_agent(client: Any) -> None:
 
 
 async def test_partial_batches_apply_the_valid_events(client: Any) -> None:
-    body = await post(client, [
-        {"type": "connection", **E, "ok": True},
-        {"type": "connection", **E, "ok": "yes"},
-        {"type": "connection", **E, "ok": False},
-    ], status=207, partial="true")
+    body = await post(
+        client,
+        [
+            {"type": "connection", **E, "ok": True},
+            {"type": "connection", **E, "ok": "yes"},
+            {"type": "connection", **E, "ok": False},
+        ],
+        status=207,
+        partial="true",
+    )
     assert body["accepted"] == 2 and body["rejected"] == [1]
     assert body["detail"][0]["index"] == 1 and body["detail"][0]["field"] == "ok"
     got = await scrape(client)
@@ -279,14 +332,23 @@ async def test_ndjson_batches(client: Any) -> None:
 
 
 async def test_openmetrics_carries_trace_id_exemplars(client: Any) -> None:
-    await post(client, [{"type": "connection", **E, "ok": False, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}])
+    await post(
+        client, [{"type": "connection", **E, "ok": False, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}]
+    )
     resp = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
     text = await resp.text()
     assert text.endswith("# EOF\n")
     samples = [s for fam in om_families(text) for s in fam.samples]
-    bad = [s for s in samples if s.name == names.EVENTS_TOTAL and s.labels.get("slo") == "conn"
-           and s.labels["outcome"] == "bad" and s.labels["flow"] == "refund" and not s.labels["exclusion"]]
+    bad = [
+        s
+        for s in samples
+        if s.name == names.EVENTS_TOTAL
+        and s.labels.get("slo") == "conn"
+        and s.labels["outcome"] == "bad"
+        and s.labels["flow"] == "refund"
+        and not s.labels["exclusion"]
+    ]
     assert bad[0].value == 1.0
     assert bad[0].exemplar.labels == {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}
     assert not [s for s in samples if s.name.endswith("_created")]
@@ -295,7 +357,9 @@ async def test_openmetrics_carries_trace_id_exemplars(client: Any) -> None:
 async def test_exposition_passes_promtool(client: Any) -> None:
     await post(client, [{"type": "task", **E, "outcome": "failure", "duration_s": 2, "version": 'a"b\\c{x}'}])
     text = await (await client.get("/metrics")).text()
-    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
