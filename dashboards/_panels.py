@@ -63,15 +63,13 @@ def state_mappings(states: Sequence[str], colors: Sequence[str]) -> list[dict[st
     return [{"type": "value", "options": options}]
 
 
-def target(expr: str, legend: str = "", *, instant: bool = False, table: bool = False) -> g.Target:
-    """One Prometheus query on the templated datasource (refIds are assigned by `panel`)."""
-    return g.Target(
-        expr=expr,
-        legendFormat=legend,
-        instant=instant,
-        datasource=DS,
-        format="table" if table else "time_series",
-    )
+def target(
+    expr: str, legend: str = "", *, instant: bool = False, table: bool = False, buckets: bool = False
+) -> g.Target:
+    """One Prometheus query on the templated datasource (refIds are assigned by `panel`). `buckets`:
+    Grafana's heatmap format, which turns cumulative `le` buckets into per-bucket counts."""
+    fmt = "table" if table else "heatmap" if buckets else "time_series"
+    return g.Target(expr=expr, legendFormat=legend, instant=instant, datasource=DS, format=fmt)
 
 
 def dashboard_link(uid_key: str, title: str, **labels: str) -> dict[str, Any]:

@@ -90,6 +90,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
                     f"sum by (le) (increase({sel(names.JUDGE_SCORE + '_bucket', AGENT, FLOW)}[$__range]))",
                     "≤ {{le}}",
                     instant=True,
+                    buckets=True,
                 )
             ],
             unit="short",
