@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aiohttp
 
@@ -28,6 +28,14 @@ from agentslo.spec import Spec
 from bundle.faults import Faults, events_for, simulate
 
 log = logging.getLogger("agent-slo.traffic")
+
+
+class StopFlag(Protocol):
+    """`asyncio.Event` or `threading.Event`: traffic stops once it is set."""
+
+    def is_set(self) -> bool: ...
+
+
 POST_TIMEOUT_S: Final = 10.0
 # The customers' opening lines by flow (they match the demo agent's policy and the example scenarios).
 USER_SCRIPTS: Final = {
@@ -132,7 +140,7 @@ class EventTraffic:
         self.events_posted += len(events)
         return True
 
-    async def run(self, duration_s: float, stop: asyncio.Event | None = None) -> None:
+    async def run(self, duration_s: float, stop: StopFlag | None = None) -> None:
         """Post a batch every tick for `duration_s` (or until `stop` is set)."""
         deadline = time.monotonic() + duration_s
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT_S)) as session:
@@ -180,7 +188,7 @@ class UserTraffic:
                 answer = await resp.json()
             messages.append(answer["choices"][0]["message"])
 
-    async def run(self, duration_s: float, stop: asyncio.Event | None = None) -> None:
+    async def run(self, duration_s: float, stop: StopFlag | None = None) -> None:
         deadline = time.monotonic() + duration_s
         limit = asyncio.Semaphore(self.concurrency)
         pending: set[asyncio.Task[None]] = set()
