@@ -390,3 +390,31 @@ async def running_fake_agent(behaviour: str = "good", **kwargs: Any) -> AsyncIte
         yield agent
     finally:
         await agent.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m synthetic.fakeagent [--port 8090] [--behaviour good] [--delay 0.3]`: serve until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
+    parser.add_argument("--behaviour", default="good", choices=BEHAVIOURS)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds every completion takes")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        agent = FakeAgent(args.behaviour, delay_s=args.delay)
+        agent.record = False  # a long-running server must not keep every request
+        print(f"fake agent listening on {await agent.start(args.host, args.port)}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await agent.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
