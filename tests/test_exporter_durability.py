@@ -155,7 +155,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_event(tmp_path: Path) -> 
                 ) as r:
                     if r.status == 200:
                         acked.add(key)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 await asyncio.sleep(0.01)  # the exporter is gone: this batch is unacknowledged
             i += 1
 
