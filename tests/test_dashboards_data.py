@@ -252,18 +252,18 @@ class Prometheus:
             "rule_files": [rule_glob] if rule_glob else [],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        log = (self.workdir / "prometheus.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={self.workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.data}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--storage.tsdb.retention.time=30d",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.workdir / "prometheus.log").open("ab") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={self.workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.data}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--storage.tsdb.retention.time=30d",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.workdir / "prometheus.log").read_text()[-3000:]
