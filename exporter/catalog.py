@@ -243,16 +243,12 @@ class Catalog:
         self.store.slot(names.SYNTHETIC_CONSECUTIVE_FAILURES, (agent, flow, scenario))
 
     def adopt_restored(self) -> None:
-        """After a restart, count restored scenarios and judge versions against their bounds."""
-        for fam_name, table in (
-            (names.SYNTHETIC_RUNS_TOTAL, self.scenarios),
-            (names.JUDGE_CALLS_TOTAL, None),
-        ):
-            for _, labels, _ in self.store.families[fam_name].series:
-                if table is not None:
-                    table.setdefault((labels[0], labels[1]), set()).add(labels[2])
-                else:
-                    self.judge_versions.setdefault((labels[0], labels[1]), set()).add(labels[2])
+        """After a restart: count restored scenarios and judge versions against their bounds, and
+        re-create the zero siblings of restored scenarios (their other outcome and streak gauge)."""
+        for _, labels, _ in list(self.store.families[names.SYNTHETIC_RUNS_TOTAL].series):
+            self._scenario_series(labels[0], labels[1], labels[2])
+        for _, labels, _ in self.store.families[names.JUDGE_CALLS_TOTAL].series:
+            self.judge_versions.setdefault((labels[0], labels[1]), set()).add(labels[2])
         for _, labels, _ in self.store.families[names.JUDGE_SCORE].series:
             self.judge_versions.setdefault((labels[0], labels[2]), set()).add(labels[3])
 
