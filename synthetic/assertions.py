@@ -25,8 +25,10 @@ from synthetic.records import AssertionResult, ToolCall
 EXCERPT: Final = 160  # characters of the agent's reply quoted in a failure message
 STRUCTURED: Final = ("equals", "is-json", "json-path")
 
-# llm-rubric is delegated (it needs the spec and a judge client): (assertion, view) -> (score, explanation)
-RubricFn = Callable[[Assertion, "View"], Awaitable[tuple[float | None, str]]]
+# llm-rubric is delegated (it needs the spec and a judge client):
+# (assertion, view) -> (score or None when the judge failed, explanation, the judge's pass threshold)
+RubricFn = Callable[[Assertion, "View"], Awaitable[tuple[float | None, str, float]]]
+DEFAULT_RUBRIC_THRESHOLD: Final = 0.5
 
 
 @dataclass
@@ -188,10 +190,15 @@ async def evaluate_one(a: Assertion, view: View, rubric: RubricFn | None) -> Ass
         )
     definite = True
     if a.base == "llm-rubric":
-        score, why = (
-            (None, "no judge available to grade the rubric") if rubric is None else await rubric(a, view)
-        )
-        threshold = a.threshold if a.threshold is not None else 0.5
+        if rubric is None:
+            score, why, judge_threshold = (
+                None,
+                "no judge available to grade the rubric",
+                DEFAULT_RUBRIC_THRESHOLD,
+            )
+        else:
+            score, why, judge_threshold = await rubric(a, view)
+        threshold = a.threshold if a.threshold is not None else judge_threshold
         definite = score is not None  # no score (judge error) fails either way, negated or not
         holds = definite and score >= threshold
         shown = f"{score:.2f}" if score is not None else "no score"

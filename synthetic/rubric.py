@@ -1,8 +1,9 @@
 """`llm-rubric` through the judge catalogue (`agentslo.judges.run_judge`).
 
-An assertion either names a judge of the spec (`judge: faithfulness`, LLM or rule) or gives an
-ad-hoc rubric; an ad-hoc rubric becomes an `LLMJudge` that borrows model, endpoint and API key
-variable from the spec's first LLM judge unless the assertion sets `model`.
+An assertion either names a judge of the spec (`judge: faithfulness`, LLM or rule; it passes at the
+judge's `pass_threshold` unless the assertion sets `threshold`) or gives an ad-hoc rubric, which
+becomes an `LLMJudge` (pass threshold: the assertion's, else 0.5) borrowing model, endpoint, API key
+variable and prices from the spec's first LLM judge unless the assertion sets `model`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from typing import Any, Final
 
 from agentslo.scenario import Assertion
 from agentslo.spec import LLMJudge, RuleJudge, Spec
-from synthetic.assertions import RubricFn, View
+from synthetic.assertions import DEFAULT_RUBRIC_THRESHOLD, RubricFn, View
 
 ADHOC_VERSION: Final = "scenario"  # judge version reported for ad-hoc rubrics
-DEFAULT_THRESHOLD: Final = 0.5
 
 
 def judge_for(a: Assertion, spec: Spec) -> tuple[str, LLMJudge | RuleJudge]:
@@ -27,7 +27,7 @@ def judge_for(a: Assertion, spec: Spec) -> tuple[str, LLMJudge | RuleJudge]:
         "model": a.model or (base.model if base else ""),
         "version": ADHOC_VERSION,
         "rubric": str(a.value),
-        "pass_threshold": a.threshold if a.threshold is not None else DEFAULT_THRESHOLD,
+        "pass_threshold": a.threshold if a.threshold is not None else DEFAULT_RUBRIC_THRESHOLD,
     }
     if base is not None:
         fields |= {
@@ -43,12 +43,13 @@ def judge_for(a: Assertion, spec: Spec) -> tuple[str, LLMJudge | RuleJudge]:
 def make_rubric(spec: Spec, *, client: Any = None) -> RubricFn:
     """A grader for llm-rubric assertions of `spec`'s scenarios (`client`: an openai.AsyncOpenAI to use)."""
 
-    async def grade(a: Assertion, view: View) -> tuple[float | None, str]:
+    async def grade(a: Assertion, view: View) -> tuple[float | None, str, float]:
+        name, judge = judge_for(a, spec)
+        threshold = judge.pass_threshold
         try:
             from agentslo.judges import JudgeInput, run_judge
         except ImportError as exc:  # the judges package is optional at import time, not at grading time
-            return None, f"the judge catalogue is not available ({exc})"
-        name, judge = judge_for(a, spec)
+            return None, f"the judge catalogue is not available ({exc})", threshold
         case = JudgeInput(
             session_id=view.session_id,
             agent=spec.agent,
@@ -65,9 +66,9 @@ def make_rubric(spec: Spec, *, client: Any = None) -> RubricFn:
         try:
             verdict = await run_judge(name, judge, case, client=client)
         except Exception as exc:  # a judge outage must fail the assertion, not crash the prober
-            return None, f"the judge failed: {type(exc).__name__}: {exc}"
+            return None, f"the judge failed: {type(exc).__name__}: {exc}", threshold
         if not verdict.ok:
-            return None, f"judge {name}: {verdict.outcome}: {verdict.explanation}"
-        return verdict.score, verdict.explanation or verdict.label
+            return None, f"judge {name}: {verdict.outcome}: {verdict.explanation}", threshold
+        return verdict.score, verdict.explanation or verdict.label, threshold
 
     return grade
