@@ -49,6 +49,12 @@ def sel(metric: str, *matchers: str) -> str:
     return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
 
 
+def alternation(values: Iterable[str]) -> str:
+    """`a|b` for a `=~` matcher: regex metacharacters escaped with a backslash that PromQL's string
+    syntax itself needs escaped (`a.b` is written `a\\\\.b`)."""
+    return "|".join(re.sub(r"([.*+?^${}()|\[\]\\])", r"\\\\\1", v) for v in values)
+
+
 def steps(*pairs: tuple[str, float | None]) -> dict[str, Any]:
     """Absolute thresholds from (color, lower bound) pairs; the first bound is None (−∞)."""
     return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in pairs]}
@@ -401,8 +407,7 @@ def period_error_ratio(specs: Sequence[Spec], *matchers: str) -> str:
     windows = sorted({format_duration(s.period_seconds(slo)) for s in specs for slo in s.slos})
     if len(windows) == 1:
         return sel(names.sli_error_ratio(windows[0]), *matchers)
-    regex = "|".join(re.escape(names.sli_error_ratio(w)) for w in windows)
-    return sel("", f'__name__=~"{regex}"', *matchers)
+    return sel("", f'__name__=~"{alternation(names.sli_error_ratio(w) for w in windows)}"', *matchers)
 
 
 def burn_steps(specs: Sequence[Spec]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ def _drift_targets(specs: Sequence[Spec]) -> list[Any]:
     key = lambda s: (s.drift.window, s.drift.sigma, s.drift.min_samples)  # noqa: E731
     legend = "{{judge}} v{{judge_version}} {{flow}}"
     for (window, sigma, min_samples), group in groupby(sorted(specs, key=key), key=key):
-        matchers = (AGENT, f'agent=~"{"|".join(s.agent for s in group)}"', FLOW)
+        matchers = (AGENT, f'agent=~"{p.alternation(s.agent for s in group)}"', FLOW)
         mean = sel(names.judge_score_mean(window), *matchers)
         count = sel(names.judge_score_count(window), *matchers)
         base = sel(names.JUDGE_SCORE_BASELINE_MEAN, *matchers)
@@ -192,7 +192,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         24,
         8,
     )
-    slo_regex = "|".join(judge_slos(specs)) or "^$"
+    slo_regex = p.alternation(judge_slos(specs)) or "^$"
     return p.render(
         "judges",
         TITLE,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentslo.spec import load_specs
+from agentslo.spec import load_specs, parse_spec
 from dashboards import build_dashboards, lint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ def test_substitute_fills_every_variable_form():
     )
 
 
-def test_every_query_parses_as_promql(boards, tmp_path):
+def _promtool_parses(boards, tmp_path):
     """promtool 2.42 has no PromQL parse command: each query becomes a recording rule's `expr` and
     `promtool check rules` parses it with Prometheus' own parser."""
     groups = []
@@ -176,6 +176,22 @@ def test_every_query_parses_as_promql(boards, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found" in result.stdout
+
+
+def test_every_query_parses_as_promql(boards, tmp_path):
+    _promtool_parses(boards, tmp_path)
+
+
+def test_queries_parse_with_names_that_are_regex_metacharacters(tmp_path):
+    text = (ROOT / "examples" / "cx-support.slo.yaml").read_text()
+    spec = parse_spec(
+        text.replace("agent: cx-support", "agent: cx.support").replace("hallucination", "halluc.v2")
+    )
+    boards = build_dashboards([spec, *load_specs(EXAMPLES[1:])])
+    exprs = [expr for _, expr in lint.promql_of(boards["agent-slo-judges.json"])]
+    # The dot is escaped for the regex, and that backslash once more for PromQL's string syntax.
+    assert any(r'agent=~"cx\\.support|voice-booking"' in expr for expr in exprs)
+    _promtool_parses(boards, tmp_path)
 
 
 def test_promtool_check_fails_on_a_broken_query(tmp_path):
