@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -137,6 +138,22 @@ def test_dashboards_link_to_each_other_and_to_runbooks(boards, specs):
         for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", [])
     ]
     assert drill and all(link["url"].startswith("/d/agent-slo-flow?") for link in drill)
+
+
+def test_data_links_target_existing_dashboards_and_their_variables(boards):
+    by_uid = {board["uid"]: board for board in boards.values()}
+    checked = 0
+    for board in boards.values():
+        for p in lint.iter_panels(board):
+            for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", []):
+                m = re.fullmatch(r"/d/([\w-]+)\?(.*)", link["url"])
+                assert m and m.group(1) in by_uid, link["url"]
+                target_vars = {v["name"] for v in by_uid[m.group(1)]["templating"]["list"]}
+                params = re.findall(r"var-(\w+)=", m.group(2))
+                assert params and set(params) <= target_vars, (link["url"], target_vars)
+                assert "${__url_time_range}" in link["url"] and "${datasource:queryparam}" in link["url"]
+                checked += 1
+    assert checked >= 2
 
 
 def test_runbook_of_a_new_slo_appears_after_regeneration():
