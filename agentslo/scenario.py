@@ -383,14 +383,13 @@ def parse_scenarios(text: str, file: str, spec: Spec) -> list[Scenario]:
         raise SpecError(problems)
     raw = data.get("scenarios")
     try:
-        placeholder = {
-            "placeholder": {"flow": "x", "turns": [{"user": "x"}]}
-        }  # scenarios are checked one by one below
+        # Scenarios are checked one by one below; a placeholder lets the file-wide keys validate alone.
+        placeholder = {"placeholder": {"flow": "x", "turns": [{"user": "x"}]}}
         head = ScenarioFile.model_validate({**data, "scenarios": placeholder})
     except ValidationError as exc:
-        for path, message in _pydantic_problems(exc, ()):
-            if path[:1] != ("scenarios",) or path == ("scenarios",):
-                add(path, message)
+        for where, message in _pydantic_problems(exc, ()):
+            if where[:1] != ("scenarios",) or where == ("scenarios",):
+                add(where, message)
         head = None
     if raw is None:
         add(("scenarios",), "`scenarios` is required: a mapping of scenario name → flow, turns, assert")

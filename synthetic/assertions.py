@@ -134,8 +134,8 @@ def _check(a: Assertion, view: View) -> tuple[bool, str]:
         seen = "; ".join(json.dumps(c.arguments, sort_keys=True) for c in calls) or "no call to it"
         return holds, f"expected `{val['tool']}` called with {json.dumps(want, sort_keys=True)}; got {seen}"
     if base == "tool-sequence":
-        names = iter(c.name for c in view.tool_calls)
-        holds = all(any(n == want for n in names) for want in val)  # ordered subsequence
+        remaining = iter(c.name for c in view.tool_calls)
+        holds = all(any(n == want for n in remaining) for want in val)  # ordered subsequence
         return holds, f"expected tools in order {val}; got {_tools_seen(view.tool_calls)}"
     if base == "step-count":
         lo, hi = (0, val) if isinstance(val, int) else (val.get("min", 0), val.get("max"))
@@ -179,16 +179,17 @@ async def evaluate(
 async def evaluate_one(a: Assertion, view: View, rubric: RubricFn | None) -> AssertionResult:
     if a.base == "assert-set":
         children = await evaluate(a.assert_ or (), view, rubric)
-        passed, score = group_passes(children, a.threshold)
+        passed, weighted = group_passes(children, a.threshold)
         failed = [c.label for c in children if not c.passed]
         rule = f"weighted score ≥ {a.threshold:g}" if a.threshold is not None else "every check to pass"
-        message = f"expected {rule}; got score {score:.2f}" + (
+        message = f"expected {rule}; got score {weighted:.2f}" + (
             f", failed: {'; '.join(failed)}" if failed else ""
         )
         return AssertionResult(
-            view.scope, a.type, a.label(), passed, score, a.weight, message, children=children
+            view.scope, a.type, a.label(), passed, weighted, a.weight, message, children=children
         )
     definite = True
+    score: float | None
     if a.base == "llm-rubric":
         if rubric is None:
             score, why, judge_threshold = (
@@ -200,7 +201,7 @@ async def evaluate_one(a: Assertion, view: View, rubric: RubricFn | None) -> Ass
             score, why, judge_threshold = await rubric(a, view)
         threshold = a.threshold if a.threshold is not None else judge_threshold
         definite = score is not None  # no score (judge error) fails either way, negated or not
-        holds = definite and score >= threshold
+        holds = score is not None and score >= threshold
         shown = f"{score:.2f}" if score is not None else "no score"
         message = f"expected a judge score ≥ {threshold:g}; got {shown}" + (f" ({why})" if why else "")
         raw = score if score is not None else 0.0

@@ -323,7 +323,7 @@ class FakeAgent:
         messages.append({"role": "user", "content": body.get("message", "")})
         if session:
             self.sessions[session] = messages
-        calls = []
+        calls: list[dict[str, Any]] = []
         for step in range(8):
             kind, what = decide(messages, behaviour)
             if kind == "text":

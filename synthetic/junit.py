@@ -58,11 +58,11 @@ def junit_xml(results: Sequence[ScenarioResult]) -> ET.ElementTree:
                 case, "system-out"
             ).text = f"{'PASS' if r.passed else 'FAIL'} score={r.score:.3f}: {r.message}"
         suite.set("time", f"{res.duration_s:.3f}")
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            totals[key] += value
-    for key, value in totals.items():
-        root.set(key, str(value))
+        for kind, count in counts.items():
+            suite.set(kind, str(count))
+            totals[kind] += count
+    for kind, count in totals.items():
+        root.set(kind, str(count))
     root.set("time", f"{sum(r.duration_s for r in results):.3f}")
     ET.indent(root)
     return ET.ElementTree(root)

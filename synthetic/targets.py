@@ -291,6 +291,18 @@ def _tool_call(raw: Any) -> ToolCall:
     return ToolCall(raw["name"], args if isinstance(args, dict) else {"_raw": args}, raw.get("result"))
 
 
+def _usage(usage: Any) -> tuple[int, int]:
+    """(input, output) tokens from `usage` in OpenAI (`prompt_tokens`) or plain (`input_tokens`) naming."""
+    if not isinstance(usage, dict):
+        return 0, 0
+    tokens_in = usage.get("input_tokens", usage.get("prompt_tokens", 0))
+    tokens_out = usage.get("output_tokens", usage.get("completion_tokens", 0))
+    return (
+        int(tokens_in) if isinstance(tokens_in, int | float) else 0,
+        int(tokens_out) if isinstance(tokens_out, int | float) else 0,
+    )
+
+
 class HttpTarget:
     """A generic HTTP JSON endpoint with a request template and dotted response paths."""
 
@@ -357,14 +369,7 @@ class HttpTarget:
                 calls = [_tool_call(c) for c in raw_calls]
         conversation.messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
         usage = data.get("usage") if isinstance(data, dict) else None
-        tokens_in = (
-            int(usage.get("input_tokens", usage.get("prompt_tokens", 0))) if isinstance(usage, dict) else 0
-        )
-        tokens_out = (
-            int(usage.get("output_tokens", usage.get("completion_tokens", 0)))
-            if isinstance(usage, dict)
-            else 0
-        )
+        tokens_in, tokens_out = _usage(usage)
         return TurnRecord(
             user=user,
             output=reply,
