@@ -363,6 +363,10 @@ def _conform_panel(p: dict[str, Any]) -> dict[str, Any]:
     defaults = {k: v for k, v in _drop_none(field.get("defaults", {})).items() if k in lint.FIELD_CONFIG_KEYS}
     if "custom" in defaults:
         defaults["custom"] = _drop_none(defaults["custom"])
+    if out.get("type") == "table":
+        # Grafana 10 replaced the table's `displayMode` with `cellOptions`.
+        defaults.setdefault("custom", {}).pop("displayMode", None)
+        defaults["custom"]["cellOptions"] = {"type": "auto"}
     out["fieldConfig"] = {"defaults": defaults, "overrides": field.get("overrides", [])}
     out["targets"] = [_conform_target(t) for t in out.get("targets", [])]
     if out.get("type") == "text":
