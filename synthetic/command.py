@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 from typing import Any, Final
 
-from agentslo.scenario import Problem, Scenario, load_scenarios
+from agentslo.scenario import Problem, Scenario, load_scenarios, scenario_schema
 from agentslo.spec import Spec, SpecError, load_specs
 from synthetic.junit import write_junit
 from synthetic.records import ScenarioResult
@@ -32,7 +33,7 @@ TOKEN_ENV: Final = "AGENT_SLO_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("specs", nargs="+", metavar="SPEC", help="SLO spec files (their synthetic: sections)")
+    parser.add_argument("specs", nargs="*", metavar="SPEC", help="SLO spec files (their synthetic: sections)")
     parser.add_argument("--once", action="store_true", help="one pass; exit 1 if any scenario fails")
     parser.add_argument(
         "--junit", metavar="FILE", help="with --once: write JUnit XML with each assertion's result"
@@ -60,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario", action="append", default=None, metavar="NAME", help="only these scenarios (repeatable)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print failures only")
+    parser.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of scenario files and exit"
+    )
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[Spec, list[Scenario]]]:
@@ -177,6 +181,12 @@ async def _forever(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(scenario_schema(), indent=2))
+        return EXIT_OK
+    if not args.specs:
+        print("agent-slo probe: give at least one SPEC file", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.junit and not args.once:
         print("agent-slo probe: --junit needs --once", file=sys.stderr)
         return EXIT_BAD_INPUT

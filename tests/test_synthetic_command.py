@@ -195,3 +195,14 @@ async def test_bad_scenarios_and_bad_flags_are_exit_2(
     monkeypatch.delenv("NOPE_KEY", raising=False)
     assert await probe(str(spec), "--once", "--no-exporter") == 2
     assert "api_key_env names NOPE_KEY but the environment variable is not set" in capsys.readouterr().err
+
+
+async def test_schema_flag_prints_the_scenario_schema(capsys) -> None:
+    import json
+
+    from agentslo.scenario import scenario_schema
+
+    assert await probe("--schema") == 0
+    assert json.loads(capsys.readouterr().out) == scenario_schema()
+    assert await probe() == 2
+    assert "give at least one SPEC" in capsys.readouterr().err
