@@ -48,6 +48,7 @@ SESSION_HEADER: Final = "X-Agent-SLO-Session"
 TOKEN_ENV: Final = "AGENT_SLO_TOKEN"  # the exporter's bearer token, as for `agent-slo probe`
 REFUND_POLICY_DAYS: Final = 30
 POST_TIMEOUT_S: Final = 5.0
+REPORTED_MEMORY: Final = 100_000  # conversations remembered as reported (bounded, oldest forgotten)
 # The fake backend used when the caller declares no tools.
 ORDERS: Final = {
     "A-1001": {"order_id": "A-1001", "status": "delivered", "delivered_on": "2026-11-12", "total_usd": 49.90},
@@ -89,6 +90,9 @@ class AgentState:
     events_posted: int = 0
     post_errors: int = 0
     _starts: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, None] = field(
+        default_factory=dict
+    )  # conversation keys already reported, oldest first
 
 
 @dataclass
@@ -131,10 +135,10 @@ def plan(
     wrong = next((c.tool for c in conv.tool_calls if c.outcome == "wrong_tool"), None)
     if wrong and not called and not earlier:
         return Action(tool=wrong, arguments={"order_id": _order_id(users) or "unknown"})
-    if _ESCALATE_RE.search(last) and (conv.escalated or not conv.escalation_required):
+    if _ESCALATE_RE.search(last) and conv.escalated:
         queue = "our Tier 2 team" if conv.context_preserved else "our support team"
         return Action(text=f"I've passed your case to {queue}; they will contact you shortly.", done=True)
-    if conv.outcome in ("failure", "abandoned") and len(users) == 1 and not called:
+    if conv.outcome in ("failure", "abandoned") and not called:
         return Action(
             text="I'm sorry, I couldn't complete that right now. Please try again later.", done=True
         )
@@ -223,10 +227,18 @@ def backend(name: str, arguments: dict[str, Any]) -> Any:
     return {"error": f"unknown tool {name}"}
 
 
-def _conversation(state: AgentState, flow: str, key: str) -> Conversation:
+def _conversation(state: AgentState, flow: str, key: str, escalation_required: bool) -> Conversation:
     rng = random.Random(f"{state.seed}:{key}")
     elapsed = time.time() - state.faults_since
-    return simulate(state.spec, flow, rng, state.faults, elapsed_s=elapsed, version=state.version)
+    return simulate(
+        state.spec,
+        flow,
+        rng,
+        state.faults,
+        elapsed_s=elapsed,
+        version=state.version,
+        escalation_required=escalation_required,
+    )
 
 
 def _key(state: AgentState, messages: list[dict[str, Any]], session: str | None) -> str:
@@ -274,7 +286,9 @@ def respond(
                 (names_by_id.get(m.get("tool_call_id"), "?"), content)
             )
     flow = classify_flow(state.spec, users)
-    conv = _conversation(state, flow, _key(state, messages, headers.get(SESSION_HEADER)))
+    key = _key(state, messages, headers.get(SESSION_HEADER))
+    # A customer who asks for a human needs one: that is what the escalation SLI judges.
+    conv = _conversation(state, flow, key, any(_ESCALATE_RE.search(u) for u in users))
     declared = {t.get("function", {}).get("name") for t in body.get("tools") or []}
     action = plan(flow, users, results, earlier, conv)
     while action.tool is not None and action.tool not in declared:  # run our own backend
@@ -307,7 +321,7 @@ def respond(
         "cost_usd": round(conv.cost_usd / 4, 5),
         "system_fingerprint": f"{state.spec.agent}-{state.version}",
     }
-    return answer, conv, action
+    return answer, conv, action, key
 
 
 def judge_answer(body: dict[str, Any]) -> dict[str, Any]:
@@ -367,11 +381,17 @@ async def chat(request: web.Request) -> web.Response:
         return web.json_response({"error": "the body must be JSON"}, status=400)
     if (body.get("response_format") or {}).get("type") == "json_object":
         return web.json_response(judge_answer(body))
-    answer, conv, action = respond(state, body, request.headers)
+    answer, conv, action, key = respond(state, body, request.headers)
     delay = (conv.first_response_s if action.tool else conv.turn_latencies_s[-1]) * state.time_scale
     if delay > 0:
         await asyncio.sleep(delay)
-    if action.done and state.exporter_url:
+    if action.done and key not in state.reported:
+        state.reported[key] = None  # a conversation is reported once, at its first finished task
+        while len(state.reported) > REPORTED_MEMORY:
+            state.reported.pop(next(iter(state.reported)))
+    else:
+        return web.json_response(answer)
+    if state.exporter_url:
         events = events_for(state.spec, conv, session_id=request.headers.get(SESSION_HEADER) or answer["id"])
         if request.headers.get(SYNTHETIC_HEADER):
             events = [e | {"exclude": "synthetic"} for e in events]

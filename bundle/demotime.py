@@ -22,6 +22,9 @@ DEMO_BURN_RATES: Final = {
     "ticket_fast": {"long": "12m", "short": "2m", "factor": 3},
     "ticket_slow": {"long": "30m", "short": "5m", "factor": 1},
 }
+# A burn alert needs this many events in its long window: a demo starts from an empty Prometheus, and
+# two failures among the first five events are not an incident.
+DEMO_MIN_EVENTS: Final = 30
 LABEL: Final = (
     f"DEMO TIME: SLO period {DEMO_PERIOD}, burn-rate windows page_fast 2m/30s, page_slow 6m/1m, "
     "ticket_fast 12m/2m, ticket_slow 30m/5m (production: 30d, 1h/5m, 6h/30m, 1d/2h, 3d/6h)"
@@ -34,6 +37,8 @@ def compress(data: dict[str, Any], source: Path | None = None) -> dict[str, Any]
     out = dict(data)
     out["period"] = DEMO_PERIOD
     out["burn_rates"] = {k: dict(v) for k, v in DEMO_BURN_RATES.items()}
+    alerting = dict(data.get("alerting") or {})
+    out["alerting"] = alerting | {"min_events": max(int(alerting.get("min_events", 1)), DEMO_MIN_EVENTS)}
     out["slos"] = {
         name: {k: v for k, v in dict(slo).items() if k != "period"} for name, slo in data["slos"].items()
     }

@@ -24,8 +24,9 @@ from agentslo import names
 from agentslo.spec import RuleJudge, Spec
 
 DAY: Final = 86400.0
-# Healthy behaviour: 1.5% of tasks fail, 1% of tool calls go wrong, 8% of conversations need a human.
-BASE_FAILURE_RATE: Final = 0.015
+# Healthy behaviour: 0.8% of tasks fail, 1% of tool calls go wrong, 8% of conversations need a human
+# (well inside every example objective, so a healthy demo does not burn its budget by chance).
+BASE_FAILURE_RATE: Final = 0.008
 BASE_TOOL_ERROR_RATE: Final = 0.01
 ESCALATION_REQUIRED_RATE: Final = 0.08
 TIER2_SHARE: Final = 0.5  # of required escalations, the share that must go to the Tier 2 queue
@@ -205,6 +206,7 @@ def simulate(
     *,
     elapsed_s: float = 0.0,
     version: str = "1.0.0",
+    escalation_required: bool | None = None,
 ) -> Conversation:
     """One conversation of the demo CX agent on `flow`, with the faults in force (deterministic per rng)."""
     on = _applies(faults, flow)
@@ -222,7 +224,8 @@ def simulate(
             calls.append(ToolCall(tool, rng.choice(["error", "empty_result", "invalid_params"]), latency))
         calls.append(ToolCall(tool, "ok", latency, {"order_id": f"A{rng.randint(1000, 9999)}"}))
 
-    required = rng.random() < ESCALATION_REQUIRED_RATE
+    drawn = rng.random() < ESCALATION_REQUIRED_RATE
+    required = drawn if escalation_required is None else escalation_required
     tier2 = required and rng.random() < TIER2_SHARE
     escalated, context_preserved = required, True
     if required and on and rng.random() < faults.missed_escalation_rate:
@@ -251,7 +254,7 @@ def simulate(
     )
     tokens_in, tokens_out = rng.randint(800, 2500), rng.randint(120, 450)
     cost = round(tokens_in * 2.5e-6 * 10 + tokens_out * 1e-5 * 10, 4)
-    faith = round(min(1.0, max(0.0, rng.gauss(0.35 if hallucinated else 0.95, 0.04))), 3)
+    faith = round(min(1.0, max(0.0, rng.gauss(0.35 if hallucinated else 0.95, 0.03))), 3)
     return Conversation(
         flow,
         version,

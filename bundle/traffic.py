@@ -171,8 +171,8 @@ class UserTraffic:
         flows = [f for f in self.spec.flows if f in USER_SCRIPTS] or list(self.spec.flows)
         flow = self._rng.choice(flows)
         lines = list(USER_SCRIPTS.get(flow, ("Hello, I need help with my account.",)))
-        if self._rng.random() < self.escalation_share:
-            lines.append(ESCALATION_LINE)
+        if self._rng.random() < self.escalation_share:  # an upset customer asks for a human up front
+            lines[0] = f"{ESCALATION_LINE} {lines[0]}"
         return flow, lines
 
     async def converse(self, session: aiohttp.ClientSession, lines: Sequence[str], n: int) -> None:

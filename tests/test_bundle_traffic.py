@@ -11,7 +11,7 @@ import pytest
 
 from agentslo import names
 from agentslo.spec import load_spec
-from bundle.faults import DAY, Drift, Faults, events_for, simulate
+from bundle.faults import BASE_FAILURE_RATE, DAY, Drift, Faults, events_for, simulate
 from bundle.servers import find_binary
 from bundle.traffic import EventTraffic, cumulative, generate, history_openmetrics
 
@@ -78,8 +78,8 @@ def test_regression_hits_only_the_bad_version(spec):
             finished
         )
 
-    assert within(*failed(old)[:1], 0.015, failed(old)[1])
-    assert within(*failed(new)[:1], 0.365, failed(new)[1])
+    assert within(*failed(old)[:1], BASE_FAILURE_RATE, failed(old)[1])
+    assert within(*failed(new)[:1], 0.35 + BASE_FAILURE_RATE, failed(new)[1])
 
 
 def test_refund_policy_judge_fails_exactly_the_hallucinated_answers(spec):
