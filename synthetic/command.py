@@ -25,7 +25,7 @@ from synthetic.records import ScenarioResult
 from synthetic.runner import run_cycle
 from synthetic.scheduler import Job, run_forever
 from synthetic.sinks import HttpSink, Sink
-from synthetic.targets import OpenAIChatTarget, Target, TargetConfigError, make_target
+from synthetic.targets import Target, TargetConfigError, make_target
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_EXPORTER: Final = "http://127.0.0.1:9120"
@@ -100,10 +100,7 @@ def _targets(plan: list[tuple[Spec, list[Scenario]]], url: str | None) -> list[T
     targets: list[Target] = []
     for spec, _ in plan:
         assert spec.synthetic is not None and spec.synthetic.target is not None  # checked by _plan
-        target = make_target(spec.synthetic.target, url)
-        if isinstance(target, OpenAIChatTarget):
-            target.declared_tools = spec.tools
-        targets.append(target)
+        targets.append(make_target(spec.synthetic.target, url, spec.tools))
     return targets
 
 

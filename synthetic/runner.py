@@ -33,7 +33,7 @@ from synthetic.assertions import RubricFn, View, evaluate, group_passes
 from synthetic.records import AssertionResult, ScenarioResult, TurnRecord
 from synthetic.rubric import make_rubric
 from synthetic.sinks import Sink
-from synthetic.targets import Conversation, OpenAIChatTarget, Target, TargetError, make_target
+from synthetic.targets import Conversation, Target, TargetError, make_target
 
 log = logging.getLogger("agentslo.synthetic")
 
@@ -141,16 +141,14 @@ async def run_cycle(
     and closed here. Each scenario starts after a random delay in [0, jitter_s) so probes spread out.
     """
     synthetic = spec.synthetic
-    own_target = not hasattr(target, "turn")
-    if own_target:
-        config = target if isinstance(target, TargetConfig) else (synthetic.target if synthetic else None)
+    own_target = target is None or isinstance(target, TargetConfig)
+    if target is None or isinstance(target, TargetConfig):
+        config = target or (synthetic.target if synthetic else None)
         if config is None:
             raise ValueError(f"spec {spec.source} has no synthetic.target to probe")
-        built = make_target(config, target_url)
-        if isinstance(built, OpenAIChatTarget):
-            built.declared_tools = spec.tools
+        built = make_target(config, target_url, spec.tools)
     else:
-        built = target  # type: ignore[assignment]
+        built = target
     limit = asyncio.Semaphore(concurrency or (synthetic.concurrency if synthetic else DEFAULT_CONCURRENCY))
     per_scenario = timeout or (synthetic.timeout if synthetic else DEFAULT_TIMEOUT_S)
     rubric = make_rubric(spec, client=judge_client)

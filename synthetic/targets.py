@@ -87,10 +87,13 @@ def _api_key(config: TargetConfig) -> str | None:
     return os.environ[config.api_key_env]
 
 
-def make_target(config: TargetConfig, url: str | None = None) -> Target:
-    """A target for the spec's `synthetic.target`, optionally at another address (`--target-url`)."""
+def make_target(config: TargetConfig, url: str | None = None, declared_tools: tuple[str, ...] = ()) -> Target:
+    """A target for the spec's `synthetic.target`, optionally at another address (`--target-url`).
+
+    `declared_tools` (the spec's `tools`) are offered to openai-chat agents besides the scripted ones.
+    """
     if config.type == "openai-chat":
-        return OpenAIChatTarget(config, base_url=url)
+        return OpenAIChatTarget(config, base_url=url, declared_tools=declared_tools)
     return HttpTarget(config, url=url)
 
 

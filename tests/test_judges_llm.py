@@ -131,6 +131,13 @@ async def test_malformed_answer_is_malformed_and_still_costs(provider: FakeProvi
     assert verdict.input_tokens == 500 and verdict.cost_usd == pytest.approx(0.075 + 0.006)
 
 
+@pytest.mark.parametrize("raw", ["<html>bad gateway</html>", '{"choices": []}', '{"choices": [{"message": 3}]}'])
+async def test_an_answer_that_is_not_a_completion_is_malformed(provider: FakeProvider, raw: str) -> None:
+    provider.script.append(Step(raw_body=raw))
+    verdict = await run_judge("faithfulness", judge_at(provider.base_url), CASE)
+    assert verdict.outcome == "malformed" and verdict.score is None
+
+
 async def test_score_out_of_range_is_malformed(provider: FakeProvider) -> None:
     provider.script.append(Step(content='{"score": 7, "label": "pass"}'))
     verdict = await run_judge("faithfulness", judge_at(provider.base_url), CASE)
