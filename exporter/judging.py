@@ -50,6 +50,9 @@ DEFAULT_DEDUPE_WINDOW = 100_000
 DEFAULT_STORE_SAMPLE_RATE = 0.01
 STORE_SAMPLER = "store"  # the name the store's own head sample hashes with
 PRUNE_INTERVAL_S = 60.0
+# Workers per provider slot of an LLM judge: while one worker stores and applies a verdict, another
+# holds the slot (the judge's own semaphore still caps calls in flight at its `concurrency`).
+WORKERS_PER_SLOT = 2
 
 
 class Ingestor(Protocol):
@@ -164,7 +167,7 @@ class Pipeline:
             for name, judge in spec.judges.items():
                 if isinstance(judge, LLMJudge):
                     self._llm[(agent, name)] = asyncio.Queue(self.config.llm_queue_size)
-                    for i in range(judge.concurrency):
+                    for i in range(judge.concurrency * WORKERS_PER_SLOT):
                         task = asyncio.create_task(
                             self._llm_loop(agent, name, judge), name=f"judge-{name}-{i}"
                         )

@@ -131,7 +131,9 @@ async def test_malformed_answer_is_malformed_and_still_costs(provider: FakeProvi
     assert verdict.input_tokens == 500 and verdict.cost_usd == pytest.approx(0.075 + 0.006)
 
 
-@pytest.mark.parametrize("raw", ["<html>bad gateway</html>", '{"choices": []}', '{"choices": [{"message": 3}]}'])
+@pytest.mark.parametrize(
+    "raw", ["<html>bad gateway</html>", '{"choices": []}', '{"choices": [{"message": 3}]}']
+)
 async def test_an_answer_that_is_not_a_completion_is_malformed(provider: FakeProvider, raw: str) -> None:
     provider.script.append(Step(raw_body=raw))
     verdict = await run_judge("faithfulness", judge_at(provider.base_url), CASE)

@@ -39,6 +39,7 @@ class Step:
     refusal: str | None = None
     delay_s: float = 0.0
     usage: tuple[int, int] = (120, 30)
+    raw_body: str | None = None  # answered as-is with HTTP 200 (a provider answering garbage)
 
 
 def grounding_verdict(user_text: str) -> dict[str, Any]:
@@ -74,12 +75,15 @@ class FakeProvider:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def start(self) -> FakeProvider:
+        return await self._start_on(0)
+
+    async def _start_on(self, port: int) -> FakeProvider:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
         # Short grace on stop: a scripted slow answer must not hold a test open.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -105,6 +109,8 @@ class FakeProvider:
             await asyncio.sleep(step.delay_s or self.delay_s)
         finally:
             self.in_flight -= 1
+        if step.raw_body is not None:
+            return web.Response(text=step.raw_body, content_type="text/html")
         if step.status is not None:
             error = {"error": {"message": f"scripted HTTP {step.status}", "type": "scripted", "code": None}}
             return web.json_response(error, status=step.status, headers=step.headers)
@@ -134,3 +140,32 @@ class FakeProvider:
                 },
             }
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m agentslo.judges.fake_provider [--port N] [--delay S]`: serve until interrupted.
+
+    Prints `listening on <base_url>` once ready (benchmarks and the demo read it)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a scripted OpenAI-compatible judge provider (no API key)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        provider = await FakeProvider(delay_s=args.delay)._start_on(args.port)
+        print(f"listening on {provider.base_url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await provider.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

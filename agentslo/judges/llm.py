@@ -188,11 +188,16 @@ def _cost(judge: LLMJudge, input_tokens: int, output_tokens: int) -> float:
     )
 
 
-def _refusal(choice: Any) -> str | None:
-    refusal = getattr(choice.message, "refusal", None)
+def _count(value: Any) -> int:
+    """A token count from `usage`, 0 when absent or not a count (some providers omit usage)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _refusal(choice: dict[str, Any], message: dict[str, Any]) -> str | None:
+    refusal = message.get("refusal")
     if refusal:
         return str(refusal)
-    if choice.finish_reason == "content_filter":
+    if choice.get("finish_reason") == "content_filter":
         return "the provider's content filter stopped the answer"
     return None
 
@@ -214,13 +219,20 @@ async def judge_llm(
     while True:
         try:
             async with _semaphore(name, judge):
+                # The client's generic `post` sends the body as is: `chat.completions.create` would
+                # re-validate and transform the transcript, and parse the answer into models, at
+                # several times the CPU per call (the exporter's ingest shares that CPU).
                 response = await asyncio.wait_for(
-                    client.chat.completions.create(
-                        model=judge.model,
-                        messages=messages,  # type: ignore[arg-type]
-                        temperature=judge.temperature,
-                        response_format={"type": "json_object"},
-                        timeout=judge.timeout,
+                    client.post(
+                        "/chat/completions",
+                        cast_to=object,
+                        body={
+                            "model": judge.model,
+                            "messages": messages,
+                            "temperature": judge.temperature,
+                            "response_format": {"type": "json_object"},
+                        },
+                        options={"timeout": judge.timeout},
                     ),
                     # The client enforces the timeout per read; this bounds the whole exchange too.
                     timeout=judge.timeout + 1.0,
@@ -244,18 +256,20 @@ async def judge_llm(
             return m.failed(m.MALFORMED, f"unreadable provider answer: {exc}")
         attempt += 1
 
-    usage = getattr(response, "usage", None)
-    tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-    tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+    data = response if isinstance(response, dict) else {}
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    tokens_in, tokens_out = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
     cost = _cost(judge, tokens_in, tokens_out)
     spent = {"input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": cost}
-    if not getattr(response, "choices", None):
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return m.failed(m.MALFORMED, "the answer has no choices", **spent)
-    choice = response.choices[0]
-    if refusal := _refusal(choice):
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    if refusal := _refusal(choice, message):
         return m.failed(m.REFUSED, _clip(refusal, MAX_EXPLANATION_CHARS), **spent)
     try:
-        score, label, explanation = parse_verdict(choice.message.content or "", judge.pass_threshold)
+        score, label, explanation = parse_verdict(_text(message.get("content")), judge.pass_threshold)
     except MalformedVerdict as exc:
         return m.failed(m.MALFORMED, str(exc), **spent)
     return Verdict(score, label, explanation, m.OK, tokens_in, tokens_out, cost)
