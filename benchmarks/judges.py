@@ -162,6 +162,7 @@ async def run(args: argparse.Namespace) -> None:
     provider = subprocess.Popen(
         [sys.executable, "-m", "agentslo.judges.fake_provider", "--delay", str(PROVIDER_LATENCY_S)],
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     exporter = None
     try:

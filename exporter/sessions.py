@@ -320,7 +320,7 @@ async def post_agreement(request: web.Request) -> web.Response:
         problems.append({"index": 0, "field": "ratio", "problem": "a number from 0 to 1"})
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         problems.append({"index": 0, "field": "n", "problem": "a non-negative integer"})
-    if problems or spec is None:
+    if problems or spec is None or not isinstance(ratio, int | float):
         return _error(400, "invalid agreement", problems)
     version = str(body.get("judge_version") or spec.judges[judge].version)
     await pipeline.set_agreement(spec.agent, judge, version, float(ratio), n, "calibrate")

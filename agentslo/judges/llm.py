@@ -256,20 +256,27 @@ async def judge_llm(
             return m.failed(m.MALFORMED, f"unreadable provider answer: {exc}")
         attempt += 1
 
-    data = response if isinstance(response, dict) else {}
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    data: dict[str, Any] = response if isinstance(response, dict) else {}
+    usage = _mapping(data.get("usage"))
     tokens_in, tokens_out = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
     cost = _cost(judge, tokens_in, tokens_out)
-    spent = {"input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": cost}
+
+    def failed(outcome: str, why: str) -> Verdict:  # an answer that was paid for, whatever it says
+        return m.failed(outcome, why, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost)
+
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return m.failed(m.MALFORMED, "the answer has no choices", **spent)
-    choice = choices[0]
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        return failed(m.MALFORMED, "the answer has no choices")
+    choice: dict[str, Any] = choices[0]
+    message = _mapping(choice.get("message"))
     if refusal := _refusal(choice, message):
-        return m.failed(m.REFUSED, _clip(refusal, MAX_EXPLANATION_CHARS), **spent)
+        return failed(m.REFUSED, _clip(refusal, MAX_EXPLANATION_CHARS))
     try:
         score, label, explanation = parse_verdict(_text(message.get("content")), judge.pass_threshold)
     except MalformedVerdict as exc:
-        return m.failed(m.MALFORMED, str(exc), **spent)
+        return failed(m.MALFORMED, str(exc))
     return Verdict(score, label, explanation, m.OK, tokens_in, tokens_out, cost)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
