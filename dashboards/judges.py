@@ -19,6 +19,7 @@ from dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 TITLE: Final = "agent-slo · judges & calibration"
 BY_VERSION: Final = "agent, judge, judge_version"
 BY_FLOW: Final = "agent, flow, judge, judge_version"  # the labels of the rules' judge recordings
+SCORE_QUANTILES: Final = (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))
 DEFAULT_AGREEMENT_FLOOR: Final = 0.85  # the design's default floor for AgentSLOJudgeAgreementLow
 
 
@@ -68,14 +69,34 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "timeseries",
             "Mean score by judge and version (1h)",
             "Each judge version's mean score over the last hour; a new version's line starting "
-            "where the old one "
-            "stops shows whether the rubric change moved scores.",
+            "where the old one stops shows whether the rubric change moved scores.",
             [target(_mean("1h", AGENT, FLOW), "{{judge}} v{{judge_version}}")],
             unit="percentunit",
             min_=0,
             max_=1,
         ),
-        12,
+        8,
+        8,
+    )
+    buckets = sel(names.JUDGE_SCORE + "_bucket", AGENT, FLOW)
+    grid.add(
+        p.panel(
+            "timeseries",
+            "Score quantiles by judge and version",
+            "The 10th, 50th and 90th percentile score of each judge version: the shape of its "
+            "distribution over time (a falling p10 is a growing tail of bad verdicts).",
+            [
+                target(
+                    f"histogram_quantile({q}, sum by ({BY_VERSION}, le) (rate({buckets}[$__rate_interval])))",
+                    f"{{{{judge}}}} v{{{{judge_version}}}} {name}",
+                )
+                for name, q in SCORE_QUANTILES
+            ],
+            unit="percentunit",
+            min_=0,
+            max_=1,
+        ),
+        8,
         8,
     )
     grid.add(
@@ -87,7 +108,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "judges together; a bimodal shape is healthy for pass/fail rubrics.",
             [
                 target(
-                    f"sum by (le) (increase({sel(names.JUDGE_SCORE + '_bucket', AGENT, FLOW)}[$__range]))",
+                    f"sum by (le) (increase({buckets}[$__range]))",
                     "≤ {{le}}",
                     instant=True,
                     buckets=True,
@@ -97,7 +118,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             thresholds=steps(("blue", None)),
             options={"displayMode": "basic", "orientation": "vertical"},
         ),
-        12,
+        8,
         8,
     )
     grid.add(
