@@ -210,6 +210,10 @@ def document(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
     paths = dict(PATHS)
     for path, item in (extra_paths or {}).items():
         paths[path] = {**paths.get(path, {}), **item}
+        # The auth middleware covers these routes too: document its 401 where they did not.
+        for operation in item.values():
+            if isinstance(operation, dict) and operation.get("security") != []:
+                operation.setdefault("responses", {}).setdefault("401", _errors(401)["401"])
     return {
         "openapi": "3.0.3",
         "info": {"title": "agent-slo exporter", "version": "1"},
