@@ -99,10 +99,12 @@ class Modern(g.Panel):  # type: ignore[misc]
         return self.panel_json({"type": self.type, "options": self.options})  # type: ignore[no-any-return]
 
 
-def _field(unit: str, thresholds: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+def _field(kind: str, unit: str, thresholds: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    # Lines keep one colour per series; other panels take their colour from the thresholds.
+    by_threshold = thresholds is not None and kind != "timeseries"
     defaults: dict[str, Any] = {
         "unit": unit,
-        "color": {"mode": "thresholds" if thresholds else "palette-classic"},
+        "color": {"mode": "thresholds" if by_threshold else "palette-classic"},
         "noValue": NO_VALUE,
     }
     if thresholds:
@@ -135,7 +137,9 @@ def panel(
 ) -> g.Panel:
     """A data panel of `kind` (timeseries, stat, gauge, bargauge, table, state-timeline)."""
     refs = [attr.evolve(t, refId=chr(ord("A") + i)) for i, t in enumerate(targets)]
-    defaults = _field(unit, thresholds, mappings=mappings, links=links, min=min_, max=max_, decimals=decimals)
+    defaults = _field(
+        kind, unit, thresholds, mappings=mappings, links=links, min=min_, max=max_, decimals=decimals
+    )
     if custom:
         defaults["custom"] = custom
     common: dict[str, Any] = dict(

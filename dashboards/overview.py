@@ -332,10 +332,9 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
     grid.add(
         p.text(
             "SLO catalog, runbooks and the sessions behind each SLO",
-            "Every SLO of the loaded specs with its owner and runbook, and a link to the "
-            "exporter's API listing "
-            "the stored sessions that burned the most budget (set the exporter URL in the "
-            "`exporter` variable).",
+            "Every SLO of the loaded specs with its owner and runbook, and a link to the exporter's API "
+            "listing the stored sessions that burned the most budget (set the exporter URL in the "
+            "`exporter` variable; the API asks for the exporter's token when one is configured).",
             _catalog(specs),
         ),
         12,
