@@ -122,8 +122,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "bargauge",
             "Tool-call success per tool",
             "Share of each tool's calls with outcome ok over the dashboard's time range; red below "
-            "the tool-call "
-            "SLO's objective.",
+            "the tool-call SLO's objective.",
             [
                 target(
                     f"sum by (tool) (increase({sel(tools, AGENT, FLOW, ok)}[$__range])) / "

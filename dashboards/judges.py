@@ -104,8 +104,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "bargauge",
             "Score distribution in the time range",
             "How many verdicts fell in each score bucket (upper bound shown) during the time "
-            "range, all selected "
-            "judges together; a bimodal shape is healthy for pass/fail rubrics.",
+            "range, all selected judges together; a bimodal shape is healthy for pass/fail rubrics.",
             [
                 target(
                     f"sum by (le) (increase({buckets}[$__range]))",
@@ -196,8 +195,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "timeseries",
             "Judge SLOs: SLI (1h) vs objective",
             "The SLOs whose SLI is a judge's verdict: share of verdicts at or above the pass "
-            "threshold over the "
-            "last hour, beside the objective.",
+            "threshold over the last hour, beside the objective.",
             [
                 target(
                     f"1 - max by (agent, flow, slo) ({sel(names.sli_error_ratio('1h'), AGENT, FLOW, SLO)})",

@@ -258,8 +258,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "state-timeline",
             "Release state per flow and SLO",
             "The release gate's view of each SLO × flow: healthy, watch (budget < 50% or 6h burn > "
-            "1), freeze "
-            "(budget < 20% and 1h burn > 1), exhausted (no budget left).",
+            "1), freeze (budget < 20% and 1h burn > 1), exhausted (no budget left).",
             [target(_by_slo(sel(names.RELEASE_STATE, AGENT, FLOW, SLO)), "{{agent}} {{flow}} {{slo}}")],
             unit="none",
             thresholds=steps(*zip(AUTONOMY_COLORS, (None, 1.0, 2.0, 3.0), strict=True)),
