@@ -202,6 +202,33 @@ def test_provisioning_declares_the_datasource_uid_the_dashboards_default_to():
     assert provisioning_files() == provisioning_files()
 
 
+MINIMAL = """
+version: agent-slo/v1
+agent: tiny
+period: {period}
+owners: {{ops: {{team: ops}}}}
+flows: {{chat: {{risk: faq}}}}
+slos:
+  task-success: {{sli: {{task: {{}}}}, objective: auto, owner: ops}}
+  infra: {{sli: {{promql: {{total: 'sum(rate(http_requests_total[$window]))',
+                           bad: 'sum(rate(http_requests_total{{code=~"5.."}}[$window]))'}}}},
+           objective: 99.9, owner: ops}}
+"""
+
+
+@pytest.mark.parametrize(("period", "rule_window"), [("7d", "1w"), ("28d", "4w"), ("90d", "90d")])
+def test_a_minimal_spec_without_judges_or_probes_gives_clean_dashboards(period, rule_window):
+    spec = parse_spec(MINIMAL.format(period=period))
+    boards = build_dashboards([spec])
+    for name, board in boards.items():
+        assert lint.lint_dashboard(board) == [], name
+    overview = json.dumps(boards["agent-slo-overview.json"])
+    # The period ratio is read under the name the rules give it: the period's shortest duration spelling.
+    assert names.sli_error_ratio(rule_window) in overview
+    judges = next(v for v in boards["agent-slo-judges.json"]["templating"]["list"] if v["name"] == "slo")
+    assert 'slo=~\\"^$\\"' in json.dumps(judges["query"]) or 'slo=~"^$"' in judges["query"]
+
+
 def test_no_specs_is_an_error():
     with pytest.raises(ValueError, match="at least one spec"):
         generate_files([])
