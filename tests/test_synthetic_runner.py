@@ -286,3 +286,11 @@ async def test_http_target_with_a_missing_secret_is_bad_input(
     monkeypatch.delenv("PROBE_KEY", raising=False)
     with pytest.raises(TargetConfigError, match=r"synthetic.target.headers.X-Api-Key uses \$\{PROBE_KEY\}"):
         await run_cycle(spec, load_scenarios(spec))
+
+
+async def test_a_reply_slower_than_the_target_timeout_is_reported_as_a_timeout(spec, scenarios) -> None:
+    config = spec.synthetic.target.model_copy(update={"timeout": 0.3})
+    shipped = [s for s in scenarios if s.name == "order-status-shipped"]
+    async with running_fake_agent("slow", slow_s=1.0) as agent:
+        (result,) = await run_cycle(spec, shipped, config, target_url=agent.base_url)
+    assert result.error == f"turn 1: expected a reply from {agent.base_url} within 0.3s; it timed out"
