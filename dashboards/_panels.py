@@ -34,8 +34,8 @@ UIDS: Final = {
 }
 GRID_WIDTH: Final = 24  # Grafana's grid has 24 columns
 ALL: Final = ".*"  # the regex an `All` selection stands for; every query matches with =~
-# Where a browser reaches the exporter's API by default (the bundle's compose file publishes :9464).
-EXPORTER_URL: Final = "http://localhost:9464"
+# Where a browser reaches the exporter's API by default (`agent-slo serve` and the compose file use :9120).
+EXPORTER_URL: Final = "http://localhost:9120"
 
 AGENT = 'agent=~"$agent"'
 FLOW = 'flow=~"$flow"'
