@@ -18,6 +18,7 @@ from rules import generate_files, generate_promtool_tests
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "tests" / "promtool"
 SHOP = SUITES / "shop.slo.yaml"
+LEAN = SUITES / "lean.slo.yaml"  # the same agent with one SLO, for runs of days of 1m evaluations
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.slo.yaml"))
 PROMTOOL_TIMEOUT = 240
 
@@ -38,8 +39,11 @@ def _run(promtool: str, directory: Path, test_file: str) -> subprocess.Completed
 
 
 def _shop_rules(directory: Path) -> None:
-    for rel, content in generate_files([load_spec(SHOP)]).items():
-        (directory / rel).write_text(content)
+    """shop.rules.yaml from shop.slo.yaml, and lean/shop.rules.yaml from lean.slo.yaml."""
+    (directory / "lean").mkdir(exist_ok=True)
+    for spec, target in ((SHOP, directory), (LEAN, directory / "lean")):
+        for rel, content in generate_files([load_spec(spec)]).items():
+            (target / rel).write_text(content)
 
 
 @pytest.mark.slow
@@ -88,12 +92,12 @@ def test_generated_promtool_tests_pass_and_catch_broken_rules(promtool: str, tmp
 
 
 def _write_suite(directory: Path, interval: str, series: list[dict[str, str]], checks: list[dict[str, Any]],
-                 alerts: list[dict[str, Any]] | None = None) -> str:
+                 alerts: list[dict[str, Any]] | None = None, rule_file: str = "shop.rules.yaml") -> str:
     _shop_rules(directory)
     group: dict[str, Any] = {"interval": interval, "input_series": series, "promql_expr_test": checks}
     if alerts:
         group["alert_rule_test"] = alerts
-    suite = {"rule_files": ["shop.rules.yaml"], "evaluation_interval": interval, "tests": [group]}
+    suite = {"rule_files": [rule_file], "evaluation_interval": interval, "tests": [group]}
     (directory / "generated.test.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
     return "generated.test.yaml"
 
@@ -188,7 +192,8 @@ def test_judge_drift_fires_two_sigma_below_baseline(promtool: str, tmp_path: Pat
         "exp_samples": [{"labels": '{agent="shop", flow="checkout", judge="policy", judge_version="2"}',
                          "value": 0.91}],
     }]
-    suite = _write_suite(tmp_path, "5m", [*histogram("1", True), *histogram("2", False)], checks, alerts)
+    series = [*histogram("1", True), *histogram("2", False)]
+    suite = _write_suite(tmp_path, "5m", series, checks, alerts, rule_file="lean/shop.rules.yaml")
     result = _run(promtool, tmp_path, suite)
     assert result.returncode == 0, result.stdout + result.stderr
 
