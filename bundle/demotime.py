@@ -24,7 +24,7 @@ DEMO_BURN_RATES: Final = {
 }
 # A burn alert needs this many events in its long window: a demo starts from an empty Prometheus, and
 # two failures among the first five events are not an incident.
-DEMO_MIN_EVENTS: Final = 30
+DEMO_MIN_EVENTS: Final = 60
 LABEL: Final = (
     f"DEMO TIME: SLO period {DEMO_PERIOD}, burn-rate windows page_fast 2m/30s, page_slow 6m/1m, "
     "ticket_fast 12m/2m, ticket_slow 30m/5m (production: 30d, 1h/5m, 6h/30m, 1d/2h, 3d/6h)"

@@ -24,10 +24,10 @@ from agentslo import names
 from agentslo.spec import RuleJudge, Spec
 
 DAY: Final = 86400.0
-# Healthy behaviour: 0.8% of tasks fail, 1% of tool calls go wrong, 8% of conversations need a human
+# Healthy behaviour: 0.8% of tasks fail, 0.3% of tool calls go wrong, 8% of conversations need a human
 # (well inside every example objective, so a healthy demo does not burn its budget by chance).
 BASE_FAILURE_RATE: Final = 0.008
-BASE_TOOL_ERROR_RATE: Final = 0.01
+BASE_TOOL_ERROR_RATE: Final = 0.003
 ESCALATION_REQUIRED_RATE: Final = 0.08
 TIER2_SHARE: Final = 0.5  # of required escalations, the share that must go to the Tier 2 queue
 BASE_TURN_LATENCY_S: Final = 0.55

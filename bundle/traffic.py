@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,6 +149,28 @@ class EventTraffic:
                 started = time.monotonic()
                 await self.post(session, self.next_batch())
                 await asyncio.sleep(max(0.0, self.tick_s - (time.monotonic() - started)))
+
+
+class InBackground:
+    """Run `EventTraffic` in a thread with its own event loop (for synchronous callers), stopped on exit:
+
+    with InBackground(traffic):
+        ...
+    """
+
+    def __init__(self, traffic: EventTraffic, duration_s: float = 3600.0) -> None:
+        self.traffic, self.stop = traffic, threading.Event()
+        self.thread = threading.Thread(
+            target=asyncio.run, args=(traffic.run(duration_s, self.stop),), name="event-traffic", daemon=True
+        )
+
+    def __enter__(self) -> EventTraffic:
+        self.thread.start()
+        return self.traffic
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(POST_TIMEOUT_S + 5)
 
 
 @dataclass

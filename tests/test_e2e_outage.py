@@ -9,9 +9,7 @@ asserts one part of that record.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from bundle.demotime import write_compressed
 from bundle.faults import Faults
 from bundle.servers import WebhookSink, find_binary, http_get, prometheus_query
 from bundle.stack import Stack
-from bundle.traffic import EventTraffic
+from bundle.traffic import EventTraffic, InBackground
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"
@@ -38,22 +36,6 @@ pytestmark = [
         reason="needs the prometheus and prometheus-alertmanager binaries",
     ),
 ]
-
-
-class Background:
-    """EventTraffic in a thread with its own event loop, stopped on exit."""
-
-    def __init__(self, traffic: EventTraffic) -> None:
-        self.traffic, self.stop = traffic, threading.Event()
-        self.thread = threading.Thread(target=asyncio.run, args=(traffic.run(600, self.stop),), daemon=True)
-
-    def __enter__(self) -> EventTraffic:
-        self.thread.start()
-        return self.traffic
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(15)
 
 
 def _autonomy(stack: Stack, flow: str) -> dict[str, Any]:
@@ -90,7 +72,7 @@ def record(tmp_path_factory) -> dict[str, Any]:
         stack.start()
         spec = stack.specs[0]
         traffic = EventTraffic(spec, stack.exporter_url, rate_per_s=20, seed=11)
-        with Background(traffic):
+        with InBackground(traffic):
             time.sleep(WARMUP_S)
             out["healthy_autonomy"] = _autonomy(stack, FLOW)
             out["healthy_gate"] = gate.gate(spec, stack.prometheus_url, flows=[FLOW], change_kind=None)
