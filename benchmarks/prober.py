@@ -6,7 +6,7 @@ target is one cycle within 1.5× of it (≤ 13.5 s, the issue rounds to 14 s) wi
 
 Baseline, in the same run: a bare aiohttp client sending the same 600 chat-completion requests
 (same growing conversations, same declared tools, same concurrency) with no scenario, assertion or
-OpenAI-client work; the difference is the prober's own cost (mostly the openai/httpx client).
+OpenAI-client work; the difference is the prober's own cost.
 Reported: cycle time and its ratio to the theoretical cycle and to the baseline, peak RSS of the
 prober process, and the prober's own overhead per turn (wall time over the agent's 300 ms, and CPU).
 
