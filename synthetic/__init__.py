@@ -1,0 +1,17 @@
+"""The synthetic prober: scripted multi-turn scenarios against the agent, results into the exporter.
+
+Scenario files are part of the spec contract and are loaded by `agentslo.scenario`; this package
+plays them. `agent-slo probe SPEC... [--once] [--junit FILE]` is `synthetic.command`; in process:
+
+    from agentslo.scenario import load_scenarios
+    from synthetic.runner import run_cycle
+    from synthetic.sinks import CallableSink
+
+    results = await run_cycle(spec, load_scenarios(spec), sink=CallableSink(apply))
+
+Modules: `targets` (openai-chat with scripted tool playback, generic HTTP JSON), `assertions`
+(promptfoo-style checks), `rubric` (llm-rubric through `agentslo.judges`), `runner` (one scenario,
+one cycle), `scheduler` (every interval, with jitter), `sinks` (exporter HTTP API or a callable),
+`junit`, `records`, and `fakeagent` (a deterministic support agent for tests, demo and benchmark).
+See synthetic/README.md for the scenario format.
+"""

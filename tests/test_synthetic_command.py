@@ -49,13 +49,15 @@ async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
 
 
 def runs(metrics: dict[Any, float], scenario: str, outcome: str) -> float:
-    return next(
+    """The run counter of a scenario and outcome (0 while the exporter has no series for it yet)."""
+    found = [
         v
         for (name, labels), v in metrics.items()
         if name == names.SYNTHETIC_RUNS_TOTAL
         and dict(labels).get("scenario") == scenario
         and dict(labels).get("outcome") == outcome
-    )
+    ]
+    return found[0] if found else 0.0
 
 
 def streak(metrics: dict[Any, float], scenario: str) -> float:
@@ -206,3 +208,50 @@ async def test_schema_flag_prints_the_scenario_schema(capsys) -> None:
     assert json.loads(capsys.readouterr().out) == scenario_schema()
     assert await probe() == 2
     assert "give at least one SPEC" in capsys.readouterr().err
+
+
+async def test_probe_runs_every_interval_until_sigterm(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+
+    spec = tmp_path / "cx.slo.yaml"
+    spec.write_text(CX.read_text().replace("interval: 5m", "interval: 1s\n  jitter: 0"))
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "s.yaml").write_text(
+        (ROOT / "examples" / "scenarios" / "order-status.yaml").read_text()
+    )
+    async with exporter() as url, running_fake_agent("good") as agent:
+        cmd = [
+            sys.executable,
+            "-m",
+            "agentslo.cli",
+            "probe",
+            str(spec),
+            "--exporter",
+            url,
+            "--target-url",
+            agent.base_url,
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            for _ in range(100):  # until three cycles were counted (or 10 s)
+                await asyncio.sleep(0.1)
+                metrics = await scrape(url)
+                if runs(metrics, "order-status-shipped", names.SYNTHETIC_PASSED) >= 3:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(proc.communicate(), 10)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert runs(metrics, "order-status-shipped", names.SYNTHETIC_PASSED) >= 3
+    assert runs(metrics, "order-status-unknown-order", names.SYNTHETIC_FAILED) == 0
+    assert "2/2 scenario(s) passed" in out.decode()
