@@ -24,6 +24,7 @@ import weakref
 from typing import Any
 
 import openai
+import orjson
 
 from agentslo.judges import model as m
 from agentslo.judges.model import JudgeInput, Verdict
@@ -62,6 +63,7 @@ _semaphores: weakref.WeakKeyDictionary[
 ]
 _semaphores = weakref.WeakKeyDictionary()
 _unpriced_warned: set[str] = set()
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class MalformedVerdict(ValueError):
@@ -213,8 +215,15 @@ async def judge_llm(
         client = client or _client(judge)
     except RuntimeError as exc:
         return m.failed(m.ERROR, str(exc))
-    messages = build_messages(judge, case)
-    tokens_in = tokens_out = 0
+    # Encoded once: retries resend the same bytes, and the client does not copy the transcript around.
+    body = orjson.dumps(
+        {
+            "model": judge.model,
+            "messages": build_messages(judge, case),
+            "temperature": judge.temperature,
+            "response_format": {"type": "json_object"},
+        }
+    )
     attempt = 0
     while True:
         try:
@@ -226,13 +235,8 @@ async def judge_llm(
                     client.post(
                         "/chat/completions",
                         cast_to=object,
-                        body={
-                            "model": judge.model,
-                            "messages": messages,
-                            "temperature": judge.temperature,
-                            "response_format": {"type": "json_object"},
-                        },
-                        options={"timeout": judge.timeout},
+                        content=body,
+                        options={"timeout": judge.timeout, "headers": _JSON_HEADERS},
                     ),
                     # The client enforces the timeout per read; this bounds the whole exchange too.
                     timeout=judge.timeout + 1.0,
