@@ -294,3 +294,20 @@ async def test_a_reply_slower_than_the_target_timeout_is_reported_as_a_timeout(s
     async with running_fake_agent("slow", slow_s=1.0) as agent:
         (result,) = await run_cycle(spec, shipped, config, target_url=agent.base_url)
     assert result.error == f"turn 1: expected a reply from {agent.base_url} within 0.3s; it timed out"
+
+
+async def test_openai_target_sends_the_key_and_headers_from_the_environment(
+    spec, scenarios, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = spec.synthetic.target.model_copy(
+        update={"api_key_env": "PROBE_OPENAI_KEY", "headers": {"X-Tenant": "${PROBE_TENANT}-eu"}}
+    )
+    monkeypatch.setenv("PROBE_OPENAI_KEY", "sk-probe")
+    monkeypatch.setenv("PROBE_TENANT", "acme")
+    shipped = [s for s in scenarios if s.name == "order-status-shipped"]
+    async with running_fake_agent() as agent:
+        (result,) = await run_cycle(spec, shipped, config, target_url=agent.base_url)
+    assert result.passed
+    headers = agent.requests[0]["headers"]
+    assert headers["authorization"] == "Bearer sk-probe" and headers["x-tenant"] == "acme-eu"
+    assert agent.requests[0]["body"]["model"] == "cx-support"
