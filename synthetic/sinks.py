@@ -16,7 +16,9 @@ from typing import Any, Final, Protocol
 import aiohttp
 
 EVENTS_PATH: Final = "/v1/events"
-RETRY_STATUSES: Final = (429, 502, 503, 504)
+# 409: the same Idempotency-Key is still in flight (our earlier attempt timed out on our side); a
+# later retry gets the first attempt's answer replayed, so it is safe to wait and ask again.
+RETRY_STATUSES: Final = (409, 429, 502, 503, 504)
 MAX_ATTEMPTS: Final = 4
 MAX_RETRY_AFTER_S: Final = 30.0  # never wait longer than this on one Retry-After: the next cycle will come
 REQUEST_TIMEOUT_S: Final = 10.0
