@@ -4,8 +4,8 @@
     >>> app = create_app([load_spec("examples/cx-support.slo.yaml")], ExporterConfig())
     >>> app[INGESTOR].apply([...])   # the in-process ingest path (judges, prober)
 
-Handlers are thin: batches go to `Ingestor.apply` on one writer thread (so the event loop keeps
-answering scrapes and health checks while a batch commits), `/metrics` renders on another thread.
+Handlers are thin: batches go to one writer thread (`exporter.writer`, group commit) so the event
+loop keeps answering scrapes and health checks while batches commit, `/metrics` renders on another thread.
 Overload is answered 429/503 with `Retry-After`, never by silently dropping events.
 """
 
@@ -15,9 +15,6 @@ import asyncio
 import hmac
 import importlib
 import logging
-import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 import orjson
@@ -29,6 +26,7 @@ from exporter.config import ExporterConfig
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from exporter.ingest import Ingestor, IngestResult, body_hash, error
 from exporter.openapi import document
+from exporter.writer import Writer
 
 log = logging.getLogger("agent_slo.exporter")
 
@@ -37,7 +35,7 @@ AUTONOMY = web.AppKey("autonomy", AutonomyReader)
 CONFIG = web.AppKey("config", ExporterConfig)
 SPECS = web.AppKey("specs", list)
 OPENAPI = web.AppKey("openapi", dict)
-_WRITER = web.AppKey("writer", ThreadPoolExecutor)
+_WRITER = web.AppKey("writer", Writer)
 _PENDING = web.AppKey("pending", list)
 
 OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # readable without the token, per the design
@@ -127,26 +125,6 @@ def parse_body(raw: bytes, content_type: str) -> list[Any] | IngestResult:
     return events
 
 
-def _ingest_job(
-    ingestor: Ingestor,
-    raw: bytes,
-    content_type: str,
-    partial_: bool,
-    key: str | None,
-    digest: str,
-    enqueued: float,
-    queue_timeout: float,
-) -> IngestResult:
-    if time.monotonic() - enqueued > queue_timeout:
-        ingestor.reject("overloaded")
-        return error(503, "the exporter is overloaded; the batch was not counted, retry later")
-    events = parse_body(raw, content_type)
-    if isinstance(events, IngestResult):
-        ingestor.reject("invalid_body")
-        return events
-    return ingestor.apply(events, partial=partial_, idempotency_key=key, digest=digest)
-
-
 async def post_events(request: web.Request) -> web.StreamResponse:
     app, ingestor, config = request.app, request.app[INGESTOR], request.app[CONFIG]
     flag = request.query.get("partial", "false").lower()
@@ -177,19 +155,11 @@ async def post_events(request: web.Request) -> web.StreamResponse:
                 raw = await request.read()
         except TimeoutError:
             return _fail(408, f"the body did not arrive within {config.read_timeout_s:.0f}s")
-        job = partial(
-            _ingest_job,
-            ingestor,
-            raw,
-            request.content_type if request.body_exists else "",
-            flag in ("true", "1"),
-            key,
-            body_hash(raw, flag in ("true", "1")),
-            time.monotonic(),
-            config.queue_timeout_s,
-        )
+        partial_ = flag in ("true", "1")
+        content_type = request.content_type if request.body_exists else ""
+        future = app[_WRITER].submit(raw, content_type, partial_, key, body_hash(raw, partial_))
         try:
-            result = await asyncio.get_running_loop().run_in_executor(app[_WRITER], job)
+            result = await future
         except Exception as exc:  # storage failure: nothing was counted (the transaction rolled back)
             log.error("ingest failed: %s", exc)
             return _fail(
@@ -224,7 +194,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    if request.app[_WRITER]._shutdown:
+    if request.app[_WRITER].closed:
         return _fail(503, "shutting down", retry_after=RETRY_AFTER_UNAVAILABLE_S)
     return web.json_response({"status": "ready"})
 
@@ -247,7 +217,7 @@ async def get_autonomy(request: web.Request) -> web.StreamResponse:
 
 async def _cleanup(app: web.Application) -> None:
     await app[AUTONOMY].close()
-    app[_WRITER].shutdown(wait=True)
+    app[_WRITER].close()
     app[INGESTOR].close()
 
 
@@ -258,7 +228,7 @@ def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     app[SPECS] = list(specs)
     app[INGESTOR] = Ingestor(list(specs), config)
     app[AUTONOMY] = AutonomyReader(list(specs), config)
-    app[_WRITER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-writer")
+    app[_WRITER] = Writer(app[INGESTOR], config.queue_timeout_s, parse_body)
     app[_PENDING] = [0]
     app.router.add_post("/v1/events", post_events)
     app.router.add_get("/v1/autonomy", get_autonomy)

@@ -13,6 +13,7 @@ Call with the store lock held: plans may create series, and synthetic streaks re
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,10 +45,32 @@ class Deltas:
     exemplars: dict[int, tuple[str, float]] = field(default_factory=dict)
     build: dict[str, list[str | None]] = field(default_factory=dict)  # agent → [version, prompt, model]
     events: int = 0
+    # (slot ids, weights) gathered column-wise during classification, summed once by `finish()`
+    _ids: list[Any] = field(default_factory=list)
+    _weights: list[Any] = field(default_factory=list)
 
+    def gather(self, ids: Any, weights: Any) -> None:
+        self._ids.append(ids)
+        self._weights.append(weights)
 
-def _bump(adds: dict[int, float], slot: int, amount: float) -> None:
-    adds[slot] = adds.get(slot, 0.0) + amount
+    def finish(self) -> None:
+        """Fold everything gathered into `adds` with one bincount (no per-slot Python arithmetic)."""
+        if not self._ids:
+            return
+        ids = np.concatenate([np.asarray(i, dtype=np.intp) for i in self._ids])
+        weights = np.concatenate(
+            [
+                np.broadcast_to(np.asarray(w, dtype=np.float64), np.shape(i))
+                for i, w in zip(self._ids, self._weights, strict=True)
+            ]
+        )
+        totals = np.bincount(ids, weights=weights)
+        nonzero = np.flatnonzero(totals)
+        adds = self.adds
+        for slot, amount in zip(nonzero.tolist(), totals[nonzero].tolist(), strict=True):
+            adds[slot] = adds.get(slot, 0.0) + amount
+        self._ids.clear()
+        self._weights.clear()
 
 
 def _numbers(col: Sequence[Any], kind: str) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -120,11 +143,13 @@ def _times_ok(col: Sequence[Any], now: float) -> bool:
 class Classifier:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
+        self._pending: dict[int, float] = {}
         self._bounds = {
             name: np.array(fam.bounds, dtype=np.float64) for name, fam in catalog.store.families.items()
         }
 
-    def run(self, events: list[Any], now: float) -> Deltas | None:
+    def run(self, events: list[Any], now: float, pending: dict[int, float] | None = None) -> Deltas | None:
+        """The batch's deltas, or None when any check fails; `pending` holds gauge values not yet applied."""
         if not events or set(map(type, events)) != {dict}:
             return None
         types = list(map(dict.get, events, repeat("type")))
@@ -136,14 +161,20 @@ class Classifier:
             return None
         if len(distinct) == 1:
             groups = {types[0]: events}
-        else:
-            groups = {t: [] for t in distinct}
-            for t, event in zip(types, events, strict=True):
-                groups[t].append(event)
+        else:  # a stable sort by type keeps each type's events in arrival order (synthetic streaks)
+            order = sorted(range(len(events)), key=types.__getitem__)
+            ordered = list(map(events.__getitem__, order))
+            sizes = Counter(types)
+            groups, start = {}, 0
+            for kind in sorted(distinct):
+                groups[kind] = ordered[start : start + sizes[kind]]
+                start += sizes[kind]
         deltas = Deltas(events=len(events))
+        self._pending = pending or {}
         for kind, group in groups.items():
             if not self._group(kind, group, now, deltas):
                 return None
+        deltas.finish()
         return deltas
 
     def _group(self, kind: str, evs: list[dict[str, Any]], now: float, d: Deltas) -> bool:
@@ -203,11 +234,12 @@ class Classifier:
             kid_list = list(map(index.__getitem__, keys))
             kid = np.array(kid_list, dtype=np.intp)
         counts = np.bincount(kid, minlength=k).tolist()
-        adds = d.adds
+        ids, weights = [], []
         for plan, count in zip(plans, counts, strict=True):
-            if count:
-                for slot in plan.incs:
-                    adds[slot] = adds.get(slot, 0.0) + count
+            if count and plan.incs:
+                ids.extend(plan.incs)
+                weights.extend([count] * len(plan.incs))
+        d.gather(ids, weights)
         for fname, fkind in FIELDS[kind].items():
             if fkind.rstrip("!") not in NUMBER_KINDS:
                 continue
@@ -220,10 +252,10 @@ class Classifier:
             if parsed is None:
                 return False
             vals, mask = parsed
-            self._observe(fname, plans, kid if mask is None else kid[mask], vals, adds)
+            self._observe(fname, plans, kid if mask is None else kid[mask], vals, d)
             if kind == "judge":
-                self._judge(plans, kid, vals, adds)
-        if "tokens" in present and not self._tokens(list(col("tokens") or ()), plans, kid, adds):
+                self._judge(plans, kid, vals, d)
+        if "tokens" in present and not self._tokens(list(col("tokens") or ()), plans, kid, d):
             return False
         if kind == "synthetic":
             self._streaks(plans, kid_list or [0] * m, d)
@@ -234,44 +266,38 @@ class Classifier:
             self._builds(col("agent") or (), [col("version"), col("prompt_version"), col("model")], d)
         return True
 
-    def _observe(
-        self, fname: str, plans: list[Plan], kid: np.ndarray, vals: np.ndarray, adds: dict[int, float]
-    ) -> None:
+    def _observe(self, fname: str, plans: list[Plan], kid: np.ndarray, vals: np.ndarray, d: Deltas) -> None:
         numbers = [p.numbers.get(fname) for p in plans]
         first = next((n for n in numbers if n is not None), None)
         if first is None or not len(vals):
             return
         bounds = self._bounds[first.family]
         nb = len(bounds) + 1
-        k = len(plans)
         buckets = np.searchsorted(bounds, vals, side="left")
-        matrix = np.bincount(kid * nb + buckets, minlength=k * nb).reshape(k, nb)
-        sums = np.bincount(kid, weights=vals, minlength=k).tolist()
-        for i, number in enumerate(numbers):
-            row = matrix[i]
-            if number is None or not row.any():
-                continue
-            for b in np.flatnonzero(row).tolist():
-                _bump(adds, number.base + b, float(row[b]))
-            _bump(adds, number.base + nb, sums[i])
-            if number.slos:
-                cumulative = np.cumsum(row).tolist()
-                for threshold_index, good, bad in number.slos:
-                    _bump(adds, good, cumulative[threshold_index])
-                    _bump(adds, bad, cumulative[-1] - cumulative[threshold_index])
+        bases = np.array([n.base if n else -1 for n in numbers], dtype=np.intp)[kid]
+        d.gather(bases + buckets, 1.0)
+        d.gather(bases + nb, vals)  # the sum slot follows the buckets
+        for j in range(max(len(n.slos) if n else 0 for n in numbers)):
+            table = np.array(
+                [n.slos[j] if n and len(n.slos) > j else (-1, 0, 0) for n in numbers], dtype=np.intp
+            )
+            threshold, good, bad = table[kid].T
+            counted = threshold >= 0
+            slots = np.where(buckets <= threshold, good, bad)  # good when value ≤ the SLO's threshold
+            d.gather(slots[counted], 1.0)
 
-    def _judge(self, plans: list[Plan], kid: np.ndarray, scores: np.ndarray, adds: dict[int, float]) -> None:
+    def _judge(self, plans: list[Plan], kid: np.ndarray, scores: np.ndarray, d: Deltas) -> None:
         # good when score ≥ pass_threshold: count bounds ≤ score, compare with the threshold's index
-        thresholds = np.array([p.judge[0] if p.judge else 0 for p in plans], dtype=np.intp)
-        above = np.searchsorted(self._bounds[names.JUDGE_SCORE], scores, side="right") > thresholds[kid]
-        good = np.bincount(kid, weights=above, minlength=len(plans)).tolist()
-        total = np.bincount(kid, minlength=len(plans)).tolist()
-        for plan, g, t in zip(plans, good, total, strict=True):
-            for good_slot, bad_slot in plan.judge[1] if plan.judge and t else ():
-                _bump(adds, good_slot, g)
-                _bump(adds, bad_slot, t - g)
+        above = np.searchsorted(self._bounds[names.JUDGE_SCORE], scores, side="right")
+        pairs = [p.judge[1] if p.judge else [] for p in plans]
+        thresholds = np.array([p.judge[0] if p.judge else 0 for p in plans], dtype=np.intp)[kid]
+        for j in range(max(map(len, pairs))):
+            table = np.array([pair[j] if len(pair) > j else (-1, -1) for pair in pairs], dtype=np.intp)
+            good, bad = table[kid].T
+            counted = good >= 0
+            d.gather(np.where(above > thresholds, good, bad)[counted], 1.0)
 
-    def _tokens(self, col: list[Any], plans: list[Plan], kid: np.ndarray, adds: dict[int, float]) -> bool:
+    def _tokens(self, col: list[Any], plans: list[Plan], kid: np.ndarray, d: Deltas) -> bool:
         present = [v for v in col if v is not None]
         if not set(map(type, present)) <= {dict} or (present and min(map(len, present)) == 0):
             return False
@@ -285,12 +311,8 @@ class Classifier:
             if parsed is None:
                 return False
             vals, mask = parsed
-            sums = np.bincount(
-                sub if mask is None else sub[mask], weights=vals, minlength=len(plans)
-            ).tolist()
-            for plan, total in zip(plans, sums, strict=True):
-                if total and plan.tokens:
-                    _bump(adds, plan.tokens[part], total)
+            slots = np.array([p.tokens[part] if p.tokens else -1 for p in plans], dtype=np.intp)
+            d.gather(slots[sub if mask is None else sub[mask]], vals)
         return True
 
     def _streaks(self, plans: list[Plan], kid_list: list[int], d: Deltas) -> None:
@@ -299,7 +321,8 @@ class Classifier:
             streak = plans[i].streak
             if streak is not None:
                 slot, passed = streak
-                d.sets[slot] = 0.0 if passed else d.sets.get(slot, values[slot]) + 1.0
+                previous = d.sets.get(slot, self._pending.get(slot, values[slot]))
+                d.sets[slot] = 0.0 if passed else previous + 1.0
 
     def _exemplars(self, plans: list[Plan], kid_list: list[int], traces: Sequence[Any], d: Deltas) -> None:
         latest = {k: t for k, t in zip(kid_list, traces, strict=True) if t is not None}

@@ -56,6 +56,30 @@ def error(status: int, message: str, detail: list[dict[str, Any]] | None = None)
     return IngestResult(status, {"error": message, "detail": detail or []})
 
 
+@dataclass
+class Batch:
+    """One request's events (or the error parsing them) and how to apply them."""
+
+    events: Any
+    partial: bool = False
+    key: str | None = None
+    digest: str | None = None
+
+
+def _merge(into: Deltas, deltas: Deltas) -> None:
+    adds = into.adds
+    for slot, amount in deltas.adds.items():
+        adds[slot] = adds.get(slot, 0.0) + amount
+    into.sets.update(deltas.sets)
+    into.exemplars.update(deltas.exemplars)
+    for agent, parts in deltas.build.items():
+        current = into.build.setdefault(agent, [None, None, None])
+        for i, part in enumerate(parts):
+            if part is not None:
+                current[i] = part
+    into.events += deltas.events
+
+
 def body_hash(raw: bytes, partial: bool) -> str:
     return hashlib.sha256(raw + (b"\x00partial" if partial else b"")).hexdigest()
 
@@ -112,62 +136,96 @@ class Ingestor:
         digest: str | None = None,
     ) -> IngestResult:
         """Validate, classify, persist and count `events` exactly like `POST /v1/events`."""
-        if idempotency_key is not None and digest is None:
-            digest = body_hash(orjson.dumps(events, option=orjson.OPT_SORT_KEYS), partial)
+        return self.apply_many([Batch(events, partial, idempotency_key, digest)])[0]
+
+    def apply_many(self, batches: list[Batch]) -> list[IngestResult]:
+        """Apply several independent batches with one commit (group commit); each is still all-or-nothing.
+
+        The HTTP writer drains its queue into one call, so concurrent clients share one fsync.
+        """
+        now = time.time()
+        results: list[IngestResult] = []
+        merged = Deltas()
+        answers: list[tuple[str, str, int, bytes]] = []
+        members: list[int] = []
+        with self.lock:
+            for batch in batches:
+                result, deltas = self._prepare(batch, now, merged.sets)
+                results.append(result)
+                if deltas is not None:
+                    members.append(len(results) - 1)
+                    _merge(merged, deltas)
+                    if batch.key is not None:
+                        answers.append(
+                            (batch.key, batch.digest or "", result.status, orjson.dumps(result.body))
+                        )
+            if members:
+                try:
+                    self._commit(merged, now, answers)
+                except Exception as exc:  # the transaction rolled back: none of these batches counted
+                    for i in members:
+                        results[i] = error(
+                            503,
+                            f"could not store the batch ({type(exc).__name__}: {exc}); nothing was counted",
+                        )
+                    if len(batches) == 1:
+                        raise
+        return results
+
+    def _prepare(
+        self, batch: Batch, now: float, pending: dict[int, float]
+    ) -> tuple[IngestResult, Deltas | None]:
+        """The answer to one batch and, when it counts, its deltas (called with the lock held)."""
+        events, partial, key = batch.events, batch.partial, batch.key
+        if key is not None and batch.digest is None:
+            batch.digest = body_hash(orjson.dumps(events, option=orjson.OPT_SORT_KEYS), partial)
         if not isinstance(events, list) or not events:
             self.reject("invalid_body")
             return error(
                 400,
                 "the batch is empty: send a JSON array or NDJSON of events",
                 [{"index": None, "field": "", "problem": "no events"}],
-            )
+            ), None
         if len(events) > self.config.max_batch_events:
             self.reject("too_large", len(events))
             return error(
                 413,
                 f"at most {self.config.max_batch_events} events per batch; split it",
                 [{"index": None, "field": "", "problem": f"{len(events)} events"}],
-            )
-        now = time.time()
-        with self.lock:
-            if idempotency_key is not None and self.db is not None:
-                stored = self.db.idempotent(idempotency_key)
-                if stored is not None:
-                    if stored[0] != digest:
-                        self.reject("conflict")
-                        return error(
-                            422,
-                            "this Idempotency-Key was used with a different body",
-                            [{"index": None, "field": "Idempotency-Key", "problem": "reused"}],
-                        )
-                    return IngestResult(stored[1], orjson.loads(stored[2]), replayed=True)
-            deltas = self.classifier.run(events, now)
-            rejected: list[dict[str, Any]] = []
-            if deltas is None:
-                rejected = event_format.problems(self.catalog, events, now)
-                if not rejected:  # the fast path and the validator disagree: refuse rather than guess
-                    rejected = [{"index": None, "field": "", "problem": "internal classification error"}]
-                bad = {p["index"] for p in rejected}
-                good = [e for i, e in enumerate(events) if i not in bad]
-                deltas = self.classifier.run(good, now) if partial and good else None
-                if deltas is None:
-                    self.reject("invalid_event", len(events))
+            ), None
+        if key is not None and self.db is not None:
+            stored = self.db.idempotent(key)
+            if stored is not None:
+                if stored[0] != batch.digest:
+                    self.reject("conflict")
                     return error(
-                        422, f"{len(bad)} of {len(events)} events are invalid; nothing was counted", rejected
-                    )
-                self.store.values[self._rejected] += len(bad)
-            body: dict[str, Any] = {"accepted": deltas.events}
-            status = 200
-            if rejected:
-                status = 207
-                body |= {"rejected": sorted({p["index"] for p in rejected}), "detail": rejected}
-            deltas.adds[self._accepted] = deltas.events
-            answer = IngestResult(status, body)
-            answers = (
-                [] if idempotency_key is None else [(idempotency_key, digest, status, orjson.dumps(body))]
-            )
-            self._commit(deltas, now, answers)
-            return answer
+                        422,
+                        "this Idempotency-Key was used with a different body",
+                        [{"index": None, "field": "Idempotency-Key", "problem": "reused"}],
+                    ), None
+                return IngestResult(stored[1], orjson.loads(stored[2]), replayed=True), None
+        deltas = self.classifier.run(events, now, pending)
+        rejected: list[dict[str, Any]] = []
+        if deltas is None:
+            rejected = event_format.problems(self.catalog, events, now)
+            if not rejected:  # the fast path and the validator disagree: refuse rather than guess
+                rejected = [{"index": None, "field": "", "problem": "internal classification error"}]
+            bad = {p["index"] for p in rejected}
+            good = [e for i, e in enumerate(events) if i not in bad]
+            deltas = self.classifier.run(good, now, pending) if partial and good else None
+            if deltas is None:
+                self.reject("invalid_event", len(events))
+                return error(
+                    422, f"{len(bad)} of {len(events)} events are invalid; nothing was counted", rejected
+                ), None
+            self.store.values[self._rejected] += len(bad)
+        body: dict[str, Any] = {"accepted": deltas.events}
+        status = 200
+        if rejected:
+            status = 207
+            body |= {"rejected": sorted({p["index"] for p in rejected}), "detail": rejected}
+        deltas.adds[self._accepted] = deltas.adds.get(self._accepted, 0.0) + deltas.events
+        return IngestResult(status, body), deltas
 
     def _commit(self, deltas: Deltas, now: float, answers: list[Any] = ()) -> None:  # type: ignore[assignment]
         """Persist, then count: if the commit fails the batch is refused and nothing changed."""

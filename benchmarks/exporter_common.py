@@ -1,0 +1,74 @@
+"""Shared fixtures of the exporter benchmarks: a spec of a chosen size and realistic event batches."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+from agentslo.spec import Spec, load_spec, parse_spec
+
+EXAMPLE = "examples/cx-support.slo.yaml"
+
+
+def example_spec() -> Spec:
+    return load_spec(EXAMPLE)
+
+
+def wide_spec(flows: int) -> Spec:
+    """The example's SLOs over `flows` flows and ten tools (about 370 exposed series per flow)."""
+    flow_lines = "\n".join(f"  f{i}: {{risk: {('faq', 'account', 'billing')[i % 3]}}}" for i in range(flows))
+    text = f"""
+version: agent-slo/v1
+agent: wide
+owners: {{product: {{team: p}}, platform: {{team: q}}}}
+exclusions: [test_call, abuse]
+flows:
+{flow_lines}
+tools: [{", ".join(f"t{i}" for i in range(10))}]
+failure_modes: [loop, wrong_tool, missed_escalation]
+models: [m1, m2]
+judges:
+  faithfulness: {{type: llm, model: m1, version: "3", rubric: "grounded?", pass_threshold: 0.85}}
+slos:
+  task-success: {{sli: {{task: {{}}}}, objective: auto, owner: product}}
+  tool-call-accuracy: {{sli: {{tool_calls: {{}}}}, objective: 92, owner: platform}}
+  hallucination: {{sli: {{judge: faithfulness}}, objective: auto, owner: product}}
+  e2e-latency: {{sli: {{latency: {{of: task, under: 4.5s}}}}, objective: 99, owner: platform}}
+  turn-latency: {{sli: {{latency: {{of: turn, under: 1.2s}}}}, objective: 95, owner: platform}}
+  cost-per-task: {{sli: {{cost: {{under_usd: 0.18}}}}, objective: 90, owner: platform}}
+"""
+    return parse_spec(text)
+
+
+def events(spec: Spec, n: int, seed: int = 1) -> list[dict[str, Any]]:
+    """A realistic mix: 40% tool calls, 30% turns, 25% tasks, 5% judge verdicts, each with ids and a time."""
+    rng = random.Random(seed)
+    flows, tools = list(spec.flows), list(spec.tools)
+    models = list(spec.models) or ["m1"]
+    now = datetime.now(UTC).isoformat()
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        base = {
+            "agent": spec.agent, "flow": rng.choice(flows), "session_id": f"sess-{rng.getrandbits(48):x}",
+            "trace_id": f"{rng.getrandbits(128):032x}", "time": now,
+        }
+        r = rng.random()
+        if r < 0.40:
+            out.append({"type": "tool_call", **base, "tool": rng.choice(tools),
+                        "outcome": rng.choice(["ok", "ok", "ok", "ok", "wrong_tool", "empty_result"]),
+                        "latency_s": round(rng.expovariate(3), 4)})
+        elif r < 0.70:
+            out.append({"type": "turn", **base, "kind": rng.choice(["turn", "turn", "first_response"]),
+                        "latency_s": round(rng.expovariate(1.5), 4)})
+        elif r < 0.95:
+            out.append({"type": "task", **base, "outcome": rng.choice(["success"] * 8 + ["failure", "abandoned"]),
+                        "duration_s": round(rng.expovariate(0.4), 3), "cost_usd": round(rng.random() * 0.3, 4),
+                        "steps": rng.randint(1, 12), "tokens": {"input": rng.randint(200, 4000),
+                                                                 "output": rng.randint(20, 800)},
+                        "model": rng.choice(models)})
+        else:
+            judges = list(spec.judges) or ["faithfulness"]
+            out.append({"type": "judge", **base, "judge": judges[0], "score": round(rng.random(), 3)})
+        del i
+    return out
