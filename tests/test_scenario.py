@@ -377,3 +377,17 @@ def test_llm_rubric_without_any_model_is_refused() -> None:
         text.replace("value: polite", "value: polite\n            model: gpt-4o-mini"), "r.yaml", spec
     )
     assert sc.turns[0].assert_[0].model == "gpt-4o-mini"
+
+
+def test_validate_reports_scenario_problems_with_file_line_and_path(tmp_path: Path, capsys) -> None:
+    from agentslo import cli
+
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "cx.slo.yaml").write_text(CX.read_text())
+    (tmp_path / "scenarios" / "a.yaml").write_text(VALID.replace("tool-called", "tool-caled"))
+    assert cli.main(["validate", str(tmp_path / "cx.slo.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'scenarios' / 'a.yaml'}:9: scenarios.s.turns[0].assert[0].type: "
+        "unknown assertion type `tool-caled`; did you mean `tool-called`?"
+    ) in err

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentslo.judges.fake_provider import FakeProvider
 from agentslo.scenario import Assertion
@@ -236,3 +239,16 @@ async def test_llm_rubric_judge_failure_fails_even_when_negated(spec) -> None:
         result = await evaluate_one(a("not-llm-rubric", "x"), view(), grade)
         await client.close()
     assert not result.passed and "got no score" in result.message
+
+
+@given(text=st.text(max_size=40), needle=st.text(min_size=1, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_negation_is_the_exact_opposite(text: str, needle: str) -> None:
+    import asyncio
+
+    for kind in ("contains", "icontains", "regex"):
+        value = re.escape(needle) if kind == "regex" else needle
+        plain = asyncio.run(check(a(kind, value), view(text)))
+        negated = asyncio.run(check(a(f"not-{kind}", value), view(text)))
+        assert plain.passed != negated.passed and plain.score + negated.score == 1.0
+        assert plain.passed == ((needle.lower() in text.lower()) if kind == "icontains" else (needle in text))
