@@ -59,6 +59,7 @@ class ScenarioResult:
     error: str | None = None  # the target failed: unreachable, timed out, malformed reply, loop
     session_id: str = ""
     finished_at: float = field(default_factory=time.time)
+    internal: bool = False  # the prober itself failed: reported and exit 1, but no event is sent
 
     @property
     def name(self) -> str:

@@ -157,9 +157,14 @@ async def run_cycle(
         if jitter_s > 0:
             await asyncio.sleep(random.uniform(0, jitter_s))
         async with limit:
-            result = await run_scenario(sc, built, rubric=rubric, timeout=per_scenario)
+            try:
+                result = await run_scenario(sc, built, rubric=rubric, timeout=per_scenario)
+            except Exception as exc:  # the prober's own fault: keep the other scenarios going
+                log.exception("prober error in scenario %s", sc.name)
+                error = f"prober error (not the agent's): {type(exc).__name__}: {exc}"
+                result = ScenarioResult(sc, False, 0.0, [], [], error, internal=True)
         log.info("%s", result.summary())
-        if sink is not None:
+        if sink is not None and not result.internal:  # a prober bug must not burn the agent's budget
             try:
                 await sink.send([result.event()])
             except Exception as exc:  # the exporter being away must not stop the probing

@@ -51,7 +51,11 @@ async def run_job(
     """Cycle one job until `stop` is set."""
     while not stop.is_set():
         started = time.monotonic()
-        results = await run_cycle(job.spec, job.scenarios, job.target, sink=sink, jitter_s=job.jitter_s)
+        try:
+            results = await run_cycle(job.spec, job.scenarios, job.target, sink=sink, jitter_s=job.jitter_s)
+        except Exception:  # a broken cycle is logged; the next one still comes
+            log.exception("%s: the probe cycle failed", job.spec.agent)
+            results = []
         failed = sum(not r.passed for r in results)
         took = time.monotonic() - started
         log.info("%s: cycle of %d scenario(s), %d failed, %.1fs", job.spec.agent, len(results), failed, took)

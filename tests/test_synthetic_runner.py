@@ -311,3 +311,17 @@ async def test_openai_target_sends_the_key_and_headers_from_the_environment(
     headers = agent.requests[0]["headers"]
     assert headers["authorization"] == "Bearer sk-probe" and headers["x-tenant"] == "acme-eu"
     assert agent.requests[0]["body"]["model"] == "cx-support"
+
+
+async def test_a_prober_fault_fails_the_run_without_sending_an_event(spec, scenarios) -> None:
+    class Broken:
+        async def turn(self, conversation: Any, user: str) -> Any:
+            raise KeyError("bug")
+
+        async def aclose(self) -> None:
+            return None
+
+    events: list[dict[str, Any]] = []
+    results = await run_cycle(spec, scenarios[:2], Broken(), sink=CallableSink(events.extend))
+    assert [r.passed for r in results] == [False, False] and events == []
+    assert results[0].error == "prober error (not the agent's): KeyError: 'bug'"
