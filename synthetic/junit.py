@@ -41,7 +41,9 @@ def junit_xml(results: Sequence[ScenarioResult]) -> ET.ElementTree:
         run = ET.SubElement(suite, "testcase", classname=classname, name="run", time=f"{res.duration_s:.3f}")
         counts["tests"] += 1
         if res.error:
-            ET.SubElement(run, "error", message=res.error, type="TargetError").text = res.error
+            ET.SubElement(
+                run, "error", message=res.error, type="ProberError" if res.internal else "TargetError"
+            ).text = res.error
             counts["errors"] += 1
         for name, r in _cases(res.assertions):
             case = ET.SubElement(suite, "testcase", classname=classname, name=name, time="0")
