@@ -124,3 +124,34 @@ def test_spec_without_a_target_cannot_cycle() -> None:
     spec = load_spec(CX).model_copy(update={"synthetic": None})
     with pytest.raises(ValueError, match=r"has no synthetic\.target"):
         asyncio.run(run_cycle(spec, []))
+
+
+async def test_prober_runs_inside_an_aiohttp_app_and_stops_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthetic.inprocess import prober_context
+
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+    ):  # the llm-rubric scenario must not reach a real provider
+        monkeypatch.delenv(name, raising=False)
+
+    spec, _ = _fast_spec(tmp_path, "1s", 0.0)
+    events: list[dict[str, Any]] = []
+    async with running_fake_agent("good") as agent:
+        app = web.Application()
+        app.cleanup_ctx.append(prober_context([spec], events.extend, target_url=agent.base_url))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if len(events) >= 10:  # two cycles of the five cx-support scenarios
+                    break
+        finally:
+            await runner.cleanup()
+        count = len(events)
+        await asyncio.sleep(1.2)
+    assert count >= 10 and len(events) == count  # nothing runs after the app stopped
+    assert {e["scenario"] for e in events} >= {"order-status-shipped", "refund-delivered-order"}
