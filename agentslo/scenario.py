@@ -66,15 +66,16 @@ DEFAULT_MAX_STEPS: Final = 8  # LLM calls + tool calls in one turn before the pr
 class Assertion(Model):
     """One check. `value` depends on `type` (checked by the loader with a precise key path)."""
 
-    type: str = Field(json_schema_extra={"enum": list(ASSERTION_TYPES)})
-    value: Any = None
-    weight: float = Field(1.0, ge=0)
-    threshold: Ratio | None = None
-    assert_: tuple[Assertion, ...] | None = Field(None, alias="assert")
-    judge: Name | None = None  # llm-rubric: a judge of the spec instead of an ad-hoc rubric
-    # llm-rubric: the model of an ad-hoc rubric (default: the spec's first llm judge's model)
-    model: str | None = None
-    description: str = ""
+    type: str = Field(json_schema_extra={"enum": list(ASSERTION_TYPES)}, description="what to check")
+    value: Any = Field(None, description="what to expect; its shape depends on `type`")
+    weight: float = Field(1.0, ge=0, description="share in a weighted score; 0 reports without deciding")
+    threshold: Ratio | None = Field(
+        None, description="llm-rubric: score to reach; assert-set: weighted share"
+    )
+    assert_: tuple[Assertion, ...] | None = Field(None, alias="assert", description="assert-set: its checks")
+    judge: Name | None = Field(None, description="llm-rubric: a judge of the spec instead of a rubric")
+    model: str | None = Field(None, description="llm-rubric: model (default: the spec's first llm judge's)")
+    description: str = Field("", description="the name shown in reports")
 
     @property
     def negated(self) -> bool:
@@ -107,7 +108,7 @@ class ToolScript(Model):
     """How a tool answers during a scenario: a default `result` and/or argument-matched `results`."""
 
     description: str = ""
-    parameters: dict[str, Any] | None = None  # JSON Schema declared to openai-chat targets
+    parameters: dict[str, Any] | None = Field(None, description="JSON Schema declared to openai-chat agents")
     result: Any = None
     results: tuple[ToolResult, ...] = ()
 
@@ -122,6 +123,8 @@ class ToolScript(Model):
 
 
 class Turn(Model):
+    """One user message and the checks on the agent's answer to it."""
+
     user: str = Field(min_length=1)
     assert_: tuple[Assertion, ...] = Field((), alias="assert")
 
@@ -140,12 +143,14 @@ class ScenarioBody(Model):
     description: str = ""
     system: str | None = None
     tags: tuple[str, ...] = ()
-    timeout: Seconds | None = None  # default: the spec's synthetic.timeout
-    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, le=100)
+    timeout: Seconds | None = Field(None, description="default: the spec's synthetic.timeout")
+    max_steps: int = Field(
+        DEFAULT_MAX_STEPS, ge=1, le=100, description="LLM + tool calls per turn; more is a loop"
+    )
     tools: dict[str, ToolScript] = Field(default_factory=dict)
     turns: tuple[Turn, ...] = Field(min_length=1)
     assert_: tuple[Assertion, ...] = Field((), alias="assert")
-    threshold: Ratio | None = None  # pass on the weighted share of assertions instead of all of them
+    threshold: Ratio | None = Field(None, description="pass on the weighted score instead of every assertion")
 
 
 class Scenario(ScenarioBody):
