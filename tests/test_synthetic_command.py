@@ -241,7 +241,7 @@ async def test_probe_runs_every_interval_until_sigterm(tmp_path: Path) -> None:
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            for _ in range(100):  # until three cycles were counted (or 10 s)
+            for _ in range(200):  # until three cycles were counted (or 20 s)
                 await asyncio.sleep(0.1)
                 metrics = await scrape(url)
                 if runs(metrics, "order-status-shipped", names.SYNTHETIC_PASSED) >= 3:
