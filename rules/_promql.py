@@ -41,12 +41,16 @@ def alternation(values: Iterable[str]) -> str:
     return "|".join(v.replace(".", "\\.") for v in sorted(set(values)))
 
 
-def selector(metric: str, eq: Mapping[str, str] | None = None, regex: Mapping[str, Iterable[str]] | None = None) -> str:
+def selector(
+    metric: str, eq: Mapping[str, str] | None = None, regex: Mapping[str, Iterable[str]] | None = None
+) -> str:
     """`metric{k="v", k2=~"a|b"}`: equality matchers first; a one-value regex becomes an equality."""
     parts = [f"{k}={_quote(v)}" for k, v in (eq or {}).items()]
     for k, values in (regex or {}).items():
         distinct = sorted(set(values))
-        parts.append(f"{k}={_quote(distinct[0])}" if len(distinct) == 1 else f"{k}=~{_quote(alternation(distinct))}")
+        parts.append(
+            f"{k}={_quote(distinct[0])}" if len(distinct) == 1 else f"{k}=~{_quote(alternation(distinct))}"
+        )
     return f"{metric}{{{', '.join(parts)}}}" if parts else metric
 
 

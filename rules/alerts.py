@@ -32,7 +32,12 @@ SEVERITY_CRITICAL, SEVERITY_WARNING, SEVERITY_INFO = "critical", "warning", "inf
 
 
 def _alert(
-    name: str, expr: str, labels: dict[str, str], summary: str, description: str, for_: str | None = None,
+    name: str,
+    expr: str,
+    labels: dict[str, str],
+    summary: str,
+    description: str,
+    for_: str | None = None,
     urls: dict[str, str] | None = None,
 ) -> Rule:
     rule: Rule = {"alert": name, "expr": expr}
@@ -71,7 +76,8 @@ def burn_alerts(plan: Plan) -> list[Rule]:
                 capped = (
                     f" The threshold is capped at {num(tier.error_ratio * 100)}%: a {percent(objective)}% objective"
                     f" cannot burn {num(tier.factor)} times its budget."
-                    if tier.capped else ""
+                    if tier.capped
+                    else ""
                 )
                 description = (
                     f"{{{{ $value | humanizePercentage }}}} of {slo} events failed on flow {{{{ $labels.flow }}}}"
@@ -80,11 +86,24 @@ def burn_alerts(plan: Plan) -> list[Rule]:
                     f" {num(tier.factor)}x the sustainable rate or faster ({tier.name}).{capped}"
                 )
                 labels = {
-                    **plan.routing_labels(slo), names.L_SLO: slo, names.L_OBJECTIVE: percent(objective),
-                    names.L_SEVERITY: tier.severity, names.L_BURN_TIER: tier.name,
+                    **plan.routing_labels(slo),
+                    names.L_SLO: slo,
+                    names.L_OBJECTIVE: percent(objective),
+                    names.L_SEVERITY: tier.severity,
+                    names.L_BURN_TIER: tier.name,
                 }
                 summary = f"The {slo} SLO of {spec.agent} is burning its error budget too fast."
-                out.append(_alert(names.ALERT_BURN_RATE, expr, labels, summary, description, alerting.for_, _urls(plan, slo)))
+                out.append(
+                    _alert(
+                        names.ALERT_BURN_RATE,
+                        expr,
+                        labels,
+                        summary,
+                        description,
+                        alerting.for_,
+                        _urls(plan, slo),
+                    )
+                )
     return out
 
 
@@ -95,21 +114,28 @@ def budget_alerts(plan: Plan) -> list[Rule]:
         remaining = selector(names.ERROR_BUDGET_REMAINING, {names.L_AGENT: spec.agent, names.L_SLO: slo})
         period = spec.period_of(slo)
         labels = {**plan.routing_labels(slo), names.L_SLO: slo}
-        out.append(_alert(
-            names.ALERT_BUDGET_LOW, f"{remaining} < {num(BUDGET_LOW_REMAINING)} > 0",
-            {**labels, names.L_SEVERITY: SEVERITY_INFO},
-            f"The {slo} SLO of {spec.agent} has less than {num(BUDGET_LOW_REMAINING * 100)}% of its error budget left.",
-            f"{{{{ $value | humanizePercentage }}}} of the {period} error budget of {slo} remains on flow"
-            " {{ $labels.flow }}; risky changes should wait.",
-            urls=_urls(plan, slo),
-        ))
-        out.append(_alert(
-            names.ALERT_BUDGET_EXHAUSTED, f"{remaining} <= 0", {**labels, names.L_SEVERITY: SEVERITY_WARNING},
-            f"The {slo} SLO of {spec.agent} has spent its whole error budget.",
-            f"The {period} error budget of {slo} on flow {{{{ $labels.flow }}}} is spent"
-            " (remaining {{ $value | humanizePercentage }}); the release gate is closed.",
-            urls=_urls(plan, slo),
-        ))
+        out.append(
+            _alert(
+                names.ALERT_BUDGET_LOW,
+                f"{remaining} < {num(BUDGET_LOW_REMAINING)} > 0",
+                {**labels, names.L_SEVERITY: SEVERITY_INFO},
+                f"The {slo} SLO of {spec.agent} has less than {num(BUDGET_LOW_REMAINING * 100)}% of its error budget left.",
+                f"{{{{ $value | humanizePercentage }}}} of the {period} error budget of {slo} remains on flow"
+                " {{ $labels.flow }}; risky changes should wait.",
+                urls=_urls(plan, slo),
+            )
+        )
+        out.append(
+            _alert(
+                names.ALERT_BUDGET_EXHAUSTED,
+                f"{remaining} <= 0",
+                {**labels, names.L_SEVERITY: SEVERITY_WARNING},
+                f"The {slo} SLO of {spec.agent} has spent its whole error budget.",
+                f"The {period} error budget of {slo} on flow {{{{ $labels.flow }}}} is spent"
+                " (remaining {{ $value | humanizePercentage }}); the release gate is closed.",
+                urls=_urls(plan, slo),
+            )
+        )
     return out
 
 
@@ -121,17 +147,21 @@ def rare_event_alerts(plan: Plan) -> list[Rule]:
         if alerting.any_bad is None:
             continue
         bad = selector(
-            names.events_rate(BUCKET), {names.L_AGENT: spec.agent, names.L_SLO: slo, names.L_OUTCOME: names.BAD}
+            names.events_rate(BUCKET),
+            {names.L_AGENT: spec.agent, names.L_SLO: slo, names.L_OUTCOME: names.BAD},
         )
         severity = SEVERITY_CRITICAL if alerting.any_bad == "page" else SEVERITY_WARNING
-        out.append(_alert(
-            names.ALERT_RARE_EVENT, f"sum {BY_SLO} ({bad}) > 0",
-            {**plan.routing_labels(slo), names.L_SLO: slo, names.L_SEVERITY: severity},
-            f"A {slo} event of {spec.agent} failed.",
-            f"{{{{ $value }}}} bad {slo} event(s) on flow {{{{ $labels.flow }}}} in the last {BUCKET};"
-            " this SLO alerts on every bad event.",
-            urls=_urls(plan, slo),
-        ))
+        out.append(
+            _alert(
+                names.ALERT_RARE_EVENT,
+                f"sum {BY_SLO} ({bad}) > 0",
+                {**plan.routing_labels(slo), names.L_SLO: slo, names.L_SEVERITY: severity},
+                f"A {slo} event of {spec.agent} failed.",
+                f"{{{{ $value }}}} bad {slo} event(s) on flow {{{{ $labels.flow }}}} in the last {BUCKET};"
+                " this SLO alerts on every bad event.",
+                urls=_urls(plan, slo),
+            )
+        )
     return out
 
 
@@ -144,7 +174,8 @@ def silent_flow_alert(plan: Plan) -> Rule:
     day = f"sum {by_flow} ({selector(names.events_rate('1d'), scope)}) > 0"
     recent = f"sum {by_flow} ({selector(names.events_rate(window), scope)}) > 0"
     return _alert(
-        names.ALERT_TELEMETRY_ABSENT, f"{day}\nunless on({names.L_AGENT}, {names.L_FLOW}) {recent}",
+        names.ALERT_TELEMETRY_ABSENT,
+        f"{day}\nunless on({names.L_AGENT}, {names.L_FLOW}) {recent}",
         {**plan.agent_labels(), names.L_SEVERITY: SEVERITY_WARNING, names.L_REASON: REASON_SILENT_FLOW},
         f"A flow of {spec.agent} stopped reporting events.",
         f"Flow {{{{ $labels.flow }}}} reported events in the last day but none in the last {window};"
@@ -162,28 +193,33 @@ def signal_alerts(plan: Plan) -> list[Rule]:
     urls = _urls(plan)
     out = []
     failures = selector(names.SYNTHETIC_CONSECUTIVE_FAILURES, scope)
-    out.append(_alert(
-        names.ALERT_SYNTHETIC_FAILING,
-        f"max by ({names.L_AGENT}, {names.L_FLOW}, {names.L_SCENARIO}) ({failures}) >= {SYNTHETIC_FAILURES_IN_A_ROW}",
-        {**labels, names.L_SEVERITY: SEVERITY_CRITICAL},
-        f"A synthetic scenario of {spec.agent} keeps failing.",
-        "Scenario {{ $labels.scenario }} on flow {{ $labels.flow }} failed {{ $value }} times in a row.",
-        urls=urls,
-    ))
+    out.append(
+        _alert(
+            names.ALERT_SYNTHETIC_FAILING,
+            f"max by ({names.L_AGENT}, {names.L_FLOW}, {names.L_SCENARIO}) ({failures}) >= {SYNTHETIC_FAILURES_IN_A_ROW}",
+            {**labels, names.L_SEVERITY: SEVERITY_CRITICAL},
+            f"A synthetic scenario of {spec.agent} keeps failing.",
+            "Scenario {{ $labels.scenario }} on flow {{ $labels.flow }} failed {{ $value }} times in a row.",
+            urls=urls,
+        )
+    )
     floors: dict[float, list[str]] = {}
     for judge, definition in spec.judges.items():
         floors.setdefault(definition.agreement_floor, []).append(judge)
     for floor, judges in floors.items():
         agreement = selector(names.JUDGE_AGREEMENT_RATIO, scope, {names.L_JUDGE: judges})
-        out.append(_alert(
-            names.ALERT_JUDGE_AGREEMENT_LOW,
-            f"min by ({names.L_AGENT}, {names.L_JUDGE}, {names.L_JUDGE_VERSION}) ({agreement}) < {num(floor)}",
-            warn, f"A judge of {spec.agent} disagrees with human labels too often.",
-            f"Judge {{{{ $labels.judge }}}} version {{{{ $labels.judge_version }}}} agrees with human labels"
-            f" {{{{ $value | humanizePercentage }}}} of the time, below its {num(floor * 100)}% floor;"
-            " its verdicts should not drive budgets until it is recalibrated.",
-            urls=urls,
-        ))
+        out.append(
+            _alert(
+                names.ALERT_JUDGE_AGREEMENT_LOW,
+                f"min by ({names.L_AGENT}, {names.L_JUDGE}, {names.L_JUDGE_VERSION}) ({agreement}) < {num(floor)}",
+                warn,
+                f"A judge of {spec.agent} disagrees with human labels too often.",
+                f"Judge {{{{ $labels.judge }}}} version {{{{ $labels.judge_version }}}} agrees with human labels"
+                f" {{{{ $value | humanizePercentage }}}} of the time, below its {num(floor * 100)}% floor;"
+                " its verdicts should not drive budgets until it is recalibrated.",
+                urls=urls,
+            )
+        )
     modes = selector(names.FAILURE_MODES_TOTAL, scope)
     key = f"{names.L_AGENT}, {names.L_FLOW}, {names.L_FAILURE_MODE}"
     expr = (
@@ -191,30 +227,43 @@ def signal_alerts(plan: Plan) -> list[Rule]:
         f"unless on({key}) sum by ({key}) (increase({modes}[{FAILURE_MODE_HISTORY}] offset {FAILURE_MODE_RECENT})) > 0\n"
         f"and on({names.L_AGENT}) group by ({names.L_AGENT}) ({modes} offset {FAILURE_MODE_MIN_HISTORY})"
     )
-    out.append(_alert(
-        names.ALERT_FAILURE_MODE_EMERGED, expr, warn, f"A new failure mode appeared in {spec.agent}.",
-        "Failure mode {{ $labels.failure_mode }} was seen {{ $value }} times on flow {{ $labels.flow }} in the"
-        f" last {FAILURE_MODE_RECENT} and not at all in the {FAILURE_MODE_HISTORY} before.",
-        urls=urls,
-    ))
+    out.append(
+        _alert(
+            names.ALERT_FAILURE_MODE_EMERGED,
+            expr,
+            warn,
+            f"A new failure mode appeared in {spec.agent}.",
+            "Failure mode {{ $labels.failure_mode }} was seen {{ $value }} times on flow {{ $labels.flow }} in the"
+            f" last {FAILURE_MODE_RECENT} and not at all in the {FAILURE_MODE_HISTORY} before.",
+            urls=urls,
+        )
+    )
     hashes = selector(names.SPEC_INFO, scope)
-    out.append(_alert(
-        names.ALERT_SPEC_MISMATCH,
-        f"count by ({names.L_AGENT}) (count by ({names.L_AGENT}, {names.L_SPEC_HASH}) ({hashes})) > 1",
-        warn, f"Exporter replicas of {spec.agent} run different SLO specs.",
-        "{{ $value }} different spec hashes are live; alerts and budgets mix definitions until every"
-        " replica runs the same spec.",
-        for_=SPEC_MISMATCH_FOR, urls=urls,
-    ))
+    out.append(
+        _alert(
+            names.ALERT_SPEC_MISMATCH,
+            f"count by ({names.L_AGENT}) (count by ({names.L_AGENT}, {names.L_SPEC_HASH}) ({hashes})) > 1",
+            warn,
+            f"Exporter replicas of {spec.agent} run different SLO specs.",
+            "{{ $value }} different spec hashes are live; alerts and budgets mix definitions until every"
+            " replica runs the same spec.",
+            for_=SPEC_MISMATCH_FOR,
+            urls=urls,
+        )
+    )
     up = selector(names.UP, {"job": spec.telemetry.scrape_job})
-    out.append(_alert(
-        names.ALERT_TELEMETRY_ABSENT, f"{up} == 0\nor absent({up})",
-        {**warn, names.L_AGENT: spec.agent, names.L_REASON: REASON_SCRAPE},
-        f"The agent-slo exporter of {spec.agent} is not scraped.",
-        f"Job {spec.telemetry.scrape_job} target {{{{ $labels.instance }}}} is down or missing;"
-        f" the SLOs of {spec.agent} are not measured.",
-        for_=SCRAPE_DOWN_FOR, urls=urls,
-    ))
+    out.append(
+        _alert(
+            names.ALERT_TELEMETRY_ABSENT,
+            f"{up} == 0\nor absent({up})",
+            {**warn, names.L_AGENT: spec.agent, names.L_REASON: REASON_SCRAPE},
+            f"The agent-slo exporter of {spec.agent} is not scraped.",
+            f"Job {spec.telemetry.scrape_job} target {{{{ $labels.instance }}}} is down or missing;"
+            f" the SLOs of {spec.agent} are not measured.",
+            for_=SCRAPE_DOWN_FOR,
+            urls=urls,
+        )
+    )
     return out
 
 
@@ -233,10 +282,12 @@ def drift_alert(plan: Plan) -> Rule:
         f"and {on} {count} >= {drift.min_samples}"
     )
     return _alert(
-        names.ALERT_JUDGE_DRIFT, expr, {**plan.agent_labels(), names.L_SEVERITY: SEVERITY_WARNING},
+        names.ALERT_JUDGE_DRIFT,
+        expr,
+        {**plan.agent_labels(), names.L_SEVERITY: SEVERITY_WARNING},
         f"A judge's scores of {spec.agent} drifted from their baseline.",
         f"The {drift.window} mean score of judge {{{{ $labels.judge }}}} version {{{{ $labels.judge_version }}}}"
-        f" on flow {{{{ $labels.flow }}}} is {{{{ $value | printf \"%.3f\" }}}}, more than {num(drift.sigma)} sigma"
+        f' on flow {{{{ $labels.flow }}}} is {{{{ $value | printf "%.3f" }}}}, more than {num(drift.sigma)} sigma'
         f" from its {drift.baseline} baseline ({humanize(parse_duration(drift.window))} windows,"
         f" at least {drift.min_samples} verdicts).",
         urls=_urls(plan),

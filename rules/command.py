@@ -16,14 +16,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="SLO spec files (agent-slo/v1 YAML)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the rule files")
     parser.add_argument(
-        "--format", choices=FORMATS, default="prometheus",
+        "--format",
+        choices=FORMATS,
+        default="prometheus",
         help="a Prometheus rule file, or a PrometheusRule object for the Prometheus Operator",
     )
     parser.add_argument(
-        "--metadata-label", action="append", default=[], metavar="KEY=VALUE",
+        "--metadata-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="label on the PrometheusRule objects (repeatable), so the operator's ruleSelector selects them",
     )
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the files on disk differ")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when the files on disk differ"
+    )
 
 
 def _labels(pairs: list[str]) -> dict[str, str] | None:

@@ -60,8 +60,16 @@ def groups(spec: Spec, eval_interval: str = EVAL_INTERVAL) -> list[dict[str, Any
     out = [{"name": f"agent-slo:{spec.agent}:slo", "interval": eval_interval, "rules": slo_rules}]
     if spec.judges:
         judge_rules = [*recording.judge_rules(plan), alerts.drift_alert(plan)]
-        out.append({"name": f"agent-slo:{spec.agent}:judges", "interval": eval_interval, "rules": judge_rules})
-    out.append({"name": f"agent-slo:{spec.agent}:signals", "interval": eval_interval, "rules": alerts.signal_alerts(plan)})
+        out.append(
+            {"name": f"agent-slo:{spec.agent}:judges", "interval": eval_interval, "rules": judge_rules}
+        )
+    out.append(
+        {
+            "name": f"agent-slo:{spec.agent}:signals",
+            "interval": eval_interval,
+            "rules": alerts.signal_alerts(plan),
+        }
+    )
     return out
 
 
@@ -70,8 +78,11 @@ def rule_file_name(spec: Spec, fmt: str = "prometheus") -> str:
 
 
 def generate_files(
-    specs: list[Spec], fmt: str = "prometheus", metadata_labels: Mapping[str, str] | None = None,
-    *, eval_interval: str = EVAL_INTERVAL,
+    specs: list[Spec],
+    fmt: str = "prometheus",
+    metadata_labels: Mapping[str, str] | None = None,
+    *,
+    eval_interval: str = EVAL_INTERVAL,
 ) -> dict[str, str]:
     """Relative path → YAML content for every spec: `<agent>.rules.yaml`, or with
     `fmt="prometheus-operator"` a `PrometheusRule` `<agent>.prometheusrule.yaml` carrying
@@ -89,6 +100,11 @@ def generate_files(
             metadata: dict[str, Any] = {"name": f"agent-slo-{spec.agent}".replace("_", "-").replace(".", "-")}
             labels = {"app.kubernetes.io/name": "agent-slo", **(metadata_labels or {})}
             metadata["labels"] = dict(sorted(labels.items()))
-            data = {"apiVersion": OPERATOR_API_VERSION, "kind": "PrometheusRule", "metadata": metadata, "spec": data}
+            data = {
+                "apiVersion": OPERATOR_API_VERSION,
+                "kind": "PrometheusRule",
+                "metadata": metadata,
+                "spec": data,
+            }
         files[rule_file_name(spec, fmt)] = dump(data)
     return files

@@ -39,7 +39,9 @@ def _counter(phases: list[tuple[int, float]]) -> str:
 
 def _series(spec: Spec, slo: str, flow: str, good: str, bad: str) -> list[dict[str, str]]:
     def labels(outcome: str) -> str:
-        return f'{names.EVENTS_TOTAL}{{agent="{spec.agent}", flow="{flow}", slo="{slo}", outcome="{outcome}"}}'
+        return (
+            f'{names.EVENTS_TOTAL}{{agent="{spec.agent}", flow="{flow}", slo="{slo}", outcome="{outcome}"}}'
+        )
 
     return [{"series": labels(names.GOOD), "values": good}, {"series": labels(names.BAD), "values": bad}]
 
@@ -47,7 +49,8 @@ def _series(spec: Spec, slo: str, flow: str, good: str, bad: str) -> list[dict[s
 def _minutes_to_fire(plan: Plan, tier: burn.Tier, for_: str | None) -> int:
     """Minutes of full outage (after clean traffic) until the tier fires, with the buckets' lag."""
     minutes = [
-        math.floor(tier.error_ratio * parse_duration(window) / 60) + 1
+        math.floor(tier.error_ratio * parse_duration(window) / 60)
+        + 1
         + (0 if plan.is_raw(window) else parse_duration(BUCKET) // 60)
         for window in (tier.long, tier.short)
     ]
@@ -55,7 +58,11 @@ def _minutes_to_fire(plan: Plan, tier: burn.Tier, for_: str | None) -> int:
 
 
 def _count(expr: str, eval_minutes: int, value: int) -> dict[str, Any]:
-    return {"expr": f"{expr} or vector(0)", "eval_time": f"{eval_minutes}m", "exp_samples": [{"labels": "{}", "value": value}]}
+    return {
+        "expr": f"{expr} or vector(0)",
+        "eval_time": f"{eval_minutes}m",
+        "exp_samples": [{"labels": "{}", "value": value}],
+    }
 
 
 class _Group:

@@ -69,9 +69,16 @@ def constant_rules(plan: Plan) -> list[Rule]:
         return "\nor ".join(terms)
 
     return [
-        _record(names.OBJECTIVE_RATIO, per_value(names.L_OBJECTIVE, {percent(o): o / 100 for o in objectives})),
-        _record(names.ERROR_BUDGET_RATIO, per_value(names.L_OBJECTIVE, {percent(o): 1 - o / 100 for o in objectives})),
-        _record(names.PERIOD_SECONDS, per_value(names.L_PERIOD, {p: parse_duration(p) for p in plan.periods})),
+        _record(
+            names.OBJECTIVE_RATIO, per_value(names.L_OBJECTIVE, {percent(o): o / 100 for o in objectives})
+        ),
+        _record(
+            names.ERROR_BUDGET_RATIO,
+            per_value(names.L_OBJECTIVE, {percent(o): 1 - o / 100 for o in objectives}),
+        ),
+        _record(
+            names.PERIOD_SECONDS, per_value(names.L_PERIOD, {p: parse_duration(p) for p in plan.periods})
+        ),
     ]
 
 
@@ -90,7 +97,9 @@ def _promql_window(spec: Spec, slo: str, window: str) -> str:
         f'label_replace({bad}, "{names.L_OUTCOME}", "{names.BAD}", "", "")'
         f' or label_replace({good}, "{names.L_OUTCOME}", "{names.GOOD}", "", "")'
     )
-    per_flow = [f'label_replace({outcomes}, "{names.L_FLOW}", "{flow}", "", "")' for flow in spec.flows_of(slo)]
+    per_flow = [
+        f'label_replace({outcomes}, "{names.L_FLOW}", "{flow}", "", "")' for flow in spec.flows_of(slo)
+    ]
     return "\n or ".join(per_flow)
 
 
@@ -120,7 +129,11 @@ def event_rules(plan: Plan) -> list[Rule]:
     for window, slos in long_windows:
         regex = {names.L_SLO: slos} if slos is not None and len(slos) < len(spec.slos) else None
         buckets = selector(names.events_bucket(BUCKET), {names.L_AGENT: agent}, regex)
-        out.append(_record(names.events_rate(window), f"sum_over_time({buckets}[{open_range(parse_duration(window))}])"))
+        out.append(
+            _record(
+                names.events_rate(window), f"sum_over_time({buckets}[{open_range(parse_duration(window))}])"
+            )
+        )
     return out
 
 
@@ -218,7 +231,9 @@ def judge_rules(plan: Plan) -> list[Rule]:
     key = f"{names.L_AGENT}, {names.L_FLOW}, {names.L_JUDGE}, {names.L_JUDGE_VERSION}"
     scope = {names.L_AGENT: spec.agent}
     regex = {names.L_JUDGE: judges}
-    count = f"sum by ({key}) (increase({selector(names.JUDGE_SCORE + '_count', scope, regex)}[{drift.window}]))"
+    count = (
+        f"sum by ({key}) (increase({selector(names.JUDGE_SCORE + '_count', scope, regex)}[{drift.window}]))"
+    )
     total = f"sum by ({key}) (increase({selector(names.JUDGE_SCORE + '_sum', scope, regex)}[{drift.window}]))"
     mean = selector(names.judge_score_mean(drift.window), scope)
     counted = f"({selector(names.judge_score_count(drift.window), scope)} > 0)"

@@ -33,7 +33,10 @@ def promtool() -> str:
 
 def _run(promtool: str, directory: Path, test_file: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [promtool, "test", "rules", test_file], cwd=directory, capture_output=True, text=True,
+        [promtool, "test", "rules", test_file],
+        cwd=directory,
+        capture_output=True,
+        text=True,
         timeout=PROMTOOL_TIMEOUT,
     )
 
@@ -74,7 +77,7 @@ def test_generated_promtool_tests_pass_and_catch_broken_rules(promtool: str, tmp
     for spec in specs:
         rule_file = f"{spec.agent}.rules.yaml"
         tests = generate_promtool_tests([spec], [rule_file])
-        (test_file, content), = tests.items()
+        ((test_file, content),) = tests.items()
         (tmp_path / rule_file).write_text(rules[rule_file])
         (tmp_path / test_file).write_text(content)
         result = _run(promtool, tmp_path, test_file)
@@ -91,8 +94,14 @@ def test_generated_promtool_tests_pass_and_catch_broken_rules(promtool: str, tmp
     assert result.returncode != 0
 
 
-def _write_suite(directory: Path, interval: str, series: list[dict[str, str]], checks: list[dict[str, Any]],
-                 alerts: list[dict[str, Any]] | None = None, rule_file: str = "shop.rules.yaml") -> str:
+def _write_suite(
+    directory: Path,
+    interval: str,
+    series: list[dict[str, str]],
+    checks: list[dict[str, Any]],
+    alerts: list[dict[str, Any]] | None = None,
+    rule_file: str = "shop.rules.yaml",
+) -> str:
     _shop_rules(directory)
     group: dict[str, Any] = {"interval": interval, "input_series": series, "promql_expr_test": checks}
     if alerts:
@@ -134,14 +143,22 @@ def test_period_ratio_on_spiky_traffic_is_event_weighted(promtool: str, tmp_path
     end = f"{SPIKY_HOURS * 60}m"
     ratio = 'agent_slo:sli_error:ratio_rate30d{slo="availability"}'
     checks = [
-        {"expr": f"abs({ratio} / {exact!r} - 1) < bool 0.02", "eval_time": end,
-         "exp_samples": [{"labels": '{agent="shop", slo="availability", flow="checkout"}', "value": 1}]},
+        {
+            "expr": f"abs({ratio} / {exact!r} - 1) < bool 0.02",
+            "eval_time": end,
+            "exp_samples": [{"labels": '{agent="shop", slo="availability", flow="checkout"}', "value": 1}],
+        },
         # What a mean of short-window ratios (Sloth's period ratio) would report: orders of magnitude off.
-        {"expr": f'avg_over_time(agent_slo:sli_error:ratio_rate5m{{slo="availability"}}[{end}]) / {exact!r} > bool 50',
-         "eval_time": end,
-         "exp_samples": [{"labels": '{agent="shop", slo="availability", flow="checkout"}', "value": 1}]},
+        {
+            "expr": f'avg_over_time(agent_slo:sli_error:ratio_rate5m{{slo="availability"}}[{end}]) / {exact!r} > bool 50',
+            "eval_time": end,
+            "exp_samples": [{"labels": '{agent="shop", slo="availability", flow="checkout"}', "value": 1}],
+        },
     ]
-    series = [_events("availability", "good", _cumulative(good)), _events("availability", "bad", _cumulative(bad))]
+    series = [
+        _events("availability", "good", _cumulative(good)),
+        _events("availability", "bad", _cumulative(bad)),
+    ]
     # Evaluated every 5 minutes: the check is on recorded values, and every evaluation then records a bucket.
     suite = _write_suite(tmp_path, "5m", [{**s, "values": _every(s["values"], 5)} for s in series], checks)
     result = _run(promtool, tmp_path, suite)
@@ -170,28 +187,55 @@ def test_judge_drift_fires_two_sigma_below_baseline(promtool: str, tmp_path: Pat
             sums.append(per_step * mean)
         labels = f'agent="shop", flow="checkout", judge="policy", judge_version="{version}"'
         return [
-            {"series": f"agent_slo_judge_score_count{{{labels}}}", "values": " ".join(f"{v:g}" for v in _cumulative(counts))},
-            {"series": f"agent_slo_judge_score_sum{{{labels}}}", "values": " ".join(f"{v:.6f}" for v in _cumulative(sums))},
+            {
+                "series": f"agent_slo_judge_score_count{{{labels}}}",
+                "values": " ".join(f"{v:g}" for v in _cumulative(counts)),
+            },
+            {
+                "series": f"agent_slo_judge_score_sum{{{labels}}}",
+                "values": " ".join(f"{v:.6f}" for v in _cumulative(sums)),
+            },
         ]
 
     end = f"{steps * 5}m"
-    alerts = [{
-        "eval_time": end, "alertname": "AgentSLOJudgeScoreDrift",
-        "exp_alerts": [{
-            "exp_labels": {"agent": "shop", "flow": "checkout", "judge": "policy", "judge_version": "1",
-                           "env": "test", "team": "sre", "owner": "oncall", "severity": "warning"},
-            "exp_annotations": {
-                "summary": "A judge's scores of shop drifted from their baseline.",
-                "description": "The 1h mean score of judge policy version 1 on flow checkout is 0.800, more than"
-                               " 2 sigma from its 7d baseline (60 min windows, at least 30 verdicts).",
-            },
-        }],
-    }, {"eval_time": f"{(steps - 13) * 5}m", "alertname": "AgentSLOJudgeScoreDrift", "exp_alerts": []}]
-    checks = [{
-        "expr": 'round(agent_slo:judge_score_baseline:mean{judge_version="2"}, 0.001)', "eval_time": end,
-        "exp_samples": [{"labels": '{agent="shop", flow="checkout", judge="policy", judge_version="2"}',
-                         "value": 0.91}],
-    }]
+    alerts = [
+        {
+            "eval_time": end,
+            "alertname": "AgentSLOJudgeScoreDrift",
+            "exp_alerts": [
+                {
+                    "exp_labels": {
+                        "agent": "shop",
+                        "flow": "checkout",
+                        "judge": "policy",
+                        "judge_version": "1",
+                        "env": "test",
+                        "team": "sre",
+                        "owner": "oncall",
+                        "severity": "warning",
+                    },
+                    "exp_annotations": {
+                        "summary": "A judge's scores of shop drifted from their baseline.",
+                        "description": "The 1h mean score of judge policy version 1 on flow checkout is 0.800, more than"
+                        " 2 sigma from its 7d baseline (60 min windows, at least 30 verdicts).",
+                    },
+                }
+            ],
+        },
+        {"eval_time": f"{(steps - 13) * 5}m", "alertname": "AgentSLOJudgeScoreDrift", "exp_alerts": []},
+    ]
+    checks = [
+        {
+            "expr": 'round(agent_slo:judge_score_baseline:mean{judge_version="2"}, 0.001)',
+            "eval_time": end,
+            "exp_samples": [
+                {
+                    "labels": '{agent="shop", flow="checkout", judge="policy", judge_version="2"}',
+                    "value": 0.91,
+                }
+            ],
+        }
+    ]
     series = [*histogram("1", True), *histogram("2", False)]
     suite = _write_suite(tmp_path, "5m", series, checks, alerts, rule_file="lean/shop.rules.yaml")
     result = _run(promtool, tmp_path, suite)
@@ -207,15 +251,27 @@ def test_failure_mode_new_today_fires_once_eight_days_exist(promtool: str, tmp_p
     def mode(name: str, active: list[range]) -> dict[str, str]:
         per_hour = [3 if any(h in r for r in active) else 0 for h in range(hours)]
         labels = f'agent="shop", flow="checkout", failure_mode="{name}"'
-        return {"series": f"agent_slo_failure_modes_total{{{labels}}}",
-                "values": " ".join(f"{v:g}" for v in _cumulative(per_hour))}
+        return {
+            "series": f"agent_slo_failure_modes_total{{{labels}}}",
+            "values": " ".join(f"{v:g}" for v in _cumulative(per_hour)),
+        }
 
     today = range(hours - 12, hours)
-    series = [mode("loop", [today]), mode("wrong_tool", [range(30, 40), today]), mode("early", [range(96, 108)])]
+    series = [
+        mode("loop", [today]),
+        mode("wrong_tool", [range(30, 40), today]),
+        mode("early", [range(96, 108)]),
+    ]
     # Hourly evaluations at which each mode's alert was firing over the nine days: `loop` from its first
     # counted hour (205) to the end (216), the others never.
     fired = 'sum by (failure_mode) (count_over_time(ALERTS{alertname="AgentSLOFailureModeEmerged"}[9d]))'
-    checks = [{"expr": fired, "eval_time": f"{hours}h", "exp_samples": [{"labels": '{failure_mode="loop"}', "value": 12}]}]
+    checks = [
+        {
+            "expr": fired,
+            "eval_time": f"{hours}h",
+            "exp_samples": [{"labels": '{failure_mode="loop"}', "value": 12}],
+        }
+    ]
     suite = _write_suite(tmp_path, "1h", series, checks)
     result = _run(promtool, tmp_path, suite)
     assert result.returncode == 0, result.stdout + result.stderr
