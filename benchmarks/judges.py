@@ -36,6 +36,7 @@ BOUND = JUDGE_CONCURRENCY / PROVIDER_LATENCY_S  # judged sessions/s the provider
 EVENT_BATCH = 1_000
 EVENT_CLIENTS = 4
 JSON = {"Content-Type": "application/json"}
+READY_TIMEOUT_S = 60.0  # a loaded machine can take a while to import everything
 SESSION_RATE = 100.0  # sessions/s offered while measuring ingest with judging on (> the 80/s bound)
 
 SPEC = """
@@ -54,6 +55,15 @@ slos:
   hallucination: {{sli: {{judge: faithfulness}}, objective: auto, owner: product}}
   refund-policy: {{sli: {{judge: refund-policy}}, objective: 99.5, flows: [refund], owner: product}}
 """
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -101,8 +111,9 @@ async def measure_judged(http: aiohttp.ClientSession, base: str, n: int) -> floa
 
 
 async def measure_ingest(
-    http: aiohttp.ClientSession, base: str, seconds: float, sessions_on: bool, tag: str
-) -> float:
+    http: aiohttp.ClientSession, base: str, seconds: float, sessions_on: bool, tag: str, pid: int
+) -> tuple[float, float]:
+    """Events/s counted, and the exporter's CPU use (cores) meanwhile."""
     body = orjson.dumps(
         [
             {
@@ -137,14 +148,16 @@ async def measure_ingest(
                 i = due
             await asyncio.sleep(0.05)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
     tasks = [events_client() for _ in range(EVENT_CLIENTS)] + ([sessions_client()] if sessions_on else [])
     await asyncio.gather(*tasks)
-    return counted / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return counted / elapsed, (cpu_seconds(pid) - cpu) / elapsed
 
 
 async def wait_ready(http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the exporter exited with {proc.returncode}")
         try:
@@ -186,9 +199,15 @@ async def run(args: argparse.Namespace) -> None:
             judged = await measure_judged(http, base, args.sessions)
             off: list[float] = []
             on: list[float] = []
+            cpu_off: list[float] = []
+            cpu_on: list[float] = []
             for r in range(args.rounds):
-                off.append(await measure_ingest(http, base, args.seconds, False, f"off{r}"))
-                on.append(await measure_ingest(http, base, args.seconds, True, f"on{r}"))
+                rate, cpu = await measure_ingest(http, base, args.seconds, False, f"off{r}", exporter.pid)
+                off.append(rate)
+                cpu_off.append(cpu)
+                rate, cpu = await measure_ingest(http, base, args.seconds, True, f"on{r}", exporter.pid)
+                on.append(rate)
+                cpu_on.append(cpu)
                 # let the judge backlog from the 'on' round drain before the next 'off' round
                 async with http.get(f"{base}/v1/judging") as resp:
                     backlog = sum((await resp.json())["queues"].values())
@@ -208,6 +227,11 @@ async def run(args: argparse.Namespace) -> None:
             f"(rounds: {', '.join(f'{x:,.0f}' for x in on)})"
         )
         print(f"ratio on/off: {m_on / m_off:.1%} (target >= 80%)")
+        print(
+            f"exporter CPU (cores): off {statistics.median(cpu_off):.2f}, "
+            f"on {statistics.median(cpu_on):.2f}; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
     finally:
         for proc in (exporter, provider):
             if proc is not None:

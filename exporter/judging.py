@@ -29,6 +29,7 @@ import openai
 
 from agentslo.judges import JudgeInput, Verdict, applies, run_judge
 from agentslo.judges import model as outcomes
+from agentslo.judges.remote import JudgeProcess
 from agentslo.judges.rule import evaluate
 from agentslo.judges.sampling import sampled
 from agentslo.spec import LLMJudge, RuleJudge, Spec
@@ -76,6 +77,8 @@ class PipelineConfig:
     llm_queue_size: int = DEFAULT_LLM_QUEUE_SIZE
     store_sample_rate: float = DEFAULT_STORE_SAMPLE_RATE
     dedupe_window: int = DEFAULT_DEDUPE_WINDOW
+    # LLM judge calls in a child process (agentslo.judges.remote), off the ingest's interpreter.
+    judge_process: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class Pipeline:
         self._pending: set[asyncio.Future[Any]] = set()  # emits scheduled from sync code
         # The exporter's ingest commits to SQLite: call it from a thread of its own, in order.
         self._emitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-judge-events")
+        self._remote = JudgeProcess() if config.judge_process and client is None else None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-sessions")
         self._idle = asyncio.Event()
         self._idle.set()
@@ -162,6 +166,10 @@ class Pipeline:
     # --- lifecycle ---
 
     async def start(self) -> None:
+        if self._remote is not None and any(
+            isinstance(j, LLMJudge) for spec in self.specs.values() for j in spec.judges.values()
+        ):
+            await self._remote.start()
         self._tasks.append(asyncio.create_task(self._intake_loop(), name="judging-intake"))
         for agent, spec in self.specs.items():
             for name, judge in spec.judges.items():
@@ -182,6 +190,8 @@ class Pipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._remote is not None:
+            await self._remote.stop()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self.db(self.store.close)
@@ -350,7 +360,10 @@ class Pipeline:
         while True:
             job = await queue.get()
             try:
-                verdict = await run_judge(name, judge, job.case, client=self.client)
+                if self._remote is not None:
+                    verdict = await self._remote.judge(name, judge, job.case)
+                else:
+                    verdict = await run_judge(name, judge, job.case, client=self.client)
                 await self._llm_verdict(job, name, judge, verdict)
             except Exception:
                 log.exception("judging: judge %s failed on session %s", name, job.record.session_id)

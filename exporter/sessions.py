@@ -72,6 +72,7 @@ class SessionsConfig:
                 intake_size=int(env.get("AGENT_SLO_JUDGE_INTAKE", p.intake_size)),
                 llm_queue_size=int(env.get("AGENT_SLO_JUDGE_QUEUE", p.llm_queue_size)),
                 store_sample_rate=float(env.get("AGENT_SLO_SESSIONS_SAMPLE_RATE", p.store_sample_rate)),
+                judge_process=env.get("AGENT_SLO_JUDGE_PROCESS", "1").lower() not in ("0", "false", "no"),
             ),
         )
 
