@@ -391,3 +391,19 @@ def test_spec_hash_ignores_formatting_but_not_content() -> None:
     b = parse_spec(yaml.safe_dump(yaml.safe_load(BASE), default_flow_style=True))
     c = parse_spec(_replace("objective: 99, owner", "objective: 98, owner"))
     assert a.spec_hash == b.spec_hash != c.spec_hash
+
+
+def test_committed_scenario_schema_is_current() -> None:
+    from agentslo.scenario import scenario_schema
+
+    committed = json.loads((ROOT / "schema" / "agent-slo-scenarios.schema.json").read_text())
+    assert committed == scenario_schema(), (
+        "regenerate with: agent-slo probe --schema > schema/agent-slo-scenarios.schema.json"
+    )
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*scenarios/*.yaml")), ids=lambda p: p.name)
+def test_example_scenarios_match_the_scenario_schema(path: Path) -> None:
+    from agentslo.scenario import scenario_schema
+
+    jsonschema.validate(yaml.safe_load(path.read_text()), scenario_schema())
