@@ -61,7 +61,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def load(url: str, body: bytes, clients: int, seconds: float, batch: int) -> dict[str, float]:
+async def load(url: str, body: bytes, clients: int, seconds: float, batch: int, pid: int) -> dict[str, float]:
     latencies: list[float] = []
     counting = False
     stop = False
@@ -69,7 +69,9 @@ async def load(url: str, body: bytes, clients: int, seconds: float, batch: int) 
     async def client(session: aiohttp.ClientSession) -> None:
         while not stop:
             t0 = time.perf_counter()
-            async with session.post(f"{url}/v1/events", data=body, headers={"Content-Type": "application/json"}) as r:
+            async with session.post(
+                f"{url}/v1/events", data=body, headers={"Content-Type": "application/json"}
+            ) as r:
                 await r.read()
                 assert r.status == 200, await r.text()
             if counting:
@@ -89,9 +91,9 @@ async def load(url: str, body: bytes, clients: int, seconds: float, batch: int) 
         tasks = [asyncio.create_task(client(session)) for _ in range(clients)]
         await asyncio.sleep(WARMUP_S)
         counting = True
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
         await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
         counting = False
         stop = True
         await asyncio.gather(*tasks)
@@ -101,20 +103,30 @@ async def load(url: str, body: bytes, clients: int, seconds: float, batch: int) 
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
         "batches": len(latencies),
+        "cpu_us_per_event": cpu / max(1, len(latencies) * batch) * 1e6,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to report server CPU per event."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_server(cmd: list[str], url: str, body: bytes, args: argparse.Namespace) -> dict[str, float]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        return asyncio.run(load(url, body, args.clients, args.seconds, args.batch))
+        result = asyncio.run(load(url, body, args.clients, args.seconds, args.batch, proc.pid))
+        return result
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1000)
@@ -124,8 +136,10 @@ def main() -> int:
         naive_server(args.naive_server)
         return 0
     body = orjson.dumps(events(example_spec(), args.batch))
-    print(f"payload: {args.batch} events, {len(body) / 1024:.0f} KiB per batch; {args.clients} closed-loop clients, "
-          f"{args.seconds:.0f}s measured after {WARMUP_S:.0f}s warm-up; cpus={os.cpu_count()}")
+    print(
+        f"payload: {args.batch} events, {len(body) / 1024:.0f} KiB per batch; {args.clients} closed-loop clients, "
+        f"{args.seconds:.0f}s measured after {WARMUP_S:.0f}s warm-up; cpus={os.cpu_count()}"
+    )
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         serve = [sys.executable, "-m", "agentslo.cli", "serve", EXAMPLE]
@@ -133,19 +147,32 @@ def main() -> int:
             "naive prometheus-client handler": [sys.executable, __file__, "--naive-server"],
             "exporter, no persistence": serve,
             "exporter, SQLite WAL synchronous=full": [*serve, "--db", f"{tmp}/full.db", "--sync", "full"],
-            "exporter, SQLite WAL synchronous=normal": [*serve, "--db", f"{tmp}/normal.db", "--sync", "normal"],
+            "exporter, SQLite WAL synchronous=normal": [
+                *serve,
+                "--db",
+                f"{tmp}/normal.db",
+                "--sync",
+                "normal",
+            ],
         }
         for name, cmd in variants.items():
             port = free_port()
             cmd = [*cmd, str(port)] if cmd[-1] == "--naive-server" else [*cmd, "--port", str(port)]
             results[name] = run_server(cmd, f"http://127.0.0.1:{port}", body, args)
             r = results[name]
-            print(f"{name:42s} {r['events_per_s']:>10,.0f} events/s   p50 {r['p50_ms']:6.1f} ms   "
-                  f"p99 {r['p99_ms']:6.1f} ms   ({r['batches']:.0f} batches)")
+            print(
+                f"{name:42s} {r['events_per_s']:>10,.0f} events/s   p50 {r['p50_ms']:6.1f} ms   "
+                f"p99 {r['p99_ms']:6.1f} ms   server CPU {r['cpu_us_per_event']:5.2f} us/event "
+                f"({r['batches']:.0f} batches)"
+            )
     naive = results["naive prometheus-client handler"]["events_per_s"]
     memory = results["exporter, no persistence"]["events_per_s"]
+    naive_cpu = results["naive prometheus-client handler"]["cpu_us_per_event"]
     for name in list(results)[1:]:
-        print(f"{name:42s} {results[name]['events_per_s'] / naive:5.2f}x naive")
+        print(
+            f"{name:42s} {results[name]['events_per_s'] / naive:5.2f}x naive throughput, "
+            f"{naive_cpu / results[name]['cpu_us_per_event']:5.2f}x less server CPU per event"
+        )
     for name in list(results)[2:]:
         print(f"{name:42s} {results[name]['events_per_s'] / memory:6.1%} of no-persistence throughput")
     return 0

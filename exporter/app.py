@@ -217,7 +217,7 @@ async def get_autonomy(request: web.Request) -> web.StreamResponse:
 
 async def _cleanup(app: web.Application) -> None:
     await app[AUTONOMY].close()
-    app[_WRITER].close()
+    await app[_WRITER].close()
     app[INGESTOR].close()
 
 

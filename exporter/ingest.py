@@ -17,7 +17,7 @@ import hashlib
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -80,6 +80,22 @@ def _merge(into: Deltas, deltas: Deltas) -> None:
     into.events += deltas.events
 
 
+@dataclass
+class Group:
+    """Batches prepared together: their answers and the merged deltas of those that count."""
+
+    results: list[IngestResult] = field(default_factory=list)
+    deltas: Deltas = field(default_factory=Deltas)
+    answers: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    members: list[int] = field(default_factory=list)  # indices of the batches whose deltas are merged
+
+    def fail(self, exc: BaseException) -> None:
+        """The commit failed and rolled back: none of the member batches counted."""
+        for i in self.members:
+            problem = f"could not store the batch ({type(exc).__name__}: {exc}); nothing was counted"
+            self.results[i] = error(503, problem)
+
+
 def body_hash(raw: bytes, partial: bool) -> str:
     return hashlib.sha256(raw + (b"\x00partial" if partial else b"")).hexdigest()
 
@@ -95,6 +111,7 @@ class Ingestor:
         self.lock = self.store.lock
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
+        self.db_lock = threading.Lock()  # one SQLite transaction at a time, whichever thread commits
         self._judge_outcomes: dict[tuple[str, str], set[str]] = {}
         self._last_purge = 0.0
         self.db = Persistence(config.db_path, config.synchronous) if config.db_path else None
@@ -139,38 +156,35 @@ class Ingestor:
         return self.apply_many([Batch(events, partial, idempotency_key, digest)])[0]
 
     def apply_many(self, batches: list[Batch]) -> list[IngestResult]:
-        """Apply several independent batches with one commit (group commit); each is still all-or-nothing.
-
-        The HTTP writer drains its queue into one call, so concurrent clients share one fsync.
-        """
+        """Apply several independent batches with one commit (group commit); each is still all-or-nothing."""
         now = time.time()
-        results: list[IngestResult] = []
-        merged = Deltas()
-        answers: list[tuple[str, str, int, bytes]] = []
-        members: list[int] = []
         with self.lock:
-            for batch in batches:
-                result, deltas = self._prepare(batch, now, merged.sets)
-                results.append(result)
-                if deltas is not None:
-                    members.append(len(results) - 1)
-                    _merge(merged, deltas)
-                    if batch.key is not None:
-                        answers.append(
-                            (batch.key, batch.digest or "", result.status, orjson.dumps(result.body))
-                        )
-            if members:
+            group = self.prepare_many(batches, now)
+            if group.members:
                 try:
-                    self._commit(merged, now, answers)
-                except Exception as exc:  # the transaction rolled back: none of these batches counted
-                    for i in members:
-                        results[i] = error(
-                            503,
-                            f"could not store the batch ({type(exc).__name__}: {exc}); nothing was counted",
-                        )
+                    self.persist(group.deltas, now, group.answers)
+                except Exception as exc:
+                    group.fail(exc)
                     if len(batches) == 1:
                         raise
-        return results
+                else:
+                    self.publish(group.deltas, now)
+        return group.results
+
+    def prepare_many(self, batches: list[Batch], now: float) -> Group:
+        """Validate and classify batches into one merged set of deltas; nothing is counted yet."""
+        group = Group()
+        with self.lock:
+            for batch in batches:
+                result, deltas = self._prepare(batch, now, group.deltas.sets)
+                group.results.append(result)
+                if deltas is not None:
+                    group.members.append(len(group.results) - 1)
+                    _merge(group.deltas, deltas)
+                    if batch.key is not None:
+                        body = orjson.dumps(result.body)
+                        group.answers.append((batch.key, batch.digest or "", result.status, body))
+        return group
 
     def _prepare(
         self, batch: Batch, now: float, pending: dict[int, float]
@@ -227,17 +241,22 @@ class Ingestor:
         deltas.adds[self._accepted] = deltas.adds.get(self._accepted, 0.0) + deltas.events
         return IngestResult(status, body), deltas
 
-    def _commit(self, deltas: Deltas, now: float, answers: list[Any] = ()) -> None:  # type: ignore[assignment]
-        """Persist, then count: if the commit fails the batch is refused and nothing changed."""
-        store = self.store
-        builds = None
-        if deltas.build:
-            builds = dict(store.build_info)
-            for agent, parts in deltas.build.items():
-                old = builds.get(agent, ("", "", ""))
-                builds[agent] = tuple(p if p is not None else o for p, o in zip(parts, old, strict=True))  # type: ignore[assignment]
-        if self.db is not None:
-            keys = store.keys
+    def _builds(self, deltas: Deltas) -> dict[str, tuple[str, str, str]] | None:
+        if not deltas.build:
+            return None
+        builds = dict(self.store.build_info)
+        for agent, parts in deltas.build.items():
+            old = builds.get(agent, ("", "", ""))
+            builds[agent] = tuple(p if p is not None else o for p, o in zip(parts, old, strict=True))  # type: ignore[assignment]
+        return builds
+
+    def persist(self, deltas: Deltas, now: float, answers: list[tuple[str, str, int, bytes]] = ()) -> None:  # type: ignore[assignment]
+        """Commit deltas (and idempotency answers) to SQLite; safe to run on another thread."""
+        if self.db is None:
+            return
+        keys = self.store.keys
+        builds = self._builds(deltas)
+        with self.db_lock:
             self.db.commit(
                 [(keys[s], v) for s, v in deltas.adds.items() if keys[s] is not None],
                 [(keys[s], v) for s, v in deltas.sets.items() if keys[s] is not None],
@@ -247,12 +266,24 @@ class Ingestor:
             if now - self._last_purge > PURGE_EVERY_S:
                 self._last_purge = now
                 self.db.forget_before(now - self.config.idempotency_horizon_s)
-        store.add(deltas.adds)
-        store.set(deltas.sets)
-        for slot, (trace, value) in deltas.exemplars.items():
-            store.exemplars[slot] = (trace, value, now)
-        if builds is not None:
-            store.build_info = builds
+
+    def publish(self, deltas: Deltas, now: float) -> None:
+        """Add committed deltas to the in-memory counters that /metrics shows."""
+        with self.lock:
+            store = self.store
+            builds = self._builds(deltas)
+            store.add(deltas.adds)
+            store.set(deltas.sets)
+            for slot, (trace, value) in deltas.exemplars.items():
+                store.exemplars[slot] = (trace, value, now)
+            if builds is not None:
+                store.build_info = builds
+
+    def _commit(self, deltas: Deltas, now: float) -> None:
+        """Persist, then count: if the commit fails, nothing changed."""
+        with self.lock:
+            self.persist(deltas, now)
+            self.publish(deltas, now)
 
     # --- the judges' own metrics ---
 

@@ -43,6 +43,12 @@ def config(**overrides: Any) -> ExporterConfig:
     return ExporterConfig(**{"token": TOKEN, "max_body_bytes": 64 * 1024, **overrides})
 
 
+@pytest.fixture(autouse=True)
+def _no_judge_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests send verdicts themselves; don't spawn the judges' worker process for every app."""
+    monkeypatch.setenv("AGENT_SLO_JUDGE_PROCESS", "0")
+
+
 @pytest.fixture
 async def client(aiohttp_client: Any) -> Any:
     return await aiohttp_client(create_app([parse_spec(SPEC)], config()))

@@ -53,6 +53,12 @@ def spec():
     return parse_spec(SPEC)
 
 
+@pytest.fixture(autouse=True)
+def _no_judge_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests send verdicts themselves; don't spawn the judges' worker process for every app."""
+    monkeypatch.setenv("AGENT_SLO_JUDGE_PROCESS", "0")
+
+
 @pytest.fixture
 async def client(aiohttp_client: Any) -> Any:
     return await aiohttp_client(create_app([spec()], ExporterConfig(max_scenarios=3)))
