@@ -151,10 +151,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="a scripted OpenAI-compatible judge provider (no API key)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--score", type=float, help="always answer this score (default: the grounding judge)")
     args = parser.parse_args(argv)
+    judge: Callable[[str], dict[str, Any]] = grounding_verdict
+    if args.score is not None:
+        label = "pass" if args.score >= 0.5 else "fail"
+        fixed = {"score": args.score, "label": label, "explanation": "fixed"}
+
+        def judge(user_text: str) -> dict[str, Any]:
+            return fixed
 
     async def serve() -> None:
-        provider = await FakeProvider(delay_s=args.delay)._start_on(args.port)
+        provider = await FakeProvider(delay_s=args.delay, judge=judge)._start_on(args.port)
         print(f"listening on {provider.base_url}", flush=True)
         try:
             await asyncio.Event().wait()
