@@ -174,8 +174,7 @@ class Classifier:
         for kind, group in groups.items():
             if not self._group(kind, group, now, deltas):
                 return None
-        deltas.finish()
-        return deltas
+        return deltas  # the caller merges and `finish()`es: one bincount per group of batches
 
     def _group(self, kind: str, evs: list[dict[str, Any]], now: float, d: Deltas) -> bool:
         present = set().union(*evs)
@@ -325,10 +324,12 @@ class Classifier:
                 d.sets[slot] = 0.0 if passed else previous + 1.0
 
     def _exemplars(self, plans: list[Plan], kid_list: list[int], traces: Sequence[Any], d: Deltas) -> None:
-        latest = {k: t for k, t in zip(kid_list, traces, strict=True) if t is not None}
+        latest = dict(zip(kid_list, traces, strict=True))
         for k, trace in latest.items():
-            if len(trace) <= MAX_EXEMPLAR_ID:
-                escaped = escape_label_value(trace)
+            if trace is not None and len(trace) <= MAX_EXEMPLAR_ID:
+                escaped = (
+                    escape_label_value(trace) if '"' in trace or "\\" in trace or "\n" in trace else trace
+                )
                 for slot in plans[k].exemplar_slots:
                     d.exemplars[slot] = (escaped, 1.0)
 

@@ -67,6 +67,8 @@ class Batch:
 
 
 def _merge(into: Deltas, deltas: Deltas) -> None:
+    into._ids.extend(deltas._ids)
+    into._weights.extend(deltas._weights)
     adds = into.adds
     for slot, amount in deltas.adds.items():
         adds[slot] = adds.get(slot, 0.0) + amount
@@ -184,6 +186,7 @@ class Ingestor:
                     if batch.key is not None:
                         body = orjson.dumps(result.body)
                         group.answers.append((batch.key, batch.digest or "", result.status, body))
+            group.deltas.finish()
         return group
 
     def _prepare(
