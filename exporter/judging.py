@@ -440,6 +440,12 @@ class Pipeline:
     ) -> None:
         await asyncio.get_running_loop().run_in_executor(self._emitter, self._emit_sync, events, calls, cost)
 
+    def reject(self, reason: str, sessions: int = 0) -> None:
+        """Count a refused `POST /v1/sessions` in the exporter's own health counters, when it has them."""
+        reject = getattr(self.ingestor, "reject", None)
+        if reject is not None:
+            self._emitter.submit(reject, reason, sessions)
+
     def _emit_soon(self, events: list[dict[str, Any]], calls: Counter[Call], cost: dict[Call, float]) -> None:
         """Emit from synchronous code (the HTTP handler) without waiting."""
         future = asyncio.ensure_future(self._emit(events, calls, cost))

@@ -107,12 +107,15 @@ async def post_sessions(request: web.Request) -> web.Response:
     try:
         data = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
+        pipeline.reject("invalid_body")
         return _error(400, "the body is not JSON", [{"index": 0, "field": "", "problem": str(exc)}])
     single = isinstance(data, dict)
     items = [data] if single else data
     if not isinstance(items, list) or not items:
+        pipeline.reject("invalid_body")
         return _error(400, "the body must be a session object or a non-empty JSON array of sessions")
     if len(items) > MAX_BATCH_SESSIONS:
+        pipeline.reject("too_large")
         return _error(413, f"at most {MAX_BATCH_SESSIONS} sessions per request (got {len(items)})")
     now = time.time()
     parsed: list[Session] = []
@@ -129,9 +132,11 @@ async def post_sessions(request: web.Request) -> web.Response:
         detail += [{"index": i, "field": f, "problem": p} for f, p in spec_problems(spec, session, now)]
         parsed.append(session)
     if detail:
+        pipeline.reject("invalid_event", len(items))
         return _error(400, "invalid session(s); nothing was accepted", detail)
     if pipeline.intake_free() < len(parsed):
         pipeline.stats.refused += len(parsed)
+        pipeline.reject("overloaded", len(parsed))
         return _error(503, "the judging queue is full; retry later", headers={"Retry-After": "1"})
     results = []
     for session in parsed:
@@ -148,6 +153,7 @@ async def post_sessions(request: web.Request) -> web.Response:
                 )
             )
         except Overloaded as exc:
+            pipeline.reject("overloaded")
             return _error(503, str(exc), headers={"Retry-After": "1"})
     return _json(results[0] if single else {"sessions": results}, status=202)
 
@@ -345,29 +351,13 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 def _exporter_parts(app: web.Application) -> tuple[dict[str, Spec] | None, Ingestor | None, str | None]:
-    """Specs, ingestor and database path from the exporter app (exporter.app), when it provides them."""
-    try:
-        from exporter import app as exporter_app
-    except ImportError:
-        return None, None, None
-    specs = ingestor = db_path = None
-    if (key := getattr(exporter_app, "INGESTOR", None)) is not None and key in app:
-        ingestor = app[key]
-    for attr in ("SPECS", "CATALOG", "CONFIG"):
-        key = getattr(exporter_app, attr, None)
-        value = app.get(key) if key is not None else None
-        if attr == "SPECS" and value is not None:
-            specs = (
-                {s.agent: s for s in value.values()}
-                if isinstance(value, Mapping)
-                else {s.agent: s for s in value}
-            )
-        elif attr == "CATALOG" and value is not None and specs is None and hasattr(value, "specs"):
-            found = value.specs
-            specs = {s.agent: s for s in (found.values() if isinstance(found, Mapping) else found)}
-        elif attr == "CONFIG" and value is not None:
-            db_path = getattr(value, "db_path", None)
-    return specs, ingestor, db_path
+    """Specs, ingestor and counters database path of the exporter app (`exporter.app.create_app`)."""
+    from exporter import app as exporter_app  # imported late: exporter.app imports this module
+
+    specs = {s.agent: s for s in app[exporter_app.SPECS]} if exporter_app.SPECS in app else None
+    ingestor = app[exporter_app.INGESTOR] if exporter_app.INGESTOR in app else None
+    config = app.get(exporter_app.CONFIG)
+    return specs, ingestor, config.db_path if config is not None else None
 
 
 def setup(

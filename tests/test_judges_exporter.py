@@ -144,3 +144,18 @@ async def test_a_review_label_publishes_the_agreement_ratio(
     await asyncio.sleep(0.05)
     m = await metrics(client)
     assert value(m, names.JUDGE_AGREEMENT_RATIO, judge="faithfulness", judge_version="3") == 0.5
+
+
+async def test_refused_sessions_show_in_the_exporters_health_counters(
+    aiohttp_client: Client, provider: FakeProvider
+) -> None:
+    client = await aiohttp_client(create_app([spec_for(provider)], ExporterConfig()))
+    bad = session("bad", "nowhere", "x")
+    assert (await client.post("/v1/sessions", json=[bad, session("ok", "refund", "y")])).status == 400
+    assert (
+        await client.post("/v1/sessions", data=b"{", headers={"Content-Type": "application/json"})
+    ).status == 400
+    await asyncio.sleep(0.1)
+    m = await metrics(client)
+    assert value(m, names.INGEST_REJECTED_TOTAL, reason="invalid_event") == 1
+    assert value(m, names.INGEST_REJECTED_TOTAL, reason="invalid_body") == 1
