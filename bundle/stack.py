@@ -30,6 +30,7 @@ from bundle import configs
 from bundle.servers import Alertmanager, Prometheus, Server, find_binary, free_port, http_get
 
 EXPORTER_READY_TIMEOUT_S: Final = 30.0
+RESEND_DELAY: Final = "5s"
 
 
 class MissingPart(RuntimeError):
@@ -48,6 +49,7 @@ class Stack:
     exporter_token: str | None = None
     exporter_port: int = field(default_factory=free_port)
     prometheus_port: int = field(default_factory=free_port)
+    prometheus_data_dir: Path | None = None  # e.g. holding backfilled blocks; default workdir/prometheus/data
     specs: list[Spec] = field(init=False)
     exporter: subprocess.Popen[bytes] | None = field(default=None, init=False)
     prometheus: Server | None = field(default=None, init=False)
@@ -142,6 +144,9 @@ class Stack:
         self.alertmanager = Alertmanager.start(self.workdir / "alertmanager", config)
 
     def start_prometheus(self, extra_args: Sequence[str] = ()) -> None:
+        """Prometheus with the generated rules. Firing alerts are resent every few seconds (default 1m):
+        an alert that fires at the first evaluation, before Alertmanager is discovered, is dropped once
+        and would otherwise wait a minute for its next chance."""
         config: dict[str, Any] = configs.prometheus_config(
             self.specs,
             rule_files=["rules/*.yaml"],
@@ -156,7 +161,8 @@ class Stack:
             rule_files=self.rule_files(),
             retention=configs.retention(self.specs),
             port=self.prometheus_port,
-            extra_args=extra_args,
+            extra_args=[f"--rules.alert.resend-delay={RESEND_DELAY}", *extra_args],
+            data_dir=self.prometheus_data_dir,
         )
 
     def stop_prometheus(self) -> None:
