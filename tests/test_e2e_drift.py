@@ -101,9 +101,7 @@ def drift(tmp_path_factory) -> dict[str, Any]:
                 sel = f'{{agent="cx-support",slo="{INCIDENT.slo}",flow="{INCIDENT.flow}"}}'
                 out["burn3d"] = prometheus_query(stack.prometheus_url, names.burn_rate("3d") + sel)
                 out["remaining"] = prometheus_query(stack.prometheus_url, names.ERROR_BUDGET_REMAINING + sel)
-                status, body = http_get(
-                    f"{stack.exporter_url}/v1/autonomy?agent=cx-support&flow={INCIDENT.flow}"
-                )
+                _, body = http_get(f"{stack.exporter_url}/v1/autonomy?agent=cx-support&flow={INCIDENT.flow}")
                 out["autonomy"] = json.loads(body)
                 # When would the tier have fired in the history? Both windows' error ratios over the buckets.
                 tier = next(
@@ -113,12 +111,14 @@ def drift(tmp_path_factory) -> dict[str, Any]:
                 )
                 bucket = names.events_bucket("5m")
 
-                def ratio(window: str) -> str:
-                    bad = f'sum(sum_over_time({bucket}{{slo="{INCIDENT.slo}",flow="{INCIDENT.flow}",outcome="bad"}}[{window}]))'
-                    total = f'sum(sum_over_time({bucket}{{slo="{INCIDENT.slo}",flow="{INCIDENT.flow}"}}[{window}]))'
-                    return f"{bad} / {total}"
+                scope = f'slo="{INCIDENT.slo}",flow="{INCIDENT.flow}"'
 
-                expr = f"({ratio(tier.long)} > {tier.error_ratio}) and ({ratio(tier.short)} > {tier.error_ratio})"
+                def ratio(window: str) -> str:
+                    bad = f'sum(sum_over_time({bucket}{{{scope},outcome="bad"}}[{window}]))'
+                    return f"{bad} / sum(sum_over_time({bucket}{{{scope}}}[{window}]))"
+
+                threshold = tier.error_ratio
+                expr = f"({ratio(tier.long)} > {threshold}) and ({ratio(tier.short)} > {threshold})"
                 crossed = _range(stack.prometheus_url, expr, start + DAY, end, "1h")
                 out["history_detect_day"] = (crossed[0][0] - start) / DAY if crossed else None
                 out["tier_threshold"] = tier.error_ratio
@@ -138,9 +138,9 @@ def test_the_backfilled_drift_fires_ticket_slow_through_alertmanager(drift):
     assert receiver == "cx-support.product.ticket"
     assert alert["labels"]["severity"] == "warning"
     print(
-        f"\n| gradual-drift (94%->81%, 21 d backfilled in {drift['backfill_s']:.0f} s) | AgentSLOBurnRate ticket_slow "
-        f"(warning) on task-success/order-status | {drift['alert_after_start_s']:.0f} s after Prometheus started on "
-        f"the history; in the history: day {drift['history_detect_day']:.1f} of 21 |"
+        f"\n| gradual-drift (94%->81%, 21 d backfilled in {drift['backfill_s']:.0f} s) | AgentSLOBurnRate "
+        f"ticket_slow (warning) on task-success/order-status | {drift['alert_after_start_s']:.0f} s after "
+        f"Prometheus started on the history; in the history: day {drift['history_detect_day']:.1f} of 21 |"
     )
 
 
