@@ -180,6 +180,7 @@ class Pipeline:
                             self._llm_loop(agent, name, judge), name=f"judge-{name}-{i}"
                         )
                         self._tasks.append(task)
+        await self.db(self.store.prune)  # retention applies across restarts, not only after a minute
         self._tasks.append(asyncio.create_task(self._prune_loop(), name="sessions-prune"))
         await self.republish_agreements()
 
@@ -304,7 +305,6 @@ class Pipeline:
         reviews: list[ReviewRecord] = []
         events: list[dict[str, Any]] = []
         calls: Counter[Call] = Counter()
-        stored: set[str] = set()
         for job in jobs:
             spec, rec = job.spec, job.record
             bad = dict(rec.bad_slos)
@@ -333,10 +333,10 @@ class Pipeline:
             if rec.bad_slos:
                 why = "bad for " + ", ".join(sorted(rec.bad_slos))
                 job_reviews.append(ReviewRecord(rec.session_id, SLI_REVIEW, "", None, None, why, True))
-            if job.keep or bad:
-                records.append(replace(rec, bad_slos=bad))
+            failed = any(r.flagged for r in job_reviews)
+            if job.keep or failed:
+                records.append(replace(rec, bad_slos=bad, flagged=failed))
                 reviews += job_reviews
-                stored.add(rec.session_id)
         if records:
             self.stats.stored += await self.db(self.store.add, records, reviews)
             if self.store.total_bytes > self.store.max_bytes:

@@ -77,6 +77,7 @@ class SessionRecord:
     outcome: str | None = None
     # SLO name → (bad events, budget burned) for the SLIs that marked this session bad.
     bad_slos: dict[str, tuple[int, float]] = field(default_factory=dict)
+    flagged: bool = False  # a judge failed it (even one no SLO uses); bad SLOs flag it too
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class SessionStore:
                         r.tool,
                         r.outcome,
                         int(r.sampled),
-                        int(bool(r.bad_slos)),
+                        int(r.flagged or bool(r.bad_slos)),
                         body,
                         len(body),
                     ),
@@ -208,6 +209,8 @@ class SessionStore:
                 return False
             self._add_review(review, time.time())
             self._mark_bad(review.session_id, bad_slos)
+            if review.flagged:
+                self.db.execute("UPDATE sessions SET flagged = 1 WHERE session_id = ?", (review.session_id,))
         return True
 
     def label(self, review_id: int, label: str, reviewer: str | None, note: str | None) -> dict[str, Any]:

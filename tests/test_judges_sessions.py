@@ -341,3 +341,18 @@ async def test_tail_based_retention_keeps_every_flagged_session_and_only_the_sam
             assert stored is None, sid
     sampled = sum(s["_sampled"] for s in posted.values())
     assert 20 <= sampled <= 85  # 5% of 1000, within about 4 sigma
+
+
+async def test_a_session_failed_by_a_judge_without_an_slo_is_still_kept(
+    aiohttp_client: Client, provider: FakeProvider
+) -> None:
+    text = SPEC.format(url=provider.base_url, rate=0.0, timeout=1, concurrency=1).replace(
+        "judges:\n", 'judges:\n  no-slo: {type: rule, version: "1", fail_if_contains: [forbidden]}\n', 1
+    )
+    client = await make_client(aiohttp_client, parse_spec(text), FakeIngestor(), store_sample_rate=0.0)
+    await client.post("/v1/sessions", json=[session("kept", answer="a forbidden word"), session("dropped")])
+    await drained(client)
+    pipeline = client.app[sessions.SESSIONS]
+    kept = await pipeline.db(pipeline.store.session, "kept")
+    assert kept is not None and kept["flagged"]
+    assert await pipeline.db(pipeline.store.session, "dropped") is None
