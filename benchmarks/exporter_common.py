@@ -50,23 +50,45 @@ def events(spec: Spec, n: int, seed: int = 1) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i in range(n):
         base = {
-            "agent": spec.agent, "flow": rng.choice(flows), "session_id": f"sess-{rng.getrandbits(48):x}",
-            "trace_id": f"{rng.getrandbits(128):032x}", "time": now,
+            "agent": spec.agent,
+            "flow": rng.choice(flows),
+            "session_id": f"sess-{rng.getrandbits(48):x}",
+            "trace_id": f"{rng.getrandbits(128):032x}",
+            "time": now,
         }
         r = rng.random()
         if r < 0.40:
-            out.append({"type": "tool_call", **base, "tool": rng.choice(tools),
-                        "outcome": rng.choice(["ok", "ok", "ok", "ok", "wrong_tool", "empty_result"]),
-                        "latency_s": round(rng.expovariate(3), 4)})
+            out.append(
+                {
+                    "type": "tool_call",
+                    **base,
+                    "tool": rng.choice(tools),
+                    "outcome": rng.choice(["ok", "ok", "ok", "ok", "wrong_tool", "empty_result"]),
+                    "latency_s": round(rng.expovariate(3), 4),
+                }
+            )
         elif r < 0.70:
-            out.append({"type": "turn", **base, "kind": rng.choice(["turn", "turn", "first_response"]),
-                        "latency_s": round(rng.expovariate(1.5), 4)})
+            out.append(
+                {
+                    "type": "turn",
+                    **base,
+                    "kind": rng.choice(["turn", "turn", "first_response"]),
+                    "latency_s": round(rng.expovariate(1.5), 4),
+                }
+            )
         elif r < 0.95:
-            out.append({"type": "task", **base, "outcome": rng.choice(["success"] * 8 + ["failure", "abandoned"]),
-                        "duration_s": round(rng.expovariate(0.4), 3), "cost_usd": round(rng.random() * 0.3, 4),
-                        "steps": rng.randint(1, 12), "tokens": {"input": rng.randint(200, 4000),
-                                                                 "output": rng.randint(20, 800)},
-                        "model": rng.choice(models)})
+            out.append(
+                {
+                    "type": "task",
+                    **base,
+                    "outcome": rng.choice(["success"] * 8 + ["failure", "abandoned"]),
+                    "duration_s": round(rng.expovariate(0.4), 3),
+                    "cost_usd": round(rng.random() * 0.3, 4),
+                    "steps": rng.randint(1, 12),
+                    "tokens": {"input": rng.randint(200, 4000), "output": rng.randint(20, 800)},
+                    "model": rng.choice(models),
+                }
+            )
         else:
             judges = list(spec.judges) or ["faithfulness"]
             out.append({"type": "judge", **base, "judge": judges[0], "score": round(rng.random(), 3)})

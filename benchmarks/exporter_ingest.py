@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.exporter_common import EXAMPLE, events, example_spec  # noqa: E402
+from benchmarks.exporter_common import EXAMPLE, events, example_spec
 
 WARMUP_S = 2.0
 
@@ -137,7 +137,8 @@ def main() -> int:
         return 0
     body = orjson.dumps(events(example_spec(), args.batch))
     print(
-        f"payload: {args.batch} events, {len(body) / 1024:.0f} KiB per batch; {args.clients} closed-loop clients, "
+        f"payload: {args.batch} events, {len(body) / 1024:.0f} KiB per batch; "
+        f"{args.clients} closed-loop clients, "
         f"{args.seconds:.0f}s measured after {WARMUP_S:.0f}s warm-up; cpus={os.cpu_count()}"
     )
     results = {}
