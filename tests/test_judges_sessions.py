@@ -356,3 +356,25 @@ async def test_a_session_failed_by_a_judge_without_an_slo_is_still_kept(
     kept = await pipeline.db(pipeline.store.session, "kept")
     assert kept is not None and kept["flagged"]
     assert await pipeline.db(pipeline.store.session, "dropped") is None
+
+
+def test_settings_from_the_environment_and_their_errors() -> None:
+    cfg = sessions.SessionsConfig.from_env(
+        {
+            "AGENT_SLO_SESSIONS_RETENTION": "2d",
+            "AGENT_SLO_SESSIONS_MAX_MB": "1.5",
+            "AGENT_SLO_REDACT": "none",
+            "AGENT_SLO_JUDGE_QUEUE": "5",
+            "AGENT_SLO_JUDGE_PROCESS": "0",
+        }
+    )
+    assert (cfg.retention_s, cfg.max_bytes, cfg.redact) == (172_800, 1_572_864, "none")
+    assert cfg.pipeline.llm_queue_size == 5 and cfg.pipeline.judge_process is False
+    assert sessions.SessionsConfig.from_env({}).pipeline.judge_process is True
+    for env, message in [
+        ({"AGENT_SLO_SESSIONS_MAX_MB": "lots"}, "AGENT_SLO_SESSIONS_MAX_MB='lots'"),
+        ({"AGENT_SLO_SESSIONS_SAMPLE_RATE": "2"}, "out of range"),
+        ({"AGENT_SLO_REDACT": "ssn"}, "AGENT_SLO_REDACT='ssn': unknown redaction kind"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            sessions.SessionsConfig.from_env(env)
