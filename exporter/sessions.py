@@ -35,7 +35,14 @@ from pydantic import ValidationError
 from agentslo.durations import parse_duration
 from agentslo.judges import datasets
 from agentslo.judges.redact import Redactor
-from agentslo.judges.session import Session, primary_tool, sli_bad_events, spec_problems, top_contributors
+from agentslo.judges.session import (
+    SESSION_SCHEMA,
+    Session,
+    primary_tool,
+    sli_bad_events,
+    spec_problems,
+    top_contributors,
+)
 from agentslo.spec import Spec
 from exporter import session_store as st
 from exporter.judging import Ingestor, Overloaded, Pipeline, PipelineConfig, burn_weight
@@ -477,45 +484,6 @@ def _q(
     }
 
 
-_MESSAGE = {"type": "object", "required": ["role"], "properties": {"role": {"type": "string"}, "content": {}}}
-_TOOL_CALL = {
-    "type": "object",
-    "required": ["tool"],
-    "properties": {
-        "tool": {"type": "string"},
-        "input": {},
-        "output": {},
-        "latency_s": {"type": "number", "minimum": 0},
-        "outcome": {"enum": ["ok", "wrong_tool", "invalid_params", "empty_result", "error"]},
-    },
-}
-SESSION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["session_id", "agent", "flow"],
-    "additionalProperties": False,
-    "properties": {
-        "session_id": {"type": "string", "minLength": 1, "maxLength": 256},
-        "agent": {"type": "string"},
-        "flow": {"type": "string"},
-        "messages": {"type": "array", "items": _MESSAGE},
-        "context": {"type": "array", "items": {"type": "string"}},
-        "tool_calls": {"type": "array", "items": _TOOL_CALL},
-        "output": {"type": "string"},
-        "outcome": {"enum": ["success", "failure", "abandoned", "escalated"]},
-        "escalation_required": {"type": "boolean"},
-        "duration_s": {"type": "number", "minimum": 0},
-        "cost_usd": {"type": "number", "minimum": 0},
-        "failure_mode": {"type": "string"},
-        "version": {"type": "string"},
-        "prompt_version": {"type": "string"},
-        "model": {"type": "string"},
-        "exclude": {"type": "string"},
-        "trace_id": {"type": "string"},
-        "time": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}]},
-        "bad_slos": {"type": "array", "items": {"type": "string"}},
-        "metadata": {"type": "object"},
-    },
-}
 _LABEL = {
     "type": "object",
     "required": ["label"],

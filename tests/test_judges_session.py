@@ -150,3 +150,37 @@ def test_top_contributors_of_nothing() -> None:
         "facets": {"flow": [], "failure_mode": [], "tool": [], "version": []},
         "sessions": [],
     }
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"session_id": "s", "agent": "a", "flow": "f"},
+        {
+            "session_id": "s",
+            "agent": "a",
+            "flow": "f",
+            "time": "2026-11-22T04:00:00Z",
+            "outcome": "failure",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tool_calls": [{"tool": "t", "outcome": "error"}],
+        },
+        {"session_id": "", "agent": "a", "flow": "f"},
+        {"session_id": "s", "agent": "a", "flow": "f", "outcome": "great"},
+        {"session_id": "s", "agent": "a", "flow": "f", "extra": 1},
+        {"session_id": "s", "agent": "a", "flow": "f", "tool_calls": [{"input": {}}]},
+        {"session_id": "s", "agent": "a"},
+    ],
+)
+def test_the_published_json_schema_agrees_with_the_model(doc: dict[str, Any]) -> None:
+    import jsonschema
+
+    from agentslo.judges.session import SESSION_SCHEMA
+
+    schema_ok = jsonschema.Draft7Validator(SESSION_SCHEMA).is_valid(doc)
+    try:
+        Session.model_validate(doc)
+        model_ok = True
+    except ValidationError:
+        model_ok = False
+    assert schema_ok == model_ok

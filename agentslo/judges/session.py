@@ -98,6 +98,48 @@ class Session(BaseModel):
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True) | {"time": self.time}
 
 
+# The JSON Schema of the document (for the OpenAPI description of POST /v1/sessions and editors).
+_MESSAGE = {"type": "object", "required": ["role"], "properties": {"role": {"type": "string"}, "content": {}}}
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["tool"],
+    "properties": {
+        "tool": {"type": "string"},
+        "input": {},
+        "output": {},
+        "latency_s": {"type": "number", "minimum": 0},
+        "outcome": {"enum": ["ok", "wrong_tool", "invalid_params", "empty_result", "error"]},
+    },
+}
+SESSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["session_id", "agent", "flow"],
+    "additionalProperties": False,
+    "properties": {
+        "session_id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "agent": {"type": "string"},
+        "flow": {"type": "string"},
+        "messages": {"type": "array", "items": _MESSAGE},
+        "context": {"type": "array", "items": {"type": "string"}},
+        "tool_calls": {"type": "array", "items": _TOOL_CALL},
+        "output": {"type": "string"},
+        "outcome": {"enum": ["success", "failure", "abandoned", "escalated"]},
+        "escalation_required": {"type": "boolean"},
+        "duration_s": {"type": "number", "minimum": 0},
+        "cost_usd": {"type": "number", "minimum": 0},
+        "failure_mode": {"type": "string"},
+        "version": {"type": "string"},
+        "prompt_version": {"type": "string"},
+        "model": {"type": "string"},
+        "exclude": {"type": "string"},
+        "trace_id": {"type": "string"},
+        "time": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}]},
+        "bad_slos": {"type": "array", "items": {"type": "string"}},
+        "metadata": {"type": "object"},
+    },
+}
+
+
 def parse_time(value: Any) -> float | None:
     """RFC 3339 with an offset, or epoch seconds; None stays None (the caller uses arrival time)."""
     if value is None:
