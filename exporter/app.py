@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from agentslo.spec import Spec
 from exporter.autonomy import AutonomyReader
@@ -60,7 +61,7 @@ def _fail(
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error the API gives is JSON in the design's shape, including aiohttp's own (404, 405, 413)."""
     try:
         return await handler(request)
@@ -76,7 +77,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 @web.middleware
-async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.app[CONFIG].token
     if token and request.path not in OPEN_PATHS:
         given = request.headers.get("Authorization", "")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -152,7 +152,7 @@ class Classifier:
         """The batch's deltas, or None when any check fails; `pending` holds gauge values not yet applied."""
         if not events or set(map(type, events)) != {dict}:
             return None
-        types = list(map(dict.get, events, repeat("type")))
+        types: list[Any] = list(map(dict.get, events, repeat("type")))
         try:
             distinct = set(types)
         except TypeError:
@@ -197,7 +197,7 @@ class Classifier:
         if times is not None and not _times_ok(times, now):
             return False
         cat_names = ("agent", "flow", "exclude", *CATEGORICAL[kind])
-        cat_cols = []
+        cat_cols: list[Iterable[Any]] = []
         for fname in cat_names:
             values = col(fname)
             if values is None:

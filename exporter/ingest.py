@@ -261,8 +261,8 @@ class Ingestor:
         builds = self._builds(deltas)
         with self.db_lock:
             self.db.commit(
-                [(keys[s], v) for s, v in deltas.adds.items() if keys[s] is not None],
-                [(keys[s], v) for s, v in deltas.sets.items() if keys[s] is not None],
+                [(k, v) for s, v in deltas.adds.items() if (k := keys[s]) is not None],
+                [(k, v) for s, v in deltas.sets.items() if (k := keys[s]) is not None],
                 {a: list(v) for a, v in builds.items()} if builds is not None else None,
                 answers,
             )

@@ -8,6 +8,7 @@ Every function returns a `Plan`, or a `(field, problem)` pair that the API repor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentslo import names
@@ -238,7 +239,7 @@ def _synthetic(b: _Builder, scenario: Any, passed: Any) -> Problem | None:
     return None
 
 
-_TYPED = {
+_TYPED: dict[str, Callable[..., Problem | None]] = {
     "task": _task,
     "turn": _turn,
     "tool_call": _tool_call,

@@ -65,7 +65,7 @@ class Family:
         return len(self.bounds) + 2 if self.kind == "histogram" else 1
 
     def le_strings(self) -> list[str]:
-        return [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        return [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
 
 
 class Store:
