@@ -211,7 +211,7 @@ class Ingestor:
                 [{"index": None, "field": "", "problem": f"{len(events)} events"}],
             ), None
         if key is not None and self.db is not None:
-            stored = self.db.idempotent(key)
+            stored = self.db.idempotent(key, now - self.config.idempotency_horizon_s)
             if stored is not None:
                 if stored[0] != batch.digest:
                     self.reject("conflict")

@@ -48,9 +48,10 @@ class Persistence:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'build_info'").fetchone()
         return orjson.loads(row[0]) if row else {}
 
-    def idempotent(self, key: str) -> tuple[str, int, bytes] | None:
+    def idempotent(self, key: str, since: float = 0.0) -> tuple[str, int, bytes] | None:
+        """The stored (body hash, status, answer) of a key used at or after `since` (unix time)."""
         row = self.db.execute(
-            "SELECT body_hash, status, answer FROM idempotency WHERE key = ?", (key,)
+            "SELECT body_hash, status, answer FROM idempotency WHERE key = ? AND created >= ?", (key, since)
         ).fetchone()
         return (row[0], row[1], row[2]) if row else None
 
@@ -74,7 +75,8 @@ class Persistence:
                 )
             now = time.time()
             db.executemany(
-                "INSERT INTO idempotency (key, body_hash, status, answer, created) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO idempotency (key, body_hash, status, answer, created) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [(*answer, now) for answer in answers],
             )
             db.execute("COMMIT")

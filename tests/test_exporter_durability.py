@@ -207,3 +207,17 @@ async def test_kill_9_under_load_loses_no_acknowledged_event(tmp_path: Path) -> 
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_idempotency_keys_expire_after_the_horizon(tmp_path: Path) -> None:
+    ing = Ingestor(
+        [parse_spec(SPEC)], ExporterConfig(db_path=str(tmp_path / "c.db"), idempotency_horizon_s=0.2)
+    )
+    event = [{"type": "connection", **B, "ok": False}]
+    assert ing.apply(event, idempotency_key="k").status == 200
+    assert ing.apply(event, idempotency_key="k").replayed
+    time.sleep(0.3)
+    again = ing.apply(event, idempotency_key="k")  # past the horizon: a new batch, counted again
+    assert again.status == 200 and not again.replayed
+    assert ing.store.value(names.EVENTS_TOTAL, ("bot", "refund", "conn", "bad", "")) == 2.0
+    ing.close()
