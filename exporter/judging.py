@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -54,6 +54,9 @@ PRUNE_INTERVAL_S = 60.0
 # Workers per provider slot of an LLM judge: while one worker stores and applies a verdict, another
 # holds the slot (the judge's own semaphore still caps calls in flight at its `concurrency`).
 WORKERS_PER_SLOT = 2
+# LLM verdicts are applied, counted and stored in batches gathered over this long: one ingest call and
+# one SQLite transaction per batch instead of per verdict (verdicts lag by at most this much).
+VERDICT_FLUSH_S = 0.1
 
 
 class Ingestor(Protocol):
@@ -158,6 +161,8 @@ class Pipeline:
         # The exporter's ingest commits to SQLite: call it from a thread of its own, in order.
         self._emitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-judge-events")
         self._remote = JudgeProcess() if config.judge_process and client is None else None
+        self._verdicts: list[tuple[Job, str, LLMJudge, Verdict]] = []
+        self._verdicts_ready = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-sessions")
         self._idle = asyncio.Event()
         self._idle.set()
@@ -182,6 +187,7 @@ class Pipeline:
                         self._tasks.append(task)
         await self.db(self.store.prune)  # retention applies across restarts, not only after a minute
         self._tasks.append(asyncio.create_task(self._prune_loop(), name="sessions-prune"))
+        self._tasks.append(asyncio.create_task(self._flush_loop(), name="judging-verdicts"))
         await self.republish_agreements()
 
     async def stop(self) -> None:
@@ -364,26 +370,47 @@ class Pipeline:
                     verdict = await self._remote.judge(name, judge, job.case)
                 else:
                     verdict = await run_judge(name, judge, job.case, client=self.client)
-                await self._llm_verdict(job, name, judge, verdict)
-            except Exception:
+            except Exception as exc:  # run_judge reports judge failures itself: this is a bug, contained
                 log.exception("judging: judge %s failed on session %s", name, job.record.session_id)
-                self._emit_soon([], self._tally(Counter(), agent, name, judge.version, outcomes.ERROR), {})
-            finally:
-                self._leave()
+                verdict = outcomes.failed(outcomes.ERROR, f"{type(exc).__name__}: {exc}")
+            # Handed to the flusher, which applies, counts and stores verdicts in batches (and leaves).
+            self._verdicts.append((job, name, judge, verdict))
+            self._verdicts_ready.set()
 
-    async def _llm_verdict(self, job: Job, name: str, judge: LLMJudge, verdict: Verdict) -> None:
-        rec = job.record
-        calls = self._tally(Counter(), rec.agent, name, judge.version, verdict.outcome)
-        cost = {(rec.agent, name, judge.version, verdict.outcome): verdict.cost_usd}
-        await self._emit([self._event(job, name, judge.version, verdict)], calls, cost)
-        if not verdict.ok:
-            return
-        passed = bool(verdict.passed(judge.pass_threshold))
-        bad = {} if passed else judge_burns(job.spec, name, rec.flow)
-        review = ReviewRecord(
-            rec.session_id, name, judge.version, verdict.score, passed, verdict.explanation, not passed
-        )
-        await self.db(self.store.add_verdict, review, bad)
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._verdicts_ready.wait()
+            await asyncio.sleep(VERDICT_FLUSH_S)
+            self._verdicts_ready.clear()
+            batch, self._verdicts = self._verdicts, []
+            try:
+                await self._flush(batch)
+            except Exception:
+                log.exception("judging: %d verdicts could not be recorded", len(batch))
+            finally:
+                self._leave(len(batch))
+
+    async def _flush(self, batch: list[tuple[Job, str, LLMJudge, Verdict]]) -> None:
+        events: list[dict[str, Any]] = []
+        calls: Counter[Call] = Counter()
+        cost: defaultdict[Call, float] = defaultdict(float)
+        verdicts: list[tuple[ReviewRecord, dict[str, tuple[int, float]]]] = []
+        for job, name, judge, verdict in batch:
+            rec = job.record
+            self._tally(calls, rec.agent, name, judge.version, verdict.outcome)
+            cost[(rec.agent, name, judge.version, verdict.outcome)] += verdict.cost_usd
+            if not verdict.ok:
+                continue
+            events.append(self._event(job, name, judge.version, verdict))
+            passed = bool(verdict.passed(judge.pass_threshold))
+            bad = {} if passed else judge_burns(job.spec, name, rec.flow)
+            review = ReviewRecord(
+                rec.session_id, name, judge.version, verdict.score, passed, verdict.explanation, not passed
+            )
+            verdicts.append((review, bad))
+        await self._emit(events, calls, dict(cost))
+        if verdicts:
+            await self.db(self.store.add_verdicts, verdicts)
 
     # --- outputs ---
 

@@ -204,14 +204,24 @@ class SessionStore:
 
     def add_verdict(self, review: ReviewRecord, bad_slos: dict[str, tuple[int, float]]) -> bool:
         """Attach a judge's verdict to a stored session (and the SLOs it made bad); False if not stored."""
+        return self.add_verdicts([(review, bad_slos)]) == 1
+
+    def add_verdicts(self, verdicts: Iterable[tuple[ReviewRecord, dict[str, tuple[int, float]]]]) -> int:
+        """`add_verdict` for many, in one transaction; returns how many sessions were stored to attach to."""
+        attached = 0
+        now = time.time()
         with self._tx():
-            if not self.has(review.session_id):
-                return False
-            self._add_review(review, time.time())
-            self._mark_bad(review.session_id, bad_slos)
-            if review.flagged:
-                self.db.execute("UPDATE sessions SET flagged = 1 WHERE session_id = ?", (review.session_id,))
-        return True
+            for review, bad_slos in verdicts:
+                if not self.has(review.session_id):
+                    continue
+                attached += 1
+                self._add_review(review, now)
+                self._mark_bad(review.session_id, bad_slos)
+                if review.flagged:
+                    self.db.execute(
+                        "UPDATE sessions SET flagged = 1 WHERE session_id = ?", (review.session_id,)
+                    )
+        return attached
 
     def label(self, review_id: int, label: str, reviewer: str | None, note: str | None) -> dict[str, Any]:
         """Record a human label; returns the updated review. KeyError when there is no such review."""
