@@ -96,6 +96,7 @@ def start(spec: Path, db: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "agentslo.cli", "serve", str(spec), "--port", str(port), "--db", str(db)],
         stdout=subprocess.DEVNULL,
+        env={**os.environ, "AGENT_SLO_JUDGE_PROCESS": "0"},  # these tests send no sessions
         stderr=subprocess.PIPE,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -58,6 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             f"http://127.0.0.1:{free_port()}",
         ],
         stdout=subprocess.DEVNULL,
+        env={**os.environ, "AGENT_SLO_JUDGE_PROCESS": "0"},  # these tests send no sessions
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -116,6 +117,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 prom_url,
             ],
             stdout=subprocess.DEVNULL,
+            env={**os.environ, "AGENT_SLO_JUDGE_PROCESS": "0"},  # these tests send no sessions
             stderr=subprocess.DEVNULL,
         ),
         subprocess.Popen(
@@ -126,6 +128,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 f"--web.listen-address=127.0.0.1:{prom_port}",
             ],
             stdout=subprocess.DEVNULL,
+            env={**os.environ, "AGENT_SLO_JUDGE_PROCESS": "0"},  # these tests send no sessions
             stderr=subprocess.DEVNULL,
         ),
     ]
