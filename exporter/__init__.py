@@ -1,0 +1,17 @@
+"""The agent-slo exporter: ingest agent events, classify them by the SLO spec, expose them to Prometheus.
+
+Run it with `agent-slo serve SPEC... [--db counters.db]`, or build the app in-process:
+
+    from agentslo.spec import load_spec
+    from exporter.app import INGESTOR, create_app
+    from exporter.config import ExporterConfig
+
+    app = create_app([load_spec("examples/cx-support.slo.yaml")], ExporterConfig(db_path="counters.db"))
+    app[INGESTOR].apply([{"type": "task", "agent": "cx-support", "flow": "refund", "outcome": "success"}])
+
+Where things live: `events` (the event format and its validator), `catalog` and `planning` (what
+the spec implies: families, series created at 0, per-combination plans, the cardinality guard),
+`classify` (column-wise batch classification), `ingest` (atomic apply, idempotency, the judges'
+metrics), `persist` (SQLite WAL), `writer` (group commit), `store` and `exposition` (the metric
+table and its text/OpenMetrics rendering), `autonomy` (GET /v1/autonomy), `app` and `command`.
+"""
