@@ -161,7 +161,7 @@ def _replica_value(
 
 def _exporter(traffic: Traffic, replica: int, replicas: int, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             now = time.time()
             lines = [f"# TYPE {names.EVENTS_TOTAL} counter"]
             for pair in traffic.pairs:
@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         med = {k: statistics.median(v) if v else float("nan") for k, v in durations.items()}
         print(
-            f"{'rule set':<10} {'rules':>6} {'eval time (median, s)':>22} {'30d ratio error (median / max)':>32}"
+            f"{'rule set':<10} {'rules':>6} {'eval time (median, s)':>22}"
+            f" {'30d ratio error (median / max)':>32}"
         )
         for name, result in (("generated", ours), ("naive", naive)):
             err = errors(result)
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             "prometheus_rule_group_last_duration_seconds:",
             {k: round(v, 4) for k, v in sorted(by_group.items())},
         )
-        for name in generated_groups + ["naive"]:
+        for name in [*generated_groups, "naive"]:
             slow = sorted(groups[name]["rules"], key=lambda r: -r["evaluationTime"])[: args.top]
             for rule in slow:
                 print(f"  {name:<24} {rule['evaluationTime']:.4f}s  {rule['name']}  {rule['query'][:90]}")

@@ -64,7 +64,7 @@ class Plan:
 
     @cached_property
     def windows(self) -> tuple[str, ...]:
-        """Every window recorded for all SLOs, shortest first (the design's, the tiers', the absence window)."""
+        """Every window recorded for all SLOs, shortest first (design, tiers, absence)."""
         wanted = {*names.SLI_WINDOWS, *self.tier_windows, self.spec.telemetry.absent_for}
         canonical = {period_label(parse_duration(w)) for w in wanted}
         return tuple(sorted(canonical, key=parse_duration))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 from agentslo import burn, names
-from agentslo.durations import humanize, parse_duration
 from rules._plan import BUCKET, Plan
 from rules._promql import BY_SLO, ON_SLO, num, percent, selector
 
@@ -74,15 +73,17 @@ def burn_alerts(plan: Plan) -> list[Rule]:
                     f"and {ON_SLO} sum {BY_SLO} ({events}) >= {alerting.min_events}"
                 )
                 capped = (
-                    f" The threshold is capped at {num(tier.error_ratio * 100)}%: a {percent(objective)}% objective"
+                    f" The threshold is capped at {num(tier.error_ratio * 100)}%:"
+                    f" a {percent(objective)}% objective"
                     f" cannot burn {num(tier.factor)} times its budget."
                     if tier.capped
                     else ""
                 )
                 description = (
-                    f"{{{{ $value | humanizePercentage }}}} of {slo} events failed on flow {{{{ $labels.flow }}}}"
-                    f" over the last {tier.long}, and over {tier.short} too, above the {num(tier.error_ratio * 100)}%"
-                    f" threshold: the objective is {percent(objective)}%, so the {period} error budget burns at"
+                    f"{{{{ $value | humanizePercentage }}}} of {slo} events failed on flow"
+                    f" {{{{ $labels.flow }}}} over the last {tier.long}, and over {tier.short} too, above the"
+                    f" {num(tier.error_ratio * 100)}% threshold: the objective is {percent(objective)}%,"
+                    f" so the {period} error budget burns at"
                     f" {num(tier.factor)}x the sustainable rate or faster ({tier.name}).{capped}"
                 )
                 labels = {
@@ -119,7 +120,8 @@ def budget_alerts(plan: Plan) -> list[Rule]:
                 names.ALERT_BUDGET_LOW,
                 f"{remaining} < {num(BUDGET_LOW_REMAINING)} > 0",
                 {**labels, names.L_SEVERITY: SEVERITY_INFO},
-                f"The {slo} SLO of {spec.agent} has less than {num(BUDGET_LOW_REMAINING * 100)}% of its error budget left.",
+                f"The {slo} SLO of {spec.agent} has less than {num(BUDGET_LOW_REMAINING * 100)}%"
+                " of its error budget left.",
                 f"{{{{ $value | humanizePercentage }}}} of the {period} error budget of {slo} remains on flow"
                 " {{ $labels.flow }}; risky changes should wait.",
                 urls=_urls(plan, slo),
@@ -196,7 +198,8 @@ def signal_alerts(plan: Plan) -> list[Rule]:
     out.append(
         _alert(
             names.ALERT_SYNTHETIC_FAILING,
-            f"max by ({names.L_AGENT}, {names.L_FLOW}, {names.L_SCENARIO}) ({failures}) >= {SYNTHETIC_FAILURES_IN_A_ROW}",
+            f"max by ({names.L_AGENT}, {names.L_FLOW}, {names.L_SCENARIO}) ({failures})"
+            f" >= {SYNTHETIC_FAILURES_IN_A_ROW}",
             {**labels, names.L_SEVERITY: SEVERITY_CRITICAL},
             f"A synthetic scenario of {spec.agent} keeps failing.",
             "Scenario {{ $labels.scenario }} on flow {{ $labels.flow }} failed {{ $value }} times in a row.",
@@ -211,10 +214,12 @@ def signal_alerts(plan: Plan) -> list[Rule]:
         out.append(
             _alert(
                 names.ALERT_JUDGE_AGREEMENT_LOW,
-                f"min by ({names.L_AGENT}, {names.L_JUDGE}, {names.L_JUDGE_VERSION}) ({agreement}) < {num(floor)}",
+                f"min by ({names.L_AGENT}, {names.L_JUDGE}, {names.L_JUDGE_VERSION}) ({agreement})"
+                f" < {num(floor)}",
                 warn,
                 f"A judge of {spec.agent} disagrees with human labels too often.",
-                f"Judge {{{{ $labels.judge }}}} version {{{{ $labels.judge_version }}}} agrees with human labels"
+                "Judge {{ $labels.judge }} version {{ $labels.judge_version }}"
+                " agrees with human labels"
                 f" {{{{ $value | humanizePercentage }}}} of the time, below its {num(floor * 100)}% floor;"
                 " its verdicts should not drive budgets until it is recalibrated.",
                 urls=urls,
@@ -224,7 +229,8 @@ def signal_alerts(plan: Plan) -> list[Rule]:
     key = f"{names.L_AGENT}, {names.L_FLOW}, {names.L_FAILURE_MODE}"
     expr = (
         f"sum by ({key}) (increase({modes}[{FAILURE_MODE_RECENT}])) > 0\n"
-        f"unless on({key}) sum by ({key}) (increase({modes}[{FAILURE_MODE_HISTORY}] offset {FAILURE_MODE_RECENT})) > 0\n"
+        f"unless on({key})"
+        f" sum by ({key}) (increase({modes}[{FAILURE_MODE_HISTORY}] offset {FAILURE_MODE_RECENT})) > 0\n"
         f"and on({names.L_AGENT}) group by ({names.L_AGENT}) ({modes} offset {FAILURE_MODE_MIN_HISTORY})"
     )
     out.append(
@@ -233,7 +239,8 @@ def signal_alerts(plan: Plan) -> list[Rule]:
             expr,
             warn,
             f"A new failure mode appeared in {spec.agent}.",
-            "Failure mode {{ $labels.failure_mode }} was seen {{ $value }} times on flow {{ $labels.flow }} in the"
+            "Failure mode {{ $labels.failure_mode }} was seen {{ $value }} times on flow {{ $labels.flow }}"
+            " in the"
             f" last {FAILURE_MODE_RECENT} and not at all in the {FAILURE_MODE_HISTORY} before.",
             urls=urls,
         )
@@ -286,9 +293,9 @@ def drift_alert(plan: Plan) -> Rule:
         expr,
         {**plan.agent_labels(), names.L_SEVERITY: SEVERITY_WARNING},
         f"A judge's scores of {spec.agent} drifted from their baseline.",
-        f"The {drift.window} mean score of judge {{{{ $labels.judge }}}} version {{{{ $labels.judge_version }}}}"
-        f' on flow {{{{ $labels.flow }}}} is {{{{ $value | printf "%.3f" }}}}, more than {num(drift.sigma)} sigma'
-        f" from its {drift.baseline} baseline ({humanize(parse_duration(drift.window))} windows,"
-        f" at least {drift.min_samples} verdicts).",
+        f"The {drift.window} mean score of judge {{{{ $labels.judge }}}}"
+        " version {{ $labels.judge_version }} on flow {{ $labels.flow }}"
+        f' is {{{{ $value | printf "%.3f" }}}}, more than {num(drift.sigma)} sigma'
+        f" from its {drift.baseline} baseline (at least {drift.min_samples} verdicts in the window).",
         urls=_urls(plan),
     )

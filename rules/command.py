@@ -1,4 +1,7 @@
-"""`agent-slo rules SPEC... -o DIR [--format prometheus|prometheus-operator] [--metadata-label k=v] [--check]`."""
+"""`agent-slo rules`: write the rule files of every spec (`--check`: compare them).
+
+agent-slo rules SPEC... -o DIR [--format prometheus|prometheus-operator] [--metadata-label k=v] [--check]
+"""
 
 from __future__ import annotations
 

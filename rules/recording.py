@@ -114,7 +114,8 @@ def event_rules(plan: Plan) -> list[Rule]:
         raw.insert(0, BUCKET)
     for window in raw:
         if plan.event_slos:
-            expr = f"sum by ({names.L_AGENT}, {names.L_SLO}, {names.L_FLOW}, {names.L_OUTCOME}) (increase({events}[{window}]))"
+            key = f"{names.L_AGENT}, {names.L_SLO}, {names.L_FLOW}, {names.L_OUTCOME}"
+            expr = f"sum by ({key}) (increase({events}[{window}]))"
             out.append(_record(names.events_rate(window), expr))
         for slo in plan.promql_slos:
             labels = {names.L_AGENT: agent, names.L_SLO: slo}
@@ -124,7 +125,9 @@ def event_rules(plan: Plan) -> list[Rule]:
     latest = selector(names.events_rate(BUCKET), {names.L_AGENT: agent})
     slot = f"vector(time()) % {bucket_seconds} < {plan.interval_seconds}"
     out.append(_record(names.events_bucket(BUCKET), f"{latest} and on() ({slot})"))
-    long_windows = [(w, None) for w in plan.windows if not plan.is_raw(w)]
+    long_windows: list[tuple[str, tuple[str, ...] | None]] = [
+        (w, None) for w in plan.windows if not plan.is_raw(w)
+    ]
     long_windows += [(p, plan.periods[p]) for p in plan.period_only]
     for window, slos in long_windows:
         regex = {names.L_SLO: slos} if slos is not None and len(slos) < len(spec.slos) else None
@@ -212,7 +215,10 @@ def release_rule(plan: Plan) -> Rule:
     burn1h = selector(names.burn_rate("1h"), scope)
     burn6h = selector(names.burn_rate("6h"), scope)
     x3 = f"({remaining} <= bool 0)"
-    x2 = f"(({remaining} < bool {num(gate.freeze_remaining)}) * {ON_SLO} ({burn1h} > bool {num(gate.freeze_burn)}))"
+    x2 = (
+        f"(({remaining} < bool {num(gate.freeze_remaining)})"
+        f" * {ON_SLO} ({burn1h} > bool {num(gate.freeze_burn)}))"
+    )
     x1 = (
         f"clamp_max(({remaining} < bool {num(gate.watch_remaining)})"
         f" + {ON_SLO} ({burn6h} > bool {num(gate.watch_burn)}), 1)"

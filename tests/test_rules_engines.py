@@ -128,7 +128,10 @@ def _traffic(end: int, offset: int) -> list[tuple[str, list[tuple[int, float]]]]
             for key, value in totals.items():
                 samples[key].append((ts, value))
         for (outcome, exclusion), points in samples.items():
-            labels = f'agent="dual",exclusion="{exclusion}",flow="{flow}",instance="{replica}",outcome="{outcome}",slo="{slo}"'
+            labels = (
+                f'agent="dual",exclusion="{exclusion}",flow="{flow}",instance="{replica}",'
+                f'outcome="{outcome}",slo="{slo}"'
+            )
             out.append((f"{names.EVENTS_TOTAL}{{{labels}}}", points))
     return out
 

@@ -150,7 +150,8 @@ def test_period_ratio_on_spiky_traffic_is_event_weighted(promtool: str, tmp_path
         },
         # What a mean of short-window ratios (Sloth's period ratio) would report: orders of magnitude off.
         {
-            "expr": f'avg_over_time(agent_slo:sli_error:ratio_rate5m{{slo="availability"}}[{end}]) / {exact!r} > bool 50',
+            "expr": f'avg_over_time(agent_slo:sli_error:ratio_rate5m{{slo="availability"}}[{end}])'
+            f" / {exact!r} > bool 50",
             "eval_time": end,
             "exp_samples": [{"labels": '{agent="shop", slo="availability", flow="checkout"}', "value": 1}],
         },
@@ -216,8 +217,9 @@ def test_judge_drift_fires_two_sigma_below_baseline(promtool: str, tmp_path: Pat
                     },
                     "exp_annotations": {
                         "summary": "A judge's scores of shop drifted from their baseline.",
-                        "description": "The 1h mean score of judge policy version 1 on flow checkout is 0.800, more than"
-                        " 2 sigma from its 7d baseline (60 min windows, at least 30 verdicts).",
+                        "description": "The 1h mean score of judge policy version 1 on flow checkout"
+                        " is 0.800, more than 2 sigma from its 7d baseline"
+                        " (at least 30 verdicts in the window).",
                     },
                 }
             ],
@@ -245,7 +247,8 @@ def test_judge_drift_fires_two_sigma_below_baseline(promtool: str, tmp_path: Pat
 @pytest.mark.slow
 def test_failure_mode_new_today_fires_once_eight_days_exist(promtool: str, tmp_path: Path) -> None:
     """Hourly samples over nine days: `loop` appears only today and fires; `wrong_tool` was seen on day
-    two and again today and does not; `early` appeared on day four, before 8 days of history, and never fires."""
+    two and again today and does not; `early` appeared on day four, before 8 days of history, and never
+    fires."""
     hours = 9 * 24
 
     def mode(name: str, active: list[range]) -> dict[str, str]:
