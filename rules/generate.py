@@ -15,9 +15,10 @@ from typing import Any, Final
 
 import yaml
 
+from agentslo.durations import parse_duration
 from agentslo.spec import Spec
 from rules import alerts, recording
-from rules._plan import EVAL_INTERVAL, Plan
+from rules._plan import BUCKET, EVAL_INTERVAL, Plan
 
 FORMATS: Final = ("prometheus", "prometheus-operator")
 OPERATOR_API_VERSION: Final = "monitoring.coreos.com/v1"
@@ -89,6 +90,12 @@ def generate_files(
     `metadata_labels` (so the operator's `ruleSelector` picks it up)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown rules format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if parse_duration(BUCKET) % parse_duration(eval_interval):
+        # One evaluation per 5m slot records the bucket; an interval that does not divide it would
+        # record some slots twice or never.
+        raise ValueError(
+            f"evaluation interval {eval_interval} must divide the {BUCKET} event bucket (1m, 30s, 15s...)"
+        )
     agents = [s.agent for s in specs]
     if len(set(agents)) != len(agents):
         duplicate = next(a for a in agents if agents.count(a) > 1)

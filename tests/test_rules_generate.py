@@ -198,6 +198,8 @@ def test_operator_format_wraps_groups_with_metadata_labels() -> None:
 def test_unknown_format_and_duplicate_agents_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown rules format"):
         generate_files([_spec()], "thanos")
+    with pytest.raises(ValueError, match="must divide the 5m event bucket"):
+        generate_files([_spec()], eval_interval="7m")
     with pytest.raises(ValueError, match="two specs describe agent 'gen'"):
         generate_files([_spec(), _spec("7d")])
 

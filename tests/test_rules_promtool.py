@@ -94,6 +94,39 @@ def test_generated_promtool_tests_pass_and_catch_broken_rules(promtool: str, tmp
     assert result.returncode != 0
 
 
+@pytest.mark.slow
+def test_generated_promtool_tests_follow_per_slo_options(promtool: str, tmp_path: Path) -> None:
+    """`for`, a minimum-events guard above the test's traffic, a ticket-only SLO and a 90d period with
+    scaled windows: the generated suite still passes against the generated rules."""
+    data = yaml.safe_load(LEAN.read_text())
+    data["period"] = "90d"
+    data["slos"] = {
+        "held": {
+            "sli": {"task": {}},
+            "objective": 99.5,
+            "owner": "oncall",
+            "alerting": {"for": "5m", "min_events": 5000},
+        },
+        "tickets": {
+            "sli": {"connection": {}},
+            "objective": 95,
+            "owner": "oncall",
+            "alerting": {"page": False},
+        },
+    }
+    (tmp_path / "options.slo.yaml").write_text(yaml.safe_dump(data))
+    spec = load_spec(tmp_path / "options.slo.yaml")
+    (tmp_path / "shop.rules.yaml").write_text(generate_files([spec])["shop.rules.yaml"])
+    ((test_file, content),) = generate_promtool_tests([spec], ["shop.rules.yaml"]).items()
+    suite = yaml.safe_load(content)
+    assert (
+        len(suite["tests"][0]["promql_expr_test"]) == 2
+    )  # only `held` pages; `tickets` is only checked quiet
+    (tmp_path / test_file).write_text(content)
+    result = _run(promtool, tmp_path, test_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _write_suite(
     directory: Path,
     interval: str,
