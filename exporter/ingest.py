@@ -257,15 +257,33 @@ class Ingestor:
         """Commit deltas (and idempotency answers) to SQLite; safe to run on another thread."""
         if self.db is None:
             return
-        keys = self.store.keys
+        keys, ids = self.store.keys, self.store.db_ids
         builds = self._builds(deltas)
         with self.db_lock:
-            self.db.commit(
-                [(k, v) for s, v in deltas.adds.items() if (k := keys[s]) is not None],
-                [(k, v) for s, v in deltas.sets.items() if (k := keys[s]) is not None],
+            fresh: dict[int, int] = {}  # slot → -(position in `new`) for slots without a row id yet
+            new: list[str] = []
+            rows: list[list[tuple[int, float]]] = [[], []]
+            for part, changes in enumerate((deltas.adds, deltas.sets)):
+                for slot, value in changes.items():
+                    row_id = ids[slot]
+                    if row_id is None:
+                        key = keys[slot]
+                        if key is None:
+                            continue  # in-memory only (the exporter's own ingest health)
+                        if slot not in fresh:
+                            new.append(key)
+                            fresh[slot] = -len(new)
+                        row_id = fresh[slot]
+                    rows[part].append((row_id, value))
+            assigned = self.db.commit(
+                rows[0],
+                rows[1],
                 {a: list(v) for a, v in builds.items()} if builds is not None else None,
                 answers,
+                new,
             )
+            for slot, position in fresh.items():
+                ids[slot] = assigned[-position - 1]
             if now - self._last_purge > PURGE_EVERY_S:
                 self._last_purge = now
                 self.db.forget_before(now - self.config.idempotency_horizon_s)

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator
 import orjson
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS slot (key TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, value REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, body_hash TEXT NOT NULL, status INTEGER NOT NULL, answer BLOB NOT NULL,
     created REAL NOT NULL
@@ -24,11 +25,13 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
+# Values are keyed by a small integer (the series row id): upserts on an integer primary key cost
+# about a third of upserts on the ~80-byte JSON keys, which matters at hundreds of rows per commit.
 _ADD = (
-    "INSERT INTO slot (key, value) VALUES (?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value"
+    "INSERT INTO counter (id, value) VALUES (?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET value = value + excluded.value"
 )
-_SET = "INSERT INTO slot (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+_SET = "INSERT INTO counter (id, value) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET value = excluded.value"
 
 
 class Persistence:
@@ -41,8 +44,8 @@ class Persistence:
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self.db.executescript(_SCHEMA)
 
-    def slots(self) -> Iterator[tuple[str, float]]:
-        yield from self.db.execute("SELECT key, value FROM slot")
+    def slots(self) -> Iterator[tuple[int, str, float]]:
+        yield from self.db.execute("SELECT s.id, s.key, c.value FROM counter c JOIN series s ON s.id = c.id")
 
     def builds(self) -> dict[str, list[str]]:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'build_info'").fetchone()
@@ -57,15 +60,29 @@ class Persistence:
 
     def commit(
         self,
-        adds: Iterable[tuple[str, float]],
-        sets: Iterable[tuple[str, float]],
+        adds: Iterable[tuple[int, float]],
+        sets: Iterable[tuple[int, float]],
         builds: dict[str, list[str]] | None = None,
         answers: Iterable[tuple[str, str, int, bytes]] = (),
-    ) -> None:
-        """Write one batch (or several, grouped) atomically; raises and rolls back on any failure."""
+        new_series: list[str] = (),  # type: ignore[assignment]
+    ) -> list[int]:
+        """Write one batch (or several, grouped) atomically; raises and rolls back on any failure.
+
+        `adds` and `sets` name rows by series id; `new_series` are keys that need one, and the ids
+        they get are returned (in order) so the caller can use them from now on. Rows in `adds` and
+        `sets` may refer to those new ids by their negative position: -1 for the first, -2 for the
+        second...
+        """
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            ids = []
+            for key in new_series:
+                db.execute("INSERT INTO series (key) VALUES (?) ON CONFLICT (key) DO NOTHING", (key,))
+                ids.append(db.execute("SELECT id FROM series WHERE key = ?", (key,)).fetchone()[0])
+            if ids:
+                adds = [(ids[-i - 1] if i < 0 else i, v) for i, v in adds]
+                sets = [(ids[-i - 1] if i < 0 else i, v) for i, v in sets]
             db.executemany(_ADD, adds)
             db.executemany(_SET, sets)
             if builds is not None:
@@ -83,6 +100,7 @@ class Persistence:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return ids
 
     def forget_before(self, horizon: float) -> int:
         """Drop idempotency keys older than `horizon` (unix time); returns how many."""

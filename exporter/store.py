@@ -76,6 +76,7 @@ class Store:
         self.families: dict[str, Family] = {}
         self.values: list[float] = []
         self.keys: list[str | None] = []
+        self.db_ids: list[int | None] = []  # the slot's row id in SQLite, once it has one
         self.exemplars: dict[
             int, tuple[str, float, float]
         ] = {}  # slot → (escaped trace_id, value, unix time)
@@ -114,6 +115,7 @@ class Store:
         for part in parts:
             self.values.append(0.0)
             self.keys.append(orjson.dumps([family, list(values), part]).decode() if persist else None)
+            self.db_ids.append(None)
         self._index[key] = base
         fam.series.append((base, values, prefixes))
         return base
@@ -136,10 +138,10 @@ class Store:
         for slot, value in sets.items():
             values[slot] = value
 
-    def load(self, rows: Iterable[tuple[str, float]]) -> int:
-        """Restore persisted slots (startup); returns how many rows matched a current family."""
+    def load(self, rows: Iterable[tuple[int, str, float]]) -> int:
+        """Restore persisted (row id, key, value) slots at startup; returns how many matched a family."""
         restored = 0
-        for key, value in rows:
+        for row_id, key, value in rows:
             try:
                 family, labels, part = orjson.loads(key)
                 fam = self.families[family]
@@ -147,12 +149,14 @@ class Store:
             except (KeyError, ValueError, TypeError):
                 continue  # a family or label set this version no longer has: keep it on disk, don't expose it
             if fam.kind != "histogram":
-                self.values[base] = value
+                slot = base
             elif part == "sum":
-                self.values[base + len(fam.bounds) + 1] = value
+                slot = base + len(fam.bounds) + 1
             else:
                 # A bucket whose bound left the spec folds into the next bound up, so `le` stays cumulative.
-                bound = float(part)
-                self.values[base + bisect.bisect_left(fam.bounds, bound)] += value
+                slot = base + bisect.bisect_left(fam.bounds, float(part))
+            self.values[slot] += value
+            if self.keys[slot] == key:
+                self.db_ids[slot] = row_id
             restored += 1
         return restored

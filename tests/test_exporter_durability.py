@@ -75,7 +75,7 @@ def test_restart_resumes_every_counter_gauge_and_key(tmp_path: Path) -> None:
 def test_a_failed_commit_counts_nothing(tmp_path: Path) -> None:
     ing = Ingestor([parse_spec(SPEC)], ExporterConfig(db_path=str(tmp_path / "c.db")))
     ing.db.db.execute(
-        "CREATE TRIGGER no_writes BEFORE INSERT ON slot BEGIN SELECT RAISE(FAIL, 'disk says no'); END"
+        "CREATE TRIGGER no_writes BEFORE INSERT ON counter BEGIN SELECT RAISE(FAIL, 'disk says no'); END"
     )
     with pytest.raises(Exception, match="disk says no"):
         ing.apply([{"type": "connection", **B, "ok": False}])
