@@ -144,6 +144,9 @@ class Classifier:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self._pending: dict[int, float] = {}
+        # Valid plans by untyped key: safe here because boolean columns were type-checked and a
+        # non-string never equals a string, so no invalid value can hit a valid entry.
+        self._fast: dict[tuple[Any, ...], Plan] = {}
         self._bounds = {
             name: np.array(fam.bounds, dtype=np.float64) for name, fam in catalog.store.families.items()
         }
@@ -219,10 +222,16 @@ class Classifier:
         except TypeError:  # a list or object where a name belongs
             return False
         plans: list[Plan] = []
+        fast = self._fast
         for key in uniq:
-            plan = self.catalog.plan(kind, key)
-            if isinstance(plan, tuple):
-                return False
+            plan = fast.get((kind, key))
+            if plan is None:
+                found = self.catalog.plan(kind, key)
+                if isinstance(found, tuple):
+                    return False
+                if len(fast) >= self.catalog.MAX_PLANS:
+                    fast.clear()
+                plan = fast[(kind, key)] = found
             plans.append(plan)
         k = len(plans)
         if k == 1:
