@@ -599,7 +599,9 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "The regression set as prober scenarios (agent-slo/scenarios/v1)",
             "parameters": [_q("agent", "the agent (required when the exporter serves several)")],
             "responses": {
-                "200": _ok("a scenario file", {"type": "string"}, "application/yaml"),
+                "200": _ok(
+                    "a scenario file (agent-slo/scenarios/v1)", {"type": "object"}, "application/yaml"
+                ),
                 "400": _err("agent needed"),
                 "404": _err("unknown agent"),
             },

@@ -1,0 +1,150 @@
+"""schemathesis against the judges' routes of a running exporter (`agent-slo serve`): no 5xx, and
+responses match the OpenAPI document `exporter.sessions.OPENAPI_PATHS` contributes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from openapi_spec_validator import validate as validate_openapi
+
+from exporter.sessions import OPENAPI_PATHS
+
+TOKEN = "judges-schemathesis-token"
+SPEC = """
+version: agent-slo/v1
+agent: bot
+owners: {team: {team: t}}
+exclusions: [test_call]
+flows: {refund: {risk: billing}}
+tools: [get_order]
+judges:
+  faith: {type: llm, model: m1, version: "3", rubric: "grounded?", pass_threshold: 0.8, sample_rate: 0.5,
+          base_url: "http://127.0.0.1:9/v1", timeout: 1, max_retries: 0}
+  policy: {type: rule, version: "1", fail_if_contains: ["3-5 business days"]}
+slos:
+  task: {sli: {task: {}}, objective: auto, owner: team}
+  faith: {sli: {judge: faith}, objective: auto, owner: team}
+  policy: {sli: {judge: policy}, objective: 99, owner: team}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp: Path = tmp_path_factory.mktemp("judges-st")
+    (tmp / "bot.slo.yaml").write_text(SPEC)
+    port = free_port()
+    env = os.environ | {"AGENT_SLO_SESSIONS_DB": str(tmp / "sessions.db")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentslo.cli",
+            "serve",
+            str(tmp / "bot.slo.yaml"),
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/readyz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        # Something to review, so the label and dataset routes see real items as well as made-up ids.
+        body = [
+            {
+                "session_id": f"s{i}",
+                "agent": "bot",
+                "flow": "refund",
+                "outcome": "failure",
+                "messages": [
+                    {"role": "user", "content": "refund?"},
+                    {"role": "assistant", "content": "3-5 business days"},
+                ],
+            }
+            for i in range(5)
+        ]
+        assert requests.post(f"{url}/v1/sessions", json=body, headers=headers, timeout=5).status_code == 202
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_judges_paths_are_in_a_valid_document(server: str) -> None:
+    doc = requests.get(
+        f"{server}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    ).json()
+    validate_openapi(doc)
+    assert set(OPENAPI_PATHS) <= set(doc["paths"])
+
+
+def test_review_routes_need_the_token(server: str) -> None:
+    assert requests.get(f"{server}/v1/review", timeout=5).status_code == 401
+    assert requests.get(f"{server}/v1/datasets/calibration.jsonl", timeout=5).status_code == 401
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(shutil.which("schemathesis") is None, reason="needs the schemathesis CLI")
+def test_schemathesis_finds_no_server_errors_or_mismatches_on_the_judges_routes(server: str) -> None:
+    result = subprocess.run(
+        [
+            "schemathesis",
+            "run",
+            f"{server}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {TOKEN}",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,"
+            "response_schema_conformance,response_headers_conformance",
+            "--max-examples",
+            "25",
+            "--max-time",
+            "40",
+            "--include-path-regex",
+            "^/v1/(sessions|sessions/top|review|review/.*|datasets/.*|judges/.*|judging)$",
+            "--seed",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--request-timeout",
+            "10",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    tested = re.search(r"Tested: (\d+)", out)
+    assert tested is not None and int(tested.group(1)) == sum(len(item) for item in OPENAPI_PATHS.values()), (
+        out[-2000:]
+    )
