@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentslo import names
-from agentslo.spec import LLMJudge, Spec
+from agentslo.spec import Spec
 from exporter.config import ExporterConfig
 from exporter.store import Store
 
@@ -310,7 +310,3 @@ class Catalog:
         index = bisect.bisect_left(bounds, value)
         assert bounds[index] == value, "thresholds are bucket bounds by construction"
         return index
-
-    @staticmethod
-    def judge_of(spec: Spec, name: str) -> LLMJudge | Any:
-        return spec.judges[name]

@@ -129,13 +129,12 @@ def _task(
     b.plan.tokens = tuple(  # type: ignore[assignment]
         st.slot(names.TOKENS_TOTAL, (b.agent, b.flow, model_label, kind)) for kind in ("input", "output")
     )
-    spec, slos = b.spec, b.spec.slos
+    slos = b.spec.slos
     latency = [(s, slos[s].sli.latency.under) for s in b.slos("latency") if slos[s].sli.latency.of == "task"]  # type: ignore[union-attr]
     b.number("duration_s", names.TASK_DURATION_SECONDS, (b.agent, b.flow), latency)
     cost = [(s, slos[s].sli.cost.under_usd) for s in b.slos("cost")]  # type: ignore[union-attr]
     b.number("cost_usd", names.TASK_COST_USD, (b.agent, b.flow), cost)
     b.number("steps", names.TASK_STEPS, (b.agent, b.flow), [])
-    del spec
     return None
 
 
