@@ -46,7 +46,8 @@ def task_history_openmetrics(
     tasks_per_minute: Mapping[str, float] | None = None,
     version: str = "1.0.0",
 ) -> str:
-    """OpenMetrics counters of every task SLO's good/bad events from `start` to `end` (unix seconds),
+    """OpenMetrics counters of every task SLO's good/bad events from `start` to `end` (unix seconds)
+    on the flows of `tasks_per_minute` (default: every flow at 10/min),
     with the failure rate of `faults` at each moment (elapsed = t - start). Counts are expected values
     (no sampling noise), so the history is exactly the fault model's curve. `step_s` must leave two
     samples in every 5m window (at most 150s): `increase()` needs two."""
@@ -59,7 +60,9 @@ def task_history_openmetrics(
         while t <= end:
             for slo in task_slos:
                 for flow in spec.flows_of(slo):
-                    n = rates.get(flow, 0.0) * step_s / 60
+                    if flow not in rates:
+                        continue  # no traffic on this flow in the history: no series
+                    n = rates[flow] * step_s / 60
                     p = failure_rate(faults, flow, version, t - start)
                     for outcome, share in ((names.GOOD, 1 - p), (names.BAD, p)):
                         key = (slo, flow, outcome)

@@ -140,7 +140,7 @@ async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None,
         asyncio.create_task(_probe_loop(stack, agent_url, timeline, stop, out)),
     ]
     flow = incident.flow
-    last_status, last_state = 0.0, None
+    last_status, last_state = -STATUS_EVERY_S, None  # the first status at once
     try:
         while timeline.at() < args.duration:
             now = timeline.at()

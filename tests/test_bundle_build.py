@@ -45,7 +45,8 @@ def test_promtool_accepts_the_prometheus_config_and_the_rules_it_loads(out: Path
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 def test_the_generated_promtool_tests_pass(out: Path) -> None:
-    tests = sorted((out / build.RULES_TESTS_DIR).glob("*.yaml"))
+    # The cx-support suite (the rules package's own tests cover the generator across specs).
+    tests = sorted((out / build.RULES_TESTS_DIR).glob("cx-support*.yaml"))
     if not tests:
         pytest.skip("the rules package generates no promtool tests yet")
     result = subprocess.run(

@@ -33,7 +33,7 @@ def _closed(url: str) -> bool:
 @pytest.mark.skipif(not SERVERS, reason="needs the prometheus and prometheus-alertmanager binaries")
 def test_demo_pages_for_the_incident_drops_autonomy_and_cleans_up(capsys, tmp_path):
     code = cli.main(
-        ["demo", "--duration", "150", "--incident-at", "20", "--rate", "8", "--workdir", str(tmp_path)]
+        ["demo", "--duration", "150", "--incident-at", "12", "--rate", "8", "--workdir", str(tmp_path)]
     )
     out = capsys.readouterr().out
     assert code == 0, out
@@ -59,7 +59,7 @@ def test_demo_pages_for_the_incident_drops_autonomy_and_cleans_up(capsys, tmp_pa
 @pytest.mark.timeout(60)
 def test_demo_without_servers_runs_and_says_what_it_skipped(capsys, tmp_path):
     code = cli.main(
-        ["demo", "--no-servers", "--duration", "12", "--incident-at", "4", "--workdir", str(tmp_path)]
+        ["demo", "--no-servers", "--duration", "6", "--incident-at", "2", "--workdir", str(tmp_path)]
     )
     out = capsys.readouterr().out
     assert code == 0, out

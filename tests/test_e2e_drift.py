@@ -73,7 +73,10 @@ def drift(tmp_path_factory) -> dict[str, Any]:
         )
         with stack:
             began = time.monotonic()
-            create_blocks(task_history_openmetrics(spec, INCIDENT.faults, start, end, step_s=150), data_dir)
+            history = task_history_openmetrics(
+                spec, INCIDENT.faults, start, end, step_s=150, tasks_per_minute={INCIDENT.flow: 10.0}
+            )
+            create_blocks(history, data_dir)
             backfill_buckets(spec, stack.rule_files(), data_dir, start, end)
             out["backfill_s"] = time.monotonic() - began
             stack.start()

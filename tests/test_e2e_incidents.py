@@ -36,7 +36,7 @@ from bundle.traffic import EventTraffic, InBackground
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"
-WARMUP_S = 20.0
+WARMUP_S = 15.0
 DETECT_TIMEOUT_S = 150.0
 pytestmark = [
     pytest.mark.slow,
@@ -89,6 +89,8 @@ def experiment(tmp_path_factory) -> dict[str, Any]:
     data = yaml.safe_load(EXAMPLE.read_text())
     slos = dict(data["slos"])
     slos["tool-call-accuracy"] = dict(slos["tool-call-accuracy"]) | {"objective": 98}
+    # Escalations are 8% of conversations: a low-volume SLO, guarded by fewer events than the demo's 60.
+    slos["escalation-correctness"] = dict(slos["escalation-correctness"]) | {"alerting": {"min_events": 20}}
     spec_path = write_compressed(EXAMPLE, work / "cx-support.slo.yaml", slos=slos)
     result: dict[str, Any] = {"detected": {}}
     with WebhookSink() as sink, Stack([spec_path], work / "stack", webhook_url=sink.url) as stack:
