@@ -484,6 +484,59 @@ def _q(
     }
 
 
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_ACCEPTED = {
+    "type": "object",
+    "required": ["session_id", "duplicate"],
+    "properties": {
+        "session_id": {"type": "string"},
+        "duplicate": {"type": "boolean", "description": "already received: not judged again"},
+        "judges": {**_STRINGS, "description": "judges that will look at it"},
+        "sampled": {**_STRINGS, "description": "LLM judges whose head sample holds it"},
+        "stored": {"type": "boolean", "description": "kept whatever the judges say (bad or sampled)"},
+    },
+}
+_ACCEPTED_MANY = {
+    "type": "object",
+    "required": ["sessions"],
+    "properties": {"sessions": {"type": "array", "items": _ACCEPTED}},
+}
+_TOP = {
+    "type": "object",
+    "required": ["slo", "window", "total_sessions", "total_burn", "groups", "facets", "sessions"],
+    "properties": {
+        "slo": {"type": "string"},
+        "window": {"type": "string"},
+        "total_sessions": {"type": "integer"},
+        "total_burn": {"type": "number"},
+        "facets": {"type": "object"},
+        "sessions": {"type": "array"},
+        "groups": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["by", "sessions", "burn", "share"],
+                "properties": {"common_terms": _STRINGS, "session_ids": _STRINGS},
+            },
+        },
+    },
+}
+_ITEM = {
+    "type": "object",
+    "required": ["id", "session_id", "agent", "flow", "flagged", "session"],
+    "properties": {
+        "id": {"type": "integer"},
+        "session_id": {"type": "string"},
+        "judge": {"type": "string", "nullable": True},
+        "label": {"type": "string", "nullable": True},
+        "session": {"type": "object"},
+    },
+}
+_QUEUE = {
+    "type": "object",
+    "required": ["items", "labels"],
+    "properties": {"items": {"type": "array", "items": _ITEM}, "labels": _STRINGS},
+}
 _LABEL = {
     "type": "object",
     "required": ["label"],
@@ -524,7 +577,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                 },
             },
             "responses": {
-                "202": _ok("queued for judging"),
+                "202": _ok("queued for judging", {"oneOf": [_ACCEPTED, _ACCEPTED_MANY]}),
                 "400": _err("invalid session(s); nothing accepted"),
                 "413": _err("too many sessions"),
                 "503": _err("judging queue full; retry after Retry-After"),
@@ -540,7 +593,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                 _q("agent", "only this agent"),
             ],
             "responses": {
-                "200": _ok("groups, facets and top sessions"),
+                "200": _ok("groups, facets and top sessions", _TOP),
                 "400": _err("unknown SLO or bad window"),
             },
         }
@@ -559,7 +612,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                 _q("limit", "page size (max 500)", schema={"type": "integer", "minimum": 0}),
                 _q("offset", "page offset", schema={"type": "integer", "minimum": 0}),
             ],
-            "responses": {"200": _ok("review items"), "400": _err("bad parameter")},
+            "responses": {"200": _ok("review items", _QUEUE), "400": _err("bad parameter")},
         }
     },
     "/v1/review/{id}/label": {
@@ -568,7 +621,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _LABEL}}},
             "responses": {
-                "200": _ok("the labelled item and the judge's agreement"),
+                "200": _ok("the labelled item and the judge's agreement", _ITEM),
                 "400": _err("bad label"),
                 "404": _err("no such review item"),
             },
