@@ -1,6 +1,6 @@
 """Rule evaluation cost on a real Prometheus: the generated rules vs a naive rule set, same data, same run.
 
-    python benchmarks/rules_cost.py            # 100 SLO x flow pairs, 5 replicas, 31 days (~4 min)
+    python benchmarks/rules_cost.py            # 100 SLO x flow pairs, 5 replicas, 31 days (~3 min)
     python benchmarks/rules_cost.py --help     # sizes, history resolution, measurement length
 
 Setup: one spec with 25 SLOs x 4 flows (100 pairs). Five exporter replicas (small HTTP servers on
@@ -22,7 +22,11 @@ over the measurement, their ratio (target <= 0.5), and each set's 30d error rati
 count of the traffic model. The raw history is coarser than a real 15s scrape (counted series every
 5 minutes, 20x fewer samples; excluded-reason series hourly), which understates the naive set's 30d
 range reads by about that factor; the generated set's bucket history lacks the stale markers the live
-rule writes after each bucket (at most 2x its 30d read).
+rule writes after each bucket (at most 2x its 30d read). The generated 30d ratio lags by up to one
+5m bucket at both ends of its window, which the error against the exact (unlagged) count includes.
+
+Measured on 2 shared cores (2026-11-22): 287 generated rules 0.59s vs 8 naive rules 2.48s per
+evaluation (ratio 0.24); 30d ratio error median 0.01% / max 0.88% (generated), 0.00% / 0.09% (naive).
 """
 
 from __future__ import annotations
@@ -190,20 +194,21 @@ def _history(path: Path, traffic: Traffic, ports: list[int], end: int, step: int
     family = names.EVENTS_TOTAL[: -len("_total")]
     with path.open("w") as out:
         out.write(f"# TYPE {family} counter\n")
-        for replica, port in enumerate(ports):
-            instance = f'instance="127.0.0.1:{port}",job="{JOB}"'
-            for pair in traffic.pairs:
-                for outcome in ("good", "bad"):
-                    for exclusion in EXCLUSIONS:
-                        every = step if exclusion == "" else excluded_step
-                        times = list(range(traffic.start + every, end, every))
+        # Every replica counts the same share, so each value series is computed once and written 5 times.
+        for pair in traffic.pairs:
+            for outcome in ("good", "bad"):
+                for exclusion in EXCLUSIONS:
+                    every = step if exclusion == "" else excluded_step
+                    times = range(traffic.start + every, end, every)
+                    values = [
+                        _replica_value(traffic, pair, outcome, exclusion, 0, len(ports), t) for t in times
+                    ]
+                    points = [f" {v} {t}\n" for t, v in zip(times, values, strict=True)]
+                    for replica in range(len(ports)):
+                        instance = f'instance="r{replica}",job="{JOB}"'
                         name = f"{names.EVENTS_TOTAL}{{{_labels(pair, outcome, exclusion)},{instance}}}"
-                        values = (
-                            _replica_value(traffic, pair, outcome, exclusion, replica, len(ports), t)
-                            for t in times
-                        )
-                        out.writelines(f"{name} {v} {t}\n" for t, v in zip(times, values, strict=True))
-                        samples += len(times)
+                        out.writelines(name + point for point in points)
+                        samples += len(points)
         bucket = names.events_bucket("5m")
         slots = list(range(traffic.start + BUCKET, end, BUCKET))
         for pair in traffic.pairs:
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 "create-blocks-from",
                 "openmetrics",
                 "-q",
-                "--max-block-duration=768h",
+                "--max-block-duration=8760h",
                 str(history),
                 str(data),
             ],
@@ -284,12 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         for rel, text in rules.items():
             (work / rel).write_text(text)
         (work / "naive.rules.yaml").write_text(_naive_rules())
-        targets = [f"127.0.0.1:{p}" for p in ports]
+        # Each replica's `instance` is a short name (r0...), the same in the backfilled history.
+        replicas = [
+            {"targets": [f"127.0.0.1:{p}"], "labels": {"instance": f"r{i}"}} for i, p in enumerate(ports)
+        ]
         config = {
             "global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL},
             "rule_files": [*rules, "naive.rules.yaml"],
             "scrape_configs": [
-                {"job_name": JOB, "static_configs": [{"targets": targets}]},
+                {"job_name": JOB, "static_configs": replicas},
                 {"job_name": "prometheus", "static_configs": [{"targets": ["PROMETHEUS"]}]},
             ],
         }
