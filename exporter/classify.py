@@ -66,9 +66,10 @@ class Deltas:
         )
         totals = np.bincount(ids, weights=weights)
         nonzero = np.flatnonzero(totals)
-        adds = self.adds
-        for slot, amount in zip(nonzero.tolist(), totals[nonzero].tolist(), strict=True):
-            adds[slot] = adds.get(slot, 0.0) + amount
+        summed = dict(zip(nonzero.tolist(), totals[nonzero].tolist(), strict=True))
+        for slot, amount in self.adds.items():  # the few slots added directly (ingest health)
+            summed[slot] = summed.get(slot, 0.0) + amount
+        self.adds = summed
         self._ids.clear()
         self._weights.clear()
 
