@@ -62,6 +62,7 @@ def test_promtool_accepts_the_rules_of_every_example(tmp_path: Path) -> None:
         _spec("30d", objective=90),
         _spec("28d", objective=90),
         _spec("90d"),  # no design catalog: windows scaled with the period
+        _spec("1d"),  # the period is also one of the design's windows
         _spec("30d", slos=1, slos_extra=None)
         if False
         else _spec(
@@ -75,7 +76,7 @@ def test_promtool_accepts_the_rules_of_every_example(tmp_path: Path) -> None:
             },
         ),
     ],
-    ids=["28d", "7d", "90pct", "28d-90pct", "90d-scaled", "custom-catalog"],
+    ids=["28d", "7d", "90pct", "28d-90pct", "90d-scaled", "1d", "custom-catalog"],
 )
 def test_promtool_accepts_generated_specs(tmp_path: Path, spec: Spec) -> None:
     _promtool_check(tmp_path, generate_files([spec]))
