@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -32,7 +32,7 @@ from aiohttp import web
 from agentslo import gate, names
 from bundle import demotime
 from bundle.demo_agent import AgentState, create_app
-from bundle.faults import INCIDENTS, Incident
+from bundle.faults import INCIDENTS, Faults, Incident
 from bundle.servers import WebhookSink, free_port, http_get, prometheus_query
 from bundle.stack import MissingPart, Stack
 from bundle.traffic import UserTraffic
@@ -45,6 +45,7 @@ STATUS_EVERY_S: Final = 10.0
 GRACE_AFTER_DETECTION_S: Final = 10.0  # keep running a little after the page, so the state settles
 PROBE_EVERY_S: Final = 30.0  # demo time for the 5m probe interval
 AGENT_TIME_SCALE: Final = 0.05  # the demo agent sleeps 5% of its simulated latency
+DEMO_DRIFT_S: Final = 90.0  # demo time: a three-week drift plays out in a minute and a half
 
 
 @dataclass
@@ -154,11 +155,18 @@ async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None,
                         now,
                         "release gate before the incident: " + _verdict(timeline.gate_before, incident.slo),
                     )
-                agent_state.faults = incident.faults
+                agent_state.faults = _in_demo_time(incident)
                 agent_state.faults_since = time.time()
                 if incident.version:
                     agent_state.version = incident.version
                 timeline.injected = now
+                if incident.faults.drift is not None:
+                    _say(
+                        out,
+                        now,
+                        f"demo time: the drift's three weeks play out in {DEMO_DRIFT_S:.0f}s "
+                        "(tests/test_e2e_drift.py runs it on three weeks of backfilled history)",
+                    )
                 _say(
                     out,
                     now,
@@ -167,7 +175,7 @@ async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None,
                 )
                 _say(out, now, f"expecting {incident.alert} for SLO {incident.slo} on flow {flow}")
             if sink is not None and timeline.page is None:
-                page = _find_page(sink, spec.agent)
+                page = _find_page(sink, spec.agent, incident)
                 if page is not None:
                     timeline.page, timeline.paged = page, now
                     labels = page[1]["labels"]
@@ -215,14 +223,24 @@ async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None,
     return timeline
 
 
-def _find_page(sink: WebhookSink, agent: str) -> tuple[str, dict[str, Any]] | None:
+def _in_demo_time(incident: Incident) -> Faults:
+    """The incident's faults; a drift's three weeks compressed into DEMO_DRIFT_S (said when injected)."""
+    faults = incident.faults
+    if faults.drift is not None:
+        faults = replace(faults, drift=replace(faults.drift, over_s=DEMO_DRIFT_S))
+    return faults
+
+
+def _find_page(sink: WebhookSink, agent: str, incident: Incident) -> tuple[str, dict[str, Any]] | None:
+    """The first alert delivered for the incident's SLO and flow (a critical burn, or whatever the
+    incident is expected to raise: a drift raises a ticket, a policy breach a rare event)."""
     for path, alert in sink.alerts():
         labels = alert.get("labels", {})
-        if (
-            labels.get("alertname") == names.ALERT_BURN_RATE
-            and labels.get("severity") == "critical"
-            and labels.get("agent") == agent
-        ):
+        if labels.get("agent") != agent or labels.get("slo") != incident.slo:
+            continue
+        if labels.get("alertname") == names.ALERT_BURN_RATE and labels.get("severity") == "critical":
+            return path, alert
+        if labels.get("alertname") == incident.alert and labels.get("flow") == incident.flow:
             return path, alert
     return None
 
