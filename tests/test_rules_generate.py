@@ -54,6 +54,21 @@ def test_promtool_accepts_the_rules_of_every_example(tmp_path: Path) -> None:
     _promtool_check(tmp_path, generate_files(load_specs(EXAMPLES)))
 
 
+@pytest.mark.slow
+def test_vmalert_accepts_every_expression_and_template_of_the_examples(tmp_path: Path) -> None:
+    """The same files load in vmalert (MetricsQL parse of every expression, Go templates of every
+    annotation), so the rules also run on a horizontally scalable engine."""
+    vmalert = shutil.which("vmalert")
+    if vmalert is None:
+        pytest.skip("vmalert binary not found")
+    paths = []
+    for rel, content in generate_files(load_specs(EXAMPLES)).items():
+        (tmp_path / rel).write_text(content)
+        paths.append(f"-rule={tmp_path / rel}")
+    result = subprocess.run([vmalert, "-dryRun", *paths], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 @pytest.mark.parametrize(
     "spec",
     [
