@@ -174,7 +174,12 @@ class Pipeline:
         if self._remote is not None and any(
             isinstance(j, LLMJudge) for spec in self.specs.values() for j in spec.judges.values()
         ):
-            await self._remote.start()
+            try:
+                await self._remote.start()
+            except (EOFError, OSError, RuntimeError, TimeoutError) as exc:
+                # Judging in-process is slower for ingest but still correct: better than no judges.
+                log.warning("judges: no judge process (%s); LLM judges run in the exporter process", exc)
+                self._remote = None
         self._tasks.append(asyncio.create_task(self._intake_loop(), name="judging-intake"))
         for agent, spec in self.specs.items():
             for name, judge in spec.judges.items():

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
+import socket
+import subprocess
+import sys
 from multiprocessing.connection import Connection
-from typing import Any
 
 from agentslo.judges import model as m
 from agentslo.judges.model import JudgeInput, Verdict
@@ -80,6 +81,13 @@ def _child_main(conn: Connection) -> None:
         pass
 
 
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 class JudgeProcess:
     """A child process that runs judge calls; safe to share between the coroutines of one event loop."""
 
@@ -87,7 +95,7 @@ class JudgeProcess:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Verdict]] = {}
         self._conn: Connection | None = None
-        self._proc: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._starting: asyncio.Lock | None = None
 
     @property
@@ -98,13 +106,18 @@ class JudgeProcess:
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
-            if self._proc is not None and self._proc.is_alive():
+            if self._proc is not None and self._proc.poll() is None:
                 return
-            ctx = multiprocessing.get_context("spawn")  # no fork: the parent has threads and a loop
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_child_main, args=(child,), name="agent-slo-judges", daemon=True)
-            proc.start()
-            child.close()
+            # A fresh interpreter (not fork: the parent has threads and a loop; not multiprocessing's
+            # spawn: it re-imports the parent's main script), talking over an inherited socket pair.
+            ours, theirs = socket.socketpair()
+            parent, child = Connection(ours.detach()), theirs.detach()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agentslo.judges.remote", str(child)],
+                pass_fds=(child,),
+                stdin=subprocess.DEVNULL,
+            )
+            Connection(child).close()
             loop = asyncio.get_running_loop()
             ready = await asyncio.wait_for(loop.run_in_executor(None, parent.recv), START_TIMEOUT_S)
             if ready != _READY:
@@ -165,11 +178,15 @@ class JudgeProcess:
             asyncio.get_running_loop().remove_reader(conn.fileno())
             conn.close()  # the child sees EOF and exits
         if proc is not None:
-            await asyncio.get_running_loop().run_in_executor(None, proc.join, 5.0)
-            if proc.is_alive():
+            await asyncio.get_running_loop().run_in_executor(None, _wait, proc, 5.0)
+            if proc.poll() is None:
                 proc.terminate()
-                await asyncio.get_running_loop().run_in_executor(None, proc.join, 5.0)
+                await asyncio.get_running_loop().run_in_executor(None, _wait, proc, 5.0)
         for future in self._pending.values():
             if not future.done():
                 future.set_result(m.failed(m.ERROR, "the judge worker was stopped"))
         self._pending.clear()
+
+
+if __name__ == "__main__":
+    _child_main(Connection(int(sys.argv[1])))
