@@ -378,3 +378,19 @@ def test_settings_from_the_environment_and_their_errors() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             sessions.SessionsConfig.from_env(env)
+
+
+async def test_without_a_judge_process_llm_judges_run_in_process(
+    aiohttp_client: Client, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentslo.judges.remote import JudgeProcess
+
+    async def cannot_start(self: JudgeProcess) -> None:
+        raise OSError("no processes allowed here")
+
+    monkeypatch.setattr(JudgeProcess, "start", cannot_start)
+    ingestor = FakeIngestor()
+    client = await make_client(aiohttp_client, make_spec(provider.base_url), ingestor, judge_process=True)
+    await client.post("/v1/sessions", json=session("in-process", flow="order-status"))
+    await drained(client)
+    assert ingestor.calls[("faithfulness", "3", "ok")] == 1
