@@ -271,7 +271,7 @@ def summary(timeline: Timeline, stack: Stack, incident: Incident, out: TextIO) -
     print(f"incident: {incident.name}: {incident.description}", file=out)
     if timeline.injected is None:
         print("the demo ended before the incident was injected (raise --duration)", file=out)
-    if timeline.page is not None and timeline.injected is not None:
+    if timeline.page is not None and timeline.injected is not None and timeline.paged is not None:
         labels = timeline.page[1]["labels"]
         print(
             f"detected by {labels.get('alertname')} ({labels.get('severity')}, {labels.get('burn_tier')}) on "

@@ -1,6 +1,6 @@
 """The demo CX support agent: OpenAI-compatible, tool-using, with injectable faults. No API key needed.
 
-    python -m bundle.demo_agent examples/cx-support.slo.yaml --port 8090 --exporter http://127.0.0.1:9464
+    python -m bundle.demo_agent examples/cx-support.slo.yaml --port 8090 --exporter http://127.0.0.1:9120
 
 `POST /v1/chat/completions` answers like a model that runs the CX policy: when the request declares
 `tools` it asks for them (`tool_calls`) and composes its answer from the results played back;
@@ -254,7 +254,7 @@ def _key(state: AgentState, messages: list[dict[str, Any]], session: str | None)
 
 def respond(
     state: AgentState, body: dict[str, Any], headers: Any
-) -> tuple[dict[str, Any], Conversation, Action]:
+) -> tuple[dict[str, Any], Conversation, Action, str]:
     """One chat completion: plan the next step from the messages, playing tools itself when the
     caller declared none."""
     messages = list(body.get("messages") or [])

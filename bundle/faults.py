@@ -107,10 +107,10 @@ INCIDENTS: Final = {
         Incident(
             "gradual-drift",
             "task success drifts from 94% to 81% over three weeks",
-            Faults(drift=Drift(), flows=("password-reset",)),
+            Faults(drift=Drift(), flows=("order-status",)),
             names.ALERT_BURN_RATE,
             "task-success",
-            "password-reset",
+            "order-status",
         ),
         Incident(
             "post-deploy-regression",
@@ -305,13 +305,15 @@ def rule_judge_score(judge: RuleJudge, text: str) -> float:
     return 0.0 if failed else 1.0
 
 
-def events_for(spec: Spec, conv: Conversation, *, session_id: str, time_s: float | None = None) -> list[dict]:
+def events_for(
+    spec: Spec, conv: Conversation, *, session_id: str, time_s: float | None = None
+) -> list[dict[str, Any]]:
     """The exporter events (DESIGN.md, "Events") an instrumented runtime sends for one conversation."""
     common: dict[str, Any] = {"agent": spec.agent, "flow": conv.flow, "session_id": session_id}
     if time_s is not None:
         common["time"] = round(time_s, 3)
     meta = {"version": conv.version, "model": conv.model}
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     if any(s.sli.kind == "connection" for s in spec.slos.values()):
         out.append(common | {"type": "connection", "ok": True})
     out.append(common | {"type": "turn", "kind": "first_response", "latency_s": conv.first_response_s})
