@@ -269,6 +269,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bearer-token-env", metavar="NAME", help="environment variable holding a token for Prometheus"
     )
     parser.add_argument("--json", action="store_true", help="print the decision as JSON on stdout")
+    parser.add_argument(
+        "--audit-log", metavar="FILE", help="also append each override's JSON line to FILE (an audit trail)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -289,7 +292,11 @@ def run(args: argparse.Namespace) -> int:
     if not decision.ship and args.override:
         who = args.who or os.environ.get("USER") or getpass.getuser()
         apply_override(decision, args.override, who, args.change_kind, args.flow)
-        print(json.dumps(decision.override, sort_keys=True), file=sys.stderr)
+        line = json.dumps(decision.override, sort_keys=True)
+        print(line, file=sys.stderr)
+        if args.audit_log:
+            with open(args.audit_log, "a", encoding="utf-8") as audit:
+                audit.write(line + "\n")
     if args.json:
         body = asdict(decision) | {"blocking": [asdict(v) for v in decision.blocking]}
         print(json.dumps(body, indent=2))

@@ -144,8 +144,9 @@ def test_an_slo_never_recorded_holds(prometheus, spec_file, capsys):
     assert "cost-per-task: unknown: no release state recorded" in out
 
 
-def test_override_ships_and_records_who_and_why(prometheus, spec_file, capsys, monkeypatch):
+def test_override_ships_and_records_who_and_why(prometheus, spec_file, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("USER", "oncall-alice")
+    audit = tmp_path / "overrides.jsonl"
     code, out, err = gate(
         capsys,
         str(spec_file),
@@ -157,6 +158,8 @@ def test_override_ships_and_records_who_and_why(prometheus, spec_file, capsys, m
         "prompt",
         "--override",
         "INC-42 hotfix for refund tool",
+        "--audit-log",
+        str(audit),
     )
     assert code == 0
     assert out.startswith("SHIP (override): cx-support")
@@ -165,6 +168,7 @@ def test_override_ships_and_records_who_and_why(prometheus, spec_file, capsys, m
     assert record["who"] == "oncall-alice"
     assert record["reason"] == "INC-42 hotfix for refund tool"
     assert record["blocked_by"] == ["refund/task-success:freeze"]
+    assert json.loads(audit.read_text()) == record
 
 
 def test_unreachable_prometheus_fails_closed(spec_file, capsys):
