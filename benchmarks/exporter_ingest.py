@@ -1,10 +1,12 @@
 """Ingest throughput: the exporter (with and without persistence) against a naive prometheus-client handler.
 
-    python benchmarks/exporter_ingest.py [--seconds 15] [--clients 4] [--batch 1000]
+    python benchmarks/exporter_ingest.py [--seconds 5] [--rounds 3] [--clients 4] [--batch 1000]
 
-Each server runs alone in its own process (one exporter process, as the issue asks) and receives the
-same pre-serialised 1,000-event batches from `--clients` closed-loop HTTP clients (each sends its next
-batch as soon as the previous one is answered), for `--seconds` after a warm-up. The naive baseline is
+Each server is one process (one exporter process, as the issue asks); all four are started, then
+measured in turn for `--rounds` interleaved rounds (so a busy neighbour on a shared machine hits all
+variants alike), each receiving the same pre-serialised 1,000-event batches from `--clients`
+closed-loop HTTP clients (each sends its next batch as soon as the previous one is answered).
+The naive baseline is
 a plain aiohttp handler doing `await request.json()` then, per event, one `labels(...).inc()` on a
 prometheus-client Counter and one `observe()` on a Histogram when the event has a latency or duration
 (no validation, no persistence). Reported: events/s, p50/p99 batch latency, and the ratios.
@@ -113,21 +115,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_server(cmd: list[str], url: str, body: bytes, args: argparse.Namespace) -> dict[str, float]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        result = asyncio.run(load(url, body, args.clients, args.seconds, args.batch, proc.pid))
-        return result
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per variant and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
@@ -138,15 +131,15 @@ def main() -> int:
     body = orjson.dumps(events(example_spec(), args.batch))
     print(
         f"payload: {args.batch} events, {len(body) / 1024:.0f} KiB per batch; "
-        f"{args.clients} closed-loop clients, "
-        f"{args.seconds:.0f}s measured after {WARMUP_S:.0f}s warm-up; cpus={os.cpu_count()}"
+        f"{args.clients} closed-loop clients; {args.rounds} interleaved rounds of {args.seconds:.0f}s "
+        "per variant "
+        f"(after {WARMUP_S:.0f}s warm-up each); cpus={os.cpu_count()}"
     )
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         serve = [sys.executable, "-m", "agentslo.cli", "serve", EXAMPLE]
         variants = {
-            "naive prometheus-client handler": [sys.executable, __file__, "--naive-server"],
-            "exporter, no persistence": serve,
+            NAIVE: [sys.executable, __file__, "--naive-server"],
+            MEMORY: serve,
             "exporter, SQLite WAL synchronous=full": [*serve, "--db", f"{tmp}/full.db", "--sync", "full"],
             "exporter, SQLite WAL synchronous=normal": [
                 *serve,
@@ -156,27 +149,61 @@ def main() -> int:
                 "normal",
             ],
         }
-        for name, cmd in variants.items():
-            port = free_port()
-            cmd = [*cmd, str(port)] if cmd[-1] == "--naive-server" else [*cmd, "--port", str(port)]
-            results[name] = run_server(cmd, f"http://127.0.0.1:{port}", body, args)
-            r = results[name]
-            print(
-                f"{name:42s} {r['events_per_s']:>10,.0f} events/s   p50 {r['p50_ms']:6.1f} ms   "
-                f"p99 {r['p99_ms']:6.1f} ms   server CPU {r['cpu_us_per_event']:5.2f} us/event "
-                f"({r['batches']:.0f} batches)"
-            )
-    naive = results["naive prometheus-client handler"]["events_per_s"]
-    memory = results["exporter, no persistence"]["events_per_s"]
-    naive_cpu = results["naive prometheus-client handler"]["cpu_us_per_event"]
-    for name in list(results)[1:]:
-        print(
-            f"{name:42s} {results[name]['events_per_s'] / naive:5.2f}x naive throughput, "
-            f"{naive_cpu / results[name]['cpu_us_per_event']:5.2f}x less server CPU per event"
-        )
-    for name in list(results)[2:]:
-        print(f"{name:42s} {results[name]['events_per_s'] / memory:6.1%} of no-persistence throughput")
+        procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        try:
+            for name, cmd in variants.items():  # all start now; each is idle while another is measured
+                port = free_port()
+                cmd = [*cmd, str(port)] if cmd[-1] == "--naive-server" else [*cmd, "--port", str(port)]
+                procs[name] = (
+                    subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                    f"http://127.0.0.1:{port}",
+                )
+            rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+            for _ in range(args.rounds):
+                for name, (proc, url) in procs.items():
+                    rounds[name].append(
+                        asyncio.run(load(url, body, args.clients, args.seconds, args.batch, proc.pid))
+                    )
+        finally:
+            for proc, _ in procs.values():
+                proc.terminate()
+            for proc, _ in procs.values():
+                proc.wait(timeout=30)
+    report(rounds)
     return 0
+
+
+NAIVE = "naive prometheus-client handler"
+MEMORY = "exporter, no persistence"
+
+
+def report(rounds: dict[str, list[dict[str, float]]]) -> None:
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in rounds[name])
+
+    for name in rounds:
+        print(
+            f"{name:42s} {med(name, 'events_per_s'):>10,.0f} events/s   p50 {med(name, 'p50_ms'):6.1f} ms   "
+            f"p99 {med(name, 'p99_ms'):6.1f} ms   server CPU {med(name, 'cpu_us_per_event'):5.2f} us/event"
+        )
+    print("ratios per round (same conditions), median over rounds:")
+    for name in list(rounds)[1:]:
+        speed = [
+            r["events_per_s"] / n["events_per_s"] for r, n in zip(rounds[name], rounds[NAIVE], strict=True)
+        ]
+        cpu = [
+            n["cpu_us_per_event"] / r["cpu_us_per_event"]
+            for r, n in zip(rounds[name], rounds[NAIVE], strict=True)
+        ]
+        print(
+            f"  {name:40s} {statistics.median(speed):5.2f}x naive throughput, "
+            f"{statistics.median(cpu):5.2f}x less server CPU per event"
+        )
+    for name in list(rounds)[2:]:
+        share = [
+            r["events_per_s"] / m["events_per_s"] for r, m in zip(rounds[name], rounds[MEMORY], strict=True)
+        ]
+        print(f"  {name:40s} {statistics.median(share):6.1%} of no-persistence throughput")
 
 
 if __name__ == "__main__":
