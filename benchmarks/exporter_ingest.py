@@ -6,10 +6,10 @@ Each server is one process (one exporter process, as the issue asks); all four a
 measured in turn for `--rounds` interleaved rounds (so a busy neighbour on a shared machine hits all
 variants alike), each receiving the same pre-serialised 1,000-event batches from `--clients`
 closed-loop HTTP clients (each sends its next batch as soon as the previous one is answered).
-The naive baseline is
-a plain aiohttp handler doing `await request.json()` then, per event, one `labels(...).inc()` on a
-prometheus-client Counter and one `observe()` on a Histogram when the event has a latency or duration
-(no validation, no persistence). Reported: events/s, p50/p99 batch latency, and the ratios.
+The naive baseline is a plain aiohttp handler doing `await request.json()` then, per event, one
+`labels(...).inc()` on a prometheus-client Counter and one `observe()` on a Histogram when the event
+has a latency or duration (no validation, no persistence). Reported: events/s, p50/p99 batch
+latency, server CPU per event (from /proc), and the ratios.
 """
 
 from __future__ import annotations
