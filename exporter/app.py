@@ -150,6 +150,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             retry_after=RETRY_AFTER_BUSY_S,
         )
     pending[0] += 1
+    future: asyncio.Future[IngestResult] | None = None
     try:
         try:
             async with asyncio.timeout(config.read_timeout_s):
@@ -160,7 +161,8 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         content_type = request.content_type if request.body_exists else ""
         future = app[_WRITER].submit(raw, content_type, partial_, key, body_hash(raw, partial_))
         try:
-            result = await future
+            # shielded: a client that hangs up does not un-queue a batch that may already be applied
+            result = await asyncio.shield(future)
         except Exception as exc:  # storage failure: nothing was counted (the transaction rolled back)
             log.error("ingest failed: %s", exc)
             return _fail(
@@ -171,7 +173,12 @@ async def post_events(request: web.Request) -> web.StreamResponse:
     finally:
         pending[0] -= 1
         if key is not None:
-            ingestor.end(key)
+            if (
+                future is not None and not future.done()
+            ):  # still queued: the key stays in flight until applied
+                future.add_done_callback(lambda _: ingestor.end(key))
+            else:
+                ingestor.end(key)
     headers = {}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"

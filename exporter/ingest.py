@@ -90,12 +90,15 @@ class Group:
     deltas: Deltas = field(default_factory=Deltas)
     answers: list[tuple[str, str, int, bytes]] = field(default_factory=list)
     members: list[int] = field(default_factory=list)  # indices of the batches whose deltas are merged
+    aliases: list[tuple[int, int]] = field(default_factory=list)  # (retry, first) with the same key
 
     def fail(self, exc: BaseException) -> None:
         """The commit failed and rolled back: none of the member batches counted."""
         for i in self.members:
             problem = f"could not store the batch ({type(exc).__name__}: {exc}); nothing was counted"
             self.results[i] = error(503, problem)
+        for retry, first in self.aliases:
+            self.results[retry] = self.results[first]
 
 
 def body_hash(raw: bytes, partial: bool) -> str:
@@ -176,8 +179,18 @@ class Ingestor:
     def prepare_many(self, batches: list[Batch], now: float) -> Group:
         """Validate and classify batches into one merged set of deltas; nothing is counted yet."""
         group = Group()
+        keys: dict[str, int] = {}  # Idempotency-Key → index of the batch in this group that carries it
         with self.lock:
             for batch in batches:
+                first = keys.get(batch.key) if batch.key is not None else None
+                if first is not None:  # the same key twice in one group: the second is a retry of the first
+                    answer = self._same_key(batch, batches[first], group.results[first])
+                    if answer.replayed:
+                        group.aliases.append((len(group.results), first))
+                    group.results.append(answer)
+                    continue
+                if batch.key is not None:
+                    keys[batch.key] = len(group.results)
                 result, deltas = self._prepare(batch, now, group.deltas.sets)
                 group.results.append(result)
                 if deltas is not None:
@@ -188,6 +201,18 @@ class Ingestor:
                         group.answers.append((batch.key, batch.digest or "", result.status, body))
             group.deltas.finish()
         return group
+
+    def _same_key(self, batch: Batch, first: Batch, answer: IngestResult) -> IngestResult:
+        if batch.digest is None:
+            batch.digest = body_hash(orjson.dumps(batch.events, option=orjson.OPT_SORT_KEYS), batch.partial)
+        if batch.digest != first.digest:
+            self.reject("conflict")
+            return error(
+                422,
+                "this Idempotency-Key was used with a different body",
+                [{"index": None, "field": "Idempotency-Key", "problem": "reused"}],
+            )
+        return IngestResult(answer.status, answer.body, replayed=True)
 
     def _prepare(
         self, batch: Batch, now: float, pending: dict[int, float]

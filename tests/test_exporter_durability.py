@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentslo import names
 from agentslo.spec import parse_spec
 from exporter.config import ExporterConfig
-from exporter.ingest import Ingestor
+from exporter.ingest import Batch, Ingestor
 
 SPEC = """
 version: agent-slo/v1
@@ -221,4 +221,17 @@ def test_idempotency_keys_expire_after_the_horizon(tmp_path: Path) -> None:
     again = ing.apply(event, idempotency_key="k")  # past the horizon: a new batch, counted again
     assert again.status == 200 and not again.replayed
     assert ing.store.value(names.EVENTS_TOTAL, ("bot", "refund", "conn", "bad", "")) == 2.0
+    ing.close()
+
+
+def test_same_key_twice_in_one_group_commit_counts_once(tmp_path: Path) -> None:
+    ing = Ingestor([parse_spec(SPEC)], ExporterConfig(db_path=str(tmp_path / "c.db")))
+    event = [{"type": "connection", **B, "ok": False}]
+    first, retry, other = ing.apply_many(
+        [Batch(event, key="k"), Batch(event, key="k"), Batch([*event, *event], key="k")]
+    )
+    assert (first.status, first.replayed) == (200, False)
+    assert (retry.status, retry.replayed) == (200, True)
+    assert other.status == 422
+    assert ing.store.value(names.EVENTS_TOTAL, ("bot", "refund", "conn", "bad", "")) == 1.0
     ing.close()
