@@ -176,9 +176,14 @@ class Ingestor:
                     self.publish(group.deltas, now)
         return group.results
 
-    def prepare_many(self, batches: list[Batch], now: float) -> Group:
-        """Validate and classify batches into one merged set of deltas; nothing is counted yet."""
+    def prepare_many(self, batches: list[Batch], now: float, ahead: Deltas | None = None) -> Group:
+        """Validate and classify batches into one merged set of deltas; nothing is counted yet.
+
+        `ahead` is a group prepared earlier whose commit is still in flight: its gauge values (synthetic
+        streaks) are the starting point here.
+        """
         group = Group()
+        pending = dict(ahead.sets) if ahead is not None else {}
         keys: dict[str, int] = {}  # Idempotency-Key → index of the batch in this group that carries it
         with self.lock:
             for batch in batches:
@@ -191,11 +196,12 @@ class Ingestor:
                     continue
                 if batch.key is not None:
                     keys[batch.key] = len(group.results)
-                result, deltas = self._prepare(batch, now, group.deltas.sets)
+                result, deltas = self._prepare(batch, now, pending)
                 group.results.append(result)
                 if deltas is not None:
                     group.members.append(len(group.results) - 1)
                     _merge(group.deltas, deltas)
+                    pending.update(deltas.sets)
                     if batch.key is not None:
                         body = orjson.dumps(result.body)
                         group.answers.append((batch.key, batch.digest or "", result.status, body))
@@ -269,21 +275,30 @@ class Ingestor:
         deltas.adds[self._accepted] = deltas.adds.get(self._accepted, 0.0) + deltas.events
         return IngestResult(status, body), deltas
 
-    def _builds(self, deltas: Deltas) -> dict[str, tuple[str, str, str]] | None:
+    def _builds(self, deltas: Deltas, ahead: Deltas | None = None) -> dict[str, tuple[str, str, str]] | None:
         if not deltas.build:
             return None
         builds = dict(self.store.build_info)
-        for agent, parts in deltas.build.items():
-            old = builds.get(agent, ("", "", ""))
-            builds[agent] = tuple(p if p is not None else o for p, o in zip(parts, old, strict=True))  # type: ignore[assignment]
+        for step in (ahead, deltas):
+            for agent, parts in step.build.items() if step is not None else ():
+                old = builds.get(agent, ("", "", ""))
+                builds[agent] = tuple(p if p is not None else o for p, o in zip(parts, old, strict=True))  # type: ignore[assignment]
         return builds
 
-    def persist(self, deltas: Deltas, now: float, answers: list[tuple[str, str, int, bytes]] = ()) -> None:  # type: ignore[assignment]
-        """Commit deltas (and idempotency answers) to SQLite; safe to run on another thread."""
+    def persist(
+        self,
+        deltas: Deltas,
+        now: float,
+        answers: list[tuple[str, str, int, bytes]] = (),  # type: ignore[assignment]
+        ahead: Deltas | None = None,
+    ) -> None:
+        """Commit deltas (and idempotency answers) to SQLite; safe to run on another thread.
+
+        `ahead`: a group committed just before this one but not yet published (its builds count)."""
         if self.db is None:
             return
         keys, ids = self.store.keys, self.store.db_ids
-        builds = self._builds(deltas)
+        builds = self._builds(deltas, ahead)
         with self.db_lock:
             fresh: dict[int, int] = {}  # slot → -(position in `new`) for slots without a row id yet
             new: list[str] = []

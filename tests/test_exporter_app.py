@@ -85,3 +85,23 @@ async def test_a_body_that_never_finishes_is_408(aiohttp_client: Any) -> None:
 
     resp = await client.post("/v1/events", data=stalled(), headers={"Content-Type": "application/json"})
     assert resp.status == 408
+
+
+async def test_concurrent_batches_keep_streaks_and_counts_exact(aiohttp_client: Any, tmp_path: Any) -> None:
+    """Group commit and pipelining: many concurrent batches, each counted once, streaks in order."""
+    spec = (
+        SPEC
+        + "  synth: {sli: {synthetic: {}}, objective: 99, owner: team}\n"
+        + ('synthetic: {target: {type: http, url: "http://127.0.0.1:1/x"}}\n')
+    )
+    app = create_app([parse_spec(spec)], ExporterConfig(db_path=str(tmp_path / "c.db")))
+    client = await aiohttp_client(app)
+    fail = b'[{"type": "synthetic", "agent": "bot", "flow": "refund", "scenario": "s", "passed": false}]'
+    results = await asyncio.gather(*(client.post("/v1/events", data=fail) for _ in range(40)))
+    assert [r.status for r in results] == [200] * 40
+    metrics = await (await client.get("/metrics")).text()
+    assert 'agent_slo_synthetic_consecutive_failures{agent="bot",flow="refund",scenario="s"} 40.0' in metrics
+    assert (
+        'agent_slo_events_total{agent="bot",flow="refund",slo="synth",outcome="bad",exclusion=""} 40.0'
+        in metrics
+    )
