@@ -192,7 +192,7 @@ async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None,
             ):
                 last_status = now
                 answer = await asyncio.to_thread(_autonomy, stack, spec.agent, flow)
-                state = str(answer.get("state"))
+                state = str(answer.get("state")) + (" [fail-safe]" if answer.get("stale") else "")
                 if state != last_state:
                     timeline.autonomy.append((now, state))
                     stale = f" (stale: {answer.get('reason')})" if answer.get("stale") else ""
