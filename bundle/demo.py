@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+import openai
 from aiohttp import web
 
 from agentslo import gate, names
@@ -102,9 +102,11 @@ async def _probe_loop(
     scenarios = load_scenarios(spec)
     target = spec.synthetic.target.model_copy(update={"base_url": agent_url})
     sink = HttpSink(stack.exporter_url, stack.exporter_token)
+    # The prober's llm-rubric assertions are graded by the demo agent's stand-in judge (no API key).
+    judge = openai.AsyncOpenAI(base_url=agent_url, api_key="demo-no-key", max_retries=0)
     try:
         while not stop.is_set():
-            results = await run_cycle(spec, scenarios, target, sink=sink)
+            results = await run_cycle(spec, scenarios, target, sink=sink, judge_client=judge)
             passed = sum(r.passed for r in results)
             timeline.probes.append((timeline.at(), passed, len(results) - passed))
             failing = ", ".join(r.name for r in results if not r.passed)
@@ -120,6 +122,7 @@ async def _probe_loop(
                 pass
     finally:
         await sink.aclose()
+        await judge.close()
 
 
 async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None, out: TextIO) -> Timeline:
@@ -130,9 +133,6 @@ async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None,
         spec, seed=args.seed, time_scale=AGENT_TIME_SCALE, exporter_url=stack.exporter_url
     )
     runner, agent_url = await _serve_agent(agent_state)
-    # The prober's llm-rubric assertions and LLM judges use the demo agent's stand-in judge.
-    os.environ.setdefault("OPENAI_BASE_URL", agent_url)
-    os.environ.setdefault("OPENAI_API_KEY", "demo-no-key")
     _say(out, timeline.at(), f"demo agent (OpenAI-compatible): {agent_url}  (try: curl {agent_url}/models)")
     stop = asyncio.Event()
     users = UserTraffic(spec, agent_url, rate_per_s=args.rate, seed=args.seed)

@@ -13,13 +13,6 @@ from bundle.servers import find_binary, http_get
 SERVERS = bool(find_binary("prometheus") and find_binary("prometheus-alertmanager", "alertmanager"))
 
 
-@pytest.fixture(autouse=True)
-def judge_env(monkeypatch):
-    # The demo points the OpenAI client at its stand-in judge with setdefault; keep that out of other tests.
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "demo-no-key")
-
-
 def _closed(url: str) -> bool:
     try:
         http_get(url, timeout=1)
