@@ -307,13 +307,16 @@ class Classifier:
             d.gather(np.where(above > thresholds, good, bad)[counted], 1.0)
 
     def _tokens(self, col: list[Any], plans: list[Plan], kid: np.ndarray, d: Deltas) -> bool:
-        present = [v for v in col if v is not None]
+        present = [v for v in col if v is not None] if None in col else col
         if not set(map(type, present)) <= {dict} or (present and min(map(len, present)) == 0):
             return False
         if not set().union(*present) <= {"input", "output"}:
             return False
-        have = np.fromiter((v is not None for v in col), bool, len(col))
-        sub = kid[have]
+        sub = (
+            kid
+            if len(present) == len(col)
+            else kid[np.fromiter((v is not None for v in col), bool, len(col))]
+        )
         for part, direction in enumerate(("input", "output")):
             values = list(map(dict.get, present, repeat(direction)))
             parsed = _numbers(values, "count")
