@@ -159,7 +159,8 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             return _fail(408, f"the body did not arrive within {config.read_timeout_s:.0f}s")
         partial_ = flag in ("true", "1")
         content_type = request.content_type if request.body_exists else ""
-        future = app[_WRITER].submit(raw, content_type, partial_, key, body_hash(raw, partial_))
+        digest = body_hash(raw, partial_) if key is not None else ""  # hashing 250 KiB is not free
+        future = app[_WRITER].submit(raw, content_type, partial_, key, digest)
         try:
             # shielded: a client that hangs up does not un-queue a batch that may already be applied
             result = await asyncio.shield(future)
