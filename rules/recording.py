@@ -132,11 +132,11 @@ def event_rules(plan: Plan) -> list[Rule]:
     for window, slos in long_windows:
         regex = {names.L_SLO: slos} if slos is not None and len(slos) < len(spec.slos) else None
         buckets = selector(names.events_bucket(BUCKET), {names.L_AGENT: agent}, regex)
-        out.append(
-            _record(
-                names.events_rate(window), f"sum_over_time({buckets}[{open_range(parse_duration(window))}])"
-            )
-        )
+        # Until the first bucket is recorded (a Prometheus with no history), every event so far lies in
+        # the last 5m, so that increase stands in; budgets and states exist from the first evaluation.
+        first = selector(names.events_rate(BUCKET), {names.L_AGENT: agent}, regex)
+        expr = f"sum_over_time({buckets}[{open_range(parse_duration(window))}])\nor {first}"
+        out.append(_record(names.events_rate(window), expr))
     return out
 
 
