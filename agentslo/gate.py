@@ -8,9 +8,7 @@ it) for every SLO the change kind maps to (`release_gate.change_kinds`; default 
 else every SLO) on every flow the change touches (default: all the SLO's flows), and exits 0 to
 ship or 1 to hold when any of them is at or past `release_gate.block_at`, saying which SLO, how
 much budget is left and how fast it burns. It fails closed: when Prometheus cannot be reached, or
-neither the state nor the budget behind it was recorded, the answer is hold. (Right after
-Prometheus starts, before its first 5m bucket, the state is derived from the budget and 1h burn
-wherever the missing 6h burn cannot change the answer.) `--override REASON` ships anyway (an incident fix
+the state was never recorded, the answer is hold. `--override REASON` ships anyway (an incident fix
 through an exhausted budget) and records who and why as one JSON log line on stderr.
 """
 
@@ -111,27 +109,6 @@ def _explain(spec: Spec, slo: str, r: Reading) -> str:
     return "; ".join(parts)
 
 
-def derive_state(spec: Spec, r: Reading) -> int | None:
-    """The release state from budget and burn, the design's formula, for when the recording is missing.
-
-    The recorded state needs the 6h burn, which Prometheus only has once its first long-window bucket
-    exists. Without it, exhausted and freeze are still certain (they read the budget and the 1h burn);
-    watch is certain only when the budget alone says so. None when the 6h burn could change the answer.
-    """
-    gate = spec.release_gate
-    if r.remaining is None or r.burn_1h is None:
-        return None
-    if r.remaining <= 0:
-        return STATE_CODES["exhausted"]
-    if r.remaining < gate.freeze_remaining and r.burn_1h > gate.freeze_burn:
-        return STATE_CODES["freeze"]
-    if r.remaining < gate.watch_remaining or (r.burn_6h is not None and r.burn_6h > gate.watch_burn):
-        return STATE_CODES["watch"]
-    if r.burn_6h is None and gate.block_at == "watch":
-        return None
-    return STATE_CODES["healthy"]
-
-
 def decide(
     spec: Spec, readings: Mapping[tuple[str, str], Reading], pairs: Sequence[tuple[str, str]]
 ) -> Decision:
@@ -140,9 +117,7 @@ def decide(
     verdicts = []
     for slo, flow in pairs:
         r = readings.get((slo, flow), Reading())
-        code, note = r.state, ""
-        if code is None:
-            code, note = derive_state(spec, r), " (derived: the release state is not recorded yet)"
+        code = r.state
         if code is None:
             verdicts.append(
                 Verdict(
@@ -151,7 +126,7 @@ def decide(
             )
             continue
         state = names.RELEASE_STATES[min(max(code, 0), len(names.RELEASE_STATES) - 1)]
-        verdicts.append(Verdict(slo, flow, state, code >= block_at, _explain(spec, slo, r) + note))
+        verdicts.append(Verdict(slo, flow, state, code >= block_at, _explain(spec, slo, r)))
     return Decision(spec.agent, ship=not any(v.blocks for v in verdicts), verdicts=verdicts)
 
 
