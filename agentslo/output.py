@@ -10,10 +10,11 @@ from typing import TextIO
 
 
 def write_or_check(
-    files: Mapping[str, str], outdir: str | Path, check: bool, out: TextIO = sys.stdout
+    files: Mapping[str, str], outdir: str | Path, check: bool, out: TextIO | None = None
 ) -> int:
     """Write `files` (relative path → content) under `outdir`; with `check`, write nothing and
     return 1 when any file is missing or differs (printing a short diff), else 0."""
+    out = out or sys.stdout  # looked up per call, so redirected stdout (tests, callers) is honoured
     root = Path(outdir)
     drift = 0
     for rel, content in sorted(files.items()):
