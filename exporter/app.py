@@ -27,6 +27,7 @@ from exporter.config import ExporterConfig
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from exporter.ingest import Ingestor, IngestResult, body_hash, error
 from exporter.openapi import document
+from exporter.wire import decode
 from exporter.writer import Writer
 
 log = logging.getLogger("agent_slo.exporter")
@@ -95,6 +96,9 @@ def parse_body(raw: bytes, content_type: str) -> list[Any] | IngestResult:
     """A JSON array, or NDJSON (one event per line); errors name the line as the index."""
     stripped = raw.lstrip()
     if content_type != "application/x-ndjson" and stripped[:1] == b"[":
+        decoded = decode(raw)  # typed in one pass; any doubt goes down the authoritative path below
+        if decoded is not None:
+            return decoded
         try:
             events = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from agentslo import names
+from exporter import wire
 from exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog, Plan
 from exporter.config import MAX_FUTURE_SKEW_S
 from exporter.events import ALLOWED, CATEGORICAL, FIELDS, MAX_COUNT, MAX_ID_CHARS, NUMBER_KINDS
@@ -180,12 +181,28 @@ class Classifier:
                 return None
         return deltas  # the caller merges and `finish()`es: one bincount per group of batches
 
+    def run_decoded(
+        self, events: wire.Decoded, now: float, pending: dict[int, float] | None = None
+    ) -> Deltas | None:
+        """`run()` for a batch decoded by `exporter.wire` (types and fields already checked)."""
+        if not events:
+            return None
+        deltas = Deltas(events=len(events))
+        self._pending = pending or {}
+        for kind, group in wire.groups(events).items():
+            cols = wire.columns(group)
+            if cols is None or not self._classify(kind, cols, len(group), now, deltas):
+                return None
+        return deltas
+
     def _group(self, kind: str, evs: list[dict[str, Any]], now: float, d: Deltas) -> bool:
         present = set().union(*evs)
         if not present <= ALLOWED[kind]:
             return False
-        m = len(evs)
-        cols = _columns(evs, present)
+        return self._classify(kind, _columns(evs, present), len(evs), now, d)
+
+    def _classify(self, kind: str, cols: dict[str, Sequence[Any]], m: int, now: float, d: Deltas) -> bool:
+        """Check and count one type's events from their columns (field → values, None where unset)."""
         col = cols.get
         for fname, limit, printable in (
             ("session_id", MAX_ID_CHARS, False),
@@ -264,14 +281,14 @@ class Classifier:
             self._observe(fname, plans, kid if mask is None else kid[mask], vals, d)
             if kind == "judge":
                 self._judge(plans, kid, vals, d)
-        if "tokens" in present and not self._tokens(list(col("tokens") or ()), plans, kid, d):
+        if "tokens" in cols and not self._tokens(list(col("tokens") or ()), plans, kid, d):
             return False
         if kind == "synthetic":
             self._streaks(plans, kid_list or [0] * m, d)
         traces = col("trace_id")
         if traces is not None:
             self._exemplars(plans, kid_list or [0] * m, traces, d)
-        if present & {"version", "prompt_version", "model"}:
+        if cols.keys() & {"version", "prompt_version", "model"}:
             self._builds(col("agent") or (), [col("version"), col("prompt_version"), col("model")], d)
         return True
 

@@ -30,6 +30,7 @@ from exporter.classify import Classifier, Deltas
 from exporter.config import ExporterConfig
 from exporter.persist import Persistence
 from exporter.store import Store
+from exporter.wire import Decoded
 
 PURGE_EVERY_S = 60.0  # how often expired idempotency keys are deleted
 MAX_JUDGE_OUTCOMES = 8  # distinct judge-call outcomes per judge before folding into `other`
@@ -103,6 +104,13 @@ class Group:
 
 def body_hash(raw: bytes, partial: bool) -> str:
     return hashlib.sha256(raw + (b"\x00partial" if partial else b"")).hexdigest()
+
+
+def _digest(batch: Batch) -> str:
+    """The body hash of a batch given as events (in-process callers), or as decoded from a raw body."""
+    if isinstance(batch.events, Decoded):
+        return body_hash(batch.events.raw, batch.partial)
+    return body_hash(orjson.dumps(batch.events, option=orjson.OPT_SORT_KEYS), batch.partial)
 
 
 class Ingestor:
@@ -210,7 +218,7 @@ class Ingestor:
 
     def _same_key(self, batch: Batch, first: Batch, answer: IngestResult) -> IngestResult:
         if batch.digest is None:
-            batch.digest = body_hash(orjson.dumps(batch.events, option=orjson.OPT_SORT_KEYS), batch.partial)
+            batch.digest = _digest(batch)
         if batch.digest != first.digest:
             self.reject("conflict")
             return error(
@@ -226,7 +234,7 @@ class Ingestor:
         """The answer to one batch and, when it counts, its deltas (called with the lock held)."""
         events, partial, key = batch.events, batch.partial, batch.key
         if key is not None and batch.digest is None:
-            batch.digest = body_hash(orjson.dumps(events, option=orjson.OPT_SORT_KEYS), partial)
+            batch.digest = _digest(batch)
         if not isinstance(events, list) or not events:
             self.reject("invalid_body")
             return error(
@@ -252,7 +260,13 @@ class Ingestor:
                         [{"index": None, "field": "Idempotency-Key", "problem": "reused"}],
                     ), None
                 return IngestResult(stored[1], orjson.loads(stored[2]), replayed=True), None
-        deltas = self.classifier.run(events, now, pending)
+        if isinstance(events, Decoded):
+            deltas = self.classifier.run_decoded(events, now, pending)
+            if deltas is None:  # some check failed: the authoritative path finds and names every problem
+                events = orjson.loads(events.raw)
+                deltas = self.classifier.run(events, now, pending)
+        else:
+            deltas = self.classifier.run(events, now, pending)
         rejected: list[dict[str, Any]] = []
         if deltas is None:
             rejected = event_format.problems(self.catalog, events, now)
