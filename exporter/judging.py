@@ -29,6 +29,7 @@ import openai
 
 from agentslo.judges import JudgeInput, Verdict, applies, run_judge
 from agentslo.judges import model as outcomes
+from agentslo.judges.llm import close_clients
 from agentslo.judges.remote import JudgeProcess
 from agentslo.judges.rule import evaluate
 from agentslo.judges.sampling import sampled
@@ -204,6 +205,7 @@ class Pipeline:
         self._tasks.clear()
         if self._remote is not None:
             await self._remote.stop()
+        await close_clients()  # in-process judges' HTTP clients
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self.db(self.store.close)

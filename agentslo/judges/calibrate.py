@@ -27,6 +27,7 @@ import aiohttp
 
 from agentslo.judges import run_judge
 from agentslo.judges.datasets import DatasetError, LabelledCase, read_dataset
+from agentslo.judges.llm import close_clients
 from agentslo.judges.model import Verdict
 from agentslo.spec import LLMJudge, RuleJudge, load_spec
 
@@ -84,7 +85,10 @@ def best_threshold(pairs: Sequence[tuple[float, bool]], current: float) -> Agree
 
 
 async def _judge_all(name: str, judge: LLMJudge | RuleJudge, cases: list[LabelledCase]) -> list[Verdict]:
-    return list(await asyncio.gather(*(run_judge(name, judge, c.case) for c in cases)))
+    try:
+        return list(await asyncio.gather(*(run_judge(name, judge, c.case) for c in cases)))
+    finally:
+        await close_clients()
 
 
 async def _push(url: str, judge: str, body: dict[str, Any], token: str | None) -> None:

@@ -68,6 +68,8 @@ class FakeProvider:
         self.in_flight = 0
         self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
+        self._stopping = False
+        self._sleeping: set[asyncio.Task[Any]] = set()
         self.port = 0
 
     @property
@@ -89,6 +91,11 @@ class FakeProvider:
         return self
 
     async def stop(self) -> None:
+        # Clients with keep-alive connections would otherwise keep a stopping server busy: answer
+        # them 503 and close, and cut scripted delays short.
+        self._stopping = True
+        for task in list(self._sleeping):
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -100,14 +107,27 @@ class FakeProvider:
         await self.stop()
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
+        if self._stopping:
+            return web.json_response(
+                {"error": {"message": "shutting down"}}, status=503, headers={"Connection": "close"}
+            )
         body = await request.json()
         self.requests.append(body)
         step = self.script.popleft() if self.script else Step()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        sleep = asyncio.ensure_future(asyncio.sleep(step.delay_s or self.delay_s))
+        self._sleeping.add(sleep)
         try:
-            await asyncio.sleep(step.delay_s or self.delay_s)
+            await sleep
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            return web.json_response(
+                {"error": {"message": "shutting down"}}, status=503, headers={"Connection": "close"}
+            )
         finally:
+            self._sleeping.discard(sleep)
             self.in_flight -= 1
         if step.raw_body is not None:
             return web.Response(text=step.raw_body, content_type="text/html")

@@ -14,6 +14,7 @@ for answers that turn out malformed (they were paid for).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -40,6 +41,7 @@ BACKOFF_MAX_S = 8.0
 MAX_PART_CHARS = 4_000
 MAX_PROMPT_CHARS = 24_000
 MAX_EXPLANATION_CHARS = 2_000
+CLOSE_TIMEOUT_S = 1.0
 # Providers that need no key (a local vLLM, Ollama, a test double) still need a non-empty string.
 _KEYLESS_PLACEHOLDER = "not-needed"
 
@@ -151,9 +153,41 @@ def _client(judge: LLMJudge) -> openai.AsyncOpenAI:
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     client = per_loop.get((base_url, key))
     if client is None:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=judge.timeout)
+        client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=key, max_retries=0, timeout=judge.timeout, http_client=_http_client()
+        )
         per_loop[(base_url, key)] = client
     return client
+
+
+async def close_clients() -> None:
+    """Close the HTTP clients this event loop's judges opened (call before the loop ends)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        # Bounded: a connection stuck on a provider that never answers must not hold up a shutdown.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.close(), CLOSE_TIMEOUT_S)
+
+
+def _http_client() -> Any:
+    """The openai client's aiohttp transport when installed (`openai[aiohttp]`): about 40% less CPU per
+    call than its default httpx transport, which matters at a judge's full concurrency. None: default."""
+    try:
+        return openai.DefaultAioHttpClient()
+    except (AttributeError, ImportError, RuntimeError):
+        return None
+
+
+def _connect_failure(exc: BaseException) -> OSError | None:
+    """The refused/unreachable connection behind a 'timeout' (the aiohttp transport reports a refused
+    connection as a connect timeout): that is an unreachable provider, not a slow one."""
+    seen: BaseException | None = exc
+    for _ in range(6):  # the transport wraps the socket error two or three levels down
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _semaphore(name: str, judge: LLMJudge) -> asyncio.Semaphore:
@@ -242,8 +276,12 @@ async def judge_llm(
                     timeout=judge.timeout + 1.0,
                 )
             break
-        except (TimeoutError, openai.APITimeoutError):
-            return m.failed(m.TIMEOUT, f"no answer within {judge.timeout:g}s")
+        except (TimeoutError, openai.APITimeoutError) as exc:
+            if not (refused := _connect_failure(exc)):
+                return m.failed(m.TIMEOUT, f"no answer within {judge.timeout:g}s")
+            if attempt >= judge.max_retries:
+                return m.failed(m.ERROR, f"cannot reach the provider: {refused}")
+            await asyncio.sleep(_backoff(attempt, None))
         except openai.APIStatusError as exc:
             retryable = exc.status_code == 429 or exc.status_code >= 500
             if not retryable or attempt >= judge.max_retries:

@@ -71,7 +71,12 @@ async def _serve(conn: Connection) -> None:
 
     loop.add_reader(conn.fileno(), readable)
     conn.send(_READY)
-    await closed
+    try:
+        await closed
+    finally:
+        from agentslo.judges.llm import close_clients
+
+        await close_clients()
 
 
 def _child_main(conn: Connection) -> None:
