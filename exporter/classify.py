@@ -34,6 +34,13 @@ _NONE = type(None)
 _BOOL_FIELDS = frozenset(
     {"escalation_required", "required", "performed", "context_preserved", "ok", "passed"}
 )
+_STRING_CHECKS = (  # (field, most characters, must be printable)
+    ("session_id", MAX_ID_CHARS, False),
+    ("trace_id", MAX_ID_CHARS, False),
+    ("version", MAX_LABEL_CHARS, True),
+    ("prompt_version", MAX_LABEL_CHARS, True),
+    ("model", MAX_LABEL_CHARS, True),
+)
 MAX_EXEMPLAR_ID = 100  # OpenMetrics caps an exemplar's labels at 128 characters
 
 
@@ -191,7 +198,7 @@ class Classifier:
         self._pending = pending or {}
         for kind, group in wire.groups(events).items():
             cols = wire.columns(group)
-            if cols is None or not self._classify(kind, cols, len(group), now, deltas):
+            if cols is None or not self._classify(kind, cols, len(group), now, deltas, typed=True):
                 return None
         return deltas
 
@@ -201,18 +208,23 @@ class Classifier:
             return False
         return self._classify(kind, _columns(evs, present), len(evs), now, d)
 
-    def _classify(self, kind: str, cols: dict[str, Sequence[Any]], m: int, now: float, d: Deltas) -> bool:
-        """Check and count one type's events from their columns (field → values, None where unset)."""
+    def _classify(
+        self, kind: str, cols: dict[str, Sequence[Any]], m: int, now: float, d: Deltas, typed: bool = False
+    ) -> bool:
+        """Check and count one type's events from their columns (field → values, None where unset).
+
+        `typed`: the columns come from `exporter.wire`, whose Structs already checked value types and
+        string lengths; only what they cannot express (printable text, times, finiteness, plans) is left.
+        """
         col = cols.get
-        for fname, limit, printable in (
-            ("session_id", MAX_ID_CHARS, False),
-            ("trace_id", MAX_ID_CHARS, False),
-            ("version", MAX_LABEL_CHARS, True),
-            ("prompt_version", MAX_LABEL_CHARS, True),
-            ("model", MAX_LABEL_CHARS, True),
-        ):
+        for fname, limit, printable in _STRING_CHECKS:
             values = col(fname)
-            if values is not None and not _strings(values, limit, printable):
+            if values is None or (typed and not printable):  # decoded: types and lengths are checked
+                continue
+            if typed:
+                if not all(map(str.isprintable, dict.fromkeys(values).keys() - {None})):
+                    return False
+            elif not _strings(values, limit, printable):
                 return False
         times = col("time")
         if times is not None and not _times_ok(times, now):
@@ -226,19 +238,20 @@ class Classifier:
                 continue
             # True == 1 == 1.0 hash alike, so boolean columns are type-checked here; a non-string in a
             # string column cannot equal a valid value and is refused when its plan is built.
-            if fname in _BOOL_FIELDS and not set(map(type, values)) <= {bool, _NONE}:
+            if not typed and fname in _BOOL_FIELDS and not set(map(type, values)) <= {bool, _NONE}:
                 return False
             declared = self.catalog.declared.get(fname)
             if declared is not None:
-                if not set(map(type, values)) <= {str, _NONE}:
+                if not typed and not set(map(type, values)) <= {str, _NONE}:
                     return False
                 values = list(map(declared.get, values, repeat(UNDECLARED)))
             cat_cols.append(values)
         keys = list(zip(*cat_cols, strict=False))  # `repeat` columns are endless
         try:
-            uniq = list(dict.fromkeys(keys))
+            index = dict.fromkeys(keys)
         except TypeError:  # a list or object where a name belongs
             return False
+        uniq = list(index)
         plans: list[Plan] = []
         fast = self._fast
         for key in uniq:
@@ -256,7 +269,7 @@ class Classifier:
             kid_list = None
             kid = np.zeros(m, dtype=np.intp)
         else:
-            index = {key: i for i, key in enumerate(uniq)}
+            index.update(zip(uniq, range(k), strict=True))  # key → position, no second hash of every key
             kid_list = list(map(index.__getitem__, keys))
             kid = np.array(kid_list, dtype=np.intp)
         counts = np.bincount(kid, minlength=k).tolist()

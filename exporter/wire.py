@@ -24,12 +24,15 @@ import msgspec
 from msgspec import Meta, Struct
 from msgspec.structs import astuple
 
-from exporter.events import MAX_COUNT
+from exporter.catalog import MAX_LABEL_CHARS
+from exporter.events import MAX_COUNT, MAX_ID_CHARS
 
 Number = Annotated[float, Meta(ge=0)]  # finiteness is checked column-wise (msgspec refuses 1e999 itself)
 Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 Score = Annotated[float, Meta(ge=0, le=1)]
 Time = str | float  # RFC 3339 text is parsed column-wise with the same parser as the validator
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]  # lengths in code points, as len()
+Text = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)]  # printable: checked column-wise
 
 
 class Tokens(Struct, forbid_unknown_fields=True, gc=False):
@@ -44,11 +47,11 @@ class Event(Struct, tag_field="type", forbid_unknown_fields=True, gc=False, kw_o
     agent: str | None = None
     flow: str | None = None
     exclude: str | None = None
-    session_id: str | None = None
-    trace_id: str | None = None
-    version: str | None = None
-    prompt_version: str | None = None
-    model: str | None = None
+    session_id: Id | None = None
+    trace_id: Id | None = None
+    version: Text | None = None
+    prompt_version: Text | None = None
+    model: Text | None = None
     time: Time | None = None
 
 
