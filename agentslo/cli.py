@@ -50,10 +50,14 @@ def _parser(modules: dict[str, Any]) -> argparse.ArgumentParser:
 
 
 def _load(name: str) -> Any:
+    module = COMMANDS[name][0]
     try:
-        return importlib.import_module(COMMANDS[name][0])
-    except ModuleNotFoundError:
-        return None
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        # Only a missing feature package means "not installed"; a missing dependency is a real error.
+        if exc.name is not None and module.startswith(exc.name):
+            return None
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
