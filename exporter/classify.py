@@ -53,26 +53,45 @@ class Deltas:
     exemplars: dict[int, tuple[str, float]] = field(default_factory=dict)
     build: dict[str, list[str | None]] = field(default_factory=dict)  # agent → [version, prompt, model]
     events: int = 0
-    # (slot ids, weights) gathered column-wise during classification, summed once by `finish()`
+    # (slot ids, weights) gathered column-wise during classification, summed once by `finish()`;
+    # slots counted once each (weight 1) are kept apart: their sum needs no weights array
     _ids: list[Any] = field(default_factory=list)
     _weights: list[Any] = field(default_factory=list)
+    _ones: list[Any] = field(default_factory=list)
 
     def gather(self, ids: Any, weights: Any) -> None:
-        self._ids.append(ids)
-        self._weights.append(weights)
+        if type(weights) is float and weights == 1.0:
+            self._ones.append(ids)
+        else:
+            self._ids.append(ids)
+            self._weights.append(weights)
+
+    def absorb(self, other: Deltas) -> None:
+        """Take over what `other` gathered and has not finished yet (merging batches of one group)."""
+        self._ids.extend(other._ids)
+        self._weights.extend(other._weights)
+        self._ones.extend(other._ones)
 
     def finish(self) -> None:
-        """Fold everything gathered into `adds` with one bincount (no per-slot Python arithmetic)."""
-        if not self._ids:
+        """Fold everything gathered into `adds` with bincounts (no per-slot Python arithmetic)."""
+        if not self._ids and not self._ones:
             return
-        ids = np.concatenate([np.asarray(i, dtype=np.intp) for i in self._ids])
-        weights = np.concatenate(
-            [
-                np.broadcast_to(np.asarray(w, dtype=np.float64), np.shape(i))
-                for i, w in zip(self._ids, self._weights, strict=True)
-            ]
-        )
-        totals = np.bincount(ids, weights=weights)
+        parts = []  # (slot ids, weights or None)
+        if self._ones:
+            parts.append((np.concatenate([np.asarray(i, dtype=np.intp) for i in self._ones]), None))
+        if self._ids:
+            ids = np.concatenate([np.asarray(i, dtype=np.intp) for i in self._ids])
+            weights = np.concatenate(
+                [
+                    np.asarray(w, dtype=np.float64) if np.ndim(w) else np.full(np.shape(i), w, np.float64)
+                    for i, w in zip(self._ids, self._weights, strict=True)
+                ]
+            )
+            parts.append((ids, weights))
+        size = max((int(i.max()) + 1 for i, _ in parts if len(i)), default=0)
+        totals = np.zeros(size, dtype=np.float64)
+        for i, w in parts:
+            totals += np.bincount(i, weights=w, minlength=size)
         nonzero = np.flatnonzero(totals)
         summed = dict(zip(nonzero.tolist(), totals[nonzero].tolist(), strict=True))
         for slot, amount in self.adds.items():  # the few slots added directly (ingest health)
@@ -80,6 +99,7 @@ class Deltas:
         self.adds = summed
         self._ids.clear()
         self._weights.clear()
+        self._ones.clear()
 
 
 def _numbers(col: Sequence[Any], kind: str) -> tuple[np.ndarray, np.ndarray | None] | None:

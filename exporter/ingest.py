@@ -68,8 +68,7 @@ class Batch:
 
 
 def _merge(into: Deltas, deltas: Deltas) -> None:
-    into._ids.extend(deltas._ids)
-    into._weights.extend(deltas._weights)
+    into.absorb(deltas)
     adds = into.adds
     for slot, amount in deltas.adds.items():
         adds[slot] = adds.get(slot, 0.0) + amount
