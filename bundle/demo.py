@@ -240,7 +240,11 @@ def _find_page(sink: WebhookSink, agent: str, incident: Incident) -> tuple[str, 
             continue
         if labels.get("alertname") == names.ALERT_BURN_RATE and labels.get("severity") == "critical":
             return path, alert
-        if labels.get("alertname") == incident.alert and labels.get("flow") == incident.flow:
+        if (
+            labels.get("alertname") == incident.alert
+            and labels.get("flow") == incident.flow
+            and incident.severity in (None, labels.get("severity"))
+        ):
             return path, alert
     return None
 

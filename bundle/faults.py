@@ -83,6 +83,7 @@ class Incident:
     slo: str
     flow: str
     version: str | None = None
+    severity: str | None = None  # when set, only an alert of this severity counts as caught
 
 
 INCIDENTS: Final = {
@@ -120,6 +121,7 @@ INCIDENTS: Final = {
             "task-success",
             "refund",
             version="2.0.0",
+            severity="critical",
         ),
         Incident(
             "tier2-misroutes-40pct",
@@ -136,6 +138,7 @@ INCIDENTS: Final = {
             names.ALERT_BURN_RATE,
             "task-success",
             "order-status",
+            severity="critical",
         ),
     )
 }
