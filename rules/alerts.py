@@ -109,16 +109,25 @@ def burn_alerts(plan: Plan) -> list[Rule]:
 
 
 def budget_alerts(plan: Plan) -> list[Rule]:
-    """`AgentSLOBudgetLow` (info) below 20% of the period budget, `AgentSLOBudgetExhausted` at 0."""
+    """`AgentSLOBudgetLow` (info) below 20% of the period budget, `AgentSLOBudgetExhausted` at 0.
+
+    The SLO's `min_events` guard applies to the period too: one bad event among the first three of a
+    fresh period is no spent budget worth an alert."""
     spec, out = plan.spec, []
     for slo in spec.slos:
-        remaining = selector(names.ERROR_BUDGET_REMAINING, {names.L_AGENT: spec.agent, names.L_SLO: slo})
+        scope = {names.L_AGENT: spec.agent, names.L_SLO: slo}
         period = spec.period_of(slo)
+        min_events = spec.alerting_for(slo).min_events
+        guard = ""
+        if min_events > 1:
+            events = selector(names.events_rate(period), scope)
+            guard = f"\nand {ON_SLO} sum {BY_SLO} ({events}) >= {min_events}"
+        remaining = selector(names.ERROR_BUDGET_REMAINING, scope)
         labels = {**plan.routing_labels(slo), names.L_SLO: slo}
         out.append(
             _alert(
                 names.ALERT_BUDGET_LOW,
-                f"{remaining} < {num(BUDGET_LOW_REMAINING)} > 0",
+                f"{remaining} < {num(BUDGET_LOW_REMAINING)} > 0{guard}",
                 {**labels, names.L_SEVERITY: SEVERITY_INFO},
                 f"The {slo} SLO of {spec.agent} has less than {num(BUDGET_LOW_REMAINING * 100)}%"
                 " of its error budget left.",
@@ -130,7 +139,7 @@ def budget_alerts(plan: Plan) -> list[Rule]:
         out.append(
             _alert(
                 names.ALERT_BUDGET_EXHAUSTED,
-                f"{remaining} <= 0",
+                f"{remaining} <= 0{guard}",
                 {**labels, names.L_SEVERITY: SEVERITY_WARNING},
                 f"The {slo} SLO of {spec.agent} has spent its whole error budget.",
                 f"The {period} error budget of {slo} on flow {{{{ $labels.flow }}}} is spent"
