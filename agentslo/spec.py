@@ -499,6 +499,7 @@ class Spec(Model):
 
 
 def period_label(seconds: int) -> str:
+    """A period's name in rule names and labels: its shortest Prometheus spelling (`30d`, `4w`, `1w`)."""
     return format_duration(seconds)
 
 
