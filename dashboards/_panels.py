@@ -240,6 +240,19 @@ def query_variable(name: str, label: str, metric: str, *matchers: str) -> g.Temp
     return template
 
 
+def scope_variables(slo_label: str | None = "SLO", slo_matchers: tuple[str, ...] = ()) -> list[g.Template]:
+    """The datasource, agent and flow variables every dashboard starts with, and the `slo` one unless
+    `slo_label` is None (extra matchers narrow the SLOs offered, e.g. to judge SLOs)."""
+    out = [
+        datasource_variable(),
+        query_variable("agent", "Agent", names.OBJECTIVE_RATIO),
+        query_variable("flow", "Flow", names.OBJECTIVE_RATIO, AGENT),
+    ]
+    if slo_label is not None:
+        out.append(query_variable("slo", slo_label, names.OBJECTIVE_RATIO, AGENT, FLOW, *slo_matchers))
+    return out
+
+
 def textbox_variable(name: str, label: str, default: str) -> g.Template:
     return g.Template(name=name, label=label, query=default, type="textbox", default=default)
 

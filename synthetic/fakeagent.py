@@ -128,7 +128,8 @@ class FakeAgent:
             )
         return None
 
-    async def chat_completions(self, request: web.Request) -> web.Response:
+    async def _receive(self, request: web.Request) -> tuple[dict[str, Any], str, web.Response | None]:
+        """Read and record the request; return its body, the behaviour asked for, and any early answer."""
         body = await request.json()
         if self.record:
             self.requests.append(
@@ -140,7 +141,11 @@ class FakeAgent:
                 }
             )
         behaviour = self._behaviour(request)
-        if (early := await self._misbehave(behaviour)) is not None:
+        return body, behaviour, await self._misbehave(behaviour)
+
+    async def chat_completions(self, request: web.Request) -> web.Response:
+        body, behaviour, early = await self._receive(request)
+        if early is not None:
             return early
         messages = body.get("messages") or []
         kind, what = decide(messages, behaviour)
@@ -168,18 +173,8 @@ class FakeAgent:
 
     async def chat(self, request: web.Request) -> web.Response:
         """Generic HTTP agent: {message, history, session_id} → {reply: {text}, tool_calls, usage}."""
-        body = await request.json()
-        if self.record:
-            self.requests.append(
-                {
-                    "path": request.path,
-                    "headers": _lower(request.headers),
-                    "body": body,
-                    "at": time.monotonic(),
-                }
-            )
-        behaviour = self._behaviour(request)
-        if (early := await self._misbehave(behaviour)) is not None:
+        body, behaviour, early = await self._receive(request)
+        if early is not None:
             return early
         # Like a real agent service it keeps the session (with its tool results) server-side by session_id.
         session = str(body.get("session_id") or "")
