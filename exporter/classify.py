@@ -27,13 +27,20 @@ from agentslo import names
 from exporter import wire
 from exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog, Plan
 from exporter.config import MAX_FUTURE_SKEW_S
-from exporter.events import ALLOWED, CATEGORICAL, FIELDS, MAX_COUNT, MAX_ID_CHARS, NUMBER_KINDS
+from exporter.events import (
+    ALLOWED,
+    BOOLEAN,
+    CATEGORICAL,
+    FIELDS,
+    MAX_COUNT,
+    MAX_EXEMPLAR_ID,
+    MAX_ID_CHARS,
+    NUMBER_KINDS,
+    rfc3339,
+)
 from exporter.store import escape_label_value
 
 _NONE = type(None)
-_BOOL_FIELDS = frozenset(
-    {"escalation_required", "required", "performed", "context_preserved", "ok", "passed"}
-)
 _STRING_CHECKS = (  # (field, most characters, must be printable)
     ("session_id", MAX_ID_CHARS, False),
     ("trace_id", MAX_ID_CHARS, False),
@@ -41,7 +48,6 @@ _STRING_CHECKS = (  # (field, most characters, must be printable)
     ("prompt_version", MAX_LABEL_CHARS, True),
     ("model", MAX_LABEL_CHARS, True),
 )
-MAX_EXEMPLAR_ID = 100  # OpenMetrics caps an exemplar's labels at 128 characters
 
 
 @dataclass
@@ -146,35 +152,74 @@ def _strings(col: Sequence[Any], limit: int, printable: bool) -> bool:
 
 
 def _times_ok(col: Sequence[Any], now: float) -> bool:
+    """Every time is RFC 3339 text with offset, a parsed aware datetime or epoch seconds, none ahead."""
     present = [v for v in col if v is not None] if None in col else col
     types = set(map(type, present))
-    latest = 0.0
+    stamps: list[datetime] = []
     if str in types:
-        texts = [v for v in present if type(v) is str] if len(types) > 1 else present
-        try:
-            parsed = list(map(datetime.fromisoformat, texts))
-        except ValueError:
+        stamps = list(map(rfc3339, dict.fromkeys(v for v in present if type(v) is str)))
+        if None in stamps:
             return False
-        if None in set(map(attrgetter("tzinfo"), parsed)):
-            return False
-        latest = max(parsed).timestamp()
         types.discard(str)
-    if types:
-        if not types <= {int, float}:
-            return False
-        numbers = [v for v in present if type(v) is not str]
-        if min(numbers) < 0 or not math.isfinite(max(numbers)):
-            return False
-        latest = max(latest, max(numbers))
-    return latest <= now + MAX_FUTURE_SKEW_S
+    if datetime in types:  # decoded by `exporter.wire`
+        stamps.extend(v for v in present if type(v) is datetime)
+        types.discard(datetime)
+    if not types <= {int, float}:
+        return False
+    numbers = [v for v in present if type(v) in (int, float)]
+    naive = None in set(map(attrgetter("tzinfo"), stamps))
+    return _when_ok(
+        max(stamps).timestamp() if stamps and not naive else None,
+        naive,
+        max(numbers) if numbers else None,
+        min(numbers) if numbers else None,
+        now,
+    )
+
+
+def _when_ok(latest: float | None, naive: bool, top: float | None, bottom: float | None, now: float) -> bool:
+    """A batch's times are acceptable: every text has an offset, epoch seconds are ≥ 0, none is ahead.
+
+    `latest`: the latest RFC 3339 time as epoch seconds; `top`, `bottom`: the largest and smallest
+    epoch seconds given as numbers.
+    """
+    if naive or (bottom is not None and (bottom < 0 or not math.isfinite(top or 0.0))):
+        return False
+    return max(latest or 0.0, top or 0.0) <= now + MAX_FUTURE_SKEW_S
+
+
+@dataclass
+class Scan:
+    """One event type's events, ready to count: what both front ends hand to `Classifier._count`."""
+
+    kind: str
+    m: int
+    keys: list[tuple[Any, ...]]  # distinct plan keys as sent (agent, flow, exclude, *CATEGORICAL)
+    kid: np.ndarray  # per event: the position of its key in `keys`
+    # per field of NUMBERS[kind] (then tokens input, output for tasks): (present values, presence
+    # mask or None when every event has one), or None when no event has one
+    numbers: list[tuple[np.ndarray, np.ndarray | None] | None]
+    traces: list[tuple[int, Any]]  # per key: (index, id) of its latest event with a usable trace; (-1, None)
+    builds: list[dict[Any, Any]]  # version, prompt_version, model: agent → latest value
+
+
+# Number fields by event type, in the order scans report them.
+NUMBERS = {
+    kind: tuple((f, k) for f, k in fields.items() if k.rstrip("!") in NUMBER_KINDS)
+    for kind, fields in FIELDS.items()
+}
+
+
+def _usable_trace(trace: Any) -> bool:
+    return type(trace) is str and len(trace) <= MAX_EXEMPLAR_ID
 
 
 class Classifier:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self._pending: dict[int, float] = {}
-        # Valid plans by untyped key: safe here because boolean columns were type-checked and a
-        # non-string never equals a string, so no invalid value can hit a valid entry.
+        # Plans by key as sent: safe because boolean columns were type-checked and a non-string never
+        # equals a string, so no invalid value can hit a valid entry. Bounded against hostile variety.
         self._fast: dict[tuple[Any, ...], Plan] = {}
         self._bounds = {
             name: np.array(fam.bounds, dtype=np.float64) for name, fam in catalog.store.families.items()
@@ -204,7 +249,11 @@ class Classifier:
         deltas = Deltas(events=len(events))
         self._pending = pending or {}
         for kind, group in groups.items():
-            if not self._group(kind, group, now, deltas):
+            present = set().union(*group)
+            if not present <= ALLOWED[kind]:
+                return None
+            scan = self._scan_columns(kind, _columns(group, present), len(group), now)
+            if scan is None or not self._count(scan, d=deltas):
                 return None
         return deltas  # the caller merges and `finish()`es: one bincount per group of batches
 
@@ -216,26 +265,51 @@ class Classifier:
             return None
         deltas = Deltas(events=len(events))
         self._pending = pending or {}
-        for kind, group in wire.groups(events).items():
-            cols = wire.columns(group)
-            if cols is None or not self._classify(kind, cols, len(group), now, deltas, typed=True):
+        if events.reports is not None:
+            scans: Iterable[Scan | None] = (self._scan_report(report, now) for report in events.reports)
+        else:
+            scans = (
+                None if cols is None else self._scan_columns(kind, cols, len(group), now, typed=True)
+                for kind, group in wire.groups(events.structs).items()
+                for cols in (wire.columns(group),)
+            )
+        for scan in scans:
+            if scan is None or not self._count(scan, d=deltas):
                 return None
         return deltas
 
-    def _group(self, kind: str, evs: list[dict[str, Any]], now: float, d: Deltas) -> bool:
-        present = set().union(*evs)
-        if not present <= ALLOWED[kind]:
-            return False
-        return self._classify(kind, _columns(evs, present), len(evs), now, d)
+    # --- the front ends: one type's events as a Scan, or None when any check fails ---
 
-    def _classify(
-        self, kind: str, cols: dict[str, Sequence[Any]], m: int, now: float, d: Deltas, typed: bool = False
-    ) -> bool:
-        """Check and count one type's events from their columns (field → values, None where unset).
+    def _scan_report(self, report: tuple[Any, ...], now: float) -> Scan | None:
+        """A Scan from the C++ scanner's report (`exporter/_scan.cpp`), which checked types, lengths
+        and ranges; what is left is printable text, times and the `{}` tokens case."""
+        kind, m, keys, kid, last, traces, numbers, texts, builds, when, empty_tokens = report
+        if empty_tokens or not _when_ok(*when, now):
+            return None
+        for distinct in texts:
+            if distinct and not all(map(str.isprintable, distinct)):
+                return None
+        columns: list[tuple[np.ndarray, np.ndarray | None] | None] = []
+        for entry in numbers:
+            if entry is None:
+                columns.append(None)
+                continue
+            values = np.frombuffer(entry[0], dtype=np.float64)
+            mask = None if entry[1] is None else np.frombuffer(entry[1], dtype=np.bool_)
+            values = values if mask is None else values[mask]
+            if not np.isfinite(values).all():
+                return None
+            columns.append((values, mask))
+        latest = np.frombuffer(last, dtype=np.intp).tolist()
+        kid = np.frombuffer(kid, dtype=np.intp)
+        return Scan(kind, m, keys, kid, columns, list(zip(latest, traces, strict=True)), list(builds))
 
-        `typed`: the columns come from `exporter.wire`, whose Structs already checked value types and
-        string lengths; only what they cannot express (printable text, times, finiteness, plans) is left.
-        """
+    def _scan_columns(
+        self, kind: str, cols: dict[str, Sequence[Any]], m: int, now: float, typed: bool = False
+    ) -> Scan | None:
+        """A Scan from columns (field → values, None where unset): dict events, or Structs without
+        the C scanner. `typed`: the columns come from `exporter.wire`, whose Structs already checked
+        value types and string lengths."""
         col = cols.get
         for fname, limit, printable in _STRING_CHECKS:
             values = col(fname)
@@ -243,86 +317,116 @@ class Classifier:
                 continue
             if typed:
                 if not all(map(str.isprintable, dict.fromkeys(values).keys() - {None})):
-                    return False
+                    return None
             elif not _strings(values, limit, printable):
-                return False
+                return None
         times = col("time")
         if times is not None and not _times_ok(times, now):
-            return False
-        cat_names = ("agent", "flow", "exclude", *CATEGORICAL[kind])
+            return None
         cat_cols: list[Iterable[Any]] = []
-        for fname in cat_names:
+        for fname in ("agent", "flow", "exclude", *CATEGORICAL[kind]):
             values = col(fname)
             if values is None:
                 cat_cols.append(repeat(None, m))
                 continue
             # True == 1 == 1.0 hash alike, so boolean columns are type-checked here; a non-string in a
             # string column cannot equal a valid value and is refused when its plan is built.
-            if not typed and fname in _BOOL_FIELDS and not set(map(type, values)) <= {bool, _NONE}:
-                return False
+            if not typed and fname in BOOLEAN and not set(map(type, values)) <= {bool, _NONE}:
+                return None
             declared = self.catalog.declared.get(fname)
             if declared is not None:
                 if not typed and not set(map(type, values)) <= {str, _NONE}:
-                    return False
-                values = list(map(declared.get, values, repeat(UNDECLARED)))
+                    return None
+                values = list(map(declared.get, values, repeat(UNDECLARED)))  # fewer distinct keys
             cat_cols.append(values)
         keys = list(zip(*cat_cols, strict=False))  # `repeat` columns are endless
         try:
             index = dict.fromkeys(keys)
         except TypeError:  # a list or object where a name belongs
-            return False
-        uniq = list(index)
+            return None
+        distinct = list(index)
+        if len(distinct) == 1:
+            kid = np.zeros(m, dtype=np.intp)
+        else:
+            index.update(zip(distinct, range(len(distinct)), strict=True))
+            kid = np.array(list(map(index.__getitem__, keys)), dtype=np.intp)
+        numbers: list[tuple[np.ndarray, np.ndarray | None] | None] = []
+        for fname, fkind in NUMBERS[kind]:
+            values = col(fname)
+            if values is None:
+                if fkind.endswith("!"):
+                    return None
+                numbers.append(None)
+                continue
+            parsed = _numbers(values, fkind)
+            if parsed is None:
+                return None
+            numbers.append(parsed)
+        if "tokens" in FIELDS[kind]:
+            tokens = _token_counts(col("tokens"))
+            if tokens is None:
+                return None
+            numbers.extend(tokens)
+        traces: list[tuple[int, Any]] = [(-1, None)] * len(distinct)
+        trace_col = col("trace_id")
+        if trace_col is not None:
+            for i, k, trace in zip(range(m), kid.tolist(), trace_col, strict=True):
+                if _usable_trace(trace):
+                    traces[k] = (i, trace)
+        builds: list[dict[Any, Any]] = [{}, {}, {}]
+        agents = col("agent") or repeat(None)
+        for part, fname in enumerate(("version", "prompt_version", "model")):
+            values = col(fname)
+            if values is not None:
+                builds[part] = {a: v for a, v in zip(agents, values, strict=False) if v is not None}
+        return Scan(kind, m, distinct, kid, numbers, traces, builds)
+
+    # --- counting: the same for both front ends ---
+
+    def _count(self, scan: Scan, d: Deltas) -> bool:
+        """Add one type's events to `d`; False when a key has no valid plan (unknown agent, flow...)."""
+        kind, kid = scan.kind, scan.kid
+        fast, declared = self._fast, self.catalog.declared
+        key_names = ("agent", "flow", "exclude", *CATEGORICAL[kind])
         plans: list[Plan] = []
-        fast = self._fast
-        for key in uniq:
+        for key in scan.keys:
             plan = fast.get((kind, key))
             if plan is None:
-                found = self.catalog.plan(kind, key)
+                folded = tuple(
+                    declared[f].get(v, UNDECLARED) if f in declared else v
+                    for f, v in zip(key_names, key, strict=True)
+                )
+                found = self.catalog.plan(kind, folded)
                 if isinstance(found, tuple):
                     return False
                 if len(fast) >= self.catalog.MAX_PLANS:
                     fast.clear()
                 plan = fast[(kind, key)] = found
             plans.append(plan)
-        k = len(plans)
-        if k == 1:
-            kid_list = None
-            kid = np.zeros(m, dtype=np.intp)
-        else:
-            index.update(zip(uniq, range(k), strict=True))  # key → position, no second hash of every key
-            kid_list = list(map(index.__getitem__, keys))
-            kid = np.array(kid_list, dtype=np.intp)
-        counts = np.bincount(kid, minlength=k).tolist()
+        counts = np.bincount(kid, minlength=len(plans)).tolist()
         ids, weights = [], []
         for plan, count in zip(plans, counts, strict=True):
             if count and plan.incs:
                 ids.extend(plan.incs)
                 weights.extend([count] * len(plan.incs))
         d.gather(ids, weights)
-        for fname, fkind in FIELDS[kind].items():
-            if fkind.rstrip("!") not in NUMBER_KINDS:
-                continue
-            values = col(fname)
-            if values is None:
-                if fkind.endswith("!"):
-                    return False
-                continue
-            parsed = _numbers(values, fkind)
-            if parsed is None:
-                return False
-            vals, mask = parsed
-            self._observe(fname, plans, kid if mask is None else kid[mask], vals, d)
-            if kind == "judge":
-                self._judge(plans, kid, vals, d)
-        if "tokens" in cols and not self._tokens(list(col("tokens") or ()), plans, kid, d):
-            return False
+        fields = NUMBERS[kind]
+        for (fname, _), entry in zip(fields, scan.numbers, strict=False):
+            if entry is not None:
+                vals, mask = entry
+                sub = kid if mask is None else kid[mask]
+                self._observe(fname, plans, sub, vals, d)
+                if kind == "judge":
+                    self._judge(plans, sub, vals, d)
+        for part, entry in enumerate(scan.numbers[len(fields) :]):  # tokens input, output
+            if entry is not None:
+                vals, mask = entry
+                slots = np.array([p.tokens[part] if p.tokens else -1 for p in plans], dtype=np.intp)
+                d.gather(slots[kid if mask is None else kid[mask]], vals)
         if kind == "synthetic":
-            self._streaks(plans, kid_list or [0] * m, d)
-        traces = col("trace_id")
-        if traces is not None:
-            self._exemplars(plans, kid_list or [0] * m, traces, d)
-        if cols.keys() & {"version", "prompt_version", "model"}:
-            self._builds(col("agent") or (), [col("version"), col("prompt_version"), col("model")], d)
+            self._streaks(plans, kid.tolist(), d)
+        self._exemplars(plans, scan.traces, d)
+        self._builds(scan.builds, d)
         return True
 
     def _observe(self, fname: str, plans: list[Plan], kid: np.ndarray, vals: np.ndarray, d: Deltas) -> None:
@@ -356,27 +460,6 @@ class Classifier:
             counted = good >= 0
             d.gather(np.where(above > thresholds, good, bad)[counted], 1.0)
 
-    def _tokens(self, col: list[Any], plans: list[Plan], kid: np.ndarray, d: Deltas) -> bool:
-        present = [v for v in col if v is not None] if None in col else col
-        if not set(map(type, present)) <= {dict} or (present and min(map(len, present)) == 0):
-            return False
-        if not set().union(*present) <= {"input", "output"}:
-            return False
-        sub = (
-            kid
-            if len(present) == len(col)
-            else kid[np.fromiter((v is not None for v in col), bool, len(col))]
-        )
-        for part, direction in enumerate(("input", "output")):
-            values = list(map(dict.get, present, repeat(direction)))
-            parsed = _numbers(values, "count")
-            if parsed is None:
-                return False
-            vals, mask = parsed
-            slots = np.array([p.tokens[part] if p.tokens else -1 for p in plans], dtype=np.intp)
-            d.gather(slots[sub if mask is None else sub[mask]], vals)
-        return True
-
     def _streaks(self, plans: list[Plan], kid_list: list[int], d: Deltas) -> None:
         values = self.catalog.store.values
         for i in kid_list:
@@ -386,22 +469,41 @@ class Classifier:
                 previous = d.sets.get(slot, self._pending.get(slot, values[slot]))
                 d.sets[slot] = 0.0 if passed else previous + 1.0
 
-    def _exemplars(self, plans: list[Plan], kid_list: list[int], traces: Sequence[Any], d: Deltas) -> None:
-        latest = dict(zip(kid_list, traces, strict=True))
-        for k, trace in latest.items():
-            if trace is not None and len(trace) <= MAX_EXEMPLAR_ID:
-                escaped = (
-                    escape_label_value(trace) if '"' in trace or "\\" in trace or "\n" in trace else trace
-                )
-                for slot in plans[k].exemplar_slots:
-                    d.exemplars[slot] = (escaped, 1.0)
+    def _exemplars(self, plans: list[Plan], traces: list[tuple[int, Any]], d: Deltas) -> None:
+        """Each exemplar slot gets the trace id of the latest event it counted that had a usable one."""
+        latest: dict[int, tuple[int, str]] = {}
+        for plan, (index, trace) in zip(plans, traces, strict=True):
+            if index >= 0:
+                for slot in plan.exemplar_slots:
+                    if latest.get(slot, (-1, ""))[0] < index:
+                        latest[slot] = (index, trace)
+        for slot, (_, trace) in latest.items():
+            if '"' in trace or "\\" in trace or "\n" in trace:
+                trace = escape_label_value(trace)
+            d.exemplars[slot] = (trace, 1.0)
 
-    def _builds(self, agents: Sequence[Any], cols: list[Sequence[Any] | None], d: Deltas) -> None:
-        for part, values in enumerate(cols):
-            if values is None:
-                continue
-            latest = {a: v for a, v in zip(agents, values, strict=True) if v is not None}
+    def _builds(self, builds: list[dict[Any, Any]], d: Deltas) -> None:
+        for part, latest in enumerate(builds):
             for agent, value in latest.items():
                 if part == 2:
                     value = value if value in self.catalog.specs[agent].models else names.OTHER
                 d.build.setdefault(agent, [None, None, None])[part] = value
+
+
+def _token_counts(col: Sequence[Any] | None) -> list[tuple[np.ndarray, np.ndarray | None] | None] | None:
+    """Input and output token counts of a task column (`{"input": n, "output": n}` or None), or None
+    when one is not such an object: neither counts, unknown keys, or not whole numbers."""
+    if col is None:
+        return [None, None]
+    present = [v for v in col if v is not None] if None in col else col
+    if not set(map(type, present)) <= {dict} or (present and min(map(len, present)) == 0):
+        return None
+    if not set().union(*present) <= {"input", "output"}:
+        return None
+    out: list[tuple[np.ndarray, np.ndarray | None] | None] = []
+    for direction in ("input", "output"):
+        values = [None if v is None else v.get(direction) for v in col]
+        out.append(_numbers(values, "count"))
+        if out[-1] is None:
+            return None
+    return out

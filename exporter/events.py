@@ -11,11 +11,14 @@ import math
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog
 from exporter.config import MAX_FUTURE_SKEW_S
 
 MAX_ID_CHARS = 256  # session_id / trace_id; ids, not text
 MAX_COUNT = 2**53  # integer counts above this lose precision as float64 counters
+MAX_EXEMPLAR_ID = 100  # longer trace ids are not kept as exemplars (OpenMetrics: 128 characters of labels)
 
 COMMON: dict[str, str] = {
     "type": "type",
@@ -57,18 +60,24 @@ CATEGORICAL: dict[str, tuple[str, ...]] = {
     "connection": ("ok",),
     "synthetic": ("scenario", "passed"),
 }
+BOOLEAN = frozenset({"escalation_required", "required", "performed", "context_preserved", "ok", "passed"})
 ALLOWED: dict[str, frozenset[str]] = {t: frozenset(COMMON) | frozenset(f) for t, f in FIELDS.items()}
 NUMBER_KINDS = {"seconds": (False, None), "usd": (False, None), "count": (True, None), "score": (False, 1.0)}
+
+
+def rfc3339(text: str) -> datetime | None:
+    """The time of an RFC 3339 timestamp (msgspec's parser, the one `exporter.wire` decodes with)."""
+    try:
+        return msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        return None
 
 
 def parse_time(value: Any) -> float | None:
     """Epoch seconds of an RFC 3339 timestamp with offset, or of epoch seconds; None when malformed."""
     if type(value) is str:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed.timestamp() if parsed.tzinfo is not None else None
+        parsed = rfc3339(value)
+        return parsed.timestamp() if parsed is not None and parsed.tzinfo is not None else None
     if type(value) in (int, float) and math.isfinite(value) and value >= 0:
         return float(value)
     return None

@@ -234,7 +234,7 @@ class Ingestor:
         events, partial, key = batch.events, batch.partial, batch.key
         if key is not None and batch.digest is None:
             batch.digest = _digest(batch)
-        if not isinstance(events, list) or not events:
+        if not isinstance(events, list | Decoded) or not events:
             self.reject("invalid_body")
             return error(
                 400,

@@ -16,7 +16,9 @@ accepted wherever the classifier treats it as absent, and required fields (`late
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from datetime import datetime
 from operator import attrgetter
 from typing import Annotated, Any, ClassVar
 
@@ -25,12 +27,21 @@ from msgspec import Meta, Struct
 from msgspec.structs import astuple
 
 from exporter.catalog import MAX_LABEL_CHARS
-from exporter.events import MAX_COUNT, MAX_ID_CHARS
+from exporter.events import (
+    BOOLEAN,
+    CATEGORICAL,
+    COMMON,
+    FIELDS,
+    MAX_COUNT,
+    MAX_EXEMPLAR_ID,
+    MAX_ID_CHARS,
+    NUMBER_KINDS,
+)
 
 Number = Annotated[float, Meta(ge=0)]  # finiteness is checked column-wise (msgspec refuses 1e999 itself)
 Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 Score = Annotated[float, Meta(ge=0, le=1)]
-Time = str | float  # RFC 3339 text is parsed column-wise with the same parser as the validator
+Time = datetime | float  # RFC 3339 (offsets are required column-wise); the validator parses alike
 Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]  # lengths in code points, as len()
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)]  # printable: checked column-wise
 
@@ -109,21 +120,59 @@ _rank_of = attrgetter("rank")
 _DECODER = msgspec.json.Decoder(list[Task | Turn | ToolCall | Judge | Escalation | Connection | Synthetic])
 
 
-class Decoded(list):  # type: ignore[type-arg]
-    """A batch decoded by `decode()`: its typed events, and the raw body for the slow path and hashing."""
+class Decoded:
+    """A JSON-array body a fast decoder vouched for: the raw bytes (for hashing, and for the slow path
+    if classification still refuses), how many events it holds, and either the C scanner's per-type
+    reports (`exporter/_scan.cpp`) or msgspec Structs."""
 
-    raw: bytes
+    __slots__ = ("raw", "size", "reports", "structs")
+
+    def __init__(
+        self, raw: bytes, size: int, reports: list[tuple[Any, ...]] | None = None, structs: Any = None
+    ):
+        self.raw, self.size, self.reports, self.structs = raw, size, reports, structs
+
+    def __len__(self) -> int:
+        return self.size
 
 
-def decode(raw: bytes) -> Decoded | None:
-    """The batch as typed events, or None when it needs the authoritative path (any problem at all)."""
+def _scanner() -> Any:
+    """The C++ scanner (`exporter._scan`), or None when it is not built or AGENT_SLO_PURE_PYTHON=1."""
+    if os.environ.get("AGENT_SLO_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from exporter._scan import Scanner
+    except ImportError:
+        return None
+    kinds = []
+    for kind in sorted(FIELDS):  # reports come in this order: types are classified sorted by name
+        fields = {"type": ("type", True)}
+        for name, fkind in {**COMMON, **FIELDS[kind]}.items():
+            base = fkind.rstrip("!")
+            value = "bool" if name in BOOLEAN else _SCANNED.get(base, base)
+            fields[name] = (value, fkind.endswith("!"))
+        numbers = tuple(f for f, k in FIELDS[kind].items() if k.rstrip("!") in NUMBER_KINDS)
+        key = ("agent", "flow", "exclude", *CATEGORICAL[kind])
+        kinds.append((kind, fields, key, numbers, "tokens" in FIELDS[kind]))
+    return Scanner(kinds, (MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_EXEMPLAR_ID, float(MAX_COUNT)))
+
+
+_SCANNED = {"seconds": "float", "usd": "float"}  # the scanner's names of value kinds that differ
+SCANNER = _scanner()
+
+
+def decode(raw: bytes, scanner: Any = SCANNER) -> Decoded | None:
+    """The batch scanned (C++) or as typed events (msgspec), or None when it needs the authoritative
+    path (any problem at all)."""
+    if scanner is not None:
+        scanned = scanner.scan(raw)
+        if scanned is not None:
+            return Decoded(raw, scanned[0], reports=scanned[1])
     try:
         events = _DECODER.decode(raw)
     except (msgspec.MsgspecError, ValueError):  # ValueError: e.g. bytes that are not UTF-8
         return None
-    decoded = Decoded(events)
-    decoded.raw = raw
-    return decoded
+    return Decoded(raw, len(events), structs=events)
 
 
 def groups(events: list[Event]) -> dict[str, list[Event]]:

@@ -1,0 +1,679 @@
+// One pass over the raw bytes of a batch: parse (simdjson On-Demand), check and tally, for speed.
+//
+// `POST /v1/events` spends most of its time turning JSON into Python objects and then reading them
+// back. This scanner reads the JSON array directly and builds only what classification needs: per
+// event type, the distinct plan keys (as Python tuples, made once per distinct key), each event's
+// key index, number columns with presence masks, the latest usable trace id per key, the latest
+// time, the distinct label texts and the latest build labels per agent. `exporter.classify` then
+// plans and counts exactly as for the other paths.
+//
+// It is a filter, not an authority: it checks what the msgspec Structs of `exporter.wire` check
+// (event types, known fields, value types, string lengths, number ranges, RFC 3339 times), and
+// whatever it does not like, or does not know for sure, makes `scan()` return None, and the batch
+// takes msgspec and then the authoritative validator, which names every problem. So it may refuse
+// more than msgspec does, never less; a test checks that on mutated batches.
+//
+// The event format (field names, kinds, plan keys, number columns) comes from Python at
+// construction (`exporter.wire.scanner`), so there is no second copy of it here.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <simdjson.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+using namespace simdjson;
+
+namespace {
+
+enum Code { TYPE, CAT, BOOL, ID, TEXT, TIME, FLOAT, COUNT, SCORE, TOKENS };
+constexpr int MAX_FIELDS = 64;  // distinct field names over all event types
+constexpr int MAX_NUM = 6;      // number columns of one type, tokens included
+constexpr int N_TEXT = 3;       // version, prompt_version, model
+constexpr size_t TABLE = 1024;  // slots of the field-name table
+
+// Where a field name starts probing: from its length and three of its bytes, which tells the
+// format's names apart without hashing every byte (a std::unordered_map was a quarter of the time).
+inline size_t slot_of(std::string_view name) {
+    if (name.empty()) return 0;
+    unsigned char a = name[0], b = name[name.size() / 2], c = name[name.size() - 1];
+    return (name.size() * 131 + a * 31 + b * 7 + c) % TABLE;
+}
+
+struct Limits {
+    Py_ssize_t id_chars, text_chars, trace_chars;
+    double max_count;
+};
+
+struct Kind {
+    PyObject *name = nullptr;
+    uint64_t allowed = 0, required = 0;
+    std::vector<int> key;  // field ids of the plan key, in order
+    std::vector<int> num;  // field ids of the number columns, in order
+    bool tokens = false;
+};
+
+// What one event said, by field id (valid until the next event).
+struct Seen {
+    uint64_t present = 0, null = 0;
+    std::string_view text[MAX_FIELDS];
+    double number[MAX_FIELDS];
+    bool flag[MAX_FIELDS];
+    bool tok_in, tok_out;
+    double tok_in_v, tok_out_v;
+};
+
+struct State {
+    Py_ssize_t m = 0;
+    std::unordered_map<std::string, Py_ssize_t> index;
+    PyObject *keys = nullptr;  // list of tuples
+    std::vector<Py_ssize_t> kid, last;
+    std::vector<std::string_view> trace;
+    std::vector<double> num[MAX_NUM];
+    std::vector<char> mask[MAX_NUM];
+    Py_ssize_t present[MAX_NUM] = {};
+    std::unordered_set<std::string_view> texts[N_TEXT];
+    std::unordered_map<std::string_view, std::string_view> builds[N_TEXT];
+    bool any_stamp = false, any_num = false, empty_tokens = false;
+    double max_stamp = 0, max_num = 0, min_num = 0;
+    ~State() { Py_XDECREF(keys); }
+};
+
+Py_ssize_t code_points(std::string_view s) {
+    size_t i = 0, size = s.size();
+    uint64_t high = 0;  // ASCII (the usual id) is counted eight bytes at a time
+    for (; i + 8 <= size; i += 8) {
+        uint64_t word;
+        std::memcpy(&word, s.data() + i, 8);
+        high |= word;
+    }
+    for (size_t j = i; j < size; j++) high |= static_cast<unsigned char>(s[j]);
+    if (!(high & 0x8080808080808080ULL)) return static_cast<Py_ssize_t>(size);
+    Py_ssize_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
+}
+
+bool digits(std::string_view s, size_t at, int count, int *out) {
+    int v = 0;
+    for (int i = 0; i < count; i++) {
+        char c = s[at + i];
+        if (c < '0' || c > '9') return false;
+        v = v * 10 + (c - '0');
+    }
+    *out = v;
+    return true;
+}
+
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {  // H. Hinnant's algorithm
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = static_cast<unsigned>(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+// Epoch seconds of `YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,9}](Z|z|±HH:MM)`, years 1970 to 9999; a narrower
+// reading of RFC 3339 than msgspec's (anything else goes to the authoritative path).
+bool rfc3339(std::string_view s, double *out) {
+    int year, month, day, hour, minute, second;
+    if (s.size() < 20 || s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':') return false;
+    if (s[10] != 'T' && s[10] != 't' && s[10] != ' ') return false;
+    if (!digits(s, 0, 4, &year) || !digits(s, 5, 2, &month) || !digits(s, 8, 2, &day) ||
+        !digits(s, 11, 2, &hour) || !digits(s, 14, 2, &minute) || !digits(s, 17, 2, &second))
+        return false;
+    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1970 || month < 1 || month > 12 || day < 1 ||
+        day > month_days[month - 1] + (month == 2 && leap) || hour > 23 || minute > 59 || second > 59)
+        return false;
+    size_t at = 19;
+    double fraction = 0;
+    if (s[at] == '.') {
+        static const double scale[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+        size_t start = ++at;
+        int64_t units = 0;
+        while (at < s.size() && s[at] >= '0' && s[at] <= '9' && at - start < 10) units = units * 10 + (s[at++] - '0');
+        if (at == start || at - start > 9) return false;
+        fraction = static_cast<double>(units) / scale[at - start];
+    }
+    if (at >= s.size()) return false;  // no offset: not accepted here
+    int offset = 0;
+    if (s[at] == 'Z' || s[at] == 'z') {
+        at++;
+    } else if (s[at] == '+' || s[at] == '-') {
+        int oh, om;
+        if (s.size() - at != 6 || s[at + 3] != ':' || !digits(s, at + 1, 2, &oh) || !digits(s, at + 4, 2, &om) ||
+            oh > 23 || om > 59)
+            return false;
+        offset = (s[at] == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+        at += 6;
+    } else {
+        return false;
+    }
+    if (at != s.size()) return false;
+    *out = static_cast<double>(days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second -
+                               offset) +
+           fraction;
+    return true;
+}
+
+PyObject *text(std::string_view s) { return PyUnicode_DecodeUTF8(s.data(), s.size(), nullptr); }
+
+PyObject *bytes_of(const void *data, Py_ssize_t size) {
+    return PyBytes_FromStringAndSize(static_cast<const char *>(data), size);
+}
+
+}  // namespace
+
+struct Scanner {
+    PyObject_HEAD
+    std::vector<std::string> *names;  // field id -> name
+    std::vector<Code> *codes;         // field id -> kind of value
+    std::vector<Kind> *kinds;         // reported in this order
+    int16_t *table;                   // field name -> field id, open addressing (see `lookup`)
+    ondemand::parser *parser;
+    Limits limits;
+    int type_field, agent_field, trace_field, time_field, text_fields[N_TEXT], tok_field;
+};
+
+namespace {
+
+int lookup(const Scanner *self, std::string_view key) {
+    for (size_t h = slot_of(key);; h = (h + 1) % TABLE) {
+        int f = self->table[h];
+        if (f < 0) return f;
+        const std::string &name = (*self->names)[f];
+        if (name.size() == key.size() && std::memcmp(name.data(), key.data(), key.size()) == 0) return f;
+    }
+}
+
+// Read one field's value into `seen`; false when it is not what the field takes.
+bool read_value(Scanner *self, int f, ondemand::value value, Seen &seen) {
+    ondemand::json_type type;
+    if (value.type().get(type)) return false;
+    uint64_t bit = uint64_t{1} << f;
+    seen.present |= bit;
+    if (type == ondemand::json_type::null) {
+        if (value.is_null().error()) return false;  // consume it
+        seen.null |= bit;
+        return (*self->codes)[f] != TYPE;
+    }
+    const Limits &lim = self->limits;
+    switch ((*self->codes)[f]) {
+        case TYPE:
+        case CAT:
+        case ID:
+        case TEXT: {
+            std::string_view s;
+            if (type != ondemand::json_type::string || value.get_string().get(s)) return false;
+            Code code = (*self->codes)[f];
+            if (code == ID || code == TEXT) {
+                Py_ssize_t n = code_points(s);
+                if (n < 1 || n > (code == ID ? lim.id_chars : lim.text_chars)) return false;
+            }
+            seen.text[f] = s;
+            return true;
+        }
+        case BOOL:
+            return type == ondemand::json_type::boolean && !value.get_bool().get(seen.flag[f]);
+        case TIME: {
+            if (type == ondemand::json_type::string) {
+                std::string_view s;
+                seen.flag[f] = true;  // text
+                return !value.get_string().get(s) && rfc3339(s, &seen.number[f]);
+            }
+            seen.flag[f] = false;
+            return type == ondemand::json_type::number && !value.get_double().get(seen.number[f]);
+        }
+        case FLOAT:
+        case SCORE: {
+            double x;
+            if (type != ondemand::json_type::number || value.get_double().get(x) || !(x >= 0)) return false;
+            if ((*self->codes)[f] == SCORE && x > 1) return false;
+            seen.number[f] = x;
+            return true;
+        }
+        case COUNT: {
+            ondemand::number_type nt;
+            uint64_t x;
+            if (type != ondemand::json_type::number || value.get_number_type().get(nt) ||
+                (nt != ondemand::number_type::signed_integer && nt != ondemand::number_type::unsigned_integer) ||
+                value.get_uint64().get(x) || static_cast<double>(x) > lim.max_count)
+                return false;
+            seen.number[f] = static_cast<double>(x);
+            return true;
+        }
+        case TOKENS: {
+            ondemand::object obj;
+            if (type != ondemand::json_type::object || value.get_object().get(obj)) return false;
+            seen.tok_in = seen.tok_out = false;
+            bool had_in = false, had_out = false;
+            for (auto field : obj) {
+                std::string_view key;
+                ondemand::value v;
+                if (field.unescaped_key().get(key) || field.value().get(v)) return false;
+                bool in = key == "input";
+                if ((!in && key != "output") || (in ? had_in : had_out)) return false;
+                (in ? had_in : had_out) = true;
+                ondemand::json_type t;
+                if (v.type().get(t)) return false;
+                if (t == ondemand::json_type::null) {
+                    if (v.is_null().error()) return false;
+                    continue;
+                }
+                ondemand::number_type nt;
+                uint64_t x;
+                if (t != ondemand::json_type::number || v.get_number_type().get(nt) ||
+                    (nt != ondemand::number_type::signed_integer && nt != ondemand::number_type::unsigned_integer) ||
+                    v.get_uint64().get(x) || static_cast<double>(x) > lim.max_count)
+                    return false;
+                (in ? seen.tok_in : seen.tok_out) = true;
+                (in ? seen.tok_in_v : seen.tok_out_v) = static_cast<double>(x);
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+// Tally one event of kind `k` into its state; false when it cannot be vouched for.
+bool tally(Scanner *self, const Kind &k, State &s, const Seen &seen, std::string &buf) {
+    if ((seen.present & ~k.allowed) || (k.required & ~(seen.present & ~seen.null))) return false;
+    Py_ssize_t i = s.m++;
+    if (s.keys == nullptr) {
+        if ((s.keys = PyList_New(0)) == nullptr) return false;
+        for (size_t j = 0; j < k.num.size() + (k.tokens ? 2 : 0); j++) {
+            s.num[j].reserve(256);
+            s.mask[j].reserve(256);
+        }
+    }
+    // the plan key as bytes: a tag per field, then the text and its length for strings
+    buf.clear();
+    for (int f : k.key) {
+        uint64_t bit = uint64_t{1} << f;
+        if (!(seen.present & bit) || (seen.null & bit)) {
+            buf.push_back('N');
+        } else if ((*self->codes)[f] == BOOL) {
+            buf.push_back(seen.flag[f] ? 'T' : 'F');
+        } else {
+            std::string_view t = seen.text[f];
+            uint32_t n = static_cast<uint32_t>(t.size());
+            buf.push_back('S');
+            buf.append(reinterpret_cast<const char *>(&n), sizeof n);
+            buf.append(t);
+        }
+    }
+    auto found = s.index.find(buf);
+    Py_ssize_t kid;
+    if (found != s.index.end()) {
+        kid = found->second;
+    } else {
+        PyObject *key = PyTuple_New(static_cast<Py_ssize_t>(k.key.size()));
+        if (key == nullptr) return false;
+        for (size_t j = 0; j < k.key.size(); j++) {
+            int f = k.key[j];
+            uint64_t bit = uint64_t{1} << f;
+            PyObject *v;
+            if (!(seen.present & bit) || (seen.null & bit)) {
+                v = Py_NewRef(Py_None);
+            } else if ((*self->codes)[f] == BOOL) {
+                v = PyBool_FromLong(seen.flag[f]);
+            } else if ((v = text(seen.text[f])) == nullptr) {
+                Py_DECREF(key);
+                return false;
+            }
+            PyTuple_SET_ITEM(key, static_cast<Py_ssize_t>(j), v);
+        }
+        int bad = PyList_Append(s.keys, key);
+        Py_DECREF(key);
+        if (bad) return false;
+        kid = static_cast<Py_ssize_t>(s.last.size());
+        s.index.emplace(buf, kid);
+        s.last.push_back(-1);
+        s.trace.emplace_back();
+    }
+    s.kid.push_back(kid);
+    uint64_t usable = seen.present & ~seen.null;
+    int tf = self->trace_field;
+    if ((usable >> tf) & 1 && code_points(seen.text[tf]) <= self->limits.trace_chars) {
+        s.trace[kid] = seen.text[tf];
+        s.last[kid] = i;
+    }
+    size_t j = 0;
+    for (; j < k.num.size(); j++) {
+        bool has = (usable >> k.num[j]) & 1;
+        s.num[j].push_back(has ? seen.number[k.num[j]] : 0.0);
+        s.mask[j].push_back(has);
+        s.present[j] += has;
+    }
+    if (k.tokens) {
+        bool has = (usable >> self->tok_field) & 1;
+        bool in = has && seen.tok_in, out = has && seen.tok_out;
+        s.empty_tokens |= has && !seen.tok_in && !seen.tok_out;
+        s.num[j].push_back(in ? seen.tok_in_v : 0.0);
+        s.mask[j].push_back(in);
+        s.present[j] += in;
+        s.num[j + 1].push_back(out ? seen.tok_out_v : 0.0);
+        s.mask[j + 1].push_back(out);
+        s.present[j + 1] += out;
+    }
+    int tm = self->time_field;
+    if ((usable >> tm) & 1) {
+        double x = seen.number[tm];
+        if (seen.flag[tm]) {
+            if (!s.any_stamp || x > s.max_stamp) s.max_stamp = x;
+            s.any_stamp = true;
+        } else {
+            if (!s.any_num || x > s.max_num) s.max_num = x;
+            if (!s.any_num || x < s.min_num) s.min_num = x;
+            s.any_num = true;
+        }
+    }
+    bool agent = (usable >> self->agent_field) & 1;
+    for (int t = 0; t < N_TEXT; t++) {
+        int f = self->text_fields[t];
+        if ((usable >> f) & 1) {
+            s.texts[t].insert(seen.text[f]);
+            if (agent) s.builds[t][seen.text[self->agent_field]] = seen.text[f];
+        }
+    }
+    return true;
+}
+
+PyObject *report(const Kind &k, State &s) {
+    Py_ssize_t m = s.m, nkeys = static_cast<Py_ssize_t>(s.last.size());
+    Py_ssize_t nnum = static_cast<Py_ssize_t>(k.num.size()) + (k.tokens ? 2 : 0);
+    PyObject *traces = PyList_New(nkeys), *numbers = PyTuple_New(nnum), *texts = PyTuple_New(N_TEXT),
+             *builds = PyTuple_New(N_TEXT), *out = nullptr;
+    if (!traces || !numbers || !texts || !builds) goto done;
+    for (Py_ssize_t j = 0; j < nkeys; j++) {
+        PyObject *v = s.last[j] < 0 ? Py_NewRef(Py_None) : text(s.trace[j]);
+        if (v == nullptr) goto done;
+        PyList_SET_ITEM(traces, j, v);
+    }
+    for (Py_ssize_t j = 0; j < nnum; j++) {
+        PyObject *item;
+        if (s.present[j] == 0) {
+            item = Py_NewRef(Py_None);
+        } else {
+            item = Py_BuildValue("(NN)", bytes_of(s.num[j].data(), m * sizeof(double)),
+                                 s.present[j] == m ? Py_NewRef(Py_None) : bytes_of(s.mask[j].data(), m));
+        }
+        if (item == nullptr) goto done;
+        PyTuple_SET_ITEM(numbers, j, item);
+    }
+    for (int t = 0; t < N_TEXT; t++) {
+        PyObject *distinct = PyDict_New(), *latest = PyDict_New();
+        if (distinct) PyTuple_SET_ITEM(texts, t, distinct);
+        if (latest) PyTuple_SET_ITEM(builds, t, latest);
+        if (!distinct || !latest) goto done;
+        for (std::string_view v : s.texts[t]) {
+            PyObject *o = text(v);
+            if (o == nullptr || PyDict_SetItem(distinct, o, Py_None) < 0) {
+                Py_XDECREF(o);
+                goto done;
+            }
+            Py_DECREF(o);
+        }
+        for (auto &[agent, value] : s.builds[t]) {
+            PyObject *a = text(agent), *v = text(value);
+            int bad = !a || !v || PyDict_SetItem(latest, a, v) < 0;
+            Py_XDECREF(a);
+            Py_XDECREF(v);
+            if (bad) goto done;
+        }
+    }
+    // "N" hands over a new reference, "O" takes one of its own
+    out = Py_BuildValue("(OnONNOOOO(NONN)O)", k.name, m, s.keys, bytes_of(s.kid.data(), m * sizeof(Py_ssize_t)),
+                        bytes_of(s.last.data(), nkeys * sizeof(Py_ssize_t)), traces, numbers, texts, builds,
+                        s.any_stamp ? PyFloat_FromDouble(s.max_stamp) : Py_NewRef(Py_None), Py_False,
+                        s.any_num ? PyFloat_FromDouble(s.max_num) : Py_NewRef(Py_None),
+                        s.any_num ? PyFloat_FromDouble(s.min_num) : Py_NewRef(Py_None),
+                        s.empty_tokens ? Py_True : Py_False);
+done:
+    Py_XDECREF(traces);
+    Py_XDECREF(numbers);
+    Py_XDECREF(texts);
+    Py_XDECREF(builds);
+    return out;
+}
+
+}  // namespace
+
+static void Scanner_dealloc(Scanner *self) {
+    if (self->kinds)
+        for (Kind &k : *self->kinds) Py_XDECREF(k.name);
+    delete self->kinds;
+    delete[] self->table;
+    delete self->names;
+    delete self->codes;
+    delete self->parser;
+    Py_TYPE(self)->tp_free(reinterpret_cast<PyObject *>(self));
+}
+
+static int code_of(const char *name, Code *out) {
+    static const struct {
+        const char *name;
+        Code code;
+    } table[] = {{"type", TYPE}, {"cat", CAT},     {"bool", BOOL},   {"id", ID},       {"text", TEXT},
+                 {"time", TIME}, {"float", FLOAT}, {"count", COUNT}, {"score", SCORE}, {"tokens", TOKENS}};
+    for (auto &entry : table)
+        if (std::strcmp(entry.name, name) == 0) return *out = entry.code, 0;
+    PyErr_Format(PyExc_ValueError, "unknown value kind %s", name);
+    return -1;
+}
+
+// Scanner(kinds, limits): kinds is a sequence of (name, {field: (value kind, required)}, plan-key
+// fields, number fields, has tokens), reported in that order; limits is (most id characters, most
+// label characters, most trace characters kept as an exemplar, largest count).
+static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
+    static const char *kwlist[] = {"kinds", "limits", nullptr};
+    PyObject *kinds;
+    if (self->kinds != nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "a Scanner is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O(nnnd)", const_cast<char **>(kwlist), &kinds,
+                                     &self->limits.id_chars, &self->limits.text_chars, &self->limits.trace_chars,
+                                     &self->limits.max_count))
+        return -1;
+    self->kinds = new std::vector<Kind>();
+    self->names = new std::vector<std::string>();
+    self->codes = new std::vector<Code>();
+    self->table = new int16_t[TABLE];
+    std::fill(self->table, self->table + TABLE, int16_t{-1});
+    self->parser = new ondemand::parser();
+    auto field_id = [self](PyObject *name, Code code) -> int {
+        const char *s = PyUnicode_AsUTF8(name);
+        if (s == nullptr) return -1;
+        for (size_t f = 0; f < self->names->size(); f++) {
+            if ((*self->names)[f] == s) {
+                if ((*self->codes)[f] != code) {
+                    PyErr_Format(PyExc_ValueError, "field %s has two kinds of value", s);
+                    return -1;
+                }
+                return static_cast<int>(f);
+            }
+        }
+        if (self->names->size() >= MAX_FIELDS) {
+            PyErr_SetString(PyExc_ValueError, "too many field names");
+            return -1;
+        }
+        self->names->emplace_back(s);
+        self->codes->push_back(code);
+        return static_cast<int>(self->names->size() - 1);
+    };
+    auto known = [self](const char *name) -> int {
+        for (size_t f = 0; f < self->names->size(); f++)
+            if ((*self->names)[f] == name) return static_cast<int>(f);
+        PyErr_Format(PyExc_ValueError, "no field %s", name);
+        return -1;
+    };
+    PyObject *seq = PySequence_Fast(kinds, "kinds must be a sequence");
+    if (seq == nullptr) return -1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *name, *spec, *key, *num;
+        int tokens;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "UO!OOp", &name, &PyDict_Type, &spec, &key, &num,
+                              &tokens)) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        Kind k;
+        k.name = Py_NewRef(name);
+        k.tokens = tokens;
+        self->kinds->push_back(k);
+        Kind &kind = self->kinds->back();
+        PyObject *fname, *desc;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(spec, &pos, &fname, &desc)) {
+            const char *code_name;
+            int required;
+            Code code;
+            int f;
+            if (!PyArg_ParseTuple(desc, "sp", &code_name, &required) || code_of(code_name, &code) < 0 ||
+                (f = field_id(fname, code)) < 0) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            kind.allowed |= uint64_t{1} << f;
+            if (required) kind.required |= uint64_t{1} << f;
+        }
+        for (PyObject *list : {key, num}) {
+            PyObject *names = PySequence_Fast(list, "field names must be a sequence");
+            if (names == nullptr) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            for (Py_ssize_t j = 0; j < PySequence_Fast_GET_SIZE(names); j++) {
+                const char *s = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(names, j));
+                int f = s ? known(s) : -1;
+                if (f < 0) {
+                    Py_DECREF(names);
+                    Py_DECREF(seq);
+                    return -1;
+                }
+                (list == key ? kind.key : kind.num).push_back(f);
+            }
+            Py_DECREF(names);
+        }
+        if (kind.num.size() + (kind.tokens ? 2 : 0) > MAX_NUM) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "too many number fields");
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    for (size_t f = 0; f < self->names->size(); f++) {
+        size_t h = slot_of((*self->names)[f]);
+        while (self->table[h] >= 0) h = (h + 1) % TABLE;
+        self->table[h] = static_cast<int16_t>(f);
+    }
+    static const char *text_names[N_TEXT] = {"version", "prompt_version", "model"};
+    if ((self->type_field = known("type")) < 0 || (self->agent_field = known("agent")) < 0 ||
+        (self->trace_field = known("trace_id")) < 0 || (self->time_field = known("time")) < 0 ||
+        (self->tok_field = known("tokens")) < 0)
+        return -1;
+    for (int t = 0; t < N_TEXT; t++)
+        if ((self->text_fields[t] = known(text_names[t])) < 0) return -1;
+    return 0;
+}
+
+// scan(body) -> (events, per-type reports in kind order), or None when the batch needs the
+// authoritative path (not a non-empty JSON array of events the scanner can vouch for).
+static PyObject *Scanner_scan(Scanner *self, PyObject *body) {
+    char *data;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(body, &data, &size) < 0) return nullptr;
+    padded_string json(data, static_cast<size_t>(size));
+    ondemand::document doc;
+    ondemand::array events;
+    if (self->parser->iterate(json).get(doc) || doc.get_array().get(events)) Py_RETURN_NONE;
+    std::vector<State> states(self->kinds->size());
+    std::vector<int> kind_of_type;  // type name -> kind index, by field text
+    Seen seen;
+    std::string buf;
+    Py_ssize_t n = 0;
+    const uint64_t type_bit = uint64_t{1} << self->type_field;
+    for (auto element : events) {
+        ondemand::object event;
+        if (element.get_object().get(event)) Py_RETURN_NONE;
+        seen.present = seen.null = 0;
+        for (auto field : event) {
+            std::string_view key;
+            ondemand::value value;
+            if (field.unescaped_key().get(key) || field.value().get(value)) Py_RETURN_NONE;
+            int f = lookup(self, key);
+            if (f < 0 || (seen.present >> f) & 1 || !read_value(self, f, value, seen)) {
+                if (PyErr_Occurred()) return nullptr;
+                Py_RETURN_NONE;
+            }
+        }
+        if (!(seen.present & type_bit)) Py_RETURN_NONE;
+        std::string_view type = seen.text[self->type_field];
+        size_t k = 0;
+        for (; k < self->kinds->size(); k++) {
+            Py_ssize_t len;
+            const char *name = PyUnicode_AsUTF8AndSize((*self->kinds)[k].name, &len);
+            if (name && static_cast<size_t>(len) == type.size() && std::memcmp(name, type.data(), len) == 0) break;
+        }
+        if (k == self->kinds->size() || !tally(self, (*self->kinds)[k], states[k], seen, buf)) {
+            if (PyErr_Occurred()) return nullptr;
+            Py_RETURN_NONE;
+        }
+        n++;
+    }
+    if (n == 0 || doc.current_location().error() != OUT_OF_BOUNDS) Py_RETURN_NONE;  // trailing content
+    PyObject *reports = PyList_New(0);
+    if (reports == nullptr) return nullptr;
+    for (size_t k = 0; k < states.size(); k++) {
+        if (states[k].m == 0) continue;
+        PyObject *r = report((*self->kinds)[k], states[k]);
+        if (r == nullptr || PyList_Append(reports, r) < 0) {
+            Py_XDECREF(r);
+            Py_DECREF(reports);
+            return nullptr;
+        }
+        Py_DECREF(r);
+    }
+    return Py_BuildValue("(nN)", n, reports);
+}
+
+static PyMethodDef Scanner_methods[] = {
+    {"scan", reinterpret_cast<PyCFunction>(Scanner_scan), METH_O,
+     "scan(body) -> (events, per-type reports), or None when the batch needs the authoritative path"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+static PyTypeObject ScannerType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "exporter._scan",
+                                    "One-pass scan of raw event batches (see _scan.cpp).", -1, nullptr};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    ScannerType.tp_name = "exporter._scan.Scanner";
+    ScannerType.tp_basicsize = sizeof(Scanner);
+    ScannerType.tp_flags = Py_TPFLAGS_DEFAULT;
+    ScannerType.tp_doc = "Scanner(kinds, limits): one-pass parse and tally of raw event batches";
+    ScannerType.tp_new = PyType_GenericNew;
+    ScannerType.tp_init = reinterpret_cast<initproc>(Scanner_init);
+    ScannerType.tp_dealloc = reinterpret_cast<destructor>(Scanner_dealloc);
+    ScannerType.tp_methods = Scanner_methods;
+    if (PyType_Ready(&ScannerType) < 0) return nullptr;
+    PyObject *m = PyModule_Create(&module);
+    if (m == nullptr) return nullptr;
+    if (PyModule_AddObjectRef(m, "Scanner", reinterpret_cast<PyObject *>(&ScannerType)) < 0) {
+        Py_DECREF(m);
+        return nullptr;
+    }
+    return m;
+}
