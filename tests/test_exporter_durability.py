@@ -20,6 +20,7 @@ from agentslo import names
 from agentslo.spec import parse_spec
 from exporter.config import ExporterConfig
 from exporter.ingest import Batch, Ingestor
+from exporter.persist import FOLD_EVERY, Persistence
 
 SPEC = """
 version: agent-slo/v1
@@ -75,7 +76,7 @@ def test_restart_resumes_every_counter_gauge_and_key(tmp_path: Path) -> None:
 def test_a_failed_commit_counts_nothing(tmp_path: Path) -> None:
     ing = Ingestor([parse_spec(SPEC)], ExporterConfig(db_path=str(tmp_path / "c.db")))
     ing.db.db.execute(
-        "CREATE TRIGGER no_writes BEFORE INSERT ON counter BEGIN SELECT RAISE(FAIL, 'disk says no'); END"
+        "CREATE TRIGGER no_writes BEFORE INSERT ON journal BEGIN SELECT RAISE(FAIL, 'disk says no'); END"
     )
     with pytest.raises(Exception, match="disk says no"):
         ing.apply([{"type": "connection", **B, "ok": False}])
@@ -235,3 +236,20 @@ def test_same_key_twice_in_one_group_commit_counts_once(tmp_path: Path) -> None:
     assert other.status == 422
     assert ing.store.value(names.EVENTS_TOTAL, ("bot", "refund", "conn", "bad", "")) == 1.0
     ing.close()
+
+
+def test_the_journal_folds_into_sums_and_last_values(tmp_path: Path) -> None:
+    """Commits go to an append-only journal; folding (every FOLD_EVERY commits, on open and on close)
+    sums the adds and keeps the last of the sets, and a reopened file shows the same values."""
+    path = str(tmp_path / "j.db")
+    db = Persistence(path)
+    a, b = db.commit([], [], new_series=["a", "b"])
+    commits = FOLD_EVERY + 7  # one fold on the way, seven commits left in the journal
+    for i in range(commits):
+        db.commit([(a, 1.0), (b, 0.5)], [(b, float(i))])
+    assert 0 < db.journal < FOLD_EVERY
+    crashed = Persistence(path)  # opened without close(): what a kill -9 leaves
+    assert {key: value for _, key, value in crashed.slots()} == {"a": commits, "b": commits - 1.0}
+    assert crashed.journal == 0
+    db.db.close()
+    crashed.close()
