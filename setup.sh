@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up agent-slo on a Debian/Ubuntu machine: the real servers the demo and the tests use
 # (Prometheus + promtool, Alertmanager + amtool, VictoriaMetrics + vmalert, docker-compose for the
-# offline compose check) from apt, and the Python package with its dev tools into ./.venv.
+# offline compose check) and simdjson + g++ (the exporter's C++ ingest scanner) from apt, and the
+# Python package with its dev tools into ./.venv.
 # Idempotent: a second run installs nothing new. AGENT_SLO_SKIP_APT=1 skips the apt step.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,6 +17,11 @@ missing=()
 for pkg in "${!BINARY_OF[@]}"; do
   command -v "${BINARY_OF[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# the exporter's C++ ingest scanner (optional: without it the same work runs in Python, slower)
+[ -f /usr/include/simdjson.h ] || missing+=(libsimdjson-dev)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || missing+=(python3-dev)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 
@@ -37,4 +43,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-echo "setup: ready (.venv/bin/agent-slo)"
+if .venv/bin/python -c 'import exporter._scan' 2>/dev/null; then
+  echo "setup: ready (.venv/bin/agent-slo; C++ ingest scanner built)"
+else
+  echo "setup: ready (.venv/bin/agent-slo; C++ ingest scanner NOT built: ingest runs in pure Python, slower)"
+fi

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentslo.spec import Spec, load_spec, parse_spec
@@ -46,7 +46,7 @@ def events(spec: Spec, n: int, seed: int = 1) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     flows, tools = list(spec.flows), list(spec.tools)
     models = list(spec.models) or ["m1"]
-    now = datetime.now(UTC).isoformat()
+    start = datetime.now(UTC) - timedelta(seconds=n / 1000)  # one event a millisecond, each its own time
     out: list[dict[str, Any]] = []
     for i in range(n):
         base = {
@@ -54,7 +54,7 @@ def events(spec: Spec, n: int, seed: int = 1) -> list[dict[str, Any]]:
             "flow": rng.choice(flows),
             "session_id": f"sess-{rng.getrandbits(48):x}",
             "trace_id": f"{rng.getrandbits(128):032x}",
-            "time": now,
+            "time": (start + timedelta(milliseconds=i)).isoformat(),
         }
         r = rng.random()
         if r < 0.40:

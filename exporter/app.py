@@ -27,7 +27,7 @@ from exporter.config import ExporterConfig
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from exporter.ingest import Ingestor, IngestResult, body_hash, error
 from exporter.openapi import document
-from exporter.wire import decode
+from exporter.wire import Decoded, decode
 from exporter.writer import Writer
 
 log = logging.getLogger("agent_slo.exporter")
@@ -92,7 +92,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-def parse_body(raw: bytes, content_type: str) -> list[Any] | IngestResult:
+def parse_body(raw: bytes, content_type: str) -> list[Any] | Decoded | IngestResult:
     """A JSON array, or NDJSON (one event per line); errors name the line as the index."""
     stripped = raw.lstrip()
     if content_type != "application/x-ndjson" and stripped[:1] == b"[":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -82,7 +82,7 @@ class Deltas:
         """Fold everything gathered into `adds` with bincounts (no per-slot Python arithmetic)."""
         if not self._ids and not self._ones:
             return
-        parts = []  # (slot ids, weights or None)
+        parts: list[tuple[np.ndarray, np.ndarray | None]] = []  # (slot ids, weights or None)
         if self._ones:
             parts.append((np.concatenate([np.asarray(i, dtype=np.intp) for i in self._ones]), None))
         if self._ids:
@@ -157,9 +157,10 @@ def _times_ok(col: Sequence[Any], now: float) -> bool:
     types = set(map(type, present))
     stamps: list[datetime] = []
     if str in types:
-        stamps = list(map(rfc3339, dict.fromkeys(v for v in present if type(v) is str)))
-        if None in stamps:
+        parsed = list(map(rfc3339, dict.fromkeys(v for v in present if type(v) is str)))
+        if None in parsed:
             return False
+        stamps = [p for p in parsed if p is not None]
         types.discard(str)
     if datetime in types:  # decoded by `exporter.wire`
         stamps.extend(v for v in present if type(v) is datetime)
@@ -284,7 +285,8 @@ class Classifier:
         """A Scan from the C++ scanner's report (`exporter/_scan.cpp`), which checked types, lengths
         and ranges; what is left is printable text, times and the `{}` tokens case."""
         kind, m, keys, kid, last, traces, numbers, texts, builds, when, empty_tokens = report
-        if empty_tokens or not _when_ok(*when, now):
+        latest, naive, top, bottom = when
+        if empty_tokens or not _when_ok(latest, naive, top, bottom, now):
             return None
         for distinct in texts:
             if distinct and not all(map(str.isprintable, distinct)):
@@ -305,7 +307,7 @@ class Classifier:
         return Scan(kind, m, keys, kid, columns, list(zip(latest, traces, strict=True)), list(builds))
 
     def _scan_columns(
-        self, kind: str, cols: dict[str, Sequence[Any]], m: int, now: float, typed: bool = False
+        self, kind: str, cols: Mapping[str, Sequence[Any]], m: int, now: float, typed: bool = False
     ) -> Scan | None:
         """A Scan from columns (field → values, None where unset): dict events, or Structs without
         the C scanner. `typed`: the columns come from `exporter.wire`, whose Structs already checked

@@ -125,7 +125,7 @@ class Decoded:
     if classification still refuses), how many events it holds, and either the C scanner's per-type
     reports (`exporter/_scan.cpp`) or msgspec Structs."""
 
-    __slots__ = ("raw", "size", "reports", "structs")
+    __slots__ = ("raw", "reports", "size", "structs")
 
     def __init__(
         self, raw: bytes, size: int, reports: list[tuple[Any, ...]] | None = None, structs: Any = None
