@@ -11,7 +11,13 @@ Run it with `agent-slo serve SPEC... [--db counters.db]`, or build the app in-pr
 
 Where things live: `events` (the event format and its validator), `catalog` and `planning` (what
 the spec implies: families, series created at 0, per-combination plans, the cardinality guard),
+`wire` and `_scan.cpp` (the fast fronts: a C++ scanner over the raw bytes, else msgspec Structs),
 `classify` (column-wise batch classification), `ingest` (atomic apply, idempotency, the judges'
-metrics), `persist` (SQLite WAL), `writer` (group commit), `store` and `exposition` (the metric
-table and its text/OpenMetrics rendering), `autonomy` (GET /v1/autonomy), `app` and `command`.
+metrics), `persist` (SQLite WAL journal), `writer` (group commit), `store` and `exposition` (the
+metric table and its text/OpenMetrics rendering), `autonomy` (GET /v1/autonomy), `app`, `command`.
+
+A JSON body takes the fastest front that vouches for it: the C++ scanner (`exporter/_scan.cpp`,
+simdjson On-Demand; built when setup.sh has installed simdjson and g++), else msgspec, else the
+authoritative validator (`events.problems`), which names every problem. The fronts may refuse more
+than the validator, never less, and count exactly alike (tests/test_exporter_wire.py).
 """
