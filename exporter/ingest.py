@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from agentslo import names
@@ -28,8 +29,8 @@ from exporter import events as event_format
 from exporter.catalog import MAX_LABEL_CHARS, Catalog
 from exporter.classify import Classifier, Deltas
 from exporter.config import ExporterConfig
-from exporter.persist import Persistence
-from exporter.store import Store
+from exporter.persist import ROW, Persistence
+from exporter.store import NOT_PERSISTED, Store
 from exporter.wire import Decoded
 
 PURGE_EVERY_S = 60.0  # how often expired idempotency keys are deleted
@@ -183,14 +184,10 @@ class Ingestor:
                     self.publish(group.deltas, now)
         return group.results
 
-    def prepare_many(self, batches: list[Batch], now: float, ahead: Deltas | None = None) -> Group:
-        """Validate and classify batches into one merged set of deltas; nothing is counted yet.
-
-        `ahead` is a group prepared earlier whose commit is still in flight: its gauge values (synthetic
-        streaks) are the starting point here.
-        """
+    def prepare_many(self, batches: list[Batch], now: float) -> Group:
+        """Validate and classify batches into one merged set of deltas; nothing is counted yet."""
         group = Group()
-        pending = dict(ahead.sets) if ahead is not None else {}
+        pending: dict[int, float] = {}  # gauge values (synthetic streaks) set by earlier batches
         keys: dict[str, int] = {}  # Idempotency-Key → index of the batch in this group that carries it
         with self.lock:
             for batch in batches:
@@ -288,14 +285,14 @@ class Ingestor:
         deltas.adds[self._accepted] = deltas.adds.get(self._accepted, 0.0) + deltas.events
         return IngestResult(status, body), deltas
 
-    def _builds(self, deltas: Deltas, ahead: Deltas | None = None) -> dict[str, tuple[str, str, str]] | None:
+    def _builds(self, deltas: Deltas) -> dict[str, tuple[str, str, str]] | None:
+        """The build labels once `deltas` are counted (None when they change none)."""
         if not deltas.build:
             return None
         builds = dict(self.store.build_info)
-        for step in (ahead, deltas):
-            for agent, parts in step.build.items() if step is not None else ():
-                old = builds.get(agent, ("", "", ""))
-                builds[agent] = tuple(p if p is not None else o for p, o in zip(parts, old, strict=True))  # type: ignore[assignment]
+        for agent, parts in deltas.build.items():
+            old = builds.get(agent, ("", "", ""))
+            builds[agent] = tuple(p if p is not None else o for p, o in zip(parts, old, strict=True))  # type: ignore[assignment]
         return builds
 
     def persist(
@@ -303,43 +300,44 @@ class Ingestor:
         deltas: Deltas,
         now: float,
         answers: list[tuple[str, str, int, bytes]] = (),  # type: ignore[assignment]
-        ahead: Deltas | None = None,
     ) -> None:
-        """Commit deltas (and idempotency answers) to SQLite; safe to run on another thread.
-
-        `ahead`: a group committed just before this one but not yet published (its builds count)."""
+        """Commit deltas (and idempotency answers) to SQLite; safe to run on another thread."""
         if self.db is None:
             return
-        keys, ids = self.store.keys, self.store.db_ids
-        builds = self._builds(deltas, ahead)
+        builds = self._builds(deltas)
         with self.db_lock:
             fresh: dict[int, int] = {}  # slot → -(position in `new`) for slots without a row id yet
             new: list[str] = []
-            rows: list[list[tuple[int, float]]] = [[], []]
-            for part, changes in enumerate((deltas.adds, deltas.sets)):
-                for slot, value in changes.items():
-                    row_id = ids[slot]
-                    if row_id is None:
-                        key = keys[slot]
-                        if key is None:
-                            continue  # in-memory only (the exporter's own ingest health)
-                        if slot not in fresh:
-                            new.append(key)
-                            fresh[slot] = -len(new)
-                        row_id = fresh[slot]
-                    rows[part].append((row_id, value))
+            adds, sets = (self._rows(changes, fresh, new) for changes in (deltas.adds, deltas.sets))
             assigned = self.db.commit(
-                rows[0],
-                rows[1],
+                adds,
+                sets,
                 {a: list(v) for a, v in builds.items()} if builds is not None else None,
                 answers,
                 new,
             )
             for slot, position in fresh.items():
-                ids[slot] = assigned[-position - 1]
+                self.store.db_ids[slot] = assigned[-position - 1]
             if now - self._last_purge > PURGE_EVERY_S:
                 self._last_purge = now
                 self.db.forget_before(now - self.config.idempotency_horizon_s)
+
+    def _rows(self, changes: dict[int, float], fresh: dict[int, int], new: list[str]) -> np.ndarray:
+        """`changes` (slot → amount) as journal rows (row id, amount); slots that have no row id yet
+        get a negative placeholder (their key is appended to `new`), in-memory-only slots are left out."""
+        ids, keys = self.store.db_ids, self.store.keys
+        rows = list(map(ids.__getitem__, changes))  # C-level: no Python per slot in the steady state
+        if None in rows:  # the first commit of some series: name them
+            for i, slot in enumerate(changes):
+                if rows[i] is None:
+                    if slot not in fresh:
+                        new.append(keys[slot])  # type: ignore[arg-type]  # None only for in-memory slots
+                        fresh[slot] = -len(new)
+                    rows[i] = fresh[slot]
+        out = np.empty(len(rows), dtype=ROW)
+        out["id"] = rows
+        out["value"] = list(changes.values())
+        return out[out["id"] != NOT_PERSISTED] if NOT_PERSISTED in rows else out
 
     def publish(self, deltas: Deltas, now: float) -> None:
         """Add committed deltas to the in-memory counters that /metrics shows."""

@@ -55,8 +55,10 @@ _SET = (
 )
 
 
-def _pack(rows: Iterable[tuple[int, float]]) -> bytes:
-    return np.array(rows if isinstance(rows, list) else list(rows), dtype=ROW).tobytes()
+def _rows(rows: np.ndarray | Iterable[tuple[int, float]]) -> np.ndarray:
+    if isinstance(rows, np.ndarray):
+        return rows
+    return np.array(rows if isinstance(rows, list) else list(rows), dtype=ROW)
 
 
 class Persistence:
@@ -87,23 +89,25 @@ class Persistence:
 
     def commit(
         self,
-        adds: Iterable[tuple[int, float]],
-        sets: Iterable[tuple[int, float]],
+        adds: np.ndarray | Iterable[tuple[int, float]],
+        sets: np.ndarray | Iterable[tuple[int, float]],
         builds: dict[str, list[str]] | None = None,
         answers: Iterable[tuple[str, str, int, bytes]] = (),
         new_series: list[str] = (),  # type: ignore[assignment]
     ) -> list[int]:
         """Write one batch (or several, grouped) atomically; raises and rolls back on any failure.
 
-        `adds` and `sets` name rows by series id; `new_series` are keys that need one, and the ids
-        they get are returned (in order) so the caller can use them from now on. Rows in `adds` and
-        `sets` may refer to those new ids by their negative position: -1 for the first, -2 for the
-        second...
+        `adds` and `sets` are (row id, amount) rows, as `ROW` arrays or pairs; `new_series` are keys
+        that need a row id, and the ids they get are returned (in order) so the caller can use them
+        from now on. Rows may refer to those new ids by their negative position: -1 for the first,
+        -2 for the second...
         """
-        def row() -> tuple[bytes, bytes, str, str | None, float]:
+        add_rows, set_rows = _rows(adds), _rows(sets)
+
+        def journal_row() -> tuple[bytes, bytes, str, str | None, float]:
             return (
-                _pack(adds),
-                _pack(sets),
+                add_rows.tobytes(),
+                set_rows.tobytes(),
                 orjson.dumps([(k, h, st, a.decode()) for k, h, st, a in answers]).decode(),
                 orjson.dumps(builds).decode() if builds is not None else None,
                 time.time(),
@@ -112,16 +116,18 @@ class Persistence:
         db = self.db
         ids: list[int] = []
         if not new_series:  # the usual case: one statement, its own transaction
-            db.execute(_JOURNAL, row())
+            db.execute(_JOURNAL, journal_row())
         else:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for key in new_series:
                     db.execute("INSERT INTO series (key) VALUES (?) ON CONFLICT (key) DO NOTHING", (key,))
                     ids.append(db.execute("SELECT id FROM series WHERE key = ?", (key,)).fetchone()[0])
-                adds = [(ids[-i - 1] if i < 0 else i, v) for i, v in adds]
-                sets = [(ids[-i - 1] if i < 0 else i, v) for i, v in sets]
-                db.execute(_JOURNAL, row())
+                assigned = np.array(ids, dtype=np.int64)
+                for rows in (add_rows, set_rows):
+                    placeholder = rows["id"] < 0
+                    rows["id"][placeholder] = assigned[-rows["id"][placeholder] - 1]
+                db.execute(_JOURNAL, journal_row())
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

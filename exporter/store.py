@@ -68,6 +68,9 @@ class Family:
         return [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
 
 
+NOT_PERSISTED = 0  # the row id of slots kept in memory only (SQLite's row ids start at 1)
+
+
 class Store:
     """Slots, their values, the series index and the latest exemplar per slot; guarded by `lock`."""
 
@@ -76,7 +79,8 @@ class Store:
         self.families: dict[str, Family] = {}
         self.values: list[float] = []
         self.keys: list[str | None] = []
-        self.db_ids: list[int | None] = []  # the slot's row id in SQLite, once it has one
+        # the slot's row id in SQLite once it has one; NOT_PERSISTED for in-memory-only slots
+        self.db_ids: list[int | None] = []
         self.exemplars: dict[
             int, tuple[str, float, float]
         ] = {}  # slot → (escaped trace_id, value, unix time)
@@ -115,7 +119,7 @@ class Store:
         for part in parts:
             self.values.append(0.0)
             self.keys.append(orjson.dumps([family, list(values), part]).decode() if persist else None)
-            self.db_ids.append(None)
+            self.db_ids.append(None if persist else NOT_PERSISTED)
         self._index[key] = base
         fam.series.append((base, values, prefixes))
         return base
