@@ -196,6 +196,18 @@ int lookup(const Scanner *self, std::string_view key) {
     }
 }
 
+// A whole number from 0 to `most` (a JSON integer, not 1.0), as a double.
+bool whole(ondemand::value value, ondemand::json_type type, double most, double *out) {
+    ondemand::number_type nt;
+    uint64_t x;
+    if (type != ondemand::json_type::number || value.get_number_type().get(nt) ||
+        (nt != ondemand::number_type::signed_integer && nt != ondemand::number_type::unsigned_integer) ||
+        value.get_uint64().get(x) || static_cast<double>(x) > most)
+        return false;
+    *out = static_cast<double>(x);
+    return true;
+}
+
 // Read one field's value into `seen`; false when it is not what the field takes.
 bool read_value(Scanner *self, int f, ondemand::value value, Seen &seen) {
     ondemand::json_type type;
@@ -242,16 +254,8 @@ bool read_value(Scanner *self, int f, ondemand::value value, Seen &seen) {
             seen.number[f] = x;
             return true;
         }
-        case COUNT: {
-            ondemand::number_type nt;
-            uint64_t x;
-            if (type != ondemand::json_type::number || value.get_number_type().get(nt) ||
-                (nt != ondemand::number_type::signed_integer && nt != ondemand::number_type::unsigned_integer) ||
-                value.get_uint64().get(x) || static_cast<double>(x) > lim.max_count)
-                return false;
-            seen.number[f] = static_cast<double>(x);
-            return true;
-        }
+        case COUNT:
+            return whole(value, type, lim.max_count, &seen.number[f]);
         case TOKENS: {
             ondemand::object obj;
             if (type != ondemand::json_type::object || value.get_object().get(obj)) return false;
@@ -270,14 +274,8 @@ bool read_value(Scanner *self, int f, ondemand::value value, Seen &seen) {
                     if (v.is_null().error()) return false;
                     continue;
                 }
-                ondemand::number_type nt;
-                uint64_t x;
-                if (t != ondemand::json_type::number || v.get_number_type().get(nt) ||
-                    (nt != ondemand::number_type::signed_integer && nt != ondemand::number_type::unsigned_integer) ||
-                    v.get_uint64().get(x) || static_cast<double>(x) > lim.max_count)
-                    return false;
+                if (!whole(v, t, lim.max_count, in ? &seen.tok_in_v : &seen.tok_out_v)) return false;
                 (in ? seen.tok_in : seen.tok_out) = true;
-                (in ? seen.tok_in_v : seen.tok_out_v) = static_cast<double>(x);
             }
             return true;
         }

@@ -1,17 +1,19 @@
-"""One-pass decoding of a JSON batch into typed events (msgspec), the fast front of `POST /v1/events`.
+"""The fast fronts of `POST /v1/events`: a JSON batch scanned in C++, or decoded into typed events.
 
-`decode()` parses and type-checks a whole JSON array in one C pass: each event becomes a Struct of
-its `type` (a tagged union), unknown fields, wrong types and negative numbers are refused, and no
-per-event dict is built. It is a *filter*, not the authority: it accepts no batch the event format
-(`exporter.events`) would refuse on these points, and whatever it refuses (or any batch it cannot
-vouch for) goes down the original path — `orjson.loads` and `exporter.events.problems()` — which
-names every problem of every event. So answers, messages and partial semantics are unchanged; only
-valid batches get faster. The remaining checks (plans, string limits, times, finiteness) run
-column-wise in `exporter.classify` exactly as for dict events.
+`decode()` tries the C++ scanner first (`exporter/_scan.cpp`, simdjson: one pass over the raw
+bytes that checks each event and tallies what classification needs, with no Python object per
+event), then msgspec: one C pass in which each event becomes a Struct of its `type` (a tagged
+union), unknown fields, wrong types and negative numbers refused. Both are *filters*, not the
+authority: they accept no batch the event format (`exporter.events`) would refuse on these points,
+and whatever they refuse (or any batch they cannot vouch for) goes down the original path —
+`orjson.loads` and `exporter.events.problems()` — which names every problem of every event. So
+answers, messages and partial semantics are unchanged; only valid batches get faster. The
+remaining checks (plans, printable labels, times ahead, finiteness) run in `exporter.classify`
+exactly as for dict events.
 
 Struct fields mirror `exporter.events.COMMON` and `FIELDS` (a test keeps them in step); `null` is
 accepted wherever the classifier treats it as absent, and required fields (`latency_s` of a turn,
-`score` of a judge) have no default.
+`score` of a judge) have no default. The scanner takes the same format from those tables.
 """
 
 from __future__ import annotations

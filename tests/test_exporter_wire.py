@@ -199,3 +199,23 @@ def test_a_mutated_batch_is_never_accepted_by_the_fast_path_alone(mutations: lis
         else:
             event[field] = copy.deepcopy(value)
     _both(batch)  # where a fast path vouched for the batch, the dict path agrees exactly
+
+
+SMALL = orjson.dumps(BATCH[:6] + EXTRA)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(SMALL)), st.integers(0, 3), st.binary(max_size=4)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_byte_level_mutations_never_crash_and_never_slip_through(edits: list[Any]) -> None:
+    """The scanner reads raw client bytes: random edits (replace, insert, delete) must neither crash
+    it nor get a batch counted differently from the dict path."""
+    raw = bytearray(SMALL)
+    for at, cut, data in edits:
+        raw[at : at + cut] = data
+    _agree(*_paths(bytes(raw)))
