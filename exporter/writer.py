@@ -86,11 +86,10 @@ class Writer:
             if batches:
                 results = self.ingestor.apply_many([b for _, b in batches])
                 answers.update((i, result) for (i, _), result in zip(batches, results, strict=True))
-        except Exception as exc:  # a storage failure of a lone batch: handed to every request of the group
-            for job in jobs:
-                if not job.future.done():
+        except Exception as exc:  # e.g. a storage failure of a lone batch: its handler answers 503
+            for i, job in enumerate(jobs):
+                if not job.future.done() and i not in answers:
                     job.future.set_exception(exc)
-            return
         for i, job in enumerate(jobs):
             if not job.future.done():
                 job.future.set_result(answers[i])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentslo.spec import parse_spec
-from exporter.app import OPENAPI, create_app
+from exporter.app import INGESTOR, OPENAPI, create_app
 from exporter.config import ExporterConfig
 
 SPEC = """
@@ -73,6 +73,23 @@ async def test_a_batch_that_waited_too_long_is_503_with_retry_after(aiohttp_clie
         'agent_slo_events_total{agent="bot",flow="refund",slo="conn",outcome="good",exclusion=""} 0.0'
         in metrics
     )
+
+
+async def test_a_failed_commit_is_503_and_counts_nothing(aiohttp_client: Any, tmp_path: Any) -> None:
+    """The disk refusing a commit: the batch is answered 503 with Retry-After and nothing is counted;
+    a retry once the disk is back counts it once."""
+    app = create_app([parse_spec(SPEC)], ExporterConfig(db_path=str(tmp_path / "c.db")))
+    db = app[INGESTOR].db.db
+    db.execute("CREATE TRIGGER no_writes BEFORE INSERT ON journal BEGIN SELECT RAISE(FAIL, 'disk full'); END")
+    client = await aiohttp_client(app)
+    good = 'agent_slo_events_total{agent="bot",flow="refund",slo="conn",outcome="good",exclusion=""}'
+    resp = await client.post("/v1/events", data=EVENT)
+    assert resp.status == 503 and resp.headers["Retry-After"], await resp.text()
+    assert "nothing was counted" in (await resp.json())["error"]
+    assert f"{good} 0.0" in await (await client.get("/metrics")).text()
+    db.execute("DROP TRIGGER no_writes")
+    assert (await client.post("/v1/events", data=EVENT)).status == 200
+    assert f"{good} 1.0" in await (await client.get("/metrics")).text()
 
 
 async def test_a_body_that_never_finishes_is_408(aiohttp_client: Any) -> None:
