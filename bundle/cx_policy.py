@@ -18,6 +18,7 @@ from agentslo.spec import Spec
 from bundle.faults import CORRECT_REFUND_WINDOW, HALLUCINATED_REFUND_WINDOW, Conversation
 
 REFUND_POLICY_DAYS: Final = 30
+POLICY_TODAY: Final = date(2026, 11, 22)  # the policy clock, fixed: example orders keep their side of it
 # The fake backend used when the caller declares no tools.
 ORDERS: Final = {
     "A-1001": {"order_id": "A-1001", "status": "delivered", "delivered_on": "2026-11-12", "total_usd": 49.90},
@@ -161,7 +162,7 @@ def _within_policy(order: dict[str, Any]) -> bool:
         delivered = date.fromisoformat(str(order.get("delivered_on")))
     except ValueError:
         return True
-    return (date.today() - delivered).days <= REFUND_POLICY_DAYS
+    return (POLICY_TODAY - delivered).days <= REFUND_POLICY_DAYS
 
 
 def backend(name: str, arguments: dict[str, Any]) -> Any:
