@@ -19,6 +19,9 @@ from openapi_spec_validator import validate as validate_openapi
 
 from exporter.sessions import OPENAPI_PATHS
 
+# the CLI beside this interpreter (.venv/bin is not on PATH when pytest runs as .venv/bin/python), else PATH's
+_BESIDE = Path(sys.executable).with_name("schemathesis")
+SCHEMATHESIS = str(_BESIDE) if _BESIDE.exists() else shutil.which("schemathesis")
 TOKEN = "judges-schemathesis-token"
 SPEC = """
 version: agent-slo/v1
@@ -111,11 +114,11 @@ def test_review_routes_need_the_token(server: str) -> None:
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.skipif(shutil.which("schemathesis") is None, reason="needs the schemathesis CLI")
+@pytest.mark.skipif(SCHEMATHESIS is None, reason="needs the schemathesis CLI")
 def test_schemathesis_finds_no_server_errors_or_mismatches_on_the_judges_routes(server: str) -> None:
     result = subprocess.run(
         [
-            "schemathesis",
+            str(SCHEMATHESIS),
             "run",
             f"{server}/openapi.json",
             "--header",
