@@ -302,15 +302,15 @@ class Classifier:
             if not np.isfinite(values).all():
                 return None
             columns.append((values, mask))
-        latest = np.frombuffer(last, dtype=np.intp).tolist()
+        trace_at = np.frombuffer(last, dtype=np.intp).tolist()  # per key: the event its trace is from
         kid = np.frombuffer(kid, dtype=np.intp)
-        return Scan(kind, m, keys, kid, columns, list(zip(latest, traces, strict=True)), list(builds))
+        return Scan(kind, m, keys, kid, columns, list(zip(trace_at, traces, strict=True)), list(builds))
 
     def _scan_columns(
         self, kind: str, cols: Mapping[str, Sequence[Any]], m: int, now: float, typed: bool = False
     ) -> Scan | None:
         """A Scan from columns (field → values, None where unset): dict events, or Structs without
-        the C scanner. `typed`: the columns come from `exporter.wire`, whose Structs already checked
+        the C++ scanner. `typed`: the columns come from `exporter.wire`, whose Structs already checked
         value types and string lengths."""
         col = cols.get
         for fname, limit, printable in _STRING_CHECKS:
