@@ -30,12 +30,14 @@ from exporter.config import MAX_FUTURE_SKEW_S
 from exporter.events import (
     ALLOWED,
     BOOLEAN,
-    CATEGORICAL,
     FIELDS,
     MAX_COUNT,
     MAX_EXEMPLAR_ID,
     MAX_ID_CHARS,
     NUMBER_KINDS,
+    NUMBERS,
+    PLAN_KEY,
+    folded_key,
     rfc3339,
 )
 from exporter.store import escape_label_value
@@ -195,20 +197,13 @@ class Scan:
 
     kind: str
     m: int
-    keys: list[tuple[Any, ...]]  # distinct plan keys as sent (agent, flow, exclude, *CATEGORICAL)
+    keys: list[tuple[Any, ...]]  # distinct plan keys (PLAN_KEY[kind]) as sent, first seen first
     kid: np.ndarray  # per event: the position of its key in `keys`
     # per field of NUMBERS[kind] (then tokens input, output for tasks): (present values, presence
     # mask or None when every event has one), or None when no event has one
     numbers: list[tuple[np.ndarray, np.ndarray | None] | None]
     traces: list[tuple[int, Any]]  # per key: (index, id) of its latest event with a usable trace; (-1, None)
     builds: list[dict[Any, Any]]  # version, prompt_version, model: agent → latest value
-
-
-# Number fields by event type, in the order scans report them.
-NUMBERS = {
-    kind: tuple((f, k) for f, k in fields.items() if k.rstrip("!") in NUMBER_KINDS)
-    for kind, fields in FIELDS.items()
-}
 
 
 def _usable_trace(trace: Any) -> bool:
@@ -326,7 +321,7 @@ class Classifier:
         if times is not None and not _times_ok(times, now):
             return None
         cat_cols: list[Iterable[Any]] = []
-        for fname in ("agent", "flow", "exclude", *CATEGORICAL[kind]):
+        for fname in PLAN_KEY[kind]:
             values = col(fname)
             if values is None:
                 cat_cols.append(repeat(None, m))
@@ -388,17 +383,12 @@ class Classifier:
     def _count(self, scan: Scan, d: Deltas) -> bool:
         """Add one type's events to `d`; False when a key has no valid plan (unknown agent, flow...)."""
         kind, kid = scan.kind, scan.kid
-        fast, declared = self._fast, self.catalog.declared
-        key_names = ("agent", "flow", "exclude", *CATEGORICAL[kind])
+        fast = self._fast
         plans: list[Plan] = []
         for key in scan.keys:
             plan = fast.get((kind, key))
             if plan is None:
-                folded = tuple(
-                    declared[f].get(v, UNDECLARED) if f in declared else v
-                    for f, v in zip(key_names, key, strict=True)
-                )
-                found = self.catalog.plan(kind, folded)
+                found = self.catalog.plan(kind, folded_key(self.catalog, kind, key))
                 if isinstance(found, tuple):
                     return False
                 if len(fast) >= self.catalog.MAX_PLANS:

@@ -63,6 +63,25 @@ CATEGORICAL: dict[str, tuple[str, ...]] = {
 BOOLEAN = frozenset({"escalation_required", "required", "performed", "context_preserved", "ok", "passed"})
 ALLOWED: dict[str, frozenset[str]] = {t: frozenset(COMMON) | frozenset(f) for t, f in FIELDS.items()}
 NUMBER_KINDS = {"seconds": (False, None), "usd": (False, None), "count": (True, None), "score": (False, 1.0)}
+# Per type: the plan key (the categorical fields that pick its series, in order) and the number
+# fields with their kinds, in the order the fast fronts report them.
+PLAN_KEY: dict[str, tuple[str, ...]] = {
+    kind: ("agent", "flow", "exclude", *cats) for kind, cats in CATEGORICAL.items()
+}
+NUMBERS: dict[str, tuple[tuple[str, str], ...]] = {
+    kind: tuple((f, k) for f, k in fields.items() if k.rstrip("!") in NUMBER_KINDS)
+    for kind, fields in FIELDS.items()
+}
+
+
+def folded_key(catalog: Catalog, kind: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A plan key as sent, with undeclared tools, failure modes and models as UNDECLARED: one plan
+    (folded into `other`) for all of them, however many distinct values arrive."""
+    declared = catalog.declared
+    return tuple(
+        declared[f].get(v, UNDECLARED) if f in declared and type(v) is str else v
+        for f, v in zip(PLAN_KEY[kind], key, strict=True)
+    )
 
 
 def rfc3339(text: str) -> datetime | None:
@@ -153,23 +172,14 @@ def event_problems(catalog: Catalog, event: Any, now: float) -> list[tuple[str, 
     for fname, spec in FIELDS[kind].items():
         if spec.endswith("!") and event.get(fname) is None:
             found.append((fname, "is required"))
-    key = (event.get("agent"), event.get("flow"), event.get("exclude"), *map(event.get, CATEGORICAL[kind]))
-    nested = [
-        f
-        for f, v in zip(("agent", "flow", "exclude", *CATEGORICAL[kind]), key, strict=True)
-        if isinstance(v, list | dict)
-    ]
+    key = tuple(map(event.get, PLAN_KEY[kind]))
+    nested = [f for f, v in zip(PLAN_KEY[kind], key, strict=True) if isinstance(v, list | dict)]
     if nested:
         return [
             *found,
             *((f, "must be a name (a string) or true/false, not a list or object") for f in nested),
         ]
-    names = ("agent", "flow", "exclude", *CATEGORICAL[kind])
-    key = tuple(
-        catalog.declared[f].get(v, UNDECLARED) if f in catalog.declared and type(v) is str else v
-        for f, v in zip(names, key, strict=True)
-    )
-    plan = catalog.plan(kind, key)
+    plan = catalog.plan(kind, folded_key(catalog, kind, key))
     if isinstance(plan, tuple) and plan[0] not in {f for f, _ in found}:
         found.append(plan)
     return found

@@ -31,13 +31,13 @@ from msgspec.structs import astuple
 from exporter.catalog import MAX_LABEL_CHARS
 from exporter.events import (
     BOOLEAN,
-    CATEGORICAL,
     COMMON,
     FIELDS,
     MAX_COUNT,
     MAX_EXEMPLAR_ID,
     MAX_ID_CHARS,
-    NUMBER_KINDS,
+    NUMBERS,
+    PLAN_KEY,
 )
 
 Number = Annotated[float, Meta(ge=0)]  # finiteness is checked column-wise (msgspec refuses 1e999 itself)
@@ -153,9 +153,8 @@ def _scanner() -> Any:
             base = fkind.rstrip("!")
             value = "bool" if name in BOOLEAN else _SCANNED.get(base, base)
             fields[name] = (value, fkind.endswith("!"))
-        numbers = tuple(f for f, k in FIELDS[kind].items() if k.rstrip("!") in NUMBER_KINDS)
-        key = ("agent", "flow", "exclude", *CATEGORICAL[kind])
-        kinds.append((kind, fields, key, numbers, "tokens" in FIELDS[kind]))
+        numbers = tuple(f for f, _ in NUMBERS[kind])
+        kinds.append((kind, fields, PLAN_KEY[kind], numbers, "tokens" in FIELDS[kind]))
     return Scanner(kinds, (MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_EXEMPLAR_ID, float(MAX_COUNT)))
 
 
