@@ -10,7 +10,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "exporter._scan",
+            "agentslo.exporter._scan",
             ["exporter/_scan.cpp"],
             language="c++",
             libraries=["simdjson"],

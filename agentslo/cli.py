@@ -24,15 +24,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "agentslo.explain",
         "check specs and scenarios; explain objectives, budgets and alert tiers",
     ),
-    "rules": ("rules.command", "generate Prometheus recording and alerting rules"),
-    "dashboards": ("dashboards.command", "generate Grafana dashboards (grafanalib)"),
-    "build": ("bundle.build", "rules + promtool tests + dashboards + Prometheus/Alertmanager/Grafana config"),
-    "serve": ("exporter.command", "run the exporter (ingest API, /metrics, autonomy API)"),
-    "probe": ("synthetic.command", "run the synthetic prober"),
+    "rules": ("agentslo.rules.command", "generate Prometheus recording and alerting rules"),
+    "dashboards": ("agentslo.dashboards.command", "generate Grafana dashboards (grafanalib)"),
+    "build": (
+        "agentslo.bundle.build",
+        "rules + promtool tests + dashboards + Prometheus/Alertmanager/Grafana config",
+    ),
+    "serve": ("agentslo.exporter.command", "run the exporter (ingest API, /metrics, autonomy API)"),
+    "probe": ("agentslo.synthetic.command", "run the synthetic prober"),
     "calibrate": ("agentslo.judges.calibrate", "measure a judge against human-labelled sessions"),
     "gate": ("agentslo.gate", "release gate: may a change ship, given the error budgets?"),
     "schema": ("agentslo.schema", "print the JSON Schema of the SLO YAML"),
-    "demo": ("bundle.demo", "the whole loop on this machine, no API key or Docker needed"),
+    "demo": ("agentslo.bundle.demo", "the whole loop on this machine, no API key or Docker needed"),
 }
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.exposition import render
+from agentslo.exporter.ingest import Ingestor
+from agentslo.exporter.wire import decode
 from benchmarks.exporter_common import events, wide_spec
-from exporter.config import ExporterConfig
-from exporter.exposition import render
-from exporter.ingest import Ingestor
-from exporter.wire import decode
 
 LIMIT_MB = 200
 

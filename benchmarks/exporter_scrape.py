@@ -29,11 +29,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agentslo import names
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.exposition import render
+from agentslo.exporter.ingest import Ingestor
+from agentslo.exporter.store import Store
 from benchmarks.exporter_common import events, wide_spec
-from exporter.config import ExporterConfig
-from exporter.exposition import render
-from exporter.ingest import Ingestor
-from exporter.store import Store
 
 
 def mirror(store: Store) -> CollectorRegistry:

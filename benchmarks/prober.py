@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from agentslo.scenario import parse_scenarios  # noqa: E402
 from agentslo.spec import load_spec  # noqa: E402
-from synthetic.runner import run_cycle  # noqa: E402
-from synthetic.targets import tool_definitions  # noqa: E402
+from agentslo.synthetic.runner import run_cycle  # noqa: E402
+from agentslo.synthetic.targets import tool_definitions  # noqa: E402
 
 TARGET_RATIO = 1.5  # the issue: one cycle within 1.5× of the theoretical cycle
 RSS_LIMIT_MB = 150.0
@@ -64,7 +64,7 @@ def scenario_file(count: int, turns: int) -> str:
 
 def start_agent(latency: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "synthetic.fakeagent", "--port", "0", "--delay", str(latency)],
+        [sys.executable, "-m", "agentslo.synthetic.fakeagent", "--port", "0", "--delay", str(latency)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agentslo import names  # noqa: E402
+from agentslo.rules import generate_files  # noqa: E402
 from agentslo.spec import Spec, parse_spec  # noqa: E402
-from rules import generate_files  # noqa: E402
 
 AGENT = "bench"
 JOB = "agent-slo"

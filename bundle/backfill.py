@@ -26,10 +26,10 @@ from typing import Final
 import yaml
 
 from agentslo import names
+from agentslo.bundle.faults import Faults, failure_rate
+from agentslo.bundle.servers import Prometheus, find_binary
+from agentslo.bundle.traffic import history_openmetrics
 from agentslo.spec import Spec
-from bundle.faults import Faults, failure_rate
-from bundle.servers import Prometheus, find_binary
-from bundle.traffic import history_openmetrics
 
 BUCKET_S: Final = 300  # the rules' bucket (rules._plan.BUCKET), as seconds
 HISTORY_JOB: Final = "agent-slo-backfill"  # job label of backfilled series, so they are told apart

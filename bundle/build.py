@@ -27,9 +27,9 @@ from typing import Any, Final, TextIO
 
 import yaml
 
+from agentslo.bundle import configs
 from agentslo.output import write_or_check
 from agentslo.spec import Spec, load_specs
-from bundle import configs
 
 RULES_DIR: Final = "rules"
 RULES_TESTS_DIR: Final = "rules-tests"
@@ -47,19 +47,19 @@ def _prefixed(files: dict[str, str], prefix: str) -> dict[str, str]:
 
 
 def _rules(specs: list[Spec]) -> dict[str, str]:
-    rules = importlib.import_module("rules")
+    rules = importlib.import_module("agentslo.rules")
     return _prefixed(dict(rules.generate_files(specs)), RULES_DIR)
 
 
 def _rules_tests(specs: list[Spec], rule_files: Sequence[str]) -> dict[str, str]:
-    rules = importlib.import_module("rules")
+    rules = importlib.import_module("agentslo.rules")
     # promtool resolves rule_files relative to the test file, which lives in rules-tests/.
     relative = [f"../{path}" for path in rule_files]
     return _prefixed(dict(rules.generate_promtool_tests(specs, relative)), RULES_TESTS_DIR)
 
 
 def _dashboards(specs: list[Spec], prometheus_url: str, grafana_dashboards_path: str) -> dict[str, str]:
-    dashboards = importlib.import_module("dashboards")
+    dashboards = importlib.import_module("agentslo.dashboards")
     files = _prefixed(dict(dashboards.generate_files(specs)), DASHBOARDS_DIR)
     provisioning = dashboards.provisioning_files(
         prometheus_url=prometheus_url, dashboards_dir=grafana_dashboards_path

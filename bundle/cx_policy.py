@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
+from agentslo.bundle.faults import CORRECT_REFUND_WINDOW, HALLUCINATED_REFUND_WINDOW, Conversation
 from agentslo.spec import Spec
-from bundle.faults import CORRECT_REFUND_WINDOW, HALLUCINATED_REFUND_WINDOW, Conversation
 
 REFUND_POLICY_DAYS: Final = 30
 POLICY_TODAY: Final = date(2026, 11, 22)  # the policy clock, fixed: example orders keep their side of it

@@ -30,12 +30,12 @@ import openai
 from aiohttp import web
 
 from agentslo import gate, names
-from bundle import demotime
-from bundle.demo_agent import AgentState, create_app
-from bundle.faults import INCIDENTS, Faults, Incident
-from bundle.servers import WebhookSink, free_port, http_get, prometheus_query
-from bundle.stack import MissingPart, Stack
-from bundle.traffic import UserTraffic
+from agentslo.bundle import demotime
+from agentslo.bundle.demo_agent import AgentState, create_app
+from agentslo.bundle.faults import INCIDENTS, Faults, Incident
+from agentslo.bundle.servers import WebhookSink, free_port, http_get, prometheus_query
+from agentslo.bundle.stack import MissingPart, Stack
+from agentslo.bundle.traffic import UserTraffic
 
 EXAMPLE: Final = Path(__file__).resolve().parents[1] / "examples" / "cx-support.slo.yaml"
 DEFAULT_DURATION_S: Final = 240.0
@@ -91,8 +91,8 @@ async def _probe_loop(
     """Run the spec's scenarios every PROBE_EVERY_S through the real prober, results to the exporter."""
     try:
         from agentslo.scenario import load_scenarios
-        from synthetic.runner import run_cycle
-        from synthetic.sinks import HttpSink
+        from agentslo.synthetic.runner import run_cycle
+        from agentslo.synthetic.sinks import HttpSink
     except ImportError as exc:
         _say(out, timeline.at(), f"prober: skipped ({exc})")
         return

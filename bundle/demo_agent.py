@@ -1,6 +1,6 @@
 """The demo CX support agent: OpenAI-compatible, tool-using, with injectable faults. No API key needed.
 
-    python -m bundle.demo_agent examples/cx-support.slo.yaml --port 8090 --exporter http://127.0.0.1:9120
+    python -m agentslo.bundle.demo_agent examples/cx-support.slo.yaml --port 8090 --exporter http://127.0.0.1:9120
 
 `POST /v1/chat/completions` answers like a model that runs the CX policy: when the request declares
 `tools` it asks for them (`tool_calls`) and composes its answer from the results played back;
@@ -28,9 +28,8 @@ from typing import Any, Final
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from agentslo.spec import Spec, load_spec
-from bundle.cx_policy import ESCALATE_RE, Action, backend, classify_flow, plan
-from bundle.faults import (
+from agentslo.bundle.cx_policy import ESCALATE_RE, Action, backend, classify_flow, plan
+from agentslo.bundle.faults import (
     HALLUCINATED_REFUND_WINDOW,
     INCIDENTS,
     Conversation,
@@ -39,6 +38,7 @@ from bundle.faults import (
     events_for,
     simulate,
 )
+from agentslo.spec import Spec, load_spec
 
 log = logging.getLogger("agent-slo.demo-agent")
 SYNTHETIC_HEADER: Final = "X-Agent-SLO-Synthetic"  # set by the prober (synthetic.targets)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from agentslo.bundle import configs
+from agentslo.bundle.servers import Alertmanager, Prometheus, Server, find_binary, free_port, http_get
 from agentslo.spec import Spec, load_specs
-from bundle import configs
-from bundle.servers import Alertmanager, Prometheus, Server, find_binary, free_port, http_get
 
 EXPORTER_READY_TIMEOUT_S: Final = 30.0
 RESEND_DELAY: Final = "5s"
@@ -128,7 +128,7 @@ class Stack:
 
     def rule_files(self) -> dict[str, str]:
         try:
-            rules = importlib.import_module("rules")
+            rules = importlib.import_module("agentslo.rules")
         except ModuleNotFoundError as exc:
             raise MissingPart(f"the rules generator is not installed ({exc})") from None
         files = rules.generate_files(self.specs, eval_interval=self.evaluation_interval)

@@ -25,8 +25,8 @@ from typing import Any, Final, Protocol
 
 import aiohttp
 
+from agentslo.bundle.faults import Faults, events_for, simulate
 from agentslo.spec import Spec
-from bundle.faults import Faults, events_for, simulate
 
 log = logging.getLogger("agent-slo.traffic")
 

@@ -6,7 +6,7 @@ calibration, and synthetic probes. Their queries read the recording rules of `ru
 exporter's metrics, by the names in `agentslo.names`.
 
     >>> from agentslo.spec import load_spec
-    >>> from dashboards import generate_files
+    >>> from agentslo.dashboards import generate_files
     >>> files = generate_files([load_spec("examples/cx-support.slo.yaml")])
     >>> sorted(files)[0]
     'agent-slo-flow.json'
@@ -21,9 +21,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from agentslo.dashboards import flow, judges, overview, synthetic
+from agentslo.dashboards.provisioning import provisioning_files
 from agentslo.spec import Spec
-from dashboards import flow, judges, overview, synthetic
-from dashboards.provisioning import provisioning_files
 
 # file name → builder; the file names are stable (provisioning and links use the uids inside).
 DASHBOARDS: Final[dict[str, Callable[[Sequence[Spec]], dict[str, Any]]]] = {

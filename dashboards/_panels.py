@@ -18,9 +18,9 @@ from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
 from agentslo import burn, names
+from agentslo.dashboards import lint
 from agentslo.durations import format_duration
 from agentslo.spec import Spec
-from dashboards import lint
 
 SCHEMA_VERSION: Final = 39  # Grafana 10.3/11.0 write 39; the lowest the issue allows
 TAG: Final = "agent-slo"  # every generated dashboard carries it; dashboard links list by it

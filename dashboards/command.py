@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from agentslo.dashboards import generate_files
 from agentslo.output import write_or_check
 from agentslo.spec import load_specs
-from dashboards import generate_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from agentslo import names
+from agentslo.dashboards import _panels as p
+from agentslo.dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 from agentslo.spec import Spec
-from dashboards import _panels as p
-from dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 
 TITLE: Final = "agent-slo · flow drill-down"
 BURN_WINDOWS: Final = ("5m", "1h", "6h", "1d", "3d")  # each tier's short or long window, shortest first

@@ -12,9 +12,9 @@ from itertools import groupby
 from typing import Any, Final
 
 from agentslo import names
+from agentslo.dashboards import _panels as p
+from agentslo.dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 from agentslo.spec import Spec
-from dashboards import _panels as p
-from dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 
 TITLE: Final = "agent-slo · judges & calibration"
 BY_VERSION: Final = "agent, judge, judge_version"

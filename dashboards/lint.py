@@ -9,7 +9,7 @@ Grafana's schemaVersion 39 dashboard model) and `dashboard-schema-version-rule` 
 Not ported: the job/instance rules (agent-slo selects on `agent`/`flow`/`slo`, never on scrape labels)
 and the LogQL rules.
 
-    >>> from dashboards import lint
+    >>> from agentslo.dashboards import lint
     >>> lint.lint_dashboard({"title": "x", "panels": []})[0].rule
     'dashboard-schema-version-rule'
 """

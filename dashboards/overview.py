@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from agentslo import names
+from agentslo.dashboards import _panels as p
+from agentslo.dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 from agentslo.spec import Spec
-from dashboards import _panels as p
-from dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 
 TITLE: Final = "agent-slo · SLO overview"
 SECONDS_PER_DAY: Final = 86400

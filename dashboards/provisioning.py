@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import yaml
 
-from dashboards._panels import DATASOURCE_UID, TAG
+from agentslo.dashboards._panels import DATASOURCE_UID, TAG
 
 DATASOURCE_NAME: Final = "agent-slo Prometheus"
 FOLDER: Final = "agent-slo"

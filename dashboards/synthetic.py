@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from agentslo import names
+from agentslo.dashboards import _panels as p
+from agentslo.dashboards._panels import AGENT, FLOW, sel, steps, target
 from agentslo.durations import parse_duration
 from agentslo.spec import Spec
-from dashboards import _panels as p
-from dashboards._panels import AGENT, FLOW, sel, steps, target
 
 TITLE: Final = "agent-slo · synthetic probes"
 BY: Final = "agent, flow, scenario"

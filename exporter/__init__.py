@@ -3,8 +3,8 @@
 Run it with `agent-slo serve SPEC... [--db counters.db]`, or build the app in-process:
 
     from agentslo.spec import load_spec
-    from exporter.app import INGESTOR, create_app
-    from exporter.config import ExporterConfig
+    from agentslo.exporter.app import INGESTOR, create_app
+    from agentslo.exporter.config import ExporterConfig
 
     app = create_app([load_spec("examples/cx-support.slo.yaml")], ExporterConfig(db_path="counters.db"))
     app[INGESTOR].apply([{"type": "task", "agent": "cx-support", "flow": "refund", "outcome": "success"}])

@@ -21,14 +21,19 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from agentslo.exporter.autonomy import AutonomyReader
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.exposition import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    render,
+    wants_openmetrics,
+)
+from agentslo.exporter.ingest import Ingestor, IngestResult, body_hash, error
+from agentslo.exporter.openapi import document
+from agentslo.exporter.wire import Decoded, decode
+from agentslo.exporter.writer import Writer
 from agentslo.spec import Spec
-from exporter.autonomy import AutonomyReader
-from exporter.config import ExporterConfig
-from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
-from exporter.ingest import Ingestor, IngestResult, body_hash, error
-from exporter.openapi import document
-from exporter.wire import Decoded, decode
-from exporter.writer import Writer
 
 log = logging.getLogger("agent_slo.exporter")
 
@@ -251,7 +256,7 @@ def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     extra: dict[str, Any] = {}
     try:
-        sessions = importlib.import_module("exporter.sessions")
+        sessions = importlib.import_module("agentslo.exporter.sessions")
     except ModuleNotFoundError as exc:
         if exc.name != "exporter.sessions":
             raise

@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 
 from agentslo import names
+from agentslo.exporter.config import ExporterConfig
 from agentslo.spec import Spec
-from exporter.config import ExporterConfig
 
 FAILURE_CACHE_S = 2.0  # how long a failed lookup is reused, so a dead Prometheus is not hammered
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentslo import names
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.store import Store
 from agentslo.spec import Spec
-from exporter.config import ExporterConfig
-from exporter.store import Store
 
 EVENT_TYPES = ("task", "turn", "tool_call", "judge", "escalation", "connection", "synthetic")
 TASK_OUTCOMES = ("success", "failure", "abandoned", "escalated")
@@ -299,7 +299,7 @@ class Catalog:
         if found is None:
             if len(self._plans) >= self.MAX_PLANS:
                 self._plans.clear()
-            from exporter import planning
+            from agentslo.exporter import planning
 
             found = planning.build(self, kind, key)
             self._plans[cache_key] = found

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from agentslo import names
-from exporter import wire
-from exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog, Plan
-from exporter.config import MAX_FUTURE_SKEW_S
-from exporter.events import (
+from agentslo.exporter import wire
+from agentslo.exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog, Plan
+from agentslo.exporter.config import MAX_FUTURE_SKEW_S
+from agentslo.exporter.events import (
     ALLOWED,
     BOOLEAN,
     FIELDS,
@@ -40,7 +40,7 @@ from exporter.events import (
     folded_key,
     rfc3339,
 )
-from exporter.store import escape_label_value
+from agentslo.exporter.store import escape_label_value
 
 _NONE = type(None)
 _STRING_CHECKS = (  # (field, most characters, must be printable)

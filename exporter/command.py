@@ -17,10 +17,10 @@ import sys
 
 from aiohttp import web
 
+from agentslo.exporter import config as defaults
+from agentslo.exporter.app import create_app
+from agentslo.exporter.config import ExporterConfig
 from agentslo.spec import load_specs
-from exporter import config as defaults
-from exporter.app import create_app
-from exporter.config import ExporterConfig
 
 TOKEN_ENV = "AGENT_SLO_TOKEN"
 PROMETHEUS_TOKEN_ENV = "AGENT_SLO_PROMETHEUS_TOKEN"

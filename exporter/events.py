@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog
-from exporter.config import MAX_FUTURE_SKEW_S
+from agentslo.exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog
+from agentslo.exporter.config import MAX_FUTURE_SKEW_S
 
 MAX_ID_CHARS = 256  # session_id / trace_id; ids, not text
 MAX_COUNT = 2**53  # integer counts above this lose precision as float64 counters

@@ -8,7 +8,7 @@ No `_created` series are written (they read as counter resets to some consumers)
 from __future__ import annotations
 
 from agentslo import names
-from exporter.store import Store, escape_label_value
+from agentslo.exporter.store import Store, escape_label_value
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

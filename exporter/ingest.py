@@ -24,14 +24,14 @@ import numpy as np
 import orjson
 
 from agentslo import names
+from agentslo.exporter import events as event_format
+from agentslo.exporter.catalog import MAX_LABEL_CHARS, Catalog
+from agentslo.exporter.classify import Classifier, Deltas
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.persist import ROW, Persistence
+from agentslo.exporter.store import NOT_PERSISTED, Store
+from agentslo.exporter.wire import Decoded
 from agentslo.spec import Spec
-from exporter import events as event_format
-from exporter.catalog import MAX_LABEL_CHARS, Catalog
-from exporter.classify import Classifier, Deltas
-from exporter.config import ExporterConfig
-from exporter.persist import ROW, Persistence
-from exporter.store import NOT_PERSISTED, Store
-from exporter.wire import Decoded
 
 PURGE_EVERY_S = 60.0  # how often expired idempotency keys are deleted
 MAX_JUDGE_OUTCOMES = 8  # distinct judge-call outcomes per judge before folding into `other`

@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 import openai
 
+from agentslo.exporter.session_store import SLI_REVIEW, ReviewRecord, SessionRecord, SessionStore
 from agentslo.judges import JudgeInput, Verdict, applies, run_judge
 from agentslo.judges import model as outcomes
 from agentslo.judges.llm import close_clients
@@ -34,7 +35,6 @@ from agentslo.judges.remote import JudgeProcess
 from agentslo.judges.rule import evaluate
 from agentslo.judges.sampling import sampled
 from agentslo.spec import LLMJudge, RuleJudge, Spec
-from exporter.session_store import SLI_REVIEW, ReviewRecord, SessionRecord, SessionStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.catalog import EVENT_TYPES, TASK_OUTCOMES, TOOL_OUTCOMES, TURN_KINDS
+from agentslo.exporter.catalog import EVENT_TYPES, TASK_OUTCOMES, TOOL_OUTCOMES, TURN_KINDS
 
 _JSON = "application/json"
 _NUMBER = {"type": "number", "minimum": 0}

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentslo import names
-from agentslo.spec import Spec
-from exporter.catalog import (
+from agentslo.exporter.catalog import (
     MAX_LABEL_CHARS,
     TASK_OUTCOMES,
     TOOL_OUTCOMES,
@@ -22,9 +21,10 @@ from exporter.catalog import (
     Plan,
     Problem,
 )
+from agentslo.spec import Spec
 
 if TYPE_CHECKING:
-    from exporter.catalog import Catalog
+    from agentslo.exporter.catalog import Catalog
 
 
 def _one_of(value: Any, allowed: tuple[str, ...]) -> str:

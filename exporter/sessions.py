@@ -33,6 +33,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agentslo.durations import parse_duration
+from agentslo.exporter import session_store as st
+from agentslo.exporter.judging import Ingestor, Overloaded, Pipeline, PipelineConfig, burn_weight
 from agentslo.judges import datasets
 from agentslo.judges.api_schema import OPENAPI_PATHS
 from agentslo.judges.redact import Redactor
@@ -44,8 +46,6 @@ from agentslo.judges.session import (
     top_contributors,
 )
 from agentslo.spec import Spec
-from exporter import session_store as st
-from exporter.judging import Ingestor, Overloaded, Pipeline, PipelineConfig, burn_weight
 
 MAX_BATCH_SESSIONS = 100  # sessions per POST; a bigger batch is refused rather than half-queued
 MAX_PAGE = 500
@@ -391,7 +391,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 def _exporter_parts(app: web.Application) -> tuple[dict[str, Spec] | None, Ingestor | None, str | None]:
     """Specs, ingestor and counters database path of the exporter app (`exporter.app.create_app`)."""
-    from exporter import app as exporter_app  # imported late: exporter.app imports this module
+    from agentslo.exporter import app as exporter_app  # imported late: exporter.app imports this module
 
     specs = {s.agent: s for s in app[exporter_app.SPECS]} if exporter_app.SPECS in app else None
     ingestor = app[exporter_app.INGESTOR] if exporter_app.INGESTOR in app else None

@@ -28,8 +28,8 @@ import msgspec
 from msgspec import Meta, Struct
 from msgspec.structs import astuple
 
-from exporter.catalog import MAX_LABEL_CHARS
-from exporter.events import (
+from agentslo.exporter.catalog import MAX_LABEL_CHARS
+from agentslo.exporter.events import (
     BOOLEAN,
     COMMON,
     FIELDS,
@@ -143,7 +143,7 @@ def _scanner() -> Any:
     if os.environ.get("AGENT_SLO_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
-        from exporter._scan import Scanner
+        from agentslo.exporter._scan import Scanner
     except ImportError:
         return None
     kinds = []

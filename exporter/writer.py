@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.ingest import Batch, Ingestor, IngestResult, error
+from agentslo.exporter.ingest import Batch, Ingestor, IngestResult, error
 
 MAX_GROUP = 32  # batches per transaction: bounds one commit's size and the wait of the first in line
 

@@ -1,7 +1,7 @@
 """SLO specs → Prometheus recording rules, multiwindow burn-rate alerts and promtool unit tests.
 
     >>> from agentslo.spec import load_specs
-    >>> from rules import generate_files
+    >>> from agentslo.rules import generate_files
     >>> files = generate_files(load_specs(["examples/cx-support.slo.yaml"]))
     >>> sorted(files)
     ['cx-support.rules.yaml']
@@ -10,7 +10,7 @@
 `generate_promtool_tests`.
 """
 
-from rules.generate import generate_files
-from rules.promtool_tests import generate_promtool_tests
+from agentslo.rules.generate import generate_files
+from agentslo.rules.promtool_tests import generate_promtool_tests
 
 __all__ = ["generate_files", "generate_promtool_tests"]

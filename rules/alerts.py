@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from agentslo import burn, names
-from rules._plan import BUCKET, Plan
-from rules._promql import BY_SLO, ON_SLO, num, percent, selector
+from agentslo.rules._plan import BUCKET, Plan
+from agentslo.rules._promql import BY_SLO, ON_SLO, num, percent, selector
 
 Rule = dict[str, Any]
 

@@ -9,8 +9,8 @@ import argparse
 import sys
 
 from agentslo.output import write_or_check
+from agentslo.rules.generate import FORMATS, generate_files
 from agentslo.spec import load_specs
-from rules.generate import FORMATS, generate_files
 
 EXIT_BAD_INPUT = 2
 

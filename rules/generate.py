@@ -16,9 +16,9 @@ from typing import Any, Final
 import yaml
 
 from agentslo.durations import parse_duration
+from agentslo.rules import alerts, recording
+from agentslo.rules._plan import BUCKET, EVAL_INTERVAL, Plan
 from agentslo.spec import Spec
-from rules import alerts, recording
-from rules._plan import BUCKET, EVAL_INTERVAL, Plan
 
 FORMATS: Final = ("prometheus", "prometheus-operator")
 OPERATOR_API_VERSION: Final = "monitoring.coreos.com/v1"

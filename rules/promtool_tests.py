@@ -14,10 +14,10 @@ from typing import Any, Final
 
 from agentslo import burn, names
 from agentslo.durations import parse_duration
+from agentslo.rules._plan import BUCKET, EVAL_INTERVAL, Plan
+from agentslo.rules._promql import num
+from agentslo.rules.generate import dump
 from agentslo.spec import Spec
-from rules._plan import BUCKET, EVAL_INTERVAL, Plan
-from rules._promql import num
-from rules.generate import dump
 
 CLEAN_MINUTES: Final = 60  # "after an hour of clean traffic"
 EVENTS_PER_MINUTE: Final = 1000  # enough events that every window clears any minimum-events guard

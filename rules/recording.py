@@ -19,9 +19,9 @@ from typing import Any
 
 from agentslo import names
 from agentslo.durations import parse_duration
+from agentslo.rules._plan import BUCKET, Plan
+from agentslo.rules._promql import BY_SLO, ON_SLO, num, open_range, percent, selector
 from agentslo.spec import Spec, period_label
-from rules._plan import BUCKET, Plan
-from rules._promql import BY_SLO, ON_SLO, num, open_range, percent, selector
 
 Rule = dict[str, Any]
 

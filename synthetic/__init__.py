@@ -4,8 +4,8 @@ Scenario files are part of the spec contract and are loaded by `agentslo.scenari
 plays them. `agent-slo probe SPEC... [--once] [--junit FILE]` is `synthetic.command`; in process:
 
     from agentslo.scenario import load_scenarios
-    from synthetic.runner import run_cycle
-    from synthetic.sinks import CallableSink
+    from agentslo.synthetic.runner import run_cycle
+    from agentslo.synthetic.sinks import CallableSink
 
     results = await run_cycle(spec, load_scenarios(spec), sink=CallableSink(apply))
 

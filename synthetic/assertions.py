@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from agentslo.durations import parse_threshold_seconds
 from agentslo.scenario import Assertion
-from synthetic.records import AssertionResult, ToolCall
+from agentslo.synthetic.records import AssertionResult, ToolCall
 
 EXCERPT: Final = 160  # characters of the agent's reply quoted in a failure message
 STRUCTURED: Final = ("equals", "is-json", "json-path")

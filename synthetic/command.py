@@ -20,12 +20,12 @@ from typing import Any, Final
 
 from agentslo.scenario import Problem, Scenario, load_scenarios, scenario_schema
 from agentslo.spec import Spec, SpecError, load_specs
-from synthetic.junit import write_junit
-from synthetic.records import ScenarioResult
-from synthetic.runner import run_cycle
-from synthetic.scheduler import Job, run_forever
-from synthetic.sinks import HttpSink, Sink
-from synthetic.targets import Target, TargetConfigError, make_target
+from agentslo.synthetic.junit import write_junit
+from agentslo.synthetic.records import ScenarioResult
+from agentslo.synthetic.runner import run_cycle
+from agentslo.synthetic.scheduler import Job, run_forever
+from agentslo.synthetic.sinks import HttpSink, Sink
+from agentslo.synthetic.targets import Target, TargetConfigError, make_target
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_EXPORTER: Final = "http://127.0.0.1:9120"

@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from synthetic.fakebrain import DEMO_DATA, decide, text_of
+from agentslo.synthetic.fakebrain import DEMO_DATA, decide, text_of
 
 BEHAVIOURS: Final = (
     "good",
@@ -253,7 +253,7 @@ async def running_fake_agent(behaviour: str = "good", **kwargs: Any) -> AsyncIte
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m synthetic.fakeagent [--port 8090] [--behaviour good] [--delay 0.3]`: serve until killed."""
+    """`python -m agentslo.synthetic.fakeagent [--port 8090] [--behaviour good] [--delay 0.3]`: serve until killed."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)

@@ -17,9 +17,9 @@ from aiohttp import web
 
 from agentslo.scenario import load_scenarios
 from agentslo.spec import Spec
-from synthetic.scheduler import Job, run_forever
-from synthetic.sinks import Apply, CallableSink
-from synthetic.targets import make_target
+from agentslo.synthetic.scheduler import Job, run_forever
+from agentslo.synthetic.sinks import Apply, CallableSink
+from agentslo.synthetic.targets import make_target
 
 
 def prober_context(

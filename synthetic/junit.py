@@ -10,7 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 
-from synthetic.records import AssertionResult, ScenarioResult
+from agentslo.synthetic.records import AssertionResult, ScenarioResult
 
 
 def _cases(results: Iterable[AssertionResult], prefix: str = "") -> Iterable[tuple[str, AssertionResult]]:

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from agentslo.scenario import Assertion
 from agentslo.spec import LLMJudge, RuleJudge, Spec
-from synthetic.assertions import DEFAULT_RUBRIC_THRESHOLD, RubricFn, View
+from agentslo.synthetic.assertions import DEFAULT_RUBRIC_THRESHOLD, RubricFn, View
 
 ADHOC_VERSION: Final = "scenario"  # judge version reported for ad-hoc rubrics
 

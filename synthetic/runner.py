@@ -5,8 +5,8 @@
     import asyncio
     from agentslo.spec import load_spec
     from agentslo.scenario import load_scenarios
-    from synthetic.runner import run_cycle
-    from synthetic.sinks import CallableSink
+    from agentslo.synthetic.runner import run_cycle
+    from agentslo.synthetic.sinks import CallableSink
 
     spec = load_spec("examples/cx-support.slo.yaml")
     results = asyncio.run(run_cycle(spec, load_scenarios(spec), spec.synthetic.target,
@@ -29,11 +29,11 @@ from typing import Any
 from agentslo.scenario import Scenario
 from agentslo.spec import Spec
 from agentslo.spec import Target as TargetConfig
-from synthetic.assertions import RubricFn, View, evaluate, group_passes
-from synthetic.records import AssertionResult, ScenarioResult, TurnRecord
-from synthetic.rubric import make_rubric
-from synthetic.sinks import Sink
-from synthetic.targets import Conversation, Target, TargetError, make_target
+from agentslo.synthetic.assertions import RubricFn, View, evaluate, group_passes
+from agentslo.synthetic.records import AssertionResult, ScenarioResult, TurnRecord
+from agentslo.synthetic.rubric import make_rubric
+from agentslo.synthetic.sinks import Sink
+from agentslo.synthetic.targets import Conversation, Target, TargetError, make_target
 
 log = logging.getLogger("agentslo.synthetic")
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from agentslo.durations import parse_duration
 from agentslo.scenario import Scenario
 from agentslo.spec import Spec
-from synthetic.records import ScenarioResult
-from synthetic.runner import run_cycle
-from synthetic.sinks import Sink
-from synthetic.targets import Target
+from agentslo.synthetic.records import ScenarioResult
+from agentslo.synthetic.runner import run_cycle
+from agentslo.synthetic.sinks import Sink
+from agentslo.synthetic.targets import Target
 
 log = logging.getLogger("agentslo.synthetic")
 

@@ -29,7 +29,7 @@ import orjson
 
 from agentslo.scenario import Scenario
 from agentslo.spec import Target as TargetConfig
-from synthetic.records import ToolCall, TurnRecord
+from agentslo.synthetic.records import ToolCall, TurnRecord
 
 CHAT_COMPLETIONS_PATH: Final = "/chat/completions"
 SYNTHETIC_HEADER: Final = "X-Agent-SLO-Synthetic"

@@ -11,9 +11,16 @@ from pathlib import Path
 import pytest
 
 from agentslo import names
+from agentslo.bundle import configs
+from agentslo.bundle.servers import (
+    Alertmanager,
+    WebhookSink,
+    find_binary,
+    http_get,
+    http_post_json,
+    write_yaml,
+)
 from agentslo.spec import load_spec
-from bundle import configs
-from bundle.servers import Alertmanager, WebhookSink, find_binary, http_get, http_post_json, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"

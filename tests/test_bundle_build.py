@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from agentslo import cli
-from bundle import build
-from bundle.servers import find_binary
+from agentslo.bundle import build
+from agentslo.bundle.servers import find_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = str(ROOT / "examples" / "cx-support.slo.yaml")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agentslo.bundle import build, configs, demo_agent
 from agentslo.durations import parse_duration
 from agentslo.spec import load_specs
-from bundle import build, configs, demo_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = shutil.which("docker-compose")
@@ -100,13 +100,13 @@ def test_the_build_command_is_one_our_cli_accepts_and_targets_the_compose_servic
 
 
 def test_the_prober_command_is_one_our_cli_accepts(compose: dict) -> None:
-    synthetic_command = pytest.importorskip("synthetic.command")
+    synthetic_command = pytest.importorskip("agentslo.synthetic.command")
     args = _parses(synthetic_command.add_arguments, compose["services"]["prober"]["command"][1:])
     assert args.target_url == "http://demo-agent:8090/v1"
 
 
 def test_the_exporter_command_is_one_our_cli_accepts(compose: dict) -> None:
-    exporter_command = pytest.importorskip("exporter.command")
+    exporter_command = pytest.importorskip("agentslo.exporter.command")
     _parses(exporter_command.add_arguments, compose["services"]["exporter"]["command"][1:])
 
 

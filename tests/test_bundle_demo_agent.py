@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from agentslo.bundle.demo_agent import AgentState, create_app, faults_from
+from agentslo.bundle.faults import HALLUCINATED_REFUND_WINDOW, INCIDENTS, Faults
 from agentslo.scenario import load_scenarios
 from agentslo.spec import load_spec
-from bundle.demo_agent import AgentState, create_app, faults_from
-from bundle.faults import HALLUCINATED_REFUND_WINDOW, INCIDENTS, Faults
 
 ROOT = Path(__file__).resolve().parents[1]
-run_cycle = pytest.importorskip("synthetic.runner").run_cycle
+run_cycle = pytest.importorskip("agentslo.synthetic.runner").run_cycle
 
 
 @pytest.fixture(scope="module")

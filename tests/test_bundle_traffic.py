@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from agentslo import names
+from agentslo.bundle.faults import BASE_FAILURE_RATE, DAY, Drift, Faults, events_for, simulate
+from agentslo.bundle.servers import find_binary
+from agentslo.bundle.traffic import EventTraffic, cumulative, generate, history_openmetrics
 from agentslo.spec import load_spec
-from bundle.faults import BASE_FAILURE_RATE, DAY, Drift, Faults, events_for, simulate
-from bundle.servers import find_binary
-from bundle.traffic import EventTraffic, cumulative, generate, history_openmetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 4000

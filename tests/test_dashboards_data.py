@@ -29,8 +29,8 @@ import pytest
 import yaml
 
 from agentslo import names
+from agentslo.dashboards import build_dashboards, lint
 from agentslo.spec import Spec, load_spec
-from dashboards import build_dashboards, lint
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = (ROOT / "examples" / "cx-support.slo.yaml", ROOT / "examples" / "voice-booking.slo.yaml")
@@ -52,7 +52,7 @@ RANGE_WINDOW = 3600  # range queries (time-series panels) cover the last hour
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(280)]
 
 try:
-    from rules import generate_files as rule_files
+    from agentslo.rules import generate_files as rule_files
 except ImportError:  # pragma: no cover - only while rules/ has not landed
     rule_files = None
 

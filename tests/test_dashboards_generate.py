@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from agentslo import cli, names
+from agentslo.dashboards import DASHBOARDS, build_dashboards, generate_files, lint, provisioning_files
 from agentslo.output import write_or_check
 from agentslo.spec import load_specs, parse_spec
-from dashboards import DASHBOARDS, build_dashboards, generate_files, lint, provisioning_files
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.slo.yaml"))

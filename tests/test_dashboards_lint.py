@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agentslo.dashboards import build_dashboards, lint
 from agentslo.spec import load_specs, parse_spec
-from dashboards import build_dashboards, lint
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.slo.yaml"))

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from agentslo import burn, names
+from agentslo.bundle.backfill import backfill_buckets, create_blocks, task_history_openmetrics
+from agentslo.bundle.faults import DAY, INCIDENTS
+from agentslo.bundle.servers import WebhookSink, find_binary, http_get, prometheus_query
+from agentslo.bundle.stack import Stack
+from agentslo.bundle.traffic import EventTraffic, InBackground
 from agentslo.spec import load_spec
-from bundle.backfill import backfill_buckets, create_blocks, task_history_openmetrics
-from bundle.faults import DAY, INCIDENTS
-from bundle.servers import WebhookSink, find_binary, http_get, prometheus_query
-from bundle.stack import Stack
-from bundle.traffic import EventTraffic, InBackground
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"

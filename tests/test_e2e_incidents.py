@@ -28,11 +28,11 @@ import pytest
 import yaml
 
 from agentslo import names
-from bundle.demotime import write_compressed
-from bundle.faults import INCIDENTS, Faults
-from bundle.servers import WebhookSink, find_binary
-from bundle.stack import Stack
-from bundle.traffic import EventTraffic, InBackground
+from agentslo.bundle.demotime import write_compressed
+from agentslo.bundle.faults import INCIDENTS, Faults
+from agentslo.bundle.servers import WebhookSink, find_binary
+from agentslo.bundle.stack import Stack
+from agentslo.bundle.traffic import EventTraffic, InBackground
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"

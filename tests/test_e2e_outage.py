@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from agentslo import gate, names
-from bundle.demotime import write_compressed
-from bundle.faults import Faults
-from bundle.servers import WebhookSink, find_binary, http_get, prometheus_query
-from bundle.stack import Stack
-from bundle.traffic import EventTraffic, InBackground
+from agentslo.bundle.demotime import write_compressed
+from agentslo.bundle.faults import Faults
+from agentslo.bundle.servers import WebhookSink, find_binary, http_get, prometheus_query
+from agentslo.bundle.stack import Stack
+from agentslo.bundle.traffic import EventTraffic, InBackground
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"

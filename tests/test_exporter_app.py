@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from agentslo.exporter.app import INGESTOR, OPENAPI, create_app
+from agentslo.exporter.config import ExporterConfig
 from agentslo.spec import parse_spec
-from exporter.app import INGESTOR, OPENAPI, create_app
-from exporter.config import ExporterConfig
 
 SPEC = """
 version: agent-slo/v1
@@ -30,7 +30,7 @@ def _no_judge_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def sessions_installed() -> bool:
     try:
-        importlib.import_module("exporter.sessions")
+        importlib.import_module("agentslo.exporter.sessions")
     except ModuleNotFoundError:
         return False
     return True
@@ -38,7 +38,7 @@ def sessions_installed() -> bool:
 
 @pytest.mark.skipif(not sessions_installed(), reason="the judges' exporter.sessions is not installed")
 async def test_judges_routes_are_mounted_documented_and_behind_the_token(aiohttp_client: Any) -> None:
-    sessions = importlib.import_module("exporter.sessions")
+    sessions = importlib.import_module("agentslo.exporter.sessions")
     app = create_app([parse_spec(SPEC)], ExporterConfig(token="t0k"))
     assert set(getattr(sessions, "OPENAPI_PATHS", {})) <= set(app[OPENAPI]["paths"])
     client = await aiohttp_client(app)

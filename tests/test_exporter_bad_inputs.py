@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import names
+from agentslo.exporter.app import INGESTOR, create_app
+from agentslo.exporter.config import ExporterConfig
 from agentslo.spec import parse_spec
-from exporter.app import INGESTOR, create_app
-from exporter.config import ExporterConfig
 
 SPEC = """
 version: agent-slo/v1

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from exporter import command
+from agentslo.exporter import command
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -17,10 +17,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import names
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.ingest import Batch, Ingestor
+from agentslo.exporter.persist import FOLD_EVERY, Persistence
 from agentslo.spec import parse_spec
-from exporter.config import ExporterConfig
-from exporter.ingest import Batch, Ingestor
-from exporter.persist import FOLD_EVERY, Persistence
 
 SPEC = """
 version: agent-slo/v1

@@ -17,9 +17,9 @@ import requests
 import yaml
 
 from agentslo import names
+from agentslo.exporter.app import create_app
+from agentslo.exporter.config import ExporterConfig
 from agentslo.spec import parse_spec
-from exporter.app import create_app
-from exporter.config import ExporterConfig
 
 pytestmark = [
     pytest.mark.slow,

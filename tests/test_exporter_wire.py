@@ -17,13 +17,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentslo.exporter import wire
+from agentslo.exporter.classify import Classifier, Deltas
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.events import ALLOWED
+from agentslo.exporter.ingest import Ingestor
 from benchmarks.exporter_common import events as sample_events
 from benchmarks.exporter_common import example_spec
-from exporter import wire
-from exporter.classify import Classifier, Deltas
-from exporter.config import ExporterConfig
-from exporter.events import ALLOWED
-from exporter.ingest import Ingestor
 
 SPEC = example_spec()
 BATCH = sample_events(SPEC, 200, seed=7)

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from agentslo import cli, names
+from agentslo.bundle.servers import Prometheus, find_binary, free_port, prometheus_query
 from agentslo.gate import Reading, decide, scope
 from agentslo.spec import parse_spec
-from bundle.servers import Prometheus, find_binary, free_port, prometheus_query
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"

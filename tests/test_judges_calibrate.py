@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from agentslo.cli import main
+from agentslo.exporter import sessions
 from agentslo.judges.calibrate import agreement_at, best_threshold
 from agentslo.judges.fake_provider import FakeProvider
-from exporter import sessions
 
 SPEC = """
 version: agent-slo/v1

@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import names
+from agentslo.exporter import sessions
+from agentslo.exporter.app import create_app
+from agentslo.exporter.config import ExporterConfig
 from agentslo.judges.fake_provider import FakeProvider, Step
 from agentslo.spec import Spec, parse_spec
-from exporter import sessions
-from exporter.app import create_app
-from exporter.config import ExporterConfig
 
 SPEC = """
 version: agent-slo/v1

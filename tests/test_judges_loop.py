@@ -14,12 +14,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from agentslo import names
+from agentslo.exporter import sessions
+from agentslo.exporter.app import create_app
+from agentslo.exporter.config import ExporterConfig
 from agentslo.judges.fake_provider import FakeProvider
 from agentslo.scenario import parse_scenarios
 from agentslo.spec import load_spec
-from exporter import sessions
-from exporter.app import create_app
-from exporter.config import ExporterConfig
 
 SPEC = """
 version: agent-slo/v1

@@ -17,7 +17,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate as validate_openapi
 
-from exporter.sessions import OPENAPI_PATHS
+from agentslo.exporter.sessions import OPENAPI_PATHS
 
 # the CLI beside this interpreter (.venv/bin is not on PATH when pytest runs as .venv/bin/python), else PATH's
 _BESIDE = Path(sys.executable).with_name("schemathesis")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from exporter.session_store import ReviewRecord, SessionRecord, SessionStore
+from agentslo.exporter.session_store import ReviewRecord, SessionRecord, SessionStore
 
 DAY = 86_400.0
 

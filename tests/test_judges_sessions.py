@@ -15,10 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from agentslo.exporter import sessions
+from agentslo.exporter.judging import PipelineConfig
 from agentslo.judges.fake_provider import FakeProvider, Step
 from agentslo.spec import Spec, parse_spec
-from exporter import sessions
-from exporter.judging import PipelineConfig
 
 SPEC = """
 version: agent-slo/v1

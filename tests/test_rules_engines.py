@@ -40,8 +40,8 @@ import yaml
 
 from agentslo import names
 from agentslo.durations import parse_duration
+from agentslo.rules.generate import groups
 from agentslo.spec import Spec, parse_spec
-from rules.generate import groups
 
 HOURS = 10
 STEP = 60  # scrape interval, seconds

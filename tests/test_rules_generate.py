@@ -13,8 +13,8 @@ import yaml
 
 from agentslo import names
 from agentslo.cli import main
+from agentslo.rules import generate_files
 from agentslo.spec import Spec, load_specs, parse_spec
-from rules import generate_files
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.slo.yaml"))

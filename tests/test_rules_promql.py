@@ -7,7 +7,7 @@ import re
 import pytest
 
 from agentslo.durations import parse_duration
-from rules._promql import num, open_range, selector
+from agentslo.rules._promql import num, open_range, selector
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from agentslo.rules import generate_files, generate_promtool_tests
 from agentslo.spec import load_spec, load_specs
-from rules import generate_files, generate_promtool_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "tests" / "promtool"

@@ -15,11 +15,11 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import cli, names
+from agentslo.exporter.app import create_app
+from agentslo.exporter.config import ExporterConfig
 from agentslo.judges.fake_provider import FakeProvider
 from agentslo.spec import load_spec
-from exporter.app import create_app
-from exporter.config import ExporterConfig
-from synthetic.fakeagent import FakeAgent, running_fake_agent
+from agentslo.synthetic.fakeagent import FakeAgent, running_fake_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 CX = ROOT / "examples" / "cx-support.slo.yaml"

@@ -21,14 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import names
 from agentslo.durations import parse_duration
+from agentslo.exporter.app import create_app
+from agentslo.exporter.config import ExporterConfig
+from agentslo.rules import generate_files
 from agentslo.scenario import load_scenarios
 from agentslo.spec import load_spec
-from exporter.app import create_app
-from exporter.config import ExporterConfig
-from rules import generate_files
-from synthetic.fakeagent import running_fake_agent
-from synthetic.runner import run_cycle
-from synthetic.sinks import HttpSink
+from agentslo.synthetic.fakeagent import running_fake_agent
+from agentslo.synthetic.runner import run_cycle
+from agentslo.synthetic.sinks import HttpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 CX = ROOT / "examples" / "cx-support.slo.yaml"

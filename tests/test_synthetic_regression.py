@@ -10,8 +10,8 @@ import yaml
 from agentslo.judges.datasets import regression_scenarios
 from agentslo.scenario import parse_scenarios
 from agentslo.spec import load_spec
-from synthetic.fakeagent import running_fake_agent
-from synthetic.runner import run_cycle
+from agentslo.synthetic.fakeagent import running_fake_agent
+from agentslo.synthetic.runner import run_cycle
 
 ROOT = Path(__file__).resolve().parent.parent
 

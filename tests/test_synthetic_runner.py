@@ -15,11 +15,11 @@ import pytest
 from agentslo.judges.fake_provider import FakeProvider
 from agentslo.scenario import Scenario, load_scenarios, parse_scenarios
 from agentslo.spec import Spec, load_spec
-from synthetic.fakeagent import FakeAgent, running_fake_agent
-from synthetic.records import ScenarioResult
-from synthetic.runner import run_cycle
-from synthetic.sinks import CallableSink
-from synthetic.targets import SYNTHETIC_HEADER
+from agentslo.synthetic.fakeagent import FakeAgent, running_fake_agent
+from agentslo.synthetic.records import ScenarioResult
+from agentslo.synthetic.runner import run_cycle
+from agentslo.synthetic.sinks import CallableSink
+from agentslo.synthetic.targets import SYNTHETIC_HEADER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -278,7 +278,7 @@ async def test_http_target_maps_request_and_response_and_expands_env_headers(
 async def test_http_target_with_a_missing_secret_is_bad_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from synthetic.targets import TargetConfigError
+    from agentslo.synthetic.targets import TargetConfigError
 
     (tmp_path / "agent.slo.yaml").write_text(HTTP_SPEC)
     (tmp_path / "probes.yaml").write_text(HTTP_SCENARIOS)

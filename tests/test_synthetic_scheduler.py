@@ -13,12 +13,12 @@ from aiohttp import web
 
 from agentslo.scenario import load_scenarios
 from agentslo.spec import load_spec, parse_spec
-from synthetic.fakeagent import running_fake_agent
-from synthetic.records import ScenarioResult
-from synthetic.runner import run_cycle
-from synthetic.scheduler import Job, run_forever
-from synthetic.sinks import CallableSink, HttpSink, SinkError
-from synthetic.targets import make_target
+from agentslo.synthetic.fakeagent import running_fake_agent
+from agentslo.synthetic.records import ScenarioResult
+from agentslo.synthetic.runner import run_cycle
+from agentslo.synthetic.scheduler import Job, run_forever
+from agentslo.synthetic.sinks import CallableSink, HttpSink, SinkError
+from agentslo.synthetic.targets import make_target
 
 ROOT = Path(__file__).resolve().parent.parent
 CX = ROOT / "examples" / "cx-support.slo.yaml"
@@ -129,7 +129,7 @@ def test_spec_without_a_target_cannot_cycle() -> None:
 async def test_prober_runs_inside_an_aiohttp_app_and_stops_with_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from synthetic.inprocess import prober_context
+    from agentslo.synthetic.inprocess import prober_context
 
     for name in (
         "OPENAI_API_KEY",
