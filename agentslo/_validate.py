@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agentslo import spec as m
+from agentslo import spec_model as m
 from agentslo._yamlmap import Path as KeyPath
 from agentslo._yamlmap import line_for, load_with_lines
 

@@ -28,11 +28,11 @@ from pydantic import Field, PrivateAttr, ValidationError
 from agentslo._yamlmap import Path as KeyPath
 from agentslo._yamlmap import line_for, load_with_lines
 from agentslo.durations import parse_threshold_seconds
-from agentslo.spec import JsonCheck, LLMJudge, Model, Name, Ratio, Seconds, Spec, SpecError
-from agentslo.spec import _name as check_name
+from agentslo.spec import JsonCheck, LLMJudge, Spec, SpecError
+from agentslo.spec_model import Model, Name, Ratio, Seconds
+from agentslo.spec_model import _name as check_name
 
 # isort: split
-# After agentslo.spec: it and agentslo._validate import each other, and the spec module must go first.
 from agentslo import _validate as v
 
 VERSION: Final = "agent-slo/scenarios/v1"

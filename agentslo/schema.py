@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from agentslo import spec as m
+from agentslo import spec_model as m
 from agentslo._reference import DESCRIPTIONS, SECTIONS
 
 
