@@ -8,13 +8,11 @@ outage, saying when a tier had to be capped because the objective is too low for
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
-from collections.abc import Callable
-from typing import Any
 
 from agentslo import burn
 from agentslo.durations import humanize, parse_duration
+from agentslo.scenario import load_scenarios
 from agentslo.spec import Spec, SpecError, load_specs
 
 DEFAULT_VOLUME_PER_DAY = 10_000
@@ -127,15 +125,6 @@ def explain(spec: Spec, volume_per_day: float) -> str:
     return "\n".join(out)
 
 
-def _scenario_loader() -> Callable[[Spec], list[Any]] | None:
-    try:
-        module = importlib.import_module("agentslo.scenario")
-    except ModuleNotFoundError:
-        return None
-    loader: Callable[[Spec], list[Any]] = module.load_scenarios
-    return loader
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="SLO spec files (one agent each)")
     parser.add_argument(
@@ -152,9 +141,8 @@ def run(args: argparse.Namespace) -> int:
     specs = load_specs(args.specs)
     problems = []
     scenario_counts: dict[str, int] = {}
-    load_scenarios = _scenario_loader()
     for spec in specs:
-        if spec.synthetic is not None and load_scenarios is not None:
+        if spec.synthetic is not None:
             try:
                 scenario_counts[spec.agent] = len(load_scenarios(spec))
             except SpecError as exc:
