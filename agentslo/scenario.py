@@ -440,7 +440,7 @@ def parse_scenarios(text: str, file: str, spec: Spec) -> list[Scenario]:
 def scenario_files(spec: Spec) -> tuple[list[Path], list[Problem]]:
     """The files the spec's `synthetic.scenarios` globs name (relative to the spec file).
 
-    Also returns a problem for each glob that matches no file.
+    Also returns a problem for each glob that matches no file or a file outside the spec's folder.
     """
     if spec.synthetic is None:
         return [], []
@@ -448,20 +448,22 @@ def scenario_files(spec: Spec) -> tuple[list[Path], list[Problem]]:
     files: list[Path] = []
     problems: list[Problem] = []
     spec_lines = _spec_lines(spec)
+    inside = base.resolve()
     for i, pattern in enumerate(spec.synthetic.scenarios):
+        path = ("synthetic", "scenarios", i)
         full = pattern if Path(pattern).is_absolute() else str(base / pattern)
         matched = sorted(Path(p) for p in glob.glob(full, recursive=True) if Path(p).is_file())
-        if not matched:
-            path = ("synthetic", "scenarios", i)
-            problems.append(
-                Problem(
-                    spec.source,
-                    line_for(spec_lines, path),
-                    v._dotted(path),
-                    f"`{pattern}` matches no file (looked in {base}/)",
-                )
-            )
-        files += [p for p in matched if p not in files]
+        # A spec names scenario files in its own folder tree, never elsewhere on the machine
+        # (`../../etc/passwd`, `/etc/*`): a spec may come from a repository anyone can change.
+        outside = [p for p in matched if not p.resolve().is_relative_to(inside)]
+        if outside:
+            message = f"`{pattern}` reaches outside the spec's folder ({inside}/): {outside[0]}"
+        elif not matched:
+            message = f"`{pattern}` matches no file (looked in {base}/)"
+        else:
+            files += [p for p in matched if p not in files]
+            continue
+        problems.append(Problem(spec.source, line_for(spec_lines, path), v._dotted(path), message))
     return files, problems
 
 

@@ -391,3 +391,36 @@ def test_validate_reports_scenario_problems_with_file_line_and_path(tmp_path: Pa
         f"{tmp_path / 'scenarios' / 'a.yaml'}:9: scenarios.s.turns[0].assert[0].type: "
         "unknown assertion type `tool-caled`; did you mean `tool-called`?"
     ) in err
+
+
+@pytest.mark.parametrize(
+    "pattern", ["../outside/*.yaml", "../outside/a.yaml", "{outside}/a.yaml", "**/../outside/*"]
+)
+def test_scenario_globs_may_not_reach_outside_the_spec_folder(tmp_path: Path, pattern: str) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "a.yaml").write_text(VALID)
+    home = tmp_path / "specs"
+    home.mkdir()
+    spec = load_spec(_spec_with_scenarios(home, [pattern.format(outside=tmp_path / "outside")]))
+    with pytest.raises(SpecError) as info:
+        load_scenarios(spec)
+    (problem,) = info.value.problems
+    assert problem.path == "synthetic.scenarios[0]" and "reaches outside the spec's folder" in problem.message
+
+
+def test_a_symlink_out_of_the_spec_folder_is_refused_too(tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "a.yaml").write_text(VALID)
+    home = tmp_path / "specs"
+    home.mkdir()
+    (home / "link.yaml").symlink_to(tmp_path / "outside" / "a.yaml")
+    spec = load_spec(_spec_with_scenarios(home, ["*.yaml"]))
+    with pytest.raises(SpecError, match="reaches outside the spec's folder"):
+        load_scenarios(spec)
+
+
+def test_scenario_globs_into_subfolders_still_load(tmp_path: Path) -> None:
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "a.yaml").write_text(VALID)
+    spec = load_spec(_spec_with_scenarios(tmp_path, ["deep/**/*.yaml"]))
+    assert [s.name for s in load_scenarios(spec)] == ["s"]
