@@ -11,10 +11,17 @@ header values may say `${NAME}`, and `api_key_env` names the variable holding th
 
 Every request carries `X-Agent-SLO-Synthetic: <scenario>` so the agent can mark the events of probe
 conversations with the built-in `synthetic` exclusion.
+
+Both targets read replies through one bounded reader (`_post`): a reply larger than
+`MAX_REPLY_BYTES`, one that takes longer than the target's `timeout` in total (connect, headers and
+body), and anything that is not well-formed HTTP (a bad status line, a broken chunked body, an
+oversized header) are the agent's failures (`TargetError`), so they count against the synthetic
+SLI like any wrong answer, and the prober's memory stays bounded whatever the agent sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -24,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import aiohttp
-import openai
 import orjson
 
 from agentslo.scenario import Scenario
@@ -36,9 +42,11 @@ SYNTHETIC_HEADER: Final = "X-Agent-SLO-Synthetic"
 SESSION_HEADER: Final = "X-Agent-SLO-Session"
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_HTTP_REQUEST: Final = {"message": "$message", "history": "$history", "session_id": "$session_id"}
-# The OpenAI client refuses to start without a key; local agents usually need none.
-NO_KEY: Final = "unused"
 GENERIC_PARAMETERS: Final = {"type": "object", "properties": {}, "additionalProperties": True}
+# A chat turn's reply is kilobytes; 4 MiB leaves room for long answers with tool calls and keeps an
+# agent that streams an endless body from growing the prober (it used to reach 4 GB in 14 s).
+MAX_REPLY_BYTES: Final = 4 * 1024 * 1024
+_READ_CHUNK: Final = 64 * 1024
 
 
 class TargetError(Exception):
@@ -126,24 +134,64 @@ def tool_definitions(scenario: Scenario, declared: tuple[str, ...]) -> list[dict
     return out
 
 
-def _http_client() -> Any:
-    """The OpenAI client's aiohttp transport when installed (measurably cheaper per request under
-    concurrency than its default), else None for the default."""
+class _Client:
+    """One pooled HTTP client per target, opened on first use inside the event loop; timeouts are
+    applied per turn by `_post`."""
+
+    def __init__(self, headers: dict[str, str]):
+        self.headers = headers
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self.headers, timeout=aiohttp.ClientTimeout(total=None)
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str], timeout: float, where: str
+) -> tuple[int, str]:
+    """POST JSON and read the reply within `timeout` seconds and `MAX_REPLY_BYTES`: (status, text).
+
+    Every way the agent's side can fail is a `TargetError` naming it; `where` is the address that
+    messages show (the configured base URL or URL).
+    """
     try:
-        return openai.DefaultAioHttpClient()
-    except (AttributeError, RuntimeError, ImportError):
-        return None
+        async with (
+            asyncio.timeout(timeout),
+            session.post(
+                url, data=orjson.dumps(body), headers={"Content-Type": "application/json", **headers}
+            ) as resp,
+        ):
+            declared = resp.content_length
+            if declared is not None and declared > MAX_REPLY_BYTES:
+                raise _too_large(where)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise _too_large(where)
+                chunks.append(chunk)
+            return resp.status, b"".join(chunks).decode(resp.get_encoding() or "utf-8", errors="replace")
+    except TimeoutError:
+        raise TargetError(f"expected a reply from {where} within {timeout:g}s; it timed out") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise TargetError(f"expected a reply from {where}; could not connect ({exc})") from None
+    except aiohttp.ClientError as exc:
+        # a bad status line, a broken chunked body, an oversized header, a dropped connection
+        detail = str(exc) or type(exc).__name__
+        raise TargetError(f"expected a well-formed HTTP reply from {where}; got {detail}") from None
 
 
-def _connect_failure(exc: BaseException) -> BaseException | None:
-    """The refused or failed connection behind a client error, if that is what it was (the aiohttp
-    transport reports a refused connection as a connect *timeout*)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, aiohttp.ClientConnectorError | ConnectionError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+def _too_large(where: str) -> TargetError:
+    return TargetError(f"expected a reply of at most {MAX_REPLY_BYTES:,} bytes from {where}; it sent more")
 
 
 def _arguments_text(raw: Any) -> str:
@@ -201,19 +249,15 @@ class OpenAIChatTarget:
         self, config: TargetConfig, base_url: str | None = None, declared_tools: tuple[str, ...] = ()
     ):
         self.config = config
-        self.base_url = base_url or config.base_url or ""
+        self.base_url = (base_url or config.base_url or "").rstrip("/")
         self.declared_tools = declared_tools
-        self.client = openai.AsyncOpenAI(
-            base_url=self.base_url,
-            api_key=_api_key(config) or NO_KEY,
-            default_headers=_headers(config),
-            timeout=config.timeout,
-            max_retries=0,  # a probe reports what a user would see; retries would hide failures
-            http_client=_http_client(),
-        )
+        headers = _headers(config)
+        if (key := _api_key(config)) is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = _Client(headers)
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self._client.aclose()
 
     async def turn(self, conversation: Conversation, user: str) -> TurnRecord:
         sc = conversation.scenario
@@ -258,25 +302,18 @@ class OpenAIChatTarget:
         }
         if tools:
             body["tools"] = tools
-        try:
-            # The client's low-level post: the endpoint, auth, timeouts and error statuses of
-            # `chat.completions.create`, without its per-call walk of every message and tool schema
-            # and its model construction (together more CPU than all else the prober does per turn).
-            text = await self.client.post(
-                CHAT_COMPLETIONS_PATH, cast_to=str, body=body, options={"headers": headers}
-            )
-        except openai.APIConnectionError as exc:  # APITimeoutError is one too
-            if (refused := _connect_failure(exc)) is None and isinstance(exc, openai.APITimeoutError):
-                raise TargetError(
-                    f"expected a reply from {self.base_url} within {self.config.timeout:g}s; it timed out"
-                ) from None
-            cause = refused or exc.__cause__ or exc
-            raise TargetError(f"expected a reply from {self.base_url}; could not connect ({cause})") from None
-        except openai.APIStatusError as exc:
+        status, text = await _post(
+            self._client.session(),
+            self.base_url + CHAT_COMPLETIONS_PATH,
+            body,
+            headers,
+            self.config.timeout,
+            self.base_url,
+        )
+        if status >= 400:
             raise TargetError(
-                f"expected a chat completion from {self.base_url}; "
-                f"got HTTP {exc.status_code}: {str(exc.body)[:200]}"
-            ) from None
+                f"expected a chat completion from {self.base_url}; got HTTP {status}: {text[:200]}"
+            )
         return _parse_completion(text, self.base_url)
 
     def _play(self, conversation: Conversation, call: dict[str, Any]) -> ToolCall:
@@ -363,18 +400,10 @@ class HttpTarget:
         self.headers = _headers(config)
         if (key := _api_key(config)) is not None:
             self.headers.setdefault("Authorization", f"Bearer {key}")
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout), headers=self.headers
-            )
-        return self._session
+        self._client = _Client(self.headers)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._client.aclose()
 
     async def turn(self, conversation: Conversation, user: str) -> TurnRecord:
         sc = conversation.scenario
@@ -385,19 +414,11 @@ class HttpTarget:
         )
         headers = {SYNTHETIC_HEADER: sc.name, SESSION_HEADER: conversation.session_id}
         started = time.perf_counter()
-        try:
-            async with self._client().post(self.url, json=body, headers=headers) as resp:
-                text = await resp.text()
-                if resp.status >= 400:
-                    raise TargetError(
-                        f"expected a reply from {self.url}; got HTTP {resp.status}: {text[:200]!r}"
-                    )
-        except TimeoutError:
-            raise TargetError(
-                f"expected a reply from {self.url} within {self.config.timeout:g}s; it timed out"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise TargetError(f"expected a reply from {self.url}; could not connect ({exc})") from None
+        status, text = await _post(
+            self._client.session(), self.url, body, headers, self.config.timeout, self.url
+        )
+        if status >= 400:
+            raise TargetError(f"expected a reply from {self.url}; got HTTP {status}: {text[:200]!r}")
         latency = time.perf_counter() - started
         try:
             data = json.loads(text)
