@@ -13,20 +13,22 @@ writes, all regenerated from the specs:
 
 Run Prometheus with `--storage.tsdb.retention.time` of at least the retention printed (the longest
 SLO period plus a week; the default 15d would silently shorten a 30d budget). With `--check` nothing
-is written and the exit code is 1 when the files on disk differ. A part whose generator is not
-installed is skipped and named, and the build exits 1.
+is written and the exit code is 1 when the files on disk differ.
+
+It composes the rules and dashboards wings (their generators, unchanged) with the configs of
+`bundle.configs`; nothing here decides a rule or a panel.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, TextIO
 
 import yaml
 
+from agentslo import dashboards, rules
 from agentslo.bundle import configs
 from agentslo.output import write_or_check
 from agentslo.spec import Spec, load_specs
@@ -47,19 +49,16 @@ def _prefixed(files: dict[str, str], prefix: str) -> dict[str, str]:
 
 
 def _rules(specs: list[Spec]) -> dict[str, str]:
-    rules = importlib.import_module("agentslo.rules")
     return _prefixed(dict(rules.generate_files(specs)), RULES_DIR)
 
 
 def _rules_tests(specs: list[Spec], rule_files: Sequence[str]) -> dict[str, str]:
-    rules = importlib.import_module("agentslo.rules")
     # promtool resolves rule_files relative to the test file, which lives in rules-tests/.
     relative = [f"../{path}" for path in rule_files]
     return _prefixed(dict(rules.generate_promtool_tests(specs, relative)), RULES_TESTS_DIR)
 
 
 def _dashboards(specs: list[Spec], prometheus_url: str, grafana_dashboards_path: str) -> dict[str, str]:
-    dashboards = importlib.import_module("agentslo.dashboards")
     files = _prefixed(dict(dashboards.generate_files(specs)), DASHBOARDS_DIR)
     provisioning = dashboards.provisioning_files(
         prometheus_url=prometheus_url, dashboards_dir=grafana_dashboards_path
@@ -75,24 +74,11 @@ def generate(
     prometheus_url: str = "http://prometheus:9090",
     webhook_base_url: str = configs.PLACEHOLDER_WEBHOOK_BASE,
     grafana_dashboards_path: str = "/var/lib/grafana/dashboards/agent-slo",
-) -> tuple[dict[str, str], list[str]]:
-    """(relative path → content, missing parts): every file of the bundle whose generator is present."""
-    files: dict[str, str] = {}
-    missing: list[str] = []
-
-    def part(name: str, make: Callable[[], dict[str, str]]) -> dict[str, str]:
-        try:
-            made = make()
-        except (ModuleNotFoundError, AttributeError) as exc:
-            missing.append(f"{name} ({exc})")
-            return {}
-        files.update(made)
-        return made
-
-    rule_files = part("rules", lambda: _rules(specs))
-    if rule_files:
-        part("promtool tests", lambda: _rules_tests(specs, sorted(rule_files)))
-    part("dashboards", lambda: _dashboards(specs, prometheus_url, grafana_dashboards_path))
+) -> dict[str, str]:
+    """Relative path → content: every file of the bundle."""
+    rule_files = _rules(specs)
+    files = rule_files | _rules_tests(specs, sorted(rule_files))
+    files |= _dashboards(specs, prometheus_url, grafana_dashboards_path)
     files["prometheus.yml"] = _yaml(
         configs.prometheus_config(
             specs,
@@ -102,7 +88,7 @@ def generate(
         )
     )
     files["alertmanager.yml"] = _yaml(configs.alertmanager_config(specs, webhook_base_url=webhook_base_url))
-    return files, missing
+    return files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     specs = load_specs(args.specs)
-    files, missing = generate(
+    files = generate(
         specs,
         exporter_targets=args.exporter or (configs.DEFAULT_EXPORTER_TARGET,),
         alertmanager_targets=args.alertmanager or (configs.DEFAULT_ALERTMANAGER_TARGET,),
@@ -156,6 +142,4 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         "(longest SLO period plus a week; the 15d default would cut the budget window short)",
         file=out,
     )
-    for part in missing:
-        print(f"agent-slo build: skipped {part}: that part is not installed", file=sys.stderr)
-    return 1 if missing else code
+    return code
