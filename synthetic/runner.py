@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from agentslo.scenario import Scenario
+from agentslo.scenario import Assertion, Scenario
 from agentslo.spec import Spec
 from agentslo.spec import Target as TargetConfig
 from agentslo.synthetic.assertions import RubricFn, View, evaluate, group_passes
@@ -35,7 +35,7 @@ from agentslo.synthetic.rubric import make_rubric
 from agentslo.synthetic.sinks import Sink
 from agentslo.synthetic.targets import Conversation, Target, TargetError, make_target
 
-log = logging.getLogger("agentslo.synthetic")
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 60.0  # when neither the scenario nor the spec sets one
 DEFAULT_CONCURRENCY = 10
@@ -60,19 +60,19 @@ def _scenario_view(
 
 
 def _skipped(sc: Scenario, from_turn: int, reason: str) -> list[AssertionResult]:
-    out = []
-    for t in range(from_turn, len(sc.turns)):
-        for a in sc.turns[t].assert_:
-            out.append(
-                AssertionResult(
-                    f"turn {t + 1}", a.type, a.label(), False, 0.0, a.weight, f"not run: {reason}", True
-                )
+    """The assertions a target failure kept from running, each `skipped` (members of sets too)."""
+    message = f"not run: {reason}"
+
+    def skip(scope: str, assertions: Sequence[Assertion]) -> list[AssertionResult]:
+        return [
+            AssertionResult(
+                scope, a.type, a.label(), False, 0.0, a.weight, message, True, skip(scope, a.assert_ or ())
             )
-    for a in sc.assert_:
-        out.append(
-            AssertionResult("scenario", a.type, a.label(), False, 0.0, a.weight, f"not run: {reason}", True)
-        )
-    return out
+            for a in assertions
+        ]
+
+    out = [r for t in range(from_turn, len(sc.turns)) for r in skip(f"turn {t + 1}", sc.turns[t].assert_)]
+    return out + skip("scenario", sc.assert_)
 
 
 async def run_scenario(
