@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("agentslo.judges.calibrate", "measure a judge against human-labelled sessions"),
     "gate": ("agentslo.gate", "release gate: may a change ship, given the error budgets?"),
     "schema": ("agentslo.schema", "print the JSON Schema of the SLO YAML"),
-    "demo": ("agentslo.bundle.demo", "the whole loop on this machine, no API key or Docker needed"),
+    "demo": ("agentslo.demo.command", "the whole loop on this machine, no API key or Docker needed"),
 }
 
 

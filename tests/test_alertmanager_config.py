@@ -12,7 +12,7 @@ import pytest
 
 from agentslo import names
 from agentslo.bundle import configs
-from agentslo.bundle.servers import (
+from agentslo.demo.servers import (
     Alertmanager,
     WebhookSink,
     find_binary,

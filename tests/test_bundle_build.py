@@ -11,7 +11,7 @@ import yaml
 
 from agentslo import cli
 from agentslo.bundle import build
-from agentslo.bundle.servers import find_binary
+from agentslo.demo.servers import find_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = str(ROOT / "examples" / "cx-support.slo.yaml")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentslo.bundle import build, configs, demo_agent
+from agentslo.bundle import build, configs
+from agentslo.demo import agent as demo_agent
 from agentslo.durations import parse_duration
 from agentslo.spec import load_specs
 

@@ -1,5 +1,5 @@
 """The gradual drift, backfilled: order-status task success slides from 94% to 81% over three weeks
-(bundle.faults.Drift), written into Prometheus blocks with promtool (raw counters, then the 5m event
+(demo.faults.Drift), written into Prometheus blocks with promtool (raw counters, then the 5m event
 buckets through `create-blocks-from rules` with the generated bucket expression). A Prometheus with
 the generated rules of the unmodified example (30d period, production windows) then starts on that
 history while the exporter keeps receiving today's traffic, and the drift is caught for real.
@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from agentslo import burn, names
-from agentslo.bundle.backfill import backfill_buckets, create_blocks, task_history_openmetrics
-from agentslo.bundle.faults import DAY, INCIDENTS
-from agentslo.bundle.servers import WebhookSink, find_binary, http_get, prometheus_query
-from agentslo.bundle.stack import Stack
-from agentslo.bundle.traffic import EventTraffic, InBackground
+from agentslo.demo.backfill import backfill_buckets, create_blocks, task_history_openmetrics
+from agentslo.demo.faults import DAY, INCIDENTS
+from agentslo.demo.servers import WebhookSink, find_binary, http_get, prometheus_query
+from agentslo.demo.stack import Stack
+from agentslo.demo.traffic import EventTraffic, InBackground
 from agentslo.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

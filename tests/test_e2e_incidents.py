@@ -1,6 +1,6 @@
 """The demo agent's named incidents as experiments on real processes, each caught by the alert it should be.
 
-Demo time (bundle.demotime: 1h period, page_fast 2m/30s ... ticket_slow 30m/5m). After a clean
+Demo time (demo.demotime: 1h period, page_fast 2m/30s ... ticket_slow 30m/5m). After a clean
 warm-up (during which none of the expected alerts may fire), four incidents start together, each
 on its own SLO so every alert is attributable to one incident:
 
@@ -28,11 +28,11 @@ import pytest
 import yaml
 
 from agentslo import names
-from agentslo.bundle.demotime import write_compressed
-from agentslo.bundle.faults import INCIDENTS, Faults
-from agentslo.bundle.servers import WebhookSink, find_binary
-from agentslo.bundle.stack import Stack
-from agentslo.bundle.traffic import EventTraffic, InBackground
+from agentslo.demo.demotime import write_compressed
+from agentslo.demo.faults import INCIDENTS, Faults
+from agentslo.demo.servers import WebhookSink, find_binary
+from agentslo.demo.stack import Stack
+from agentslo.demo.traffic import EventTraffic, InBackground
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"

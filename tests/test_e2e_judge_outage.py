@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from agentslo import names
-from agentslo.bundle.demotime import write_compressed
-from agentslo.bundle.servers import find_binary, free_port, http_get, http_post_json, prometheus_query
-from agentslo.bundle.stack import Stack
-from agentslo.bundle.traffic import generate
+from agentslo.demo.demotime import write_compressed
+from agentslo.demo.servers import find_binary, free_port, http_get, http_post_json, prometheus_query
+from agentslo.demo.stack import Stack
+from agentslo.demo.traffic import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"

@@ -1,7 +1,7 @@
 """End to end on real processes: the exporter (`agent-slo serve`), Prometheus 2.42 with the generated
 rules, Alertmanager 0.25 with the generated routing, and a webhook receiver served by this test.
 
-One scenario runs once for the module (demo time: 1h period, page_fast 2m/30s; see bundle.demotime):
+One scenario runs once for the module (demo time: 1h period, page_fast 2m/30s; see demo.demotime):
 clean traffic, then an outage of every task. It records what each part saw, then the faults: the
 exporter is killed with SIGKILL and restarted during traffic, and Prometheus is stopped. Each test
 asserts one part of that record.
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from agentslo import gate, names
-from agentslo.bundle.demotime import write_compressed
-from agentslo.bundle.faults import Faults
-from agentslo.bundle.servers import WebhookSink, find_binary, http_get, prometheus_query
-from agentslo.bundle.stack import Stack
-from agentslo.bundle.traffic import EventTraffic, InBackground
+from agentslo.demo.demotime import write_compressed
+from agentslo.demo.faults import Faults
+from agentslo.demo.servers import WebhookSink, find_binary, http_get, prometheus_query
+from agentslo.demo.stack import Stack
+from agentslo.demo.traffic import EventTraffic, InBackground
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from agentslo import cli, names
-from agentslo.bundle.servers import Prometheus, find_binary, free_port, prometheus_query
+from agentslo.demo.servers import Prometheus, find_binary, free_port, prometheus_query
 from agentslo.gate import Reading, decide, scope
 from agentslo.spec import parse_spec
 

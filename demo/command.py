@@ -1,7 +1,7 @@
 """`agent-slo demo`: the whole loop on this machine, no API key and no Docker.
 
     agent-slo demo                      # about 2-4 minutes, then a summary; everything is stopped
-    agent-slo demo --incident outage    # another named incident (see bundle.faults.INCIDENTS)
+    agent-slo demo --incident outage    # another named incident (see demo.faults.INCIDENTS)
     agent-slo demo --no-servers         # without Prometheus/Alertmanager (only the exporter side)
 
 It starts the exporter (`agent-slo serve`), the demo CX agent, simulated customers talking to it,
@@ -11,7 +11,7 @@ the demo, which prints each alert as it arrives). After a clean start it injects
 the agent; the alert that pages is real, evaluated by Prometheus from the exporter's counters.
 
 Demo time: the spec is the cx-support example with a 1h period and burn-rate windows 30x-150x
-shorter (`bundle.demotime`), so a page takes a minute instead of an hour. Nothing is faked.
+shorter (`demo.demotime`), so a page takes a minute instead of an hour. Nothing is faked.
 """
 
 from __future__ import annotations
@@ -30,12 +30,15 @@ import openai
 from aiohttp import web
 
 from agentslo import gate, names
-from agentslo.bundle import demotime
-from agentslo.bundle.demo_agent import AgentState, create_app
-from agentslo.bundle.faults import INCIDENTS, Faults, Incident
-from agentslo.bundle.servers import WebhookSink, free_port, http_get, prometheus_query
-from agentslo.bundle.stack import MissingPart, Stack
-from agentslo.bundle.traffic import UserTraffic
+from agentslo.demo import demotime
+from agentslo.demo.agent import AgentState, create_app
+from agentslo.demo.faults import INCIDENTS, Faults, Incident
+from agentslo.demo.servers import WebhookSink, free_port, http_get, prometheus_query
+from agentslo.demo.stack import Stack
+from agentslo.demo.traffic import UserTraffic
+from agentslo.scenario import load_scenarios
+from agentslo.synthetic.runner import run_cycle
+from agentslo.synthetic.sinks import HttpSink
 
 EXAMPLE: Final = Path(__file__).resolve().parents[1] / "examples" / "cx-support.slo.yaml"
 DEFAULT_DURATION_S: Final = 240.0
@@ -89,13 +92,6 @@ async def _probe_loop(
     stack: Stack, agent_url: str, timeline: Timeline, stop: asyncio.Event, out: TextIO
 ) -> None:
     """Run the spec's scenarios every PROBE_EVERY_S through the real prober, results to the exporter."""
-    try:
-        from agentslo.scenario import load_scenarios
-        from agentslo.synthetic.runner import run_cycle
-        from agentslo.synthetic.sinks import HttpSink
-    except ImportError as exc:
-        _say(out, timeline.at(), f"prober: skipped ({exc})")
-        return
     spec = stack.specs[0]
     if spec.synthetic is None or spec.synthetic.target is None:
         return
@@ -328,10 +324,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         spec_path = demotime.write_compressed(args.spec, work / "demo.slo.yaml")
         print(demotime.LABEL, file=out)
         with WebhookSink() as sink, Stack([spec_path], work / "stack", webhook_url=sink.url) as stack:
-            try:
-                stack.start(prometheus=not args.no_servers, alertmanager=not args.no_servers)
-            except MissingPart as exc:
-                stack.skipped.append(f"Prometheus ({exc})")
+            stack.start(prometheus=not args.no_servers, alertmanager=not args.no_servers)
             if args.no_servers:
                 stack.skipped.append(
                     "Prometheus and Alertmanager (--no-servers): no alerts, autonomy fails safe"

@@ -2,7 +2,7 @@
 
 Pure functions, so the policy is testable without HTTP: `plan(flow, users, recent, earlier, conv)`
 returns the next `Action` (a tool call, or an answer that may finish the task). `conv` carries the
-seeded fault decisions (`bundle.faults.simulate`): a wrong first tool, a failed task, the
+seeded fault decisions (`demo.faults.simulate`): a wrong first tool, a failed task, the
 hallucinated refund window, a missed or misrouted escalation. `backend` is the fake CX backend used
 when the caller declares no tools.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
-from agentslo.bundle.faults import CORRECT_REFUND_WINDOW, HALLUCINATED_REFUND_WINDOW, Conversation
+from agentslo.demo.faults import CORRECT_REFUND_WINDOW, HALLUCINATED_REFUND_WINDOW, Conversation
 from agentslo.spec import Spec
 
 REFUND_POLICY_DAYS: Final = 30

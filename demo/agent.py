@@ -1,6 +1,6 @@
 """The demo CX support agent: OpenAI-compatible, tool-using, with injectable faults. No API key needed.
 
-    python -m agentslo.bundle.demo_agent examples/cx-support.slo.yaml --port 8090 --exporter http://127.0.0.1:9120
+    python -m agentslo.demo.agent examples/cx-support.slo.yaml --port 8090 --exporter http://127.0.0.1:9120
 
 `POST /v1/chat/completions` answers like a model that runs the CX policy: when the request declares
 `tools` it asks for them (`tool_calls`) and composes its answer from the results played back;
@@ -9,7 +9,7 @@ a task is reported to the exporter (`POST /v1/events`) the way an instrumented r
 marked `exclude: synthetic` when the prober's `X-Agent-SLO-Synthetic` header is present.
 
 Faults are injected with `POST /admin/faults` (`{"incident": "wrong-tool-8pct"}` or `Faults` fields)
-and a deploy with `POST /admin/deploy` (`{"version": "2.0.0"}`); see `bundle.faults.INCIDENTS`.
+and a deploy with `POST /admin/deploy` (`{"version": "2.0.0"}`); see `demo.faults.INCIDENTS`.
 Every random choice comes from a generator seeded by `--seed` and the conversation, so a run replays.
 """
 
@@ -28,8 +28,7 @@ from typing import Any, Final
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from agentslo.bundle.cx_policy import ESCALATE_RE, Action, backend, classify_flow, plan
-from agentslo.bundle.faults import (
+from agentslo.demo.faults import (
     HALLUCINATED_REFUND_WINDOW,
     INCIDENTS,
     Conversation,
@@ -38,6 +37,7 @@ from agentslo.bundle.faults import (
     events_for,
     simulate,
 )
+from agentslo.demo.policy import ESCALATE_RE, Action, backend, classify_flow, plan
 from agentslo.spec import Spec, load_spec
 
 log = logging.getLogger("agent-slo.demo-agent")

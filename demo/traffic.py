@@ -2,7 +2,7 @@
 
 Two ways to make load:
 
-- `EventTraffic` simulates conversations with `bundle.faults` and posts their events straight to the
+- `EventTraffic` simulates conversations with `demo.faults` and posts their events straight to the
   exporter's `POST /v1/events` in one batch per tick (high, exact volume for tests);
 - `UserTraffic` plays customers talking to the demo agent over its chat API; the agent reports its
   own events, the way an instrumented runtime does (what `agent-slo demo` runs).
@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 
 import aiohttp
 
-from agentslo.bundle.faults import Faults, events_for, simulate
+from agentslo.demo.faults import Faults, events_for, simulate
 from agentslo.spec import Spec
 
 log = logging.getLogger("agent-slo.traffic")

@@ -14,12 +14,14 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 
@@ -212,9 +214,6 @@ class WebhookSink:
     """
 
     def __init__(self, port: int | None = None) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.received: list[tuple[str, dict[str, Any]]] = []  # (path without leading /, body)
         self._cond = threading.Condition()
         sink = self

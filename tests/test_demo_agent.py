@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from agentslo.bundle.demo_agent import AgentState, create_app, faults_from
-from agentslo.bundle.faults import HALLUCINATED_REFUND_WINDOW, INCIDENTS, Faults
+from agentslo.demo.agent import AgentState, create_app, faults_from
+from agentslo.demo.faults import HALLUCINATED_REFUND_WINDOW, INCIDENTS, Faults
 from agentslo.scenario import load_scenarios
 from agentslo.spec import load_spec
 

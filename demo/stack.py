@@ -14,7 +14,6 @@ with the stack's evaluation interval, so short test windows evaluate promptly.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -25,16 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from agentslo import rules
 from agentslo.bundle import configs
-from agentslo.bundle.servers import Alertmanager, Prometheus, Server, find_binary, free_port, http_get
+from agentslo.demo.servers import Alertmanager, Prometheus, Server, find_binary, free_port, http_get
 from agentslo.spec import Spec, load_specs
 
 EXPORTER_READY_TIMEOUT_S: Final = 30.0
 RESEND_DELAY: Final = "5s"
-
-
-class MissingPart(RuntimeError):
-    """A part the stack needs (a binary or a package) is not installed; the message says which."""
 
 
 @dataclass
@@ -127,10 +123,7 @@ class Stack:
     # --- Prometheus and Alertmanager ---
 
     def rule_files(self) -> dict[str, str]:
-        try:
-            rules = importlib.import_module("agentslo.rules")
-        except ModuleNotFoundError as exc:
-            raise MissingPart(f"the rules generator is not installed ({exc})") from None
+        """The generated rules, evaluated at the stack's interval, by path under Prometheus' directory."""
         files = rules.generate_files(self.specs, eval_interval=self.evaluation_interval)
         return {f"rules/{rel}": content for rel, content in files.items()}
 

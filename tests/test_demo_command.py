@@ -8,7 +8,7 @@ import re
 import pytest
 
 from agentslo import cli
-from agentslo.bundle.servers import find_binary, http_get
+from agentslo.demo.servers import find_binary, http_get
 
 SERVERS = bool(find_binary("prometheus") and find_binary("prometheus-alertmanager", "alertmanager"))
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from agentslo import names
-from agentslo.bundle.faults import BASE_FAILURE_RATE, DAY, Drift, Faults, events_for, simulate
-from agentslo.bundle.servers import find_binary
-from agentslo.bundle.traffic import EventTraffic, cumulative, generate, history_openmetrics
+from agentslo.demo.faults import BASE_FAILURE_RATE, DAY, Drift, Faults, events_for, simulate
+from agentslo.demo.servers import find_binary
+from agentslo.demo.traffic import EventTraffic, cumulative, generate, history_openmetrics
 from agentslo.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,9 +26,9 @@ from typing import Final
 import yaml
 
 from agentslo import names
-from agentslo.bundle.faults import Faults, failure_rate
-from agentslo.bundle.servers import Prometheus, find_binary
-from agentslo.bundle.traffic import history_openmetrics
+from agentslo.demo.faults import Faults, failure_rate
+from agentslo.demo.servers import Prometheus, find_binary
+from agentslo.demo.traffic import history_openmetrics
 from agentslo.spec import Spec
 
 BUCKET_S: Final = 300  # the rules' bucket (rules._plan.BUCKET), as seconds
