@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
+from agentslo.judges.llm import close_clients
 from agentslo.scenario import load_scenarios
 from agentslo.spec import Spec
 from agentslo.synthetic.scheduler import Job, run_forever
@@ -43,5 +44,6 @@ def prober_context(
                 await task
             for job in jobs:
                 await job.target.aclose()
+            await close_clients()  # the llm-rubric judges' HTTP clients
 
     return context

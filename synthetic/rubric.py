@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from agentslo.judges import JudgeInput, run_judge
 from agentslo.scenario import Assertion
 from agentslo.spec import LLMJudge, RuleJudge, Spec
 from agentslo.synthetic.assertions import DEFAULT_RUBRIC_THRESHOLD, RubricFn, View
@@ -46,10 +47,6 @@ def make_rubric(spec: Spec, *, client: Any = None) -> RubricFn:
     async def grade(a: Assertion, view: View) -> tuple[float | None, str, float]:
         name, judge = judge_for(a, spec)
         threshold = judge.pass_threshold
-        try:
-            from agentslo.judges import JudgeInput, run_judge
-        except ImportError as exc:  # the judges package is optional at import time, not at grading time
-            return None, f"the judge catalogue is not available ({exc})", threshold
         case = JudgeInput(
             session_id=view.session_id,
             agent=spec.agent,
