@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": ("agentslo.exporter.command", "run the exporter (ingest API, /metrics, autonomy API)"),
     "probe": ("agentslo.synthetic.command", "run the synthetic prober"),
-    "calibrate": ("agentslo.judges.calibrate", "measure a judge against human-labelled sessions"),
+    "calibrate": ("agentslo.feedback.calibrate", "measure a judge against human-labelled sessions"),
     "gate": ("agentslo.gate", "release gate: may a change ship, given the error budgets?"),
     "schema": ("agentslo.schema", "print the JSON Schema of the SLO YAML"),
     "demo": ("agentslo.demo.command", "the whole loop on this machine, no API key or Docker needed"),

@@ -2,7 +2,7 @@
 
     python benchmarks/judges.py [--sessions 800] [--seconds 3] [--rounds 7]
 
-Runs a scripted judge provider answering in 200 ms (`python -m agentslo.judges.fake_provider`) and a
+Runs a scripted judge provider answering in 200 ms (`python -m tests.doubles.fake_provider`) and a
 real exporter (`agent-slo serve`: judges in their child process, SQLite session store) as separate
 processes, then measures:
 
@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_LATENCY_S = 0.2
 JUDGE_CONCURRENCY = 16
 BOUND = JUDGE_CONCURRENCY / PROVIDER_LATENCY_S  # judged sessions/s the provider latency allows
@@ -215,7 +216,7 @@ async def run(args: argparse.Namespace) -> None:
         [
             sys.executable,
             "-m",
-            "agentslo.judges.fake_provider",
+            "tests.doubles.fake_provider",
             "--delay",
             str(PROVIDER_LATENCY_S),
             "--score",
@@ -223,6 +224,7 @@ async def run(args: argparse.Namespace) -> None:
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        cwd=ROOT,  # the test doubles are imported from the repository, not installed
     )
     exporter = None
     try:

@@ -15,6 +15,8 @@ the spec implies: families, series created at 0, per-combination plans, the card
 `classify` (column-wise batch classification), `ingest` (atomic apply, idempotency, the judges'
 metrics), `persist` (SQLite WAL journal), `writer` (group commit), `store` and `exposition` (the
 metric table and its text/OpenMetrics rendering), `autonomy` (GET /v1/autonomy), `app`, `command`.
+The sessions, review and datasets routes are the feedback wing's (`agentslo.feedback`), mounted by
+`app.create_app` with one `feedback.setup` call; its judges' verdicts come back through `ingest`.
 
 A JSON body takes the fastest front that vouches for it: the C++ scanner (`exporter/_scan.cpp`,
 simdjson On-Demand; built when setup.sh has installed simdjson and g++), else msgspec, else the

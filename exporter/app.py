@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import importlib
 import logging
 from typing import Any
 
@@ -21,6 +20,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from agentslo import feedback
 from agentslo.exporter.autonomy import AutonomyReader
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.exposition import (
@@ -240,7 +240,7 @@ async def _cleanup(app: web.Application) -> None:
 
 
 def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
-    """The exporter app for these specs; adds the judges' routes when `exporter.sessions` is installed."""
+    """The exporter app for these specs, with the feedback wing's routes (sessions, review, datasets)."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[SPECS] = list(specs)
@@ -254,15 +254,8 @@ def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
-    extra: dict[str, Any] = {}
-    try:
-        sessions = importlib.import_module("agentslo.exporter.sessions")
-    except ModuleNotFoundError as exc:
-        if exc.name != "exporter.sessions":
-            raise
-    else:
-        sessions.setup(app)
-        extra = dict(getattr(sessions, "OPENAPI_PATHS", {}) or {})
-    app[OPENAPI] = document(extra)
+    # The feedback wing: its judges' verdicts come back through the ingest like any other events.
+    feedback_paths = feedback.setup(app, specs, app[INGESTOR], exporter_db=config.db_path)
+    app[OPENAPI] = document(feedback_paths)
     app.on_cleanup.append(_cleanup)
     return app

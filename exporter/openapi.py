@@ -1,7 +1,7 @@
 """The exporter's OpenAPI 3.0 document, served at `/openapi.json` and checked by schemathesis.
 
-Other parts of the exporter (the judges' `exporter.sessions`) add their own paths through
-`OPENAPI_PATHS`; `document()` merges them.
+The feedback wing adds its own paths (what `agentslo.feedback.setup` returns); `document()` merges
+them.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
-"""The app's wiring: the judges' extension hook, auth over their routes, timeouts and overload answers."""
+"""The app's wiring: the feedback wing's routes behind the token, timeouts and overload answers."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from typing import Any
 
 import pytest
 
 from agentslo.exporter.app import INGESTOR, OPENAPI, create_app
 from agentslo.exporter.config import ExporterConfig
+from agentslo.feedback.openapi import OPENAPI_PATHS
 from agentslo.spec import parse_spec
 
 SPEC = """
@@ -28,40 +28,13 @@ def _no_judge_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_SLO_JUDGE_PROCESS", "0")
 
 
-def sessions_installed() -> bool:
-    try:
-        importlib.import_module("agentslo.exporter.sessions")
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not sessions_installed(), reason="the judges' exporter.sessions is not installed")
 async def test_judges_routes_are_mounted_documented_and_behind_the_token(aiohttp_client: Any) -> None:
-    sessions = importlib.import_module("agentslo.exporter.sessions")
     app = create_app([parse_spec(SPEC)], ExporterConfig(token="t0k"))
-    assert set(getattr(sessions, "OPENAPI_PATHS", {})) <= set(app[OPENAPI]["paths"])
+    assert set(OPENAPI_PATHS) <= set(app[OPENAPI]["paths"])
     client = await aiohttp_client(app)
     resp = await client.get("/v1/review")
     assert resp.status == 401 and (await resp.json())["detail"][0]["field"] == "Authorization"
     assert (await client.get("/v1/review", headers={"Authorization": "Bearer t0k"})).status != 401
-
-
-async def test_app_works_without_the_judges_module(
-    aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = importlib.import_module
-
-    def no_sessions(name: str, *args: Any) -> Any:
-        if name == "exporter.sessions":
-            raise ModuleNotFoundError("No module named 'exporter.sessions'", name=name)
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", no_sessions)
-    app = create_app([parse_spec(SPEC)], ExporterConfig())
-    assert "/v1/sessions" not in app[OPENAPI]["paths"]
-    client = await aiohttp_client(app)
-    assert (await client.post("/v1/events", data=EVENT)).status == 200
 
 
 async def test_a_batch_that_waited_too_long_is_503_with_retry_after(aiohttp_client: Any) -> None:

@@ -105,7 +105,7 @@ def test_schemathesis_finds_no_server_errors_or_mismatches(server: str) -> None:
             "30",
             "--max-time",
             "40",
-            # the routes this module serves; the judges' routes (exporter.sessions) are tested with them
+            # the routes this module serves; the feedback wing's are tested in test_feedback_openapi.py
             "--include-path-regex",
             "^/(v1/events|v1/autonomy|metrics|healthz|readyz|openapi.json)$",
             "--seed",

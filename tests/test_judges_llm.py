@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from agentslo.judges import JudgeInput, run_judge
-from agentslo.judges.fake_provider import FakeProvider, Step
 from agentslo.judges.llm import MalformedVerdict, parse_verdict
 from agentslo.spec import LLMJudge
+from tests.doubles.fake_provider import FakeProvider, Step
 
 CASE = JudgeInput(
     session_id="s-1",

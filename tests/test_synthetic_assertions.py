@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentslo.judges.fake_provider import FakeProvider
 from agentslo.scenario import Assertion
 from agentslo.spec import load_spec
 from agentslo.synthetic.assertions import View, evaluate_one, group_passes
 from agentslo.synthetic.records import AssertionResult, ToolCall
 from agentslo.synthetic.rubric import judge_for, make_rubric
+from tests.doubles.fake_provider import FakeProvider
 
 REFUND_REPLY = "Done: refund R-778 is accepted. You'll see the money in 5-10 business days."
 CALLS = [

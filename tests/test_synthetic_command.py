@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentslo import cli, names
 from agentslo.exporter.app import create_app
 from agentslo.exporter.config import ExporterConfig
-from agentslo.judges.fake_provider import FakeProvider
 from agentslo.spec import load_spec
 from agentslo.synthetic.fakeagent import FakeAgent, running_fake_agent
+from tests.doubles.fake_provider import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 CX = ROOT / "examples" / "cx-support.slo.yaml"

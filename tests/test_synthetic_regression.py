@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from agentslo.judges.datasets import regression_scenarios
+from agentslo.feedback.datasets import regression_scenarios
 from agentslo.scenario import parse_scenarios
 from agentslo.spec import load_spec
 from agentslo.synthetic.fakeagent import running_fake_agent

@@ -16,9 +16,8 @@ back as the verdict's `outcome` (a judge failure is the judge's, never the agent
     verdict = asyncio.run(run_judge("refund-policy", spec.judges["refund-policy"], case))
     assert verdict.score == 0.0 and verdict.outcome == "ok"
 
-Which sessions an LLM judge sees is decided by `agentslo.judges.sampling.sampled`, and stored
-sessions are redacted by `agentslo.judges.redact.Redactor`; `agent-slo calibrate` lives in
-`agentslo.judges.calibrate`.
+This is the pure judge logic shared by the feedback wing (`agentslo.feedback`: sessions, the judging
+pipeline and its head samples, the session store, calibration) and the prober's `llm-rubric`.
 """
 
 from __future__ import annotations

@@ -15,10 +15,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from agentslo.exporter import sessions
-from agentslo.exporter.judging import PipelineConfig
-from agentslo.judges.fake_provider import FakeProvider, Step
+from agentslo import feedback
+from agentslo.feedback.config import SessionsConfig
+from agentslo.feedback.pipeline import PipelineConfig
 from agentslo.spec import Spec, parse_spec
+from tests.doubles.fake_provider import FakeProvider, Step
 
 SPEC = """
 version: agent-slo/v1
@@ -113,13 +114,13 @@ async def make_client(
     pipeline = PipelineConfig(
         **{k: config.pop(k) for k in list(config) if k in PipelineConfig.__dataclass_fields__}
     )
-    cfg = sessions.SessionsConfig(pipeline=pipeline, **config)
-    sessions.setup(app, specs=[spec], ingestor=ingestor, config=cfg)
+    cfg = SessionsConfig(pipeline=pipeline, **config)
+    feedback.setup(app, [spec], ingestor, config=cfg)
     return await aiohttp_client(app)
 
 
 async def drained(client: TestClient[Any, Any]) -> None:
-    await client.app[sessions.SESSIONS].drained(timeout=20)
+    await client.app[feedback.PIPELINE].drained(timeout=20)
 
 
 async def test_rule_verdict_becomes_a_judge_event_and_a_counted_call(
@@ -145,7 +146,7 @@ async def test_rule_verdict_becomes_a_judge_event_and_a_counted_call(
     ]
     assert ingestor.calls == Counter({("refund-policy", "1", "ok"): 1})
     # A failing rule verdict marks the session bad: it is kept although it was not sampled.
-    stored = await client.app[sessions.SESSIONS].db(client.app[sessions.SESSIONS].store.session, "s-1")
+    stored = await client.app[feedback.PIPELINE].db(client.app[feedback.PIPELINE].store.session, "s-1")
     assert stored is not None and stored["flagged"]
 
 
@@ -277,7 +278,7 @@ async def test_invalid_sessions_are_refused_with_the_field(
     detail = (await resp.json())["detail"]
     assert any(d["index"] == 1 and d["field"] == field for d in detail), detail
     await asyncio.sleep(0.05)
-    assert client.app[sessions.SESSIONS].stats.accepted == 0  # atomic: the valid one was not queued either
+    assert client.app[feedback.PIPELINE].stats.accepted == 0  # atomic: the valid one was not queued either
 
 
 async def test_not_json_is_400(aiohttp_client: Client, provider: FakeProvider) -> None:
@@ -331,7 +332,7 @@ async def test_tail_based_retention_keeps_every_flagged_session_and_only_the_sam
         for a in answers:
             posted[a["session_id"]]["_sampled"] = bool(a["sampled"])
     await drained(client)
-    pipeline = client.app[sessions.SESSIONS]
+    pipeline = client.app[feedback.PIPELINE]
     for sid, s in posted.items():
         flagged = s["outcome"] == "failure" or "3-5" in s["messages"][1]["content"]
         stored = await pipeline.db(pipeline.store.session, sid)
@@ -352,14 +353,14 @@ async def test_a_session_failed_by_a_judge_without_an_slo_is_still_kept(
     client = await make_client(aiohttp_client, parse_spec(text), FakeIngestor(), store_sample_rate=0.0)
     await client.post("/v1/sessions", json=[session("kept", answer="a forbidden word"), session("dropped")])
     await drained(client)
-    pipeline = client.app[sessions.SESSIONS]
+    pipeline = client.app[feedback.PIPELINE]
     kept = await pipeline.db(pipeline.store.session, "kept")
     assert kept is not None and kept["flagged"]
     assert await pipeline.db(pipeline.store.session, "dropped") is None
 
 
 def test_settings_from_the_environment_and_their_errors() -> None:
-    cfg = sessions.SessionsConfig.from_env(
+    cfg = SessionsConfig.from_env(
         {
             "AGENT_SLO_SESSIONS_RETENTION": "2d",
             "AGENT_SLO_SESSIONS_MAX_MB": "1.5",
@@ -370,20 +371,20 @@ def test_settings_from_the_environment_and_their_errors() -> None:
     )
     assert (cfg.retention_s, cfg.max_bytes, cfg.redact) == (172_800, 1_572_864, "none")
     assert cfg.pipeline.llm_queue_size == 5 and cfg.pipeline.judge_process is False
-    assert sessions.SessionsConfig.from_env({}).pipeline.judge_process is True
+    assert SessionsConfig.from_env({}).pipeline.judge_process is True
     for env, message in [
         ({"AGENT_SLO_SESSIONS_MAX_MB": "lots"}, "AGENT_SLO_SESSIONS_MAX_MB='lots'"),
         ({"AGENT_SLO_SESSIONS_SAMPLE_RATE": "2"}, "out of range"),
         ({"AGENT_SLO_REDACT": "ssn"}, "AGENT_SLO_REDACT='ssn': unknown redaction kind"),
     ]:
         with pytest.raises(ValueError, match=message):
-            sessions.SessionsConfig.from_env(env)
+            SessionsConfig.from_env(env)
 
 
 async def test_without_a_judge_process_llm_judges_run_in_process(
     aiohttp_client: Client, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agentslo.judges.remote import JudgeProcess
+    from agentslo.feedback.remote import JudgeProcess
 
     async def cannot_start(self: JudgeProcess) -> None:
         raise OSError("no processes allowed here")

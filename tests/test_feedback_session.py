@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agentslo.judges.session import (
+from agentslo.feedback.session import (
     Session,
     parse_time,
     primary_tool,
@@ -175,7 +175,7 @@ def test_top_contributors_of_nothing() -> None:
 def test_the_published_json_schema_agrees_with_the_model(doc: dict[str, Any]) -> None:
     import jsonschema
 
-    from agentslo.judges.session import SESSION_SCHEMA
+    from agentslo.feedback.session import SESSION_SCHEMA
 
     schema_ok = jsonschema.Draft7Validator(SESSION_SCHEMA).is_valid(doc)
     try:

@@ -1,5 +1,5 @@
-"""schemathesis against the judges' routes of a running exporter (`agent-slo serve`): no 5xx, and
-responses match the OpenAPI document `exporter.sessions.OPENAPI_PATHS` contributes."""
+"""schemathesis against the feedback wing's routes of a running exporter (`agent-slo serve`): no 5xx, and
+responses match the OpenAPI document `agentslo.feedback.openapi.OPENAPI_PATHS` contributes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate as validate_openapi
 
-from agentslo.exporter.sessions import OPENAPI_PATHS
+from agentslo.feedback.openapi import OPENAPI_PATHS
 
 # the CLI beside this interpreter (.venv/bin is not on PATH when pytest runs as .venv/bin/python), else PATH's
 _BESIDE = Path(sys.executable).with_name("schemathesis")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentslo.judges.sampling import sampled
+from agentslo.feedback.sampling import sampled
 
 N = 10_000
 

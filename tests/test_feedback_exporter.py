@@ -1,4 +1,4 @@
-"""The judges inside the real exporter (`exporter.app.create_app`): verdicts feed agent_slo_judge_score
+"""The feedback wing inside the real exporter (`exporter.app.create_app`): verdicts feed agent_slo_judge_score
 and the judge SLIs, judge failures land in agent_slo_judge_calls_total{outcome}, agreement in
 agent_slo_judge_agreement_ratio, and /v1/events keeps answering while a judge provider hangs."""
 
@@ -13,12 +13,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentslo import names
-from agentslo.exporter import sessions
+from agentslo import feedback, names
 from agentslo.exporter.app import create_app
 from agentslo.exporter.config import ExporterConfig
-from agentslo.judges.fake_provider import FakeProvider, Step
+from agentslo.feedback.openapi import OPENAPI_PATHS
 from agentslo.spec import Spec, parse_spec
+from tests.doubles.fake_provider import FakeProvider, Step
 
 SPEC = """
 version: agent-slo/v1
@@ -79,9 +79,9 @@ async def test_create_app_wires_the_sessions_routes_and_openapi(
     aiohttp_client: Client, provider: FakeProvider
 ) -> None:
     client = await aiohttp_client(create_app([spec_for(provider)], ExporterConfig()))
-    assert sessions.SESSIONS in client.app
+    assert feedback.PIPELINE in client.app
     paths = (await (await client.get("/openapi.json")).json())["paths"]
-    for path in sessions.OPENAPI_PATHS:
+    for path in OPENAPI_PATHS:
         assert path in paths
     assert (await client.get("/v1/review")).status == 200
 
@@ -96,7 +96,7 @@ async def test_verdicts_feed_judge_score_and_judge_slis_and_failures_the_judge_o
         session("b", "order-status", "Shipped."),
     ):
         assert (await client.post("/v1/sessions", json=s)).status == 202
-    await client.app[sessions.SESSIONS].drained(timeout=20)
+    await client.app[feedback.PIPELINE].drained(timeout=20)
     m = await metrics(client)
     # The rule judge failed a (a bad refund-policy event); faithfulness judged a (0.9), timed out on b.
     assert value(m, names.EVENTS_TOTAL, slo="refund-policy", outcome="bad", flow="refund") == 1
@@ -134,7 +134,7 @@ async def test_a_review_label_publishes_the_agreement_ratio(
     provider.script.extend([Step(verdict={"score": 0.2}), Step(verdict={"score": 0.3})])
     for sid in ("x", "y"):
         await client.post("/v1/sessions", json=session(sid, "order-status", "Shipped."))
-    await client.app[sessions.SESSIONS].drained(timeout=20)
+    await client.app[feedback.PIPELINE].drained(timeout=20)
     items = (await (await client.get("/v1/review", params={"judge": "faithfulness"})).json())["items"]
     assert len(items) == 2
     first = await client.post(f"/v1/review/{items[0]['id']}/label", json={"label": "correct"})

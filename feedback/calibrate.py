@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from agentslo.feedback.datasets import DatasetError, LabelledCase, read_dataset
 from agentslo.judges import run_judge
-from agentslo.judges.datasets import DatasetError, LabelledCase, read_dataset
 from agentslo.judges.llm import close_clients
 from agentslo.judges.model import Verdict
 from agentslo.spec import LLMJudge, RuleJudge, load_spec

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agentslo.exporter.session_store import ReviewRecord, SessionRecord, SessionStore
+from agentslo.feedback.store import ReviewRecord, SessionRecord, SessionStore
 
 DAY = 86_400.0
 
@@ -55,7 +55,7 @@ def test_bodies_explanations_and_notes_are_redacted(store: SessionStore, tmp_pat
 
 
 def test_redaction_can_be_turned_off(tmp_path: Path) -> None:
-    from agentslo.judges.redact import Redactor
+    from agentslo.feedback.redact import Redactor
 
     s = SessionStore(str(tmp_path / "raw.db"), redactor=Redactor.parse("none"))
     s.add([record("a", text="bob@example.com")])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentslo.judges.redact import Redactor, luhn_ok
+from agentslo.feedback.redact import Redactor, luhn_ok
 
 
 @pytest.mark.parametrize(

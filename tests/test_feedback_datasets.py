@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentslo.judges.datasets import (
+from agentslo.feedback.datasets import (
     DatasetError,
     calibration_set,
     read_dataset,

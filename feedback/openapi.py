@@ -1,15 +1,16 @@
-"""OpenAPI 3 path items of the judges' HTTP routes (served by `exporter.sessions`, merged by the
-exporter app into `/openapi.json`): sessions, top contributors, review, datasets, agreement, status.
+"""OpenAPI 3 path items of the feedback wing's HTTP routes (`agentslo.feedback.api`): sessions, top
+contributors, review, datasets, agreement, status. `agentslo.feedback.setup` returns them, and the
+exporter merges them into its `/openapi.json`.
 
 Kept apart from the handlers so the routes module stays about behaviour; the session document's own
-schema is `agentslo.judges.session.SESSION_SCHEMA`.
+schema is `agentslo.feedback.session.SESSION_SCHEMA`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agentslo.judges.session import SESSION_SCHEMA
+from agentslo.feedback.session import SESSION_SCHEMA
 
 
 def _err(description: str) -> dict[str, Any]:

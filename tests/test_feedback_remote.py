@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from agentslo.feedback.remote import JudgeProcess
 from agentslo.judges import JudgeInput
-from agentslo.judges.fake_provider import FakeProvider, Step
-from agentslo.judges.remote import JudgeProcess
 from agentslo.spec import LLMJudge, RuleJudge
+from tests.doubles.fake_provider import FakeProvider, Step
 
 CASE = JudgeInput(
     "s",

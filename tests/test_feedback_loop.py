@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from agentslo import names
-from agentslo.exporter import sessions
+from agentslo import feedback, names
 from agentslo.exporter.app import create_app
 from agentslo.exporter.config import ExporterConfig
-from agentslo.judges.fake_provider import FakeProvider
 from agentslo.scenario import parse_scenarios
 from agentslo.spec import load_spec
+from tests.doubles.fake_provider import FakeProvider
 
 SPEC = """
 version: agent-slo/v1
@@ -88,7 +87,7 @@ async def test_bad_sessions_to_labels_to_datasets_to_calibration_to_regression_s
     spec_path.write_text(SPEC.format(url=provider.base_url))
     spec = load_spec(spec_path)
     client = await aiohttp_client(create_app([spec], ExporterConfig()))
-    pipeline = client.app[sessions.SESSIONS]
+    pipeline = client.app[feedback.PIPELINE]
 
     # 1. Traffic: 12 promotional-pricing refunds quoting the retired window (rule judge fails them, and
     #    the grounding judge too), 4 order-status failures, 14 good refunds.

@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible chat-completions server, for tests, benchmarks and the offline demo.
+"""A scripted OpenAI-compatible chat-completions server: the judge provider of tests and benchmarks.
 
 It answers `POST /v1/chat/completions` like a provider would. Without a script it plays a simple
 grounding judge (the share of the final answer's words found in the retrieved context and tool
@@ -12,6 +12,7 @@ outputs); with one, each request takes the next step: a verdict, an HTTP error, 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
@@ -163,11 +164,10 @@ class FakeProvider:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m agentslo.judges.fake_provider [--port N] [--delay S]`: serve until interrupted.
+    """`python -m tests.doubles.fake_provider [--port N] [--delay S]` (from the repository's root): serve
+    until interrupted.
 
-    Prints `listening on <base_url>` once ready (benchmarks and the demo read it)."""
-    import argparse
-
+    Prints `listening on <base_url>` once ready (the benchmarks read it)."""
     parser = argparse.ArgumentParser(description="a scripted OpenAI-compatible judge provider (no API key)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")

@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
+from agentslo.feedback.sampling import sample_point
 from agentslo.judges.model import JudgeInput
-from agentslo.judges.sampling import sample_point
 from agentslo.spec import LLMJudge, Spec
 
 CORRECT, FALSE_POSITIVE, REAL_FAILURE, EDGE_CASE = "correct", "false_positive", "real_failure", "edge_case"

@@ -23,6 +23,8 @@ import sys
 from multiprocessing.connection import Connection
 
 from agentslo.judges import model as m
+from agentslo.judges import run_judge
+from agentslo.judges.llm import BACKOFF_MAX_S, close_clients
 from agentslo.judges.model import JudgeInput, Verdict
 from agentslo.spec import LLMJudge, RuleJudge
 
@@ -33,20 +35,19 @@ log = logging.getLogger(__name__)
 GRACE_S = 10.0
 START_TIMEOUT_S = 60.0  # spawning imports the judges' dependencies; a loaded machine is slow
 _READY = "ready"
+# The child's command line (`sys.argv[1]` is its end of the socket pair). Not `-m` on this module: that
+# runs it a second time, as `__main__`, after the package (which imports this module) has loaded.
+_CHILD = "import sys; from agentslo.feedback.remote import child_main; child_main(int(sys.argv[1]))"
 
 
 def _bound(judge: LLMJudge | RuleJudge) -> float:
     if isinstance(judge, RuleJudge):
         return GRACE_S
-    from agentslo.judges.llm import BACKOFF_MAX_S
-
     return (judge.timeout + 1.0 + BACKOFF_MAX_S) * (judge.max_retries + 1) + GRACE_S
 
 
 async def _serve(conn: Connection) -> None:
     """The child: read (id, name, judge, case) requests, judge them concurrently, send (id, verdict)."""
-    from agentslo.judges import run_judge
-
     loop = asyncio.get_running_loop()
     closed = loop.create_future()
     tasks: set[asyncio.Task[None]] = set()
@@ -74,14 +75,13 @@ async def _serve(conn: Connection) -> None:
     try:
         await closed
     finally:
-        from agentslo.judges.llm import close_clients
-
         await close_clients()
 
 
-def _child_main(conn: Connection) -> None:
+def child_main(fd: int) -> None:
+    """The child process's entry point: serve judge calls on the inherited socket `fd` until EOF."""
     try:
-        asyncio.run(_serve(conn))
+        asyncio.run(_serve(Connection(fd)))
     except KeyboardInterrupt:
         pass
 
@@ -118,7 +118,7 @@ class JudgeProcess:
             ours, theirs = socket.socketpair()
             parent, child = Connection(ours.detach()), theirs.detach()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "agentslo.judges.remote", str(child)],
+                [sys.executable, "-c", _CHILD, str(child)],
                 pass_fds=(child,),
                 stdin=subprocess.DEVNULL,
             )
@@ -191,7 +191,3 @@ class JudgeProcess:
             if not future.done():
                 future.set_result(m.failed(m.ERROR, "the judge worker was stopped"))
         self._pending.clear()
-
-
-if __name__ == "__main__":
-    _child_main(Connection(int(sys.argv[1])))

@@ -1,7 +1,4 @@
-"""Sessions, review and datasets: the feedback-loop half of the exporter's HTTP API.
-
-`setup(app)` registers the routes below and starts the judging pipeline (`exporter.judging`) and the
-session store (`exporter.session_store`) with the app:
+"""The feedback wing's HTTP routes: sessions in, top contributors, review, datasets, agreement, status.
 
 | route | what |
 |---|---|
@@ -14,31 +11,26 @@ session store (`exporter.session_store`) with the app:
 | `POST /v1/judges/{judge}/agreement` | a calibrated agreement ratio (`agent-slo calibrate --exporter`) |
 | `GET /v1/judging` | queue depths, counts and store size |
 
-Settings come from `app[SESSIONS_CONFIG]` when set, else from `AGENT_SLO_SESSIONS_*` environment
-variables (`SessionsConfig.from_env`).
+Handlers validate at the edge and hand the work to the app's `Pipeline` (`app[PIPELINE]`, set by
+`agentslo.feedback.setup`), whose store calls run on its own thread. Their OpenAPI description is
+`agentslo.feedback.openapi.OPENAPI_PATHS`.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import openai
 import orjson
 import yaml
 from aiohttp import web
 from pydantic import ValidationError
 
 from agentslo.durations import parse_duration
-from agentslo.exporter import session_store as st
-from agentslo.exporter.judging import Ingestor, Overloaded, Pipeline, PipelineConfig, burn_weight
-from agentslo.judges import datasets
-from agentslo.judges.api_schema import OPENAPI_PATHS
-from agentslo.judges.redact import Redactor
-from agentslo.judges.session import (
+from agentslo.feedback import datasets
+from agentslo.feedback import store as st
+from agentslo.feedback.pipeline import Overloaded, Pipeline, burn_weight
+from agentslo.feedback.session import (
     Session,
     primary_tool,
     sli_bad_events,
@@ -52,72 +44,7 @@ MAX_PAGE = 500
 MAX_SQLITE_INT = 2**63  # review ids are SQLite integers
 DEFAULT_TOP_WINDOW = "1d"
 
-
-@dataclass(frozen=True)
-class SessionsConfig:
-    """Where and how sessions are kept, and how much judging work may wait."""
-
-    db_path: str | None = None  # None: `sessions.db` next to the exporter's database, else in memory
-    retention_s: float = st.DEFAULT_RETENTION_S
-    labelled_retention_s: float = st.DEFAULT_LABELLED_RETENTION_S
-    max_bytes: int = st.DEFAULT_MAX_BYTES
-    redact: str = "email,phone,card"  # or "none"
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> SessionsConfig:
-        """From `AGENT_SLO_SESSIONS_*`, `AGENT_SLO_REDACT` and `AGENT_SLO_JUDGE_*` (see ENV); a bad value
-        is a ValueError naming the variable."""
-        p = PipelineConfig()
-
-        def get(name: str, default: str, parse: Callable[[str], Any], ok: Callable[[Any], bool]) -> Any:
-            raw = env.get(name, default)
-            try:
-                value = parse(raw)
-            except ValueError as exc:
-                raise ValueError(f"{name}={raw!r}: {exc}") from None
-            if not ok(value):
-                raise ValueError(f"{name}={raw!r} is out of range ({ENV[name]})")
-            return value
-
-        def positive(x: float) -> bool:
-            return x > 0
-
-        get("AGENT_SLO_REDACT", "email,phone,card", Redactor.parse, bool)  # fail at start, not on first use
-        return cls(
-            db_path=env.get("AGENT_SLO_SESSIONS_DB") or None,
-            retention_s=get("AGENT_SLO_SESSIONS_RETENTION", "7d", parse_duration, positive),
-            labelled_retention_s=get(
-                "AGENT_SLO_SESSIONS_LABELLED_RETENTION", "90d", parse_duration, positive
-            ),
-            max_bytes=int(get("AGENT_SLO_SESSIONS_MAX_MB", "256", float, positive) * 1024 * 1024),
-            redact=env.get("AGENT_SLO_REDACT", "email,phone,card"),
-            pipeline=PipelineConfig(
-                intake_size=get("AGENT_SLO_JUDGE_INTAKE", str(p.intake_size), int, positive),
-                llm_queue_size=get("AGENT_SLO_JUDGE_QUEUE", str(p.llm_queue_size), int, positive),
-                store_sample_rate=get(
-                    "AGENT_SLO_SESSIONS_SAMPLE_RATE", str(p.store_sample_rate), float, lambda x: 0 <= x <= 1
-                ),
-                judge_process=env.get("AGENT_SLO_JUDGE_PROCESS", "1").lower() not in ("0", "false", "no"),
-            ),
-        )
-
-
-# The environment variables `SessionsConfig.from_env` reads, and what they mean.
-ENV: dict[str, str] = {
-    "AGENT_SLO_SESSIONS_DB": "session store SQLite file (default: sessions.db next to --db, else in memory)",
-    "AGENT_SLO_SESSIONS_RETENTION": "how long unlabelled sessions are kept (Prometheus duration, default 7d)",
-    "AGENT_SLO_SESSIONS_LABELLED_RETENTION": "how long labelled sessions are kept (default 90d)",
-    "AGENT_SLO_SESSIONS_MAX_MB": "size limit of stored session bodies in MiB (default 256)",
-    "AGENT_SLO_SESSIONS_SAMPLE_RATE": "head sample kept although nothing marked it bad, 0-1 (default 0.01)",
-    "AGENT_SLO_REDACT": "what to redact before storing: email,phone,card (default), all, or none",
-    "AGENT_SLO_JUDGE_INTAKE": "sessions waiting for the rule stage before 503 (default 10000)",
-    "AGENT_SLO_JUDGE_QUEUE": "sessions waiting per LLM judge before its verdicts are shed (default 1000)",
-    "AGENT_SLO_JUDGE_PROCESS": "1 (default): LLM judge calls in a child process; 0: in the exporter process",
-}
-
-SESSIONS = web.AppKey("agent_slo_sessions", Pipeline)
-SESSIONS_CONFIG = web.AppKey("agent_slo_sessions_config", SessionsConfig)
+PIPELINE = web.AppKey("agent_slo_feedback_pipeline", Pipeline)
 
 
 def _error(
@@ -135,7 +62,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _pipeline(request: web.Request) -> Pipeline:
-    return request.app[SESSIONS]
+    return request.app[PIPELINE]
 
 
 # --- POST /v1/sessions ---
@@ -386,71 +313,12 @@ async def get_status(request: web.Request) -> web.Response:
     )
 
 
-# --- wiring ---
-
-
-def _exporter_parts(app: web.Application) -> tuple[dict[str, Spec] | None, Ingestor | None, str | None]:
-    """Specs, ingestor and counters database path of the exporter app (`exporter.app.create_app`)."""
-    from agentslo.exporter import app as exporter_app  # imported late: exporter.app imports this module
-
-    specs = {s.agent: s for s in app[exporter_app.SPECS]} if exporter_app.SPECS in app else None
-    ingestor = app[exporter_app.INGESTOR] if exporter_app.INGESTOR in app else None
-    config = app.get(exporter_app.CONFIG)
-    return specs, ingestor, config.db_path if config is not None else None
-
-
-def setup(
-    app: web.Application,
-    *,
-    specs: Iterable[Spec] | None = None,
-    ingestor: Ingestor | None = None,
-    config: SessionsConfig | None = None,
-    client: openai.AsyncOpenAI | None = None,
-) -> None:
-    """Register the sessions, review and dataset routes; the pipeline starts and stops with the app.
-
-    Specs and the ingestor default to the exporter app's own (`exporter.app`); pass them to run the
-    routes in another app (tests, tools)."""
-    app.router.add_post("/v1/sessions", post_sessions)
-    app.router.add_get("/v1/sessions/top", get_top)
-    app.router.add_get("/v1/review", get_review)
-    app.router.add_post("/v1/review/{id}/label", post_label)
-    app.router.add_get(r"/v1/datasets/{name:[a-z0-9_-]+}.{ext:jsonl|yaml}", get_dataset)
-    app.router.add_post("/v1/judges/{judge}/agreement", post_agreement)
-    app.router.add_get("/v1/judging", get_status)
-    given_specs = {s.agent: s for s in specs} if specs is not None else None
-
-    async def start(app: web.Application) -> None:
-        found_specs, found_ingestor, exporter_db = _exporter_parts(app)
-        use_specs = given_specs if given_specs is not None else found_specs
-        use_ingestor = ingestor if ingestor is not None else found_ingestor
-        if use_specs is None or use_ingestor is None:
-            raise RuntimeError(
-                "exporter.sessions.setup: no specs or ingestor (pass them, or use exporter.app)"
-            )
-        cfg = app.get(SESSIONS_CONFIG) or config or SessionsConfig.from_env()
-        path = cfg.db_path or (
-            os.path.join(os.path.dirname(os.path.abspath(exporter_db)), "sessions.db")
-            if exporter_db
-            else ":memory:"
-        )
-        store = st.SessionStore(
-            path,
-            redactor=Redactor.parse(cfg.redact),
-            retention_s=cfg.retention_s,
-            labelled_retention_s=cfg.labelled_retention_s,
-            max_bytes=cfg.max_bytes,
-        )
-        pipeline = Pipeline(use_specs, use_ingestor, store, cfg.pipeline, client=client)
-        app[SESSIONS] = pipeline
-        await pipeline.start()
-
-    async def stop(app: web.Application) -> None:
-        if SESSIONS in app:
-            await app[SESSIONS].stop()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
-
-
-__all__ = ["OPENAPI_PATHS", "SESSIONS", "SESSIONS_CONFIG", "SessionsConfig", "setup", "top_contributors"]
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Register the handlers above; they expect `app[PIPELINE]` to be set when the app starts."""
+    router.add_post("/v1/sessions", post_sessions)
+    router.add_get("/v1/sessions/top", get_top)
+    router.add_get("/v1/review", get_review)
+    router.add_post("/v1/review/{id}/label", post_label)
+    router.add_get(r"/v1/datasets/{name:[a-z0-9_-]+}.{ext:jsonl|yaml}", get_dataset)
+    router.add_post("/v1/judges/{judge}/agreement", post_agreement)
+    router.add_get("/v1/judging", get_status)

@@ -27,13 +27,13 @@ from typing import Any, Protocol, TypeVar
 
 import openai
 
-from agentslo.exporter.session_store import SLI_REVIEW, ReviewRecord, SessionRecord, SessionStore
+from agentslo.feedback.remote import JudgeProcess
+from agentslo.feedback.sampling import sampled
+from agentslo.feedback.store import SLI_REVIEW, ReviewRecord, SessionRecord, SessionStore
 from agentslo.judges import JudgeInput, Verdict, applies, run_judge
 from agentslo.judges import model as outcomes
 from agentslo.judges.llm import close_clients
-from agentslo.judges.remote import JudgeProcess
 from agentslo.judges.rule import evaluate
-from agentslo.judges.sampling import sampled
 from agentslo.spec import LLMJudge, RuleJudge, Spec
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,12 @@ WORKERS_PER_SLOT = 2
 VERDICT_FLUSH_S = 0.1
 
 
-class Ingestor(Protocol):
-    """What the pipeline needs from the exporter's ingest (`exporter.ingest.Ingestor`); thread-safe, sync."""
+class Sink(Protocol):
+    """Where the pipeline's results go: judge events, judge calls and agreement ratios; thread-safe, sync.
+
+    The exporter hands in its ingest (`agentslo.exporter.ingest.Ingestor` fits), tests a recorder. A sink
+    may also have `reject(reason, sessions)` to count refused `POST /v1/sessions` in its health counters.
+    """
 
     def apply(self, events: list[dict[str, Any]], *, partial: bool = False) -> Any: ...
 
@@ -81,7 +85,7 @@ class PipelineConfig:
     llm_queue_size: int = DEFAULT_LLM_QUEUE_SIZE
     store_sample_rate: float = DEFAULT_STORE_SAMPLE_RATE
     dedupe_window: int = DEFAULT_DEDUPE_WINDOW
-    # LLM judge calls in a child process (agentslo.judges.remote), off the ingest's interpreter.
+    # LLM judge calls in a child process (agentslo.feedback.remote), off the ingest's interpreter.
     judge_process: bool = False
 
 
@@ -142,14 +146,14 @@ class Pipeline:
     def __init__(
         self,
         specs: Mapping[str, Spec],
-        ingestor: Ingestor,
+        sink: Sink,
         store: SessionStore,
         config: PipelineConfig = PipelineConfig(),
         *,
         client: openai.AsyncOpenAI | None = None,
     ) -> None:
         self.specs = dict(specs)
-        self.ingestor = ingestor
+        self.sink = sink
         self.store = store
         self.config = config
         self.client = client
@@ -450,7 +454,7 @@ class Pipeline:
         events = [e for e in events if e["score"] is not None]
         if events:
             try:
-                result = self.ingestor.apply(events, partial=True)
+                result = self.sink.apply(events, partial=True)
                 if getattr(result, "status", 200) >= 300:
                     self.stats.apply_errors += 1
                     log.warning(
@@ -464,7 +468,7 @@ class Pipeline:
             for i in range(n):
                 spent = cost.get((agent, judge, version, outcome), 0.0) if i == 0 else 0.0
                 try:
-                    self.ingestor.record_judge_call(agent, judge, version, outcome, spent)
+                    self.sink.record_judge_call(agent, judge, version, outcome, spent)
                 except Exception:
                     log.exception("judging: cannot count a call of judge %s", judge)
                     break
@@ -476,7 +480,7 @@ class Pipeline:
 
     def reject(self, reason: str, sessions: int = 0) -> None:
         """Count a refused `POST /v1/sessions` in the exporter's own health counters, when it has them."""
-        reject = getattr(self.ingestor, "reject", None)
+        reject = getattr(self.sink, "reject", None)
         if reject is not None:
             self._emitter.submit(reject, reason, sessions)
 
@@ -492,7 +496,7 @@ class Pipeline:
         """Record and publish a judge version's agreement with human labels."""
         await self.db(self.store.set_agreement, agent, judge, version, ratio, n, source)
         await asyncio.get_running_loop().run_in_executor(
-            self._emitter, self.ingestor.set_judge_agreement, agent, judge, version, ratio
+            self._emitter, self.sink.set_judge_agreement, agent, judge, version, ratio
         )
 
     async def republish_agreements(self) -> None:
@@ -503,7 +507,7 @@ class Pipeline:
             if judge is not None and judge.version == row["judge_version"]:
                 await asyncio.get_running_loop().run_in_executor(
                     self._emitter,
-                    self.ingestor.set_judge_agreement,
+                    self.sink.set_judge_agreement,
                     row["agent"],
                     row["judge"],
                     row["judge_version"],

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from agentslo import feedback
 from agentslo.cli import main
-from agentslo.exporter import sessions
-from agentslo.judges.calibrate import agreement_at, best_threshold
-from agentslo.judges.fake_provider import FakeProvider
+from agentslo.feedback.calibrate import agreement_at, best_threshold
+from tests.doubles.fake_provider import FakeProvider
 
 SPEC = """
 version: agent-slo/v1
@@ -169,7 +169,7 @@ async def test_llm_judge_calibration_via_the_cli_publishes_agreement_to_the_expo
     )
     ingestor = _Ingestor()
     app = web.Application()
-    sessions.setup(app, specs=[load_spec(spec_file)], ingestor=ingestor)
+    feedback.setup(app, [load_spec(spec_file)], ingestor)
     async with FakeProvider(judge=_score_from_context) as provider, TestServer(app) as exporter:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -7,8 +7,8 @@ file. Sessions older than the retention time go (labelled ones live longer: they
 and when the bodies exceed the size limit the least valuable go first: unflagged, then flagged,
 then labelled, oldest first.
 
-The store is synchronous and single-connection; the exporter drives it from one thread
-(`exporter.judging.StoreThread`), so the event loop never waits on SQLite.
+The store is synchronous and single-connection; the judging pipeline drives it from one thread
+(`agentslo.feedback.pipeline.Pipeline.db`), so the event loop never waits on SQLite.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, Final
 
 import orjson
 
-from agentslo.judges.datasets import CORRECT, EDGE_CASE, FALSE_POSITIVE, REAL_FAILURE, human_pass
-from agentslo.judges.redact import Redactor
+from agentslo.feedback.datasets import CORRECT, EDGE_CASE, FALSE_POSITIVE, REAL_FAILURE, human_pass
+from agentslo.feedback.redact import Redactor
 
 # Review labels (POST /v1/review/{id}/label): the verdict was right; flagged but fine; a real failure
 # (whatever the verdict said); ambiguous (kept out of calibration). See datasets.human_pass.

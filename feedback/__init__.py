@@ -1,0 +1,99 @@
+"""The feedback wing: sessions in, judges' verdicts out, humans' labels back into the judges.
+
+Agents post whole sessions (`POST /v1/sessions`); the judging pipeline runs rule judges on every
+session and LLM judges on their head sample, and hands each verdict back as a `judge` event; the
+sessions some SLI or judge marked bad are stored (redacted) for the top-contributors view and the
+review queue; human labels become calibration and regression datasets and a judge's agreement ratio.
+
+The wing is mounted by one call, which takes everything it needs as arguments (it never reads the
+host app's keys) and returns the OpenAPI path items of the routes it added:
+
+    from aiohttp import web
+    from agentslo import feedback
+    from agentslo.spec import load_spec
+
+    class Printer:  # a `Sink`: where verdicts go (the exporter passes its ingest)
+        def apply(self, events, *, partial=False): print(events)
+        def record_judge_call(self, agent, judge, judge_version, outcome, cost_usd): pass
+        def set_judge_agreement(self, agent, judge, judge_version, ratio): pass
+
+    app = web.Application()
+    paths = feedback.setup(app, [load_spec("examples/cx-support.slo.yaml")], Printer())
+    web.run_app(app, port=9121)  # the exporter instead merges `paths` into its /openapi.json
+
+Where things live: `api` (the routes) and `openapi` (their OpenAPI description), `config` (settings,
+`AGENT_SLO_SESSIONS_*`), `pipeline` (the judging queues), `remote` (LLM judge calls in a child
+process), `sampling` (deterministic head samples), `session` (the session document and what it says
+about the SLOs), `store` (the SQLite session store and review queue), `redact` (personal data out
+before storage), `datasets` (calibration and regression sets), `calibrate` (`agent-slo calibrate`).
+The judges themselves (`run_judge`, rule and LLM judges) are the core's `agentslo.judges`, shared with
+the prober's `llm-rubric`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import openai
+from aiohttp import web
+
+from agentslo.feedback.api import PIPELINE, add_routes
+from agentslo.feedback.config import ENV, SessionsConfig
+from agentslo.feedback.openapi import OPENAPI_PATHS
+from agentslo.feedback.pipeline import Pipeline, PipelineConfig, Sink
+from agentslo.feedback.redact import Redactor
+from agentslo.feedback.store import SessionStore
+from agentslo.spec import Spec
+
+SESSIONS_DB = "sessions.db"  # the store's file name when it sits next to the exporter's database
+
+
+def setup(
+    app: web.Application,
+    specs: Iterable[Spec],
+    sink: Sink,
+    *,
+    config: SessionsConfig | None = None,
+    exporter_db: str | None = None,
+    client: openai.AsyncOpenAI | None = None,
+) -> dict[str, Any]:
+    """Add the sessions, review and dataset routes to `app`; the pipeline starts and stops with it.
+
+    `sink` takes the verdicts; `config` defaults to `SessionsConfig.from_env()`, read when the app
+    starts; without a `db_path` the store is `sessions.db` next to `exporter_db`, else in memory.
+    `client` is an `openai.AsyncOpenAI` for every LLM judge (tests). Returns the OpenAPI path items
+    of the routes added.
+    """
+    add_routes(app.router)
+    by_agent = {s.agent: s for s in specs}
+
+    async def start(app: web.Application) -> None:
+        cfg = config or SessionsConfig.from_env()
+        path = cfg.db_path or (
+            os.path.join(os.path.dirname(os.path.abspath(exporter_db)), SESSIONS_DB)
+            if exporter_db
+            else ":memory:"
+        )
+        store = SessionStore(
+            path,
+            redactor=Redactor.parse(cfg.redact),
+            retention_s=cfg.retention_s,
+            labelled_retention_s=cfg.labelled_retention_s,
+            max_bytes=cfg.max_bytes,
+        )
+        pipeline = Pipeline(by_agent, sink, store, cfg.pipeline, client=client)
+        app[PIPELINE] = pipeline
+        await pipeline.start()
+
+    async def stop(app: web.Application) -> None:
+        if PIPELINE in app:
+            await app[PIPELINE].stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return dict(OPENAPI_PATHS)
+
+
+__all__ = ["ENV", "PIPELINE", "Pipeline", "PipelineConfig", "SessionsConfig", "Sink", "setup"]
