@@ -17,27 +17,21 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import os
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, TextIO
 
 from agentslo import names
+from agentslo.prometheus import DEFAULT_TIMEOUT_S, PrometheusClient, PrometheusError
 from agentslo.spec import Spec, load_spec
 
 EXIT_SHIP, EXIT_HOLD, EXIT_BAD_INPUT = 0, 1, 2
-DEFAULT_TIMEOUT_S: Final = 10.0
 STATE_CODES: Final = {name: code for code, name in enumerate(names.RELEASE_STATES)}
 LABELS: Final = (names.L_AGENT, names.L_FLOW, names.L_SLO)
-
-
-class PrometheusUnavailable(RuntimeError):
-    """Prometheus could not be reached or did not answer a query."""
 
 
 @dataclass(frozen=True)
@@ -130,30 +124,15 @@ def decide(
     return Decision(spec.agent, ship=not any(v.blocks for v in verdicts), verdicts=verdicts)
 
 
-def _query(base_url: str, promql: str, timeout: float, token: str | None) -> list[dict[str, Any]]:
-    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            data = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise PrometheusUnavailable(
-            f"Prometheus at {base_url} answered HTTP {exc.code} to {promql!r}"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise PrometheusUnavailable(f"Prometheus at {base_url} could not be reached: {exc}") from None
-    if data.get("status") != "success":
-        raise PrometheusUnavailable(f"Prometheus at {base_url} refused {promql!r}: {data.get('error')}")
-    return list(data["data"]["result"])
-
-
 def read_state(
     base_url: str, agent: str, *, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None
 ) -> dict[tuple[str, str], Reading]:
     """The release state, budget remaining and burn rates of every SLO and flow of `agent`.
 
     Prometheus replicas in HA pairs record the same series twice with different external labels;
-    the gate takes the worst of them (max state and burn, min budget left)."""
+    the gate takes the worst of them (max state and burn, min budget left). Raises PrometheusError
+    when any query cannot be answered."""
+    client = PrometheusClient(base_url, timeout=timeout, token=token)
     sel = f'{{{names.L_AGENT}="{agent}"}}'
     by = f"by ({', '.join(LABELS)})"
     queries = {
@@ -164,9 +143,8 @@ def read_state(
     }
     values: dict[tuple[str, str], dict[str, Any]] = {}
     for field_name, promql in queries.items():
-        for sample in _query(base_url, promql, timeout, token):
-            labels, value = sample["metric"], float(sample["value"][1])
-            if value != value:  # NaN: not recorded in any meaningful sense
+        for labels, value, _ in client.query(promql):
+            if math.isnan(value):  # not recorded in any meaningful sense
                 continue
             key = (labels.get(names.L_SLO, ""), labels.get(names.L_FLOW, ""))
             values.setdefault(key, {})[field_name] = int(value) if field_name == "state" else value
@@ -186,7 +164,7 @@ def gate(
     pairs = scope(spec, flows, change_kind)
     try:
         readings = read_state(prometheus, spec.agent, timeout=timeout, token=token)
-    except PrometheusUnavailable as exc:
+    except PrometheusError as exc:
         return Decision(spec.agent, ship=False, problem=f"{exc}; failing closed (hold)")
     return decide(spec, readings, pairs)
 
