@@ -3,7 +3,10 @@
 Each feature package owns its subcommand in `<package>/command.py` with two functions,
 `add_arguments(parser)` and `run(args) -> int`; this module wires them up, loads the specs once
 and maps errors to exit codes: 0 ok, 1 a check failed (gate closed, generated files drifted),
-2 bad input.
+2 bad input. Options common to every command come before it, and logging is set up here, once:
+
+    agent-slo --version
+    agent-slo --log-level debug --log-format json serve examples/cx-support.slo.yaml
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from agentslo import __version__, logs
 from agentslo.spec import SpecError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -43,6 +47,17 @@ def _parser(modules: dict[str, Any]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-slo", description="SLOs, error budgets and burn-rate alerts for AI agents."
     )
+    parser.add_argument("--version", action="version", version=f"agent-slo {__version__}")
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=logs.LEVELS,
+        help="least severe log records shown (default: info for `serve` and the prober's loop, "
+        "warning for the one-shot commands)",
+    )
+    parser.add_argument(
+        "--log-format", choices=logs.FORMATS, default="text", help="log lines as text or JSON objects"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -63,13 +78,25 @@ def _load(name: str) -> Any:
         raise
 
 
+def _log_level(args: argparse.Namespace) -> str:
+    """--log-level, else what the command printed before the flag existed: the long-running services
+    (the exporter, the prober's loop) log their progress; one-shot commands only warnings."""
+    if args.log_level:
+        return str(args.log_level)
+    looping_probe = args.command == "probe" and not (args.once or args.quiet)
+    return "info" if args.command == "serve" or looping_probe else "warning"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    wanted = next((a for a in argv if not a.startswith("-")), None)
-    # Import only the package behind the requested subcommand (keeps `validate` fast), or all for --help.
-    modules = {n: _load(n) for n in COMMANDS if wanted is None or n == wanted}
+    wanted = next((a for a in argv if a in COMMANDS), None)
+    # Import only the package behind the requested subcommand (keeps `validate` fast), all of them
+    # for --help, none for --version.
+    lazy = wanted is None and "--version" in argv
+    modules = {} if lazy else {n: _load(n) for n in COMMANDS if wanted is None or n == wanted}
     parser = _parser(modules)
     args = parser.parse_args(argv)
+    logs.configure(_log_level(args), args.log_format)
     module = modules.get(args.command)
     if module is None:
         print(f"agent-slo {args.command}: not available in this installation", file=sys.stderr)

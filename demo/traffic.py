@@ -28,7 +28,7 @@ import aiohttp
 from agentslo.demo.faults import Faults, events_for, simulate
 from agentslo.spec import Spec
 
-log = logging.getLogger("agent-slo.traffic")
+log = logging.getLogger(__name__)
 
 
 class StopFlag(Protocol):

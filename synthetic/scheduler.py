@@ -21,7 +21,7 @@ from agentslo.synthetic.runner import run_cycle
 from agentslo.synthetic.sinks import Sink
 from agentslo.synthetic.targets import Target
 
-log = logging.getLogger("agentslo.synthetic")
+log = logging.getLogger(__name__)
 
 
 @dataclass
