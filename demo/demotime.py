@@ -9,6 +9,8 @@ these are not production windows.
 
 from __future__ import annotations
 
+import glob
+import shutil
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,9 +33,9 @@ LABEL: Final = (
 )
 
 
-def compress(data: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
-    """The spec data with demo time: a 1h period everywhere, the demo burn-rate catalog, and
-    scenario paths made absolute (the compressed spec is written somewhere else)."""
+def compress(data: dict[str, Any]) -> dict[str, Any]:
+    """The spec data with demo time: a 1h period everywhere, the demo burn-rate catalog, and at
+    least DEMO_MIN_EVENTS events before a burn alert may fire."""
     out = dict(data)
     out["period"] = DEMO_PERIOD
     out["burn_rates"] = {k: dict(v) for k, v in DEMO_BURN_RATES.items()}
@@ -42,22 +44,25 @@ def compress(data: dict[str, Any], source: Path | None = None) -> dict[str, Any]
     out["slos"] = {
         name: {k: v for k, v in dict(slo).items() if k != "period"} for name, slo in data["slos"].items()
     }
-    synthetic = out.get("synthetic")
-    if synthetic and source is not None:
-        base = Path(source).resolve().parent
-        out["synthetic"] = dict(synthetic) | {
-            "scenarios": [
-                str(base / s) if not Path(s).is_absolute() else s for s in synthetic.get("scenarios", [])
-            ]
-        }
     return out
 
 
 def write_compressed(source: Path, target: Path, **changes: Any) -> Path:
-    """Write a demo-time copy of the spec at `source` to `target`, with top-level `changes` applied."""
-    data = compress(yaml.safe_load(Path(source).read_text(encoding="utf-8")), source)
+    """Write a demo-time copy of the spec at `source` to `target`, with top-level `changes` applied.
+
+    The spec's scenario files are copied beside the copy, at the same relative paths: a spec's
+    scenario globs name files in its own folder, so the copy needs its own."""
+    source, target = Path(source), Path(target)
+    data = compress(yaml.safe_load(source.read_text(encoding="utf-8")))
     for key, value in changes.items():
         data[key] = value
     target.parent.mkdir(parents=True, exist_ok=True)
+    for pattern in (data.get("synthetic") or {}).get("scenarios", []):
+        for found in glob.glob(str(source.parent / pattern), recursive=True):
+            if not Path(found).is_relative_to(source.parent):
+                continue  # outside the spec's folder: the scenario loader refuses it anyway
+            relative = Path(found).relative_to(source.parent)
+            (target.parent / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, target.parent / relative)
     target.write_text(f"# {LABEL}\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return target

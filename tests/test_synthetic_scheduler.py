@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ def _fast_spec(tmp_path: Path, interval: str, jitter: float):
     text = CX.read_text().replace("interval: 5m", f"interval: {interval}\n  jitter: {jitter}")
     path = tmp_path / "cx.slo.yaml"
     path.write_text(text)
-    (tmp_path / "scenarios").symlink_to(ROOT / "examples" / "scenarios")
+    # a copy: a spec's scenario globs must stay inside its folder, which a symlink leaves
+    shutil.copytree(ROOT / "examples" / "scenarios", tmp_path / "scenarios")
     spec = parse_spec(text, str(path))
     return spec, [s for s in load_scenarios(spec) if s.name.startswith("order-status")]
 
