@@ -30,6 +30,9 @@ SYNTHETIC_RUNS_TOTAL: Final = "agent_slo_synthetic_runs_total"
 SYNTHETIC_CONSECUTIVE_FAILURES: Final = "agent_slo_synthetic_consecutive_failures"
 INGEST_EVENTS_TOTAL: Final = "agent_slo_ingest_events_total"
 INGEST_REJECTED_TOTAL: Final = "agent_slo_ingest_rejected_total"
+# The exporter's own release (gauge = 1), beside the standard `process_*` metrics it also exposes.
+EXPORTER_BUILD_INFO: Final = "agent_slo_exporter_build_info"
+PROCESS_PREFIX: Final = "process_"  # prometheus_client's standard process metrics (cpu, memory, fds)
 # Folded label values (cardinality guard) are counted here, by label.
 LABEL_FOLDED_TOTAL: Final = "agent_slo_label_folded_total"
 # Series produced by the rules generator for each SLO (gauge = 1 with descriptive labels).
@@ -58,6 +61,7 @@ L_SEVERITY: Final = "severity"
 L_BURN_TIER: Final = "burn_tier"
 L_OWNER: Final = "owner"
 L_SLI: Final = "sli"
+L_PYTHON_VERSION: Final = "python_version"
 L_OBJECTIVE: Final = "objective"
 L_PERIOD: Final = "period"
 

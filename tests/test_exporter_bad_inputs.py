@@ -62,9 +62,10 @@ def unchanged(after: dict[tuple[str, tuple], float], before: dict[tuple[str, tup
 
 
 async def counters(client: Any) -> dict[tuple[str, tuple], float]:
-    """Every sample but the exporter's own ingest health (which must count the refusals)."""
+    """Every sample but the exporter's own ingest health (which must count the refusals) and its
+    process metrics (CPU and memory move by themselves)."""
     text = await (await client.get("/metrics")).text()
-    own = (names.INGEST_EVENTS_TOTAL, names.INGEST_REJECTED_TOTAL)
+    own = (names.INGEST_EVENTS_TOTAL, names.INGEST_REJECTED_TOTAL, names.PROCESS_PREFIX)
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for fam in text_string_to_metric_families(text)

@@ -119,7 +119,8 @@ async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.
 async def scrape(session: aiohttp.ClientSession, url: str) -> dict[tuple[str, tuple], float]:
     async with session.get(f"{url}/metrics") as resp:
         text = await resp.text()
-    own = (names.INGEST_EVENTS_TOTAL, names.INGEST_REJECTED_TOTAL)
+    # the exporter's own health, and its process metrics (a restart resets its CPU seconds)
+    own = (names.INGEST_EVENTS_TOTAL, names.INGEST_REJECTED_TOTAL, names.PROCESS_PREFIX)
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in text_string_to_metric_families(text)
