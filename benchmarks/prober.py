@@ -1,7 +1,7 @@
 """Prober cycle time, memory and per-turn overhead: `python benchmarks/prober.py`.
 
-200 scenarios × 3 turns against a fake OpenAI-compatible agent (its own process) answering every
-completion in 300 ms, at concurrency 20. The theoretical cycle is 200 × 3 × 0.3 s / 20 = 9 s; the
+200 scenarios × 3 turns against the demo's CX agent (OpenAI-compatible, its own process) answering
+every completion in 300 ms, at concurrency 20. The theoretical cycle is 200 × 3 × 0.3 s / 20 = 9 s; the
 target is one cycle within 1.5× of it (≤ 13.5 s, the issue rounds to 14 s) with prober RSS ≤ 150 MB.
 
 Baseline, in the same run: a bare aiohttp client sending the same 600 chat-completion requests
@@ -31,6 +31,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agentslo.demo.servers import free_port, http_get  # noqa: E402
 from agentslo.scenario import parse_scenarios  # noqa: E402
 from agentslo.spec import load_spec  # noqa: E402
 from agentslo.synthetic.runner import run_cycle  # noqa: E402
@@ -38,6 +39,7 @@ from agentslo.synthetic.targets import tool_definitions  # noqa: E402
 
 TARGET_RATIO = 1.5  # the issue: one cycle within 1.5× of the theoretical cycle
 RSS_LIMIT_MB = 150.0
+AGENT_READY_TIMEOUT_S = 30.0
 USER_TURNS = ("Hi, what can you help me with?", "Can you tell me more about that?", "Thanks, that is all.")
 
 
@@ -62,20 +64,27 @@ def scenario_file(count: int, turns: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_agent(latency: float) -> tuple[subprocess.Popen[str], str]:
+def start_agent(latency: float) -> tuple[subprocess.Popen[bytes], str]:
+    """The demo's CX agent in its own process, answering every completion in `latency` seconds."""
+    port = free_port()
+    argv = ["--port", str(port), "--time-scale", "0", "--delay", str(latency)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentslo.synthetic.fakeagent", "--port", "0", "--delay", str(latency)],
+        [sys.executable, "-m", "agentslo.demo.agent", *argv],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("fake agent listening on "):
-        proc.kill()
-        raise SystemExit(f"the fake agent did not start: {line!r}")
-    return proc, line.removeprefix("fake agent listening on ")
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + AGENT_READY_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if http_get(base_url + "/healthz", timeout=1.0)[0] == 200:
+                return proc, base_url + "/v1"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"the demo agent did not start on port {port} (exit code {proc.poll()})")
 
 
 async def baseline(base_url: str, scenarios: int, turns: int, concurrency: int, tools: list[Any]) -> float:

@@ -18,3 +18,14 @@ Modules:
 - `demotime`: the spec with its clock compressed, so a page arrives in minutes;
 - `backfill`: weeks of history written into Prometheus blocks with promtool.
 """
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Final
+
+# The example specs and scenarios ship inside the package (agentslo/examples; in the checkout a symlink
+# to examples/), so the demo finds them from an installed wheel in any folder.
+EXAMPLES: Final = Path(str(files("agentslo") / "examples"))
+EXAMPLE_SPEC: Final = EXAMPLES / "cx-support.slo.yaml"

@@ -1,16 +1,28 @@
-"""The demo CX support agent: OpenAI-compatible, tool-using, with injectable faults. No API key needed.
+"""The one fake CX support agent: tool-using, with injectable faults, reporting its own events. No API key.
 
-    python -m agentslo.demo.agent examples/cx-support.slo.yaml --port 8090 --exporter http://127.0.0.1:9120
+`agent-slo demo` and docker-compose run it against simulated customers and the prober; the prober's
+tests run it as their target (tests/doubles/cx_agent.py). From a shell, with the packaged cx-support
+example as its spec unless one is given:
 
-`POST /v1/chat/completions` answers like a model that runs the CX policy: when the request declares
-`tools` it asks for them (`tool_calls`) and composes its answer from the results played back;
-without `tools` it runs its own fake backend. `GET /v1/models` lists it. Each answer that finishes
-a task is reported to the exporter (`POST /v1/events`) the way an instrumented runtime would,
-marked `exclude: synthetic` when the prober's `X-Agent-SLO-Synthetic` header is present.
+    python -m agentslo.demo.agent [SPEC] --port 8090 --exporter http://127.0.0.1:9120
 
-Faults are injected with `POST /admin/faults` (`{"incident": "wrong-tool-8pct"}` or `Faults` fields)
-and a deploy with `POST /admin/deploy` (`{"version": "2.0.0"}`); see `demo.faults.INCIDENTS`.
-Every random choice comes from a generator seeded by `--seed` and the conversation, so a run replays.
+It speaks both protocols the prober's targets speak:
+
+- `POST /v1/chat/completions` answers like a model running the CX policy (`demo.policy`): when the
+  request declares `tools` it asks for them (`tool_calls`) and composes its answer from the results
+  played back; tools it was not given it runs against its own backend. A system prompt that asks
+  for JSON gets `{"reply": text}`; a request for a JSON object (`response_format`) is graded by
+  its stand-in judge. `GET /v1/models` lists it.
+- `POST /chat` is a generic HTTP JSON agent: `{message, history, session_id}` in,
+  `{reply: {text}, tool_calls: [{name, arguments, result}], usage}` out; it runs every tool itself
+  and keeps each session's transcript, tool results included, by `session_id`.
+
+Each answer that finishes a task is reported to the exporter (`POST /v1/events`) the way an
+instrumented runtime would, marked `exclude: synthetic` when the prober's `X-Agent-SLO-Synthetic`
+header is present. Faults are injected with `POST /admin/faults` (`{"incident": "wrong-tool-8pct"}`
+or `Faults` fields) and a deploy with `POST /admin/deploy` (`{"version": "2.0.0"}`); see
+`demo.faults.INCIDENTS`. Every random choice comes from a generator seeded by `--seed` and the
+conversation, so a run replays.
 """
 
 from __future__ import annotations
@@ -23,11 +35,16 @@ import logging
 import os
 import random
 import time
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp.typedefs import Middleware
 
+from agentslo import logs
+from agentslo.demo import EXAMPLE_SPEC
 from agentslo.demo.faults import (
     HALLUCINATED_REFUND_WINDOW,
     INCIDENTS,
@@ -39,13 +56,14 @@ from agentslo.demo.faults import (
 )
 from agentslo.demo.policy import ESCALATE_RE, Action, backend, classify_flow, plan
 from agentslo.spec import Spec, load_spec
+from agentslo.synthetic.targets import SESSION_HEADER, SYNTHETIC_HEADER
 
-log = logging.getLogger("agent-slo.demo-agent")
-SYNTHETIC_HEADER: Final = "X-Agent-SLO-Synthetic"  # set by the prober (synthetic.targets)
-SESSION_HEADER: Final = "X-Agent-SLO-Session"
+log = logging.getLogger(__name__)
 TOKEN_ENV: Final = "AGENT_SLO_TOKEN"  # the exporter's bearer token, as for `agent-slo probe`
 POST_TIMEOUT_S: Final = 5.0
 REPORTED_MEMORY: Final = 100_000  # conversations remembered as reported (bounded, oldest forgotten)
+SESSION_MEMORY: Final = 10_000  # `/chat` transcripts kept (bounded, oldest forgotten)
+OWN_TOOL_STEPS: Final = 8  # tool calls the agent makes on its own backend before it gives up
 
 
 @dataclass
@@ -56,15 +74,32 @@ class AgentState:
     faults: Faults = field(default_factory=Faults)
     faults_since: float = field(default_factory=time.time)
     time_scale: float = 1.0  # share of simulated latency actually slept
+    delay_s: float = 0.0  # slept on top, by every answer: a model's own latency
     exporter_url: str | None = None
     exporter_token: str | None = None
     conversations: int = 0
     events_posted: int = 0
     post_errors: int = 0
     _starts: dict[str, int] = field(default_factory=dict)
-    reported: dict[str, None] = field(
-        default_factory=dict
-    )  # conversation keys already reported, oldest first
+    # conversation keys already reported, oldest first
+    reported: dict[str, None] = field(default_factory=dict)
+    sessions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # `/chat` transcripts
+
+
+STATE: Final = web.AppKey("state", AgentState)
+CLIENT: Final = web.AppKey("client", ClientSession)  # to the exporter
+REPORTING: Final = web.AppKey[set["asyncio.Task[None]"]]("reporting")  # event posts in flight
+
+
+@dataclass
+class Step:
+    """The agent's answer to one request: what it does next, the simulated conversation behind it,
+    and the tools it ran on its own backend on the way as (name, arguments, result)."""
+
+    action: Action
+    conv: Conversation
+    key: str
+    own_calls: list[tuple[str, dict[str, Any], Any]]
 
 
 def _conversation(state: AgentState, flow: str, key: str, escalation_required: bool) -> Conversation:
@@ -92,59 +127,81 @@ def _key(state: AgentState, messages: list[dict[str, Any]], session: str | None)
     return f"{base}:{state._starts.get(base, 1)}"
 
 
-def respond(
-    state: AgentState, body: dict[str, Any], headers: Any
-) -> tuple[dict[str, Any], Conversation, Action, str]:
-    """One chat completion: plan the next step from the messages, playing tools itself when the
-    caller declared none."""
-    messages = list(body.get("messages") or [])
-    if not messages or not isinstance(messages, list):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "messages must be a non-empty list"}))
-    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
-    if not users:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "no user message"}))
-    last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+def _tool_results(
+    messages: list[dict[str, Any]], last_user: int
+) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """(tool name, result) since the last user message, and before it, from the transcript."""
     names_by_id = {
-        c.get("id"): c.get("function", {}).get("name")
-        for m in messages[last_user:]
-        for c in (m.get("tool_calls") or [])
-    }
-    names_by_id |= {
-        c.get("id"): c.get("function", {}).get("name")
-        for m in messages[:last_user]
-        for c in (m.get("tool_calls") or [])
+        c.get("id"): c.get("function", {}).get("name") for m in messages for c in (m.get("tool_calls") or [])
     }
     earlier: list[tuple[str, Any]] = []
-    results: list[tuple[str, Any]] = []
+    recent: list[tuple[str, Any]] = []
     for i, m in enumerate(messages):
         if m.get("role") == "tool":
             try:
                 content = json.loads(m.get("content") or "null")
             except ValueError:
                 content = m.get("content")
-            (results if i > last_user else earlier).append(
+            (recent if i > last_user else earlier).append(
                 (names_by_id.get(m.get("tool_call_id"), "?"), content)
             )
+    return recent, earlier
+
+
+def step(state: AgentState, messages: list[dict[str, Any]], declared: set[str], session: str | None) -> Step:
+    """Plan the next step from the transcript, running the tools the caller did not declare itself."""
+    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    if not users:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "no user message"}))
+    last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+    recent, earlier = _tool_results(messages, last_user)
     flow = classify_flow(state.spec, users)
-    key = _key(state, messages, headers.get(SESSION_HEADER))
+    key = _key(state, messages, session)
     # A customer who asks for a human needs one: that is what the escalation SLI judges.
-    conv = _conversation(state, flow, key, any(ESCALATE_RE.search(u) for u in users))
+    conv = _conversation(
+        state, flow or next(iter(state.spec.flows)), key, any(ESCALATE_RE.search(u) for u in users)
+    )
+    action = plan(flow, users, recent, earlier, conv)
+    own: list[tuple[str, dict[str, Any], Any]] = []
+    while (tool := action.tool) is not None and tool not in declared:
+        if len(own) == OWN_TOOL_STEPS:
+            action = Action(text="Sorry, I couldn't finish that; let me pass you to a colleague.", done=True)
+            break
+        result = backend(tool, action.arguments)
+        own.append((tool, action.arguments, result))
+        recent.append((tool, result))
+        action = plan(flow, users, recent, earlier, conv)
+    return Step(action, conv, key, own)
+
+
+def _wants_json(messages: list[dict[str, Any]]) -> bool:
+    return any("json" in str(m.get("content") or "").lower() for m in messages if m.get("role") == "system")
+
+
+def _tool_call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+
+def respond(
+    state: AgentState, body: dict[str, Any], headers: Mapping[str, str]
+) -> tuple[dict[str, Any], Step]:
+    """One chat completion: the next step as an OpenAI `chat.completion` object."""
+    messages = body.get("messages")
+    if not messages or not isinstance(messages, list):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "messages must be a non-empty list"}))
     declared = {t.get("function", {}).get("name") for t in body.get("tools") or []}
-    action = plan(flow, users, results, earlier, conv)
-    while action.tool is not None and action.tool not in declared:  # run our own backend
-        results.append((action.tool, backend(action.tool, action.arguments)))
-        action = plan(flow, users, results, earlier, conv)
-    message: dict[str, Any] = {"role": "assistant", "content": action.text or None}
+    taken = step(state, messages, declared, headers.get(SESSION_HEADER))
+    action, conv = taken.action, taken.conv
+    text = json.dumps({"reply": action.text}) if _wants_json(messages) else action.text
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
     finish = "stop"
     if action.tool is not None:
         call_id = f"call_{hashlib.sha256(f'{len(messages)}:{action.tool}'.encode()).hexdigest()[:12]}"
-        message["tool_calls"] = [
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": action.tool, "arguments": json.dumps(action.arguments)},
-            }
-        ]
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [_tool_call(call_id, action.tool, action.arguments)],
+        }
         finish = "tool_calls"
     answer = {
         "id": f"chatcmpl-{state.conversations}-{len(messages)}",
@@ -161,7 +218,7 @@ def respond(
         "cost_usd": round(conv.cost_usd / 4, 5),
         "system_fingerprint": f"{state.spec.agent}-{state.version}",
     }
-    return answer, conv, action, key
+    return answer, taken
 
 
 def judge_answer(body: dict[str, Any]) -> dict[str, Any]:
@@ -198,11 +255,11 @@ def judge_answer(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _report(app: web.Application, events: list[dict[str, Any]]) -> None:
-    state: AgentState = app["state"]
+    state = app[STATE]
     try:
         headers = {"Authorization": f"Bearer {state.exporter_token}"} if state.exporter_token else {}
         url = f"{state.exporter_url}/v1/events"
-        async with app["client"].post(url, json=events, headers=headers) as resp:
+        async with app[CLIENT].post(url, json=events, headers=headers) as resp:
             if resp.status >= 300:
                 state.post_errors += 1
                 log.warning("exporter refused events: %s %s", resp.status, (await resp.text())[:300])
@@ -213,36 +270,82 @@ async def _report(app: web.Application, events: list[dict[str, Any]]) -> None:
         log.warning("could not post events to %s: %s", state.exporter_url, exc)
 
 
-async def chat(request: web.Request) -> web.Response:
-    state: AgentState = request.app["state"]
-    try:
-        body = await request.json()
-    except ValueError:
-        return web.json_response({"error": "the body must be JSON"}, status=400)
-    if (body.get("response_format") or {}).get("type") == "json_object":
-        return web.json_response(judge_answer(body))
-    answer, conv, action, key = respond(state, body, request.headers)
-    delay = (conv.first_response_s if action.tool else conv.turn_latencies_s[-1]) * state.time_scale
+async def _finish(request: web.Request, taken: Step, session_id: str) -> None:
+    """Take the step's simulated time, then report the conversation once, at its first finished task."""
+    state = request.app[STATE]
+    conv, action = taken.conv, taken.action
+    simulated = conv.first_response_s if action.tool else conv.turn_latencies_s[-1]
+    delay = state.delay_s + simulated * state.time_scale
     if delay > 0:
         await asyncio.sleep(delay)
-    if action.done and key not in state.reported:
-        state.reported[key] = None  # a conversation is reported once, at its first finished task
-        while len(state.reported) > REPORTED_MEMORY:
-            state.reported.pop(next(iter(state.reported)))
-    else:
-        return web.json_response(answer)
+    if not action.done or taken.key in state.reported:
+        return
+    state.reported[taken.key] = None
+    while len(state.reported) > REPORTED_MEMORY:
+        state.reported.pop(next(iter(state.reported)))
     if state.exporter_url:
-        events = events_for(state.spec, conv, session_id=request.headers.get(SESSION_HEADER) or answer["id"])
+        events = events_for(state.spec, conv, session_id=session_id)
         if request.headers.get(SYNTHETIC_HEADER):
             events = [e | {"exclude": "synthetic"} for e in events]
         task = asyncio.create_task(_report(request.app, events))
-        request.app["tasks"].add(task)
-        task.add_done_callback(request.app["tasks"].discard)
+        request.app[REPORTING].add(task)
+        task.add_done_callback(request.app[REPORTING].discard)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be JSON"})) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}))
+    return body
+
+
+async def chat_completions(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await _json_body(request)
+    if (body.get("response_format") or {}).get("type") == "json_object":
+        return web.json_response(judge_answer(body))
+    answer, taken = respond(state, body, request.headers)
+    await _finish(request, taken, request.headers.get(SESSION_HEADER) or answer["id"])
     return web.json_response(answer)
 
 
+async def chat(request: web.Request) -> web.Response:
+    """The generic HTTP JSON agent: one user message in, the reply and the tools it ran out."""
+    state = request.app[STATE]
+    body = await _json_body(request)
+    session = str(body.get("session_id") or "")
+    past = state.sessions.get(session) if session else None
+    messages = [*(past if past is not None else body.get("history") or [])]
+    messages.append({"role": "user", "content": str(body.get("message") or "")})
+    taken = step(state, messages, set(), request.headers.get(SESSION_HEADER) or session or None)
+    for n, (name, arguments, result) in enumerate(taken.own_calls):
+        call_id = f"call_{len(messages)}_{n}"
+        messages += [
+            {"role": "assistant", "content": None, "tool_calls": [_tool_call(call_id, name, arguments)]},
+            {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)},
+        ]
+    text = taken.action.text
+    messages.append({"role": "assistant", "content": text})
+    if session:  # like a real agent service, it keeps the transcript server-side
+        state.sessions.pop(session, None)
+        state.sessions[session] = messages
+        while len(state.sessions) > SESSION_MEMORY:
+            state.sessions.pop(next(iter(state.sessions)))
+    await _finish(request, taken, request.headers.get(SESSION_HEADER) or session or taken.key)
+    return web.json_response(
+        {
+            "reply": {"text": text},
+            "tool_calls": [{"name": n, "arguments": a, "result": r} for n, a, r in taken.own_calls],
+            "usage": {"input_tokens": taken.conv.tokens_in // 4, "output_tokens": taken.conv.tokens_out // 4},
+        }
+    )
+
+
 async def models(request: web.Request) -> web.Response:
-    state: AgentState = request.app["state"]
+    state = request.app[STATE]
     return web.json_response(
         {
             "object": "list",
@@ -272,7 +375,7 @@ def faults_from(body: dict[str, Any]) -> Faults:
 
 
 async def admin_faults(request: web.Request) -> web.Response:
-    state: AgentState = request.app["state"]
+    state = request.app[STATE]
     if request.method == "POST":
         try:
             state.faults = faults_from(await request.json())
@@ -286,14 +389,14 @@ async def admin_faults(request: web.Request) -> web.Response:
 
 
 async def admin_deploy(request: web.Request) -> web.Response:
-    state: AgentState = request.app["state"]
+    state = request.app[STATE]
     body = await request.json()
     state.version = str(body.get("version") or state.version)
     return web.json_response({"version": state.version})
 
 
 async def health(request: web.Request) -> web.Response:
-    state: AgentState = request.app["state"]
+    state = request.app[STATE]
     return web.json_response(
         {
             "ok": True,
@@ -304,30 +407,43 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
-def create_app(state: AgentState) -> web.Application:
-    app = web.Application()
-    app["state"] = state
-    app["tasks"] = set()
+async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[CLIENT] = ClientSession(timeout=ClientTimeout(total=POST_TIMEOUT_S))
+    yield
+    if app[REPORTING]:
+        await asyncio.gather(*app[REPORTING], return_exceptions=True)
+    await app[CLIENT].close()
 
-    async def client_ctx(app: web.Application):  # type: ignore[no-untyped-def]
-        app["client"] = ClientSession(timeout=ClientTimeout(total=POST_TIMEOUT_S))
-        yield
-        if app["tasks"]:
-            await asyncio.gather(*app["tasks"], return_exceptions=True)
-        await app["client"].close()
 
-    app.cleanup_ctx.append(client_ctx)
-    app.router.add_post("/v1/chat/completions", chat)
+def create_app(state: AgentState, middlewares: Iterable[Middleware] = ()) -> web.Application:
+    """The agent's aiohttp app; `middlewares` wrap every route (the tests' instruments use them)."""
+    app = web.Application(middlewares=list(middlewares))
+    app[STATE] = state
+    app[REPORTING] = set()
+    app.cleanup_ctx.append(_client_ctx)
+    app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
+    app.router.add_post("/chat", chat)
     app.router.add_route("*", "/admin/faults", admin_faults)
     app.router.add_post("/admin/deploy", admin_deploy)
     app.router.add_get("/healthz", health)
     return app
 
 
+async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+    """Serve the app in this event loop (port 0: a free one); (its runner, its base URL ending in /v1).
+    `await runner.cleanup()` stops it."""
+    runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner, f"http://{host}:{runner.addresses[0][1]}/v1"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="the agent-slo demo CX agent (OpenAI-compatible)")
-    parser.add_argument("spec")
+    parser.add_argument(
+        "spec", nargs="?", type=Path, default=EXAMPLE_SPEC, help="SLO spec (default: the cx-support example)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument(
@@ -337,8 +453,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", default="1.0.0", help="the agent version it reports")
     parser.add_argument("--incident", choices=sorted(INCIDENTS), help="start with this incident injected")
     parser.add_argument("--time-scale", type=float, default=1.0, help="share of simulated latency slept")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds every answer takes on top")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure("info")
     state = AgentState(
         load_spec(args.spec),
         seed=args.seed,
@@ -346,6 +463,7 @@ def main(argv: list[str] | None = None) -> None:
         exporter_url=args.exporter,
         exporter_token=os.environ.get(TOKEN_ENV) or None,
         time_scale=args.time_scale,
+        delay_s=args.delay,
         faults=INCIDENTS[args.incident].faults if args.incident else Faults(),
     )
     web.run_app(create_app(state), host=args.host, port=args.port, print=None)

@@ -27,20 +27,18 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 import openai
-from aiohttp import web
 
 from agentslo import gate, names
-from agentslo.demo import demotime
-from agentslo.demo.agent import AgentState, create_app
+from agentslo.demo import EXAMPLE_SPEC, demotime
+from agentslo.demo.agent import AgentState, create_app, serve
 from agentslo.demo.faults import INCIDENTS, Faults, Incident
-from agentslo.demo.servers import WebhookSink, free_port, http_get, prometheus_query
+from agentslo.demo.servers import WebhookSink, http_get, prometheus_query
 from agentslo.demo.stack import Stack
 from agentslo.demo.traffic import UserTraffic
 from agentslo.scenario import load_scenarios
 from agentslo.synthetic.runner import run_cycle
 from agentslo.synthetic.sinks import HttpSink
 
-EXAMPLE: Final = Path(__file__).resolve().parents[1] / "examples" / "cx-support.slo.yaml"
 DEFAULT_DURATION_S: Final = 240.0
 DEFAULT_INCIDENT_AT_S: Final = 40.0
 DEFAULT_INCIDENT: Final = "post-deploy-regression"
@@ -78,14 +76,6 @@ def _autonomy(stack: Stack, agent: str, flow: str) -> dict[str, Any]:
         return json.loads(body) if status == 200 else {"state": f"HTTP {status}"}
     except OSError as exc:
         return {"state": "unreachable", "reason": str(exc)}
-
-
-async def _serve_agent(state: AgentState) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(create_app(state))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}/v1"
 
 
 async def _probe_loop(
@@ -128,7 +118,7 @@ async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None,
     agent_state = AgentState(
         spec, seed=args.seed, time_scale=AGENT_TIME_SCALE, exporter_url=stack.exporter_url
     )
-    runner, agent_url = await _serve_agent(agent_state)
+    runner, agent_url = await serve(create_app(agent_state))
     _say(out, timeline.at(), f"demo agent (OpenAI-compatible): {agent_url}  (try: curl {agent_url}/models)")
     stop = asyncio.Event()
     users = UserTraffic(spec, agent_url, rate_per_s=args.rate, seed=args.seed)
@@ -214,7 +204,10 @@ async def _run(args: argparse.Namespace, stack: Stack, sink: WebhookSink | None,
             await asyncio.sleep(1.0)
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for name, result in zip(("customers", "prober"), results, strict=True):
+            if isinstance(result, Exception):  # said, not swallowed: a silent prober hides a broken loop
+                _say(out, timeline.at(), f"{name} stopped early: {type(result).__name__}: {result}")
         await runner.cleanup()
     return timeline
 
@@ -309,7 +302,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=6.0, help="customer conversations per second")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--spec", type=Path, default=EXAMPLE, help="spec to run in demo time (default: cx-support)"
+        "--spec", type=Path, default=EXAMPLE_SPEC, help="spec to run in demo time (default: cx-support)"
     )
     parser.add_argument("--workdir", type=Path, default=None, help="keep configs, data and logs here")
 

@@ -59,7 +59,10 @@ class Drift:
 class Faults:
     """Rates of each injected fault (0 = healthy). All are shares of the conversations they apply to."""
 
-    wrong_tool_rate: float = 0.0  # first tool call goes to the wrong tool
+    wrong_tool_rate: float = 0.0  # first tool call goes to the wrong tool, then the agent calls the right one
+    # every first tool call goes to this tool instead, and the agent never notices (a tool it takes for
+    # another, e.g. after a rename): it answers from what it got and the task fails
+    mistaken_tool: str | None = None
     refund_window_rate: float = 0.0  # refund answers quote the hallucinated window
     slow_rate: float = 0.0  # turns that take `slow_extra_s` longer
     slow_extra_s: float = 0.0
@@ -70,6 +73,9 @@ class Faults:
     regression_version: str | None = None  # tasks of this version fail at `regression_failure_rate`
     regression_failure_rate: float = 0.0
     flows: tuple[str, ...] | None = None  # faults apply only to these flows (None: all)
+    # A healthy agent's own failures, in every flow; 0 makes an agent that never fails by itself.
+    base_failure_rate: float = BASE_FAILURE_RATE
+    base_tool_error_rate: float = BASE_TOOL_ERROR_RATE
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,7 @@ def _applies(faults: Faults, flow: str) -> bool:
 
 def failure_rate(faults: Faults, flow: str, version: str, elapsed_s: float) -> float:
     """The chance a task fails, given the faults in force for this flow, version and demo time."""
-    rate = BASE_FAILURE_RATE
+    rate = faults.base_failure_rate
     if _applies(faults, flow):
         rate += faults.task_failure_rate
         if faults.drift is not None:
@@ -217,13 +223,18 @@ def simulate(
     calls: list[ToolCall] = []
     failure_mode = None
     tools = tools_for(spec, flow)
+    mistaken = on and faults.mistaken_tool is not None and bool(tools)
     for i, tool in enumerate(tools):
         latency = round(rng.uniform(0.05, 0.4), 3)
+        if mistaken:
+            calls.append(ToolCall(str(faults.mistaken_tool), "wrong_tool", latency))
+            failure_mode = "wrong_tool"
+            break
         if i == 0 and on and rng.random() < faults.wrong_tool_rate:
             wrong = [t for t in spec.tools if t != tool] or [tool]
             calls.append(ToolCall(rng.choice(wrong), "wrong_tool", latency))
             failure_mode = "wrong_tool"
-        elif rng.random() < BASE_TOOL_ERROR_RATE:
+        elif rng.random() < faults.base_tool_error_rate:
             calls.append(ToolCall(tool, rng.choice(["error", "empty_result", "invalid_params"]), latency))
         calls.append(ToolCall(tool, "ok", latency, {"order_id": f"A{rng.randint(1000, 9999)}"}))
 
@@ -236,7 +247,7 @@ def simulate(
     elif tier2 and on and rng.random() < faults.tier2_misroute_rate:
         context_preserved = False  # routed to Tier 1: the handoff lands in the wrong queue, context lost
 
-    failed = rng.random() < failure_rate(faults, flow, version, elapsed_s)
+    failed = rng.random() < failure_rate(faults, flow, version, elapsed_s) or mistaken
     if escalated:
         outcome = "escalated"
     elif failed:

@@ -12,7 +12,7 @@ plays them. `agent-slo probe SPEC... [--once] [--junit FILE]` is `synthetic.comm
 Modules: `targets` (openai-chat with scripted tool playback, generic HTTP JSON), `assertions`
 (promptfoo-style checks), `rubric` (llm-rubric through `agentslo.judges`), `runner` (one scenario,
 one cycle), `scheduler` (every interval, with jitter), `sinks` (exporter HTTP API or a callable),
-`inprocess` (inside an aiohttp app), `junit`, `records`, and `fakeagent` (a deterministic support
-agent for tests, demo and benchmark).
+`inprocess` (inside an aiohttp app), `junit` and `records`. The agent the demo, the benchmark and
+the tests probe is the demo's CX agent (`agentslo.demo.agent`).
 See synthetic/README.md for the scenario format.
 """

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from agentslo.demo.agent import AgentState, create_app, faults_from
 from agentslo.demo.faults import HALLUCINATED_REFUND_WINDOW, INCIDENTS, Faults
+from agentslo.demo.policy import HELP
 from agentslo.scenario import load_scenarios
 from agentslo.spec import load_spec
 
@@ -142,6 +143,13 @@ async def test_same_seed_replays_the_same_conversations(aiohttp_client, spec):
     assert first == again
     assert first != other
     assert any(HALLUCINATED_REFUND_WINDOW in t for t in first)
+
+
+async def test_an_opening_about_nothing_the_shop_does_gets_what_it_can_help_with(aiohttp_client, spec):
+    client = await aiohttp_client(create_app(AgentState(spec, time_scale=0.0)))
+    body = {"messages": [{"role": "user", "content": "Hi, what can you help me with?"}]}
+    answer = await (await client.post("/v1/chat/completions", json=body)).json()
+    assert answer["choices"][0]["message"]["content"] == HELP
 
 
 async def test_models_and_admin_endpoints(aiohttp_client, spec):

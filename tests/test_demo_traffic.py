@@ -42,6 +42,30 @@ def test_wrong_tool_rate_is_the_share_of_first_tool_calls_to_a_wrong_tool(spec):
     assert all(c.tool_calls[-1].tool == "get_order" and c.tool_calls[-1].outcome == "ok" for c in convs)
 
 
+def test_a_mistaken_tool_takes_every_first_call_of_its_flows_and_the_task_fails(spec):
+    rng = random.Random(3)
+    faults = Faults(mistaken_tool="get_account_balance", flows=("order-status",))
+    convs = [simulate(spec, "order-status", rng, faults, escalation_required=False) for _ in range(200)]
+    assert all(
+        [(t.tool, t.outcome) for t in c.tool_calls] == [("get_account_balance", "wrong_tool")]
+        and c.outcome in ("failure", "abandoned")
+        and c.failure_mode == "wrong_tool"
+        for c in convs
+    )
+    assert simulate(spec, "refund", rng, faults).tool_calls[0].tool == "get_order"  # not its flow
+
+
+def test_without_base_rates_the_agent_never_fails_by_itself(spec):
+    rng = random.Random(4)
+    flawless = Faults(base_failure_rate=0.0, base_tool_error_rate=0.0)
+    convs = [
+        simulate(spec, flow, rng, flawless, escalation_required=False)
+        for flow in spec.flows
+        for _ in range(N)
+    ]
+    assert all(c.outcome == "success" and all(t.outcome == "ok" for t in c.tool_calls) for c in convs)
+
+
 def test_drift_slides_task_success_from_94_to_81_percent_over_three_weeks(spec):
     drift = Drift()
     assert drift.success_at(0) == pytest.approx(0.94)

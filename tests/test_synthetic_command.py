@@ -18,7 +18,7 @@ from agentslo import cli, names
 from agentslo.exporter.app import create_app
 from agentslo.exporter.config import ExporterConfig
 from agentslo.spec import load_spec
-from agentslo.synthetic.fakeagent import FakeAgent, running_fake_agent
+from tests.doubles.cx_agent import FakeAgent, running_fake_agent
 from tests.doubles.fake_provider import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent

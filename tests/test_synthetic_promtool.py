@@ -26,9 +26,9 @@ from agentslo.exporter.config import ExporterConfig
 from agentslo.rules import generate_files
 from agentslo.scenario import load_scenarios
 from agentslo.spec import load_spec
-from agentslo.synthetic.fakeagent import running_fake_agent
 from agentslo.synthetic.runner import run_cycle
 from agentslo.synthetic.sinks import HttpSink
+from tests.doubles.cx_agent import running_fake_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 CX = ROOT / "examples" / "cx-support.slo.yaml"

@@ -10,8 +10,8 @@ import yaml
 from agentslo.feedback.datasets import regression_scenarios
 from agentslo.scenario import parse_scenarios
 from agentslo.spec import load_spec
-from agentslo.synthetic.fakeagent import running_fake_agent
 from agentslo.synthetic.runner import run_cycle
+from tests.doubles.cx_agent import running_fake_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 

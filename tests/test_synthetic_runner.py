@@ -14,11 +14,11 @@ import pytest
 
 from agentslo.scenario import Scenario, load_scenarios, parse_scenarios
 from agentslo.spec import Spec, load_spec
-from agentslo.synthetic.fakeagent import FakeAgent, running_fake_agent
 from agentslo.synthetic.records import ScenarioResult
 from agentslo.synthetic.runner import run_cycle
 from agentslo.synthetic.sinks import CallableSink
 from agentslo.synthetic.targets import SYNTHETIC_HEADER
+from tests.doubles.cx_agent import FakeAgent, running_fake_agent
 from tests.doubles.fake_provider import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,12 +14,12 @@ from aiohttp import web
 
 from agentslo.scenario import load_scenarios
 from agentslo.spec import load_spec, parse_spec
-from agentslo.synthetic.fakeagent import running_fake_agent
 from agentslo.synthetic.records import ScenarioResult
 from agentslo.synthetic.runner import run_cycle
 from agentslo.synthetic.scheduler import Job, run_forever
 from agentslo.synthetic.sinks import CallableSink, HttpSink, SinkError
 from agentslo.synthetic.targets import make_target
+from tests.doubles.cx_agent import running_fake_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 CX = ROOT / "examples" / "cx-support.slo.yaml"
