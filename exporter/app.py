@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -29,9 +28,9 @@ from agentslo.exporter.exposition import (
     render,
     wants_openmetrics,
 )
-from agentslo.exporter.ingest import Ingestor, IngestResult, body_hash, error
+from agentslo.exporter.ingest import Ingestor, body_hash
 from agentslo.exporter.openapi import document
-from agentslo.exporter.wire import Decoded, decode
+from agentslo.exporter.wire import IngestResult, error
 from agentslo.exporter.writer import Writer
 from agentslo.spec import Spec
 
@@ -95,44 +94,6 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             resp.headers["WWW-Authenticate"] = "Bearer"
             return resp
     return await handler(request)
-
-
-def parse_body(raw: bytes, content_type: str) -> list[Any] | Decoded | IngestResult:
-    """A JSON array, or NDJSON (one event per line); errors name the line as the index."""
-    stripped = raw.lstrip()
-    if content_type != "application/x-ndjson" and stripped[:1] == b"[":
-        decoded = decode(raw)  # typed in one pass; any doubt goes down the authoritative path below
-        if decoded is not None:
-            return decoded
-        try:
-            events = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return error(
-                400, "the body is not valid JSON (UTF-8)", [{"index": None, "field": "", "problem": str(exc)}]
-            )
-        return events if isinstance(events, list) else error(400, "expected a JSON array of events")
-    if content_type not in (
-        "application/x-ndjson",
-        "application/json",
-        "text/plain",
-        "application/octet-stream",
-        "",
-    ):
-        return error(
-            415, f"unsupported content type {content_type}; send application/json or application/x-ndjson"
-        )
-    events, problems = [], []
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            events.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            problems.append({"index": len(events), "field": "", "problem": f"line is not valid JSON: {exc}"})
-            events.append(None)
-    if problems:
-        return error(400, f"{len(problems)} NDJSON line(s) are not valid JSON; nothing was counted", problems)
-    return events
 
 
 async def post_events(request: web.Request) -> web.StreamResponse:
@@ -246,7 +207,7 @@ def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     app[SPECS] = list(specs)
     app[INGESTOR] = Ingestor(list(specs), config)
     app[AUTONOMY] = AutonomyReader(list(specs), config)
-    app[_WRITER] = Writer(app[INGESTOR], config.queue_timeout_s, parse_body)
+    app[_WRITER] = Writer(app[INGESTOR], config.queue_timeout_s)
     app[_PENDING] = [0]
     app.router.add_post("/v1/events", post_events)
     app.router.add_get("/v1/autonomy", get_autonomy)

@@ -30,32 +30,11 @@ from agentslo.exporter.classify import Classifier, Deltas
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.persist import ROW, Persistence
 from agentslo.exporter.store import NOT_PERSISTED, Store
-from agentslo.exporter.wire import Decoded
+from agentslo.exporter.wire import Decoded, IngestResult, error
 from agentslo.spec import Spec
 
 PURGE_EVERY_S = 60.0  # how often expired idempotency keys are deleted
 MAX_JUDGE_OUTCOMES = 8  # distinct judge-call outcomes per judge before folding into `other`
-
-
-@dataclass
-class IngestResult:
-    """The answer to a batch: HTTP status and JSON body (`replayed` when served from an Idempotency-Key)."""
-
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
-
-    @property
-    def accepted(self) -> int:
-        return int(self.body.get("accepted", 0))
-
-    @property
-    def problems(self) -> list[dict[str, Any]]:
-        return list(self.body.get("detail", []))
-
-
-def error(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> IngestResult:
-    return IngestResult(status, {"error": message, "detail": detail or []})
 
 
 @dataclass

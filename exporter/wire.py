@@ -1,15 +1,16 @@
-"""The fast fronts of `POST /v1/events`: a JSON batch scanned in C++, or decoded into typed events.
+"""The body of `POST /v1/events` on the wire: `parse_body()` (a JSON array or NDJSON) and its fast fronts.
 
-`decode()` tries the C++ scanner first (`exporter/_scan.cpp`, simdjson: one pass over the raw
-bytes that checks each event and tallies what classification needs, with no Python object per
-event), then msgspec: one C pass in which each event becomes a Struct of its `type` (a tagged
-union), unknown fields, wrong types and negative numbers refused. Both are *filters*, not the
-authority: they accept no batch the event format (`exporter.events`) would refuse on these points,
-and whatever they refuse (or any batch they cannot vouch for) goes down the original path —
-`orjson.loads` and `exporter.events.problems()` — which names every problem of every event. So
-answers, messages and partial semantics are unchanged; only valid batches get faster. The
-remaining checks (plans, printable labels, times ahead, finiteness) run in `exporter.classify`
-exactly as for dict events.
+`parse_body()` returns the events, or the error answer when the body is not a batch at all
+(`IngestResult`, the API's `{"error", "detail"}` shape). A JSON array first tries `decode()`: the
+C++ scanner (`exporter/_scan.cpp`, simdjson: one pass over the raw bytes that checks each event
+and tallies what classification needs, with no Python object per event), then msgspec: one C pass
+in which each event becomes a Struct of its `type` (a tagged union), unknown fields, wrong types
+and negative numbers refused. Both are *filters*, not the authority: they accept no batch the
+event format (`exporter.events`) would refuse on these points, and whatever they refuse (or any
+batch they cannot vouch for) goes down the original path — `orjson.loads` and
+`exporter.events.problems()` — which names every problem of every event. So answers, messages and
+partial semantics are unchanged; only valid batches get faster. The remaining checks (plans,
+printable labels, times ahead, finiteness) run in `exporter.classify` exactly as for dict events.
 
 Struct fields mirror `exporter.events.COMMON` and `FIELDS` (a test keeps them in step); `null` is
 accepted wherever the classifier treats it as absent, and required fields (`latency_s` of a turn,
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
 from typing import Annotated, Any, ClassVar
 
 import msgspec
+import orjson
 from msgspec import Meta, Struct
 from msgspec.structs import astuple
 
@@ -39,6 +42,32 @@ from agentslo.exporter.events import (
     NUMBERS,
     PLAN_KEY,
 )
+
+NDJSON = "application/x-ndjson"
+ACCEPTED_CONTENT_TYPES = (NDJSON, "application/json", "text/plain", "application/octet-stream", "")
+
+
+@dataclass
+class IngestResult:
+    """The answer to a batch: HTTP status and JSON body (`replayed` when served from an Idempotency-Key)."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+    @property
+    def accepted(self) -> int:
+        return int(self.body.get("accepted", 0))
+
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        return list(self.body.get("detail", []))
+
+
+def error(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> IngestResult:
+    """A refusal in the API's error shape: `{"error": message, "detail": [{index, field, problem}]}`."""
+    return IngestResult(status, {"error": message, "detail": detail or []})
+
 
 Number = Annotated[float, Meta(ge=0)]  # finiteness is checked column-wise (msgspec refuses 1e999 itself)
 Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
@@ -174,6 +203,38 @@ def decode(raw: bytes, scanner: Any = SCANNER) -> Decoded | None:
     except (msgspec.MsgspecError, ValueError):  # ValueError: e.g. bytes that are not UTF-8
         return None
     return Decoded(raw, len(events), structs=events)
+
+
+def parse_body(raw: bytes, content_type: str) -> list[Any] | Decoded | IngestResult:
+    """A JSON array, or NDJSON (one event per line); errors name the line as the index."""
+    stripped = raw.lstrip()
+    if content_type != NDJSON and stripped[:1] == b"[":
+        decoded = decode(raw)  # typed in one pass; any doubt goes down the authoritative path below
+        if decoded is not None:
+            return decoded
+        try:
+            events = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return error(
+                400, "the body is not valid JSON (UTF-8)", [{"index": None, "field": "", "problem": str(exc)}]
+            )
+        return events if isinstance(events, list) else error(400, "expected a JSON array of events")
+    if content_type not in ACCEPTED_CONTENT_TYPES:
+        return error(
+            415, f"unsupported content type {content_type}; send application/json or application/x-ndjson"
+        )
+    events, problems = [], []
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            events.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            problems.append({"index": len(events), "field": "", "problem": f"line is not valid JSON: {exc}"})
+            events.append(None)
+    if problems:
+        return error(400, f"{len(problems)} NDJSON line(s) are not valid JSON; nothing was counted", problems)
+    return events
 
 
 def groups(events: list[Event]) -> dict[str, list[Event]]:

@@ -1,9 +1,9 @@
 """Group commit for `POST /v1/events`: batches that arrive together share one SQLite transaction.
 
 Handlers queue their raw bodies and wait. One flush task takes everything queued (up to
-`MAX_GROUP` batches), parses, classifies, commits and counts it with `Ingestor.apply_many` (each
-batch still all-or-nothing, with its own answer), answers every batch, and yields to the event loop
-so the requests that arrived meanwhile form the next group.
+`MAX_GROUP` batches), parses (`exporter.wire.parse_body`), classifies, commits and counts it with
+`Ingestor.apply_many` (each batch still all-or-nothing, with its own answer), answers every batch,
+and yields to the event loop so the requests that arrived meanwhile form the next group.
 
 All of it runs on the event loop thread, the commit (an fsync with `synchronous=full`) included.
 Handing the commit to a database thread, so the next group could be classified during the fsync,
@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agentslo.exporter.ingest import Batch, Ingestor, IngestResult, error
+from agentslo.exporter.ingest import Batch, Ingestor
+from agentslo.exporter.wire import IngestResult, error, parse_body
 
 MAX_GROUP = 32  # batches per transaction: bounds one commit's size and the wait of the first in line
 
@@ -37,10 +38,9 @@ class Job:
 
 
 class Writer:
-    def __init__(self, ingestor: Ingestor, queue_timeout_s: float, parse: Any):
+    def __init__(self, ingestor: Ingestor, queue_timeout_s: float):
         self.ingestor = ingestor
         self.queue_timeout_s = queue_timeout_s
-        self.parse = parse  # (raw, content_type) -> events | IngestResult
         self.closed = False
         self._pending: list[Job] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -77,7 +77,7 @@ class Writer:
                         503, "the exporter is overloaded; the batch was not counted, retry later"
                     )
                     continue
-                events = self.parse(job.raw, job.content_type)
+                events = parse_body(job.raw, job.content_type)
                 if isinstance(events, IngestResult):
                     self.ingestor.reject("invalid_body")
                     answers[i] = events
