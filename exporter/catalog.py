@@ -1,18 +1,16 @@
-"""What the specs imply for the exporter: metric families, the series created at 0, and per-event plans.
+"""What the specs imply for the exporter: metric families, the series created at 0, and label folding.
 
-A *plan* is everything one event's categorical fields decide (agent, flow, exclusion, outcome,
-tool, kind, judge, ...): which counter slots it increments, which histograms its numbers go to and
-which SLO thresholds they are compared with. Plans are built once per distinct combination and
-cached, so the per-event work at ingest is a dictionary lookup plus vectorised arithmetic (see
-`exporter.classify`). Building a plan is also where the cardinality guard lives: undeclared tools,
-failure modes and models fold into `other` (and are counted); unknown agents, flows, judges,
-exclusions and outcomes are refused with a message naming the field.
+Built once per exporter from its specs. Families get their help text and buckets (every SLO
+threshold is a bucket bound, so good/bad is exact); every series the specs imply is created at 0
+(the first bad event is a visible increase); restored series are adopted after a restart. The
+cardinality guard's state lives here too: which tools, failure modes and models are declared
+(anything else folds into `other` and is counted), and the bounded sets of scenarios and judge
+versions. Plans (`exporter.planning`) read all of this; this module knows nothing of them.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
 from typing import Any
 
 from agentslo import names
@@ -37,27 +35,7 @@ COST_USD = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)  # per task:
 STEPS = (1, 2, 3, 5, 8, 13, 21, 34, 55)  # LLM + tool calls per task (fibonacci: loops show up)
 SCORES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)  # judge scores, 0-1
 
-Problem = tuple[str, str]  # (field, what is wrong)
 UNDECLARED = "\x00undeclared"  # plan key for any undeclared tool/failure mode/model (folds into `other`)
-
-
-@dataclass
-class NumberPlan:
-    """Where one numeric field goes: a histogram series and the SLOs judged by a threshold on it."""
-
-    base: int  # histogram base slot
-    family: str
-    slos: list[tuple[int, int, int]] = field(default_factory=list)  # (threshold bucket index, good, bad)
-
-
-@dataclass
-class Plan:
-    incs: list[int] = field(default_factory=list)  # slots +1 per event
-    exemplar_slots: list[int] = field(default_factory=list)
-    numbers: dict[str, NumberPlan] = field(default_factory=dict)  # event field → histogram and SLOs
-    judge: tuple[int, list[tuple[int, int]]] | None = None  # (threshold index in score bounds, [(good, bad)])
-    tokens: tuple[int, int] | None = None  # (input slot, output slot)
-    streak: tuple[int, bool] | None = None  # synthetic: (consecutive-failures gauge slot, passed)
 
 
 def _help() -> dict[str, str]:
@@ -87,15 +65,12 @@ def _help() -> dict[str, str]:
 
 
 class Catalog:
-    """The specs' metric families and series, and the cache of per-event plans."""
-
-    MAX_PLANS = 50_000  # distinct categorical combinations cached; bounded against hostile variety
+    """The specs' metric families and series, and the state of the cardinality guard."""
 
     def __init__(self, specs: list[Spec], store: Store, config: ExporterConfig):
         self.specs = {s.agent: s for s in specs}
         self.store = store
         self.config = config
-        self._plans: dict[tuple[Any, ...], Plan | Problem] = {}
         # (agent, flow) → scenarios with series; (agent, judge) → judge versions with series
         self.scenarios: dict[tuple[str, str], set[str]] = {}
         self.judge_versions: dict[tuple[str, str], set[str]] = {}
@@ -210,7 +185,7 @@ class Catalog:
                     for outcome in (n.GOOD, n.BAD):
                         st.slot(n.EVENTS_TOTAL, (a, flow, slo, outcome, exclusion))
                 for scenario in (s.sli.synthetic.scenarios or ()) if s.sli.synthetic else ():
-                    self._scenario_series(a, flow, scenario)
+                    self.scenario_series(a, flow, scenario)
         for flow in spec.flows:
             for family in (n.TASK_DURATION_SECONDS, n.TASK_COST_USD, n.TASK_STEPS):
                 st.slot(family, (a, flow))
@@ -236,7 +211,8 @@ class Catalog:
             st.slot(n.LABEL_FOLDED_TOTAL, (a, label))
         st.values[st.slot(n.SPEC_INFO, (a, spec.spec_hash), persist=False)] = 1.0
 
-    def _scenario_series(self, agent: str, flow: str, scenario: str) -> None:
+    def scenario_series(self, agent: str, flow: str, scenario: str) -> None:
+        """A scenario's runs (both outcomes) and streak gauge, at 0 unless they exist already."""
         self.scenarios.setdefault((agent, flow), set()).add(scenario)
         for outcome in (names.SYNTHETIC_PASSED, names.SYNTHETIC_FAILED):
             self.store.slot(names.SYNTHETIC_RUNS_TOTAL, (agent, flow, scenario, outcome))
@@ -246,7 +222,7 @@ class Catalog:
         """After a restart: count restored scenarios and judge versions against their bounds, and
         re-create the zero siblings of restored scenarios (their other outcome and streak gauge)."""
         for _, labels, _ in list(self.store.families[names.SYNTHETIC_RUNS_TOTAL].series):
-            self._scenario_series(labels[0], labels[1], labels[2])
+            self.scenario_series(labels[0], labels[1], labels[2])
         for _, labels, _ in self.store.families[names.JUDGE_CALLS_TOTAL].series:
             self.judge_versions.setdefault((labels[0], labels[1]), set()).add(labels[2])
         for _, labels, _ in self.store.families[names.JUDGE_SCORE].series:
@@ -288,22 +264,6 @@ class Catalog:
             self.config.max_judge_versions,
             (declared,),
         )
-
-    # --- plans ---
-
-    def plan(self, kind: str, key: tuple[Any, ...]) -> Plan | Problem:
-        """The plan for one categorical combination, or the problem with it (cached either way)."""
-        # Types are part of the key: True == 1 == 1.0 hash alike, and only `true` is a boolean.
-        cache_key = (kind, *key, *map(type, key))
-        found = self._plans.get(cache_key)
-        if found is None:
-            if len(self._plans) >= self.MAX_PLANS:
-                self._plans.clear()
-            from agentslo.exporter import planning
-
-            found = planning.build(self, kind, key)
-            self._plans[cache_key] = found
-        return found
 
     def threshold_index(self, family: str, value: float) -> int:
         bounds = self.store.families[family].bounds

@@ -2,10 +2,10 @@
 
 Why column-wise: a 1,000-event batch has a handful of distinct categorical combinations (agent,
 flow, outcome, tool...) but a thousand unique trace ids and latencies. Each field is pulled out of
-all events with C-level `map`, combinations are planned once (`Catalog.plan`), and numbers go
+all events with C-level `map`, combinations are planned once (`Planner.plan`), and numbers go
 through numpy (`searchsorted` into buckets, `bincount` per plan), so the Python work per event is a
 few C calls. Any check that fails returns None and the caller runs the event-by-event validator
-(`exporter.events.problems`), which is authoritative and names every problem.
+(`exporter.validate.problems`), which is authoritative and names every problem.
 
 Call with the store lock held: plans may create series, and synthetic streaks read current values.
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from agentslo import names
 from agentslo.exporter import wire
-from agentslo.exporter.catalog import MAX_LABEL_CHARS, UNDECLARED, Catalog, Plan
+from agentslo.exporter.catalog import MAX_LABEL_CHARS, UNDECLARED
 from agentslo.exporter.config import MAX_FUTURE_SKEW_S
 from agentslo.exporter.events import (
     ALLOWED,
@@ -37,10 +37,10 @@ from agentslo.exporter.events import (
     NUMBER_KINDS,
     NUMBERS,
     PLAN_KEY,
-    folded_key,
-    rfc3339,
 )
+from agentslo.exporter.planning import Plan, Planner
 from agentslo.exporter.store import escape_label_value
+from agentslo.exporter.validate import rfc3339
 
 _NONE = type(None)
 _STRING_CHECKS = (  # (field, most characters, must be printable)
@@ -211,14 +211,15 @@ def _usable_trace(trace: Any) -> bool:
 
 
 class Classifier:
-    def __init__(self, catalog: Catalog):
-        self.catalog = catalog
+    def __init__(self, planner: Planner):
+        self.planner = planner
+        self.catalog = planner.catalog
         self._pending: dict[int, float] = {}
         # Plans by key as sent: safe because boolean columns were type-checked and a non-string never
         # equals a string, so no invalid value can hit a valid entry. Bounded against hostile variety.
         self._fast: dict[tuple[Any, ...], Plan] = {}
         self._bounds = {
-            name: np.array(fam.bounds, dtype=np.float64) for name, fam in catalog.store.families.items()
+            name: np.array(fam.bounds, dtype=np.float64) for name, fam in self.catalog.store.families.items()
         }
 
     def run(self, events: list[Any], now: float, pending: dict[int, float] | None = None) -> Deltas | None:
@@ -388,10 +389,10 @@ class Classifier:
         for key in scan.keys:
             plan = fast.get((kind, key))
             if plan is None:
-                found = self.catalog.plan(kind, folded_key(self.catalog, kind, key))
+                found = self.planner.plan(kind, key)
                 if isinstance(found, tuple):
                     return False
-                if len(fast) >= self.catalog.MAX_PLANS:
+                if len(fast) >= self.planner.MAX_PLANS:
                     fast.clear()
                 plan = fast[(kind, key)] = found
             plans.append(plan)

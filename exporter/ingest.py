@@ -24,11 +24,12 @@ import numpy as np
 import orjson
 
 from agentslo import names
-from agentslo.exporter import events as event_format
+from agentslo.exporter import validate
 from agentslo.exporter.catalog import MAX_LABEL_CHARS, Catalog
 from agentslo.exporter.classify import Classifier, Deltas
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.persist import ROW, Persistence
+from agentslo.exporter.planning import Planner
 from agentslo.exporter.store import NOT_PERSISTED, Store
 from agentslo.exporter.wire import Decoded, IngestResult, error
 from agentslo.spec import Spec
@@ -93,13 +94,14 @@ def _digest(batch: Batch) -> str:
 
 
 class Ingestor:
-    """Owns the store, the catalog, the classifier and the SQLite file of one exporter."""
+    """Owns the store, the catalog, the plans, the classifier and the SQLite file of one exporter."""
 
     def __init__(self, specs: list[Spec], config: ExporterConfig):
         self.config = config
         self.store = Store()
         self.catalog = Catalog(specs, self.store, config)
-        self.classifier = Classifier(self.catalog)
+        self.planner = Planner(self.catalog)
+        self.classifier = Classifier(self.planner)
         self.lock = self.store.lock
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
@@ -244,7 +246,7 @@ class Ingestor:
             deltas = self.classifier.run(events, now, pending)
         rejected: list[dict[str, Any]] = []
         if deltas is None:
-            rejected = event_format.problems(self.catalog, events, now)
+            rejected = validate.problems(self.planner, events, now)
             if not rejected:  # the fast path and the validator disagree: refuse rather than guess
                 rejected = [{"index": None, "field": "", "problem": "internal classification error"}]
             bad = {p["index"] for p in rejected}

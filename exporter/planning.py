@@ -1,15 +1,26 @@
-"""Build the plan for one categorical combination of an event (see `exporter.catalog.Plan`).
+"""Plans: what one categorical combination of an event does, built once and cached (`Planner`).
 
-This is the classification of the design's tables, written once per combination rather than per
-event: the task truth table, which SLOs an event counts for (SLI kind, flows, judge, tools,
-scenarios), the `exclusion` label, and the folding of undeclared label values into `other`.
-Every function returns a `Plan`, or a `(field, problem)` pair that the API reports with the index.
+A *plan* is everything an event's categorical fields decide (agent, flow, exclusion, outcome,
+tool, kind, judge, ...): which counter slots it increments, which histograms its numbers go to and
+which SLO thresholds they are compared with. A 1,000-event batch has a handful of combinations, so
+the per-event work at ingest is a dictionary lookup plus vectorised arithmetic (`exporter.classify`).
+
+Building a plan is the classification of the design's tables, written once per combination: the
+task truth table, which SLOs an event counts for (SLI kind, flows, judge, tools, scenarios), the
+`exclusion` label, and the cardinality guard (undeclared tools, failure modes and models fold into
+`other`, through the catalog). Unknown agents, flows, judges, exclusions and outcomes are refused:
+`build` returns a `(field, problem)` pair that the API reports with the event's index.
+
+    >>> planner = Planner(catalog)   # the exporter's one, `Ingestor.planner`
+    >>> planner.plan("turn", ("cx-support", "returns", None, "turn"))   # PLAN_KEY["turn"]
+    ('flow', "'returns' is not one of: refund, order-status, password-reset")
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from agentslo import names
 from agentslo.exporter.catalog import (
@@ -17,14 +28,65 @@ from agentslo.exporter.catalog import (
     TASK_OUTCOMES,
     TOOL_OUTCOMES,
     TURN_KINDS,
-    NumberPlan,
-    Plan,
-    Problem,
+    UNDECLARED,
+    Catalog,
 )
+from agentslo.exporter.events import PLAN_KEY
 from agentslo.spec import Spec
 
-if TYPE_CHECKING:
-    from agentslo.exporter.catalog import Catalog
+Problem = tuple[str, str]  # (field, what is wrong)
+
+
+@dataclass
+class NumberPlan:
+    """Where one numeric field goes: a histogram series and the SLOs judged by a threshold on it."""
+
+    base: int  # histogram base slot
+    family: str
+    slos: list[tuple[int, int, int]] = field(default_factory=list)  # (threshold bucket index, good, bad)
+
+
+@dataclass
+class Plan:
+    """What every event of one categorical combination does: counter slots and where its numbers go."""
+
+    incs: list[int] = field(default_factory=list)  # slots +1 per event
+    exemplar_slots: list[int] = field(default_factory=list)
+    numbers: dict[str, NumberPlan] = field(default_factory=dict)  # event field → histogram and SLOs
+    judge: tuple[int, list[tuple[int, int]]] | None = None  # (threshold index in score bounds, [(good, bad)])
+    tokens: tuple[int, int] | None = None  # (input slot, output slot)
+    streak: tuple[int, bool] | None = None  # synthetic: (consecutive-failures gauge slot, passed)
+
+
+class Planner:
+    """The plan of each categorical combination, built on first sight and cached either way."""
+
+    MAX_PLANS = 50_000  # distinct combinations cached; bounded against hostile variety
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self._plans: dict[tuple[Any, ...], Plan | Problem] = {}
+
+    def plan(self, kind: str, key: tuple[Any, ...]) -> Plan | Problem:
+        """The plan for the values of `PLAN_KEY[kind]` as sent, or the problem with them."""
+        key = self.folded(kind, key)
+        # Types are part of the key: True == 1 == 1.0 hash alike, and only `true` is a boolean.
+        cache_key = (kind, *key, *map(type, key))
+        found = self._plans.get(cache_key)
+        if found is None:
+            if len(self._plans) >= self.MAX_PLANS:
+                self._plans.clear()
+            found = self._plans[cache_key] = build(self.catalog, kind, key)
+        return found
+
+    def folded(self, kind: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The key with undeclared tools, failure modes and models as UNDECLARED: one plan (folded
+        into `other`) for all of them, however many distinct values arrive."""
+        declared = self.catalog.declared
+        return tuple(
+            declared[f].get(v, UNDECLARED) if f in declared and type(v) is str else v
+            for f, v in zip(PLAN_KEY[kind], key, strict=True)
+        )
 
 
 def _one_of(value: Any, allowed: tuple[str, ...]) -> str:
@@ -226,7 +288,7 @@ def _synthetic(b: _Builder, scenario: Any, passed: Any) -> Problem | None:
     )
     if folded is not None:
         b.plan.incs.append(folded)
-    b.c._scenario_series(b.agent, b.flow, label)
+    b.c.scenario_series(b.agent, b.flow, label)
     st = b.c.store
     outcome = names.SYNTHETIC_PASSED if ok else names.SYNTHETIC_FAILED
     b.plan.incs.append(st.slot(names.SYNTHETIC_RUNS_TOTAL, (b.agent, b.flow, label, outcome)))

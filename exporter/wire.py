@@ -8,7 +8,7 @@ in which each event becomes a Struct of its `type` (a tagged union), unknown fie
 and negative numbers refused. Both are *filters*, not the authority: they accept no batch the
 event format (`exporter.events`) would refuse on these points, and whatever they refuse (or any
 batch they cannot vouch for) goes down the original path — `orjson.loads` and
-`exporter.events.problems()` — which names every problem of every event. So answers, messages and
+`exporter.validate.problems()` — which names every problem of every event. So answers, messages and
 partial semantics are unchanged; only valid batches get faster. The remaining checks (plans,
 printable labels, times ahead, finiteness) run in `exporter.classify` exactly as for dict events.
 

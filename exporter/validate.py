@@ -1,0 +1,126 @@
+"""The authoritative validator of `POST /v1/events`: every problem of every event, event by event.
+
+The fast paths (`exporter.wire`, `exporter.classify`) only say yes or "not sure"; whenever a batch
+is not plainly valid, this is what answers, naming each problem with its index and field:
+
+    >>> problems(planner, [{"type": "turn", "agent": "cx-support", "flow": "refund"}], time.time())
+    [{'index': 0, 'field': 'latency_s', 'problem': 'is required'}]
+
+What a field takes comes from `exporter.events`; categorical fields (agent, flow, outcome,
+tool...) are checked when their plan is built (`exporter.planning`), which reports the first
+problem of the combination.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from agentslo.exporter.catalog import MAX_LABEL_CHARS
+from agentslo.exporter.config import MAX_FUTURE_SKEW_S
+from agentslo.exporter.events import ALLOWED, COMMON, FIELDS, MAX_COUNT, MAX_ID_CHARS, NUMBER_KINDS, PLAN_KEY
+from agentslo.exporter.planning import Planner
+
+
+def rfc3339(text: str) -> datetime | None:
+    """The time of an RFC 3339 timestamp (msgspec's parser, the one `exporter.wire` decodes with)."""
+    try:
+        return msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        return None
+
+
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds of an RFC 3339 timestamp with offset, or of epoch seconds; None when malformed."""
+    if type(value) is str:
+        parsed = rfc3339(value)
+        return parsed.timestamp() if parsed is not None and parsed.tzinfo is not None else None
+    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None
+
+
+def check_number(value: Any, kind: str) -> str | None:
+    """The problem with a numeric field, or None."""
+    integer, upper = NUMBER_KINDS[kind]
+    if integer:
+        if type(value) is not int or not 0 <= value <= MAX_COUNT:
+            return f"must be a whole number from 0 to {MAX_COUNT}, got {value!r}"
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        return f"must be a finite number ≥ 0, got {value!r}"
+    if upper is not None and value > upper:
+        return f"must be between 0 and {upper}, got {value!r}"
+    return None
+
+
+def _check_field(name: str, kind: str, value: Any, now: float) -> str | None:
+    if kind in ("cat", "type"):
+        return None
+    if kind == "id":
+        ok = type(value) is str and 0 < len(value) <= MAX_ID_CHARS
+        return None if ok else f"must be a string of 1 to {MAX_ID_CHARS} characters"
+    if kind == "text":
+        ok = type(value) is str and 0 < len(value) <= MAX_LABEL_CHARS and value.isprintable()
+        return None if ok else f"must be a string of 1 to {MAX_LABEL_CHARS} printable characters"
+    if kind == "time":
+        when = parse_time(value)
+        if when is None:
+            return "must be an RFC 3339 timestamp with offset (2026-01-31T12:00:00Z) or epoch seconds"
+        if when > now + MAX_FUTURE_SKEW_S:
+            return f"is more than {MAX_FUTURE_SKEW_S:.0f}s in the future; check the sender's clock"
+        return None
+    if kind == "tokens":
+        if type(value) is not dict or not value or not set(value) <= {"input", "output"}:
+            return 'must be an object like {"input": 1200, "output": 300}'
+        for part, count in value.items():
+            problem = check_number(count, "count")
+            if problem:
+                return f"{part} {problem}"
+        return None
+    return check_number(value, kind.rstrip("!"))
+
+
+def problems(planner: Planner, events: list[Any], now: float) -> list[dict[str, Any]]:
+    """Every problem of every event, as the API's `detail` entries; empty when the batch is valid."""
+    out: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        for fname, problem in event_problems(planner, event, now):
+            out.append({"index": index, "field": fname, "problem": problem})
+    return out
+
+
+def event_problems(planner: Planner, event: Any, now: float) -> list[tuple[str, str]]:
+    if type(event) is not dict:
+        return [("", f"an event is a JSON object, got {type(event).__name__}")]
+    kind = event.get("type")
+    if type(kind) is not str or kind not in FIELDS:
+        hint = f"got {kind!r}" if kind is not None else "is required"
+        return [("type", f"must be one of: {', '.join(FIELDS)} ({hint})")]
+    found: list[tuple[str, str]] = []
+    allowed = ALLOWED[kind]
+    for fname, value in event.items():
+        if fname not in allowed:
+            found.append((fname, f"unknown field for a {kind} event; allowed: {', '.join(sorted(allowed))}"))
+            continue
+        spec = COMMON.get(fname) or FIELDS[kind][fname]
+        problem = _check_field(fname, spec, value, now)
+        if problem:
+            found.append((fname, problem))
+    for fname, spec in FIELDS[kind].items():
+        if spec.endswith("!") and event.get(fname) is None:
+            found.append((fname, "is required"))
+    key = tuple(map(event.get, PLAN_KEY[kind]))
+    nested = [f for f, v in zip(PLAN_KEY[kind], key, strict=True) if isinstance(v, list | dict)]
+    if nested:
+        return [
+            *found,
+            *((f, "must be a name (a string) or true/false, not a list or object") for f in nested),
+        ]
+    plan = planner.plan(kind, key)
+    if isinstance(plan, tuple) and plan[0] not in {f for f, _ in found}:
+        found.append(plan)
+    return found
