@@ -7,14 +7,16 @@
 // time, the distinct label texts and the latest build labels per agent. `exporter.classify` then
 // plans and counts exactly as for the other paths.
 //
-// It is a filter, not an authority: it checks what the msgspec Structs of `exporter.wire` check
-// (event types, known fields, value types, string lengths, number ranges, RFC 3339 times), and
-// whatever it does not like, or does not know for sure, makes `scan()` return None, and the batch
-// takes msgspec and then the authoritative validator, which names every problem. So it may refuse
-// more than msgspec does, never less; a test checks that on mutated batches.
+// It is a filter, not an authority: it checks what the msgspec Structs of `exporter.events` check
+// (event types, known and required fields, value types, string lengths, number ranges, RFC 3339
+// times), except which values a categorical field allows (the plans check those), and whatever it
+// does not like, or does not know for sure, makes `scan()` return None, and the batch takes msgspec
+// and then the authoritative validator, which names every problem. So what it counts, msgspec would
+// have let through too; a test checks that on mutated batches.
 //
-// The event format (field names, kinds, plan keys, number columns) comes from Python at
-// construction (`exporter.wire.scanner`), so there is no second copy of it here.
+// The event format (field names, value kinds, required fields, plan keys, number columns) comes
+// from the declaration in `exporter.events`, handed over at construction (`exporter.wire._scanner`),
+// so there is no second copy of it here.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -462,8 +464,8 @@ static int code_of(const char *name, Code *out) {
     static const struct {
         const char *name;
         Code code;
-    } table[] = {{"type", TYPE}, {"cat", CAT},     {"bool", BOOL},   {"id", ID},       {"text", TEXT},
-                 {"time", TIME}, {"float", FLOAT}, {"count", COUNT}, {"score", SCORE}, {"tokens", TOKENS}};
+    } table[] = {{"type", TYPE}, {"name", CAT},      {"flag", BOOL},   {"id", ID},       {"text", TEXT},
+                 {"time", TIME}, {"number", FLOAT}, {"count", COUNT}, {"score", SCORE}, {"tokens", TOKENS}};
     for (auto &entry : table)
         if (std::strcmp(entry.name, name) == 0) return *out = entry.code, 0;
     PyErr_Format(PyExc_ValueError, "unknown value kind %s", name);

@@ -15,18 +15,13 @@ from typing import Any
 
 from agentslo import names
 from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.events import TOKEN_TYPES, TOOL_OUTCOMES, TURN_KINDS
 from agentslo.exporter.store import Store
 from agentslo.spec import Spec
 
-EVENT_TYPES = ("task", "turn", "tool_call", "judge", "escalation", "connection", "synthetic")
-TASK_OUTCOMES = ("success", "failure", "abandoned", "escalated")
-TOOL_OUTCOMES = (names.TOOL_OK, "wrong_tool", "invalid_params", "empty_result", "error")
-TURN_KINDS = ("turn", "first_response", "tool_turn")
-TOKEN_TYPES = ("input", "output")
 JUDGE_CALL_OUTCOMES = ("ok", "error")  # created at 0; other outcomes appear (bounded) when recorded
 REJECT_REASONS = ("invalid_body", "invalid_event", "too_large", "unauthorized", "overloaded", "conflict")
 FOLDABLE = (names.L_TOOL, names.L_FAILURE_MODE, names.L_MODEL, names.L_SCENARIO, names.L_JUDGE_VERSION)
-MAX_LABEL_CHARS = 128  # free-text label values (scenario, versions) longer than this are refused
 
 # Default buckets; every SLO threshold is added to its family's bounds so good/bad is exact.
 TASK_SECONDS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300)  # end-to-end tasks: seconds to minutes

@@ -5,7 +5,8 @@ flow, outcome, tool...) but a thousand unique trace ids and latencies. Each fiel
 all events with C-level `map`, combinations are planned once (`Planner.plan`), and numbers go
 through numpy (`searchsorted` into buckets, `bincount` per plan), so the Python work per event is a
 few C calls. Any check that fails returns None and the caller runs the event-by-event validator
-(`exporter.validate.problems`), which is authoritative and names every problem.
+(`exporter.validate.problems`), which is authoritative and names every problem. What each type's
+fields take comes from the declaration in `exporter.events`, as for the validator.
 
 Call with the store lock held: plans may create series, and synthetic streaks read current values.
 """
@@ -25,31 +26,30 @@ import numpy as np
 
 from agentslo import names
 from agentslo.exporter import wire
-from agentslo.exporter.catalog import MAX_LABEL_CHARS, UNDECLARED
+from agentslo.exporter.catalog import UNDECLARED
 from agentslo.exporter.config import MAX_FUTURE_SKEW_S
 from agentslo.exporter.events import (
     ALLOWED,
     BOOLEAN,
     FIELDS,
-    MAX_COUNT,
     MAX_EXEMPLAR_ID,
     MAX_ID_CHARS,
+    MAX_LABEL_CHARS,
     NUMBER_KINDS,
     NUMBERS,
     PLAN_KEY,
+    TOKEN_TYPES,
 )
 from agentslo.exporter.planning import Plan, Planner
 from agentslo.exporter.store import escape_label_value
 from agentslo.exporter.validate import rfc3339
 
 _NONE = type(None)
-_STRING_CHECKS = (  # (field, most characters, must be printable)
-    ("session_id", MAX_ID_CHARS, False),
-    ("trace_id", MAX_ID_CHARS, False),
-    ("version", MAX_LABEL_CHARS, True),
-    ("prompt_version", MAX_LABEL_CHARS, True),
-    ("model", MAX_LABEL_CHARS, True),
-)
+_LIMITS = {"id": (MAX_ID_CHARS, False), "text": (MAX_LABEL_CHARS, True)}  # (most characters, printable)
+_STRING_CHECKS = {  # per type: (field, most characters, must be printable)
+    kind: tuple((f, *_LIMITS[spec.kind]) for f, spec in fields.items() if spec.kind in _LIMITS)
+    for kind, fields in FIELDS.items()
+}
 
 
 @dataclass
@@ -110,20 +110,22 @@ class Deltas:
         self._ones.clear()
 
 
-def _numbers(col: Sequence[Any], kind: str) -> tuple[np.ndarray, np.ndarray | None] | None:
+def _numbers(
+    col: Sequence[Any], kind: str, required: bool = False
+) -> tuple[np.ndarray, np.ndarray | None] | None:
     """(values, presence mask or None when all present) if every value is valid, else None."""
-    integer, upper = NUMBER_KINDS[kind.rstrip("!")]
+    integer, upper = NUMBER_KINDS[kind]
     types = set(map(type, col))
     mask = None
     if _NONE in types:
-        if kind.endswith("!"):
+        if required:
             return None
         types.discard(_NONE)
         mask = np.fromiter((v is not None for v in col), bool, len(col))
         col = [v for v in col if v is not None]
     if not types <= ({int} if integer else {int, float}):
         return None
-    if integer and col and not (0 <= min(col) and max(col) <= MAX_COUNT):
+    if integer and col and not (0 <= min(col) and (upper is None or max(col) <= upper)):
         return None
     vals = np.array(col, dtype=np.float64)
     if not np.isfinite(vals).all() or (vals < 0).any() or (upper is not None and (vals > upper).any()):
@@ -309,7 +311,7 @@ class Classifier:
         the C++ scanner. `typed`: the columns come from `exporter.wire`, whose Structs already checked
         value types and string lengths."""
         col = cols.get
-        for fname, limit, printable in _STRING_CHECKS:
+        for fname, limit, printable in _STRING_CHECKS[kind]:
             values = col(fname)
             if values is None or (typed and not printable):  # decoded: types and lengths are checked
                 continue
@@ -349,14 +351,16 @@ class Classifier:
             index.update(zip(distinct, range(len(distinct)), strict=True))
             kid = np.array(list(map(index.__getitem__, keys)), dtype=np.intp)
         numbers: list[tuple[np.ndarray, np.ndarray | None] | None] = []
+        fields = FIELDS[kind]
         for fname, fkind in NUMBERS[kind]:
             values = col(fname)
+            required = fields[fname].required
             if values is None:
-                if fkind.endswith("!"):
+                if required:
                     return None
                 numbers.append(None)
                 continue
-            parsed = _numbers(values, fkind)
+            parsed = _numbers(values, fkind, required)
             if parsed is None:
                 return None
             numbers.append(parsed)
@@ -491,10 +495,10 @@ def _token_counts(col: Sequence[Any] | None) -> list[tuple[np.ndarray, np.ndarra
     present = [v for v in col if v is not None] if None in col else col
     if not set(map(type, present)) <= {dict} or (present and min(map(len, present)) == 0):
         return None
-    if not set().union(*present) <= {"input", "output"}:
+    if not set().union(*present) <= set(TOKEN_TYPES):
         return None
     out: list[tuple[np.ndarray, np.ndarray | None] | None] = []
-    for direction in ("input", "output"):
+    for direction in TOKEN_TYPES:
         values = [None if v is None else v.get(direction) for v in col]
         out.append(_numbers(values, "count"))
         if out[-1] is None:

@@ -25,9 +25,10 @@ import orjson
 
 from agentslo import names
 from agentslo.exporter import validate
-from agentslo.exporter.catalog import MAX_LABEL_CHARS, Catalog
+from agentslo.exporter.catalog import Catalog
 from agentslo.exporter.classify import Classifier, Deltas
 from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.events import MAX_LABEL_CHARS
 from agentslo.exporter.persist import ROW, Persistence
 from agentslo.exporter.planning import Planner
 from agentslo.exporter.store import NOT_PERSISTED, Store

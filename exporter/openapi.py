@@ -1,17 +1,22 @@
 """The exporter's OpenAPI 3.0 document, served at `/openapi.json` and checked by schemathesis.
 
-The feedback wing adds its own paths (what `agentslo.feedback.setup` returns); `document()` merges
-them.
+The event schemas are derived from the event format's declaration (`exporter.events`): one schema
+per type (`TaskEvent`, `TurnEvent`, ...) with its fields, their bounds and allowed values (msgspec's
+own JSON Schema of each field's annotation) and its required fields; `Event` is their union,
+told apart by `type`. The feedback wing adds its own paths (what `agentslo.feedback.setup`
+returns); `document()` merges them.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from agentslo.exporter.catalog import EVENT_TYPES, TASK_OUTCOMES, TOOL_OUTCOMES, TURN_KINDS
+import msgspec
+
+from agentslo.exporter.events import FIELDS, PLANNED, TYPES, Field
 
 _JSON = "application/json"
-_NUMBER = {"type": "number", "minimum": 0}
 
 ERROR = {
     "type": "object",
@@ -33,46 +38,66 @@ ERROR = {
     },
 }
 
+
+def _openapi(schema: Any, defs: dict[str, Any]) -> Any:
+    """msgspec's JSON Schema of a field as OpenAPI 3.0 takes it: definitions inlined, no defaults or
+    titles, and no `null` (the validator refuses it but where a plan reads it as absent)."""
+    if isinstance(schema, list):
+        return [_openapi(s, defs) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        schema = {**defs[schema["$ref"].rsplit("/", 1)[-1]], **schema}
+    out = {
+        key: {name: _openapi(s, defs) for name, s in value.items()}
+        if key == "properties"
+        else _openapi(value, defs)
+        for key, value in schema.items()
+        if key not in ("$ref", "$defs", "default", "title")
+    }
+    if out.get("required") == []:
+        del out["required"]  # OpenAPI 3.0: a list of at least one
+    options = [option for option in out.pop("anyOf", []) if option != {"type": "null"}]
+    if len(options) == 1:
+        out |= options[0]
+    elif options:
+        out["anyOf"] = options
+    return out
+
+
+def _property(spec: Field) -> dict[str, Any]:
+    schema: dict[str, Any]
+    if spec.values:  # `type` and the enumerations, in their declared order (msgspec sorts them)
+        schema = {"type": "string", "enum": list(spec.values)}
+    else:
+        generated = msgspec.json.schema(spec.hint)
+        schema = _openapi(generated, generated.get("$defs", {}))
+    if spec.kind in PLANNED and not spec.required:  # the plan reads null as absent: its default applies
+        schema["nullable"] = True
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]  # OpenAPI 3.0.3: an enum lists null to allow it
+    return schema
+
+
+def _event(kind: str) -> dict[str, Any]:
+    """The schema of one event type, from its declaration."""
+    fields = FIELDS[kind]
+    return {
+        "type": "object",
+        "description": inspect.cleandoc(TYPES[kind].__doc__ or ""),
+        "required": [name for name, spec in fields.items() if spec.required],
+        "properties": {name: _property(spec) for name, spec in fields.items()},
+        "additionalProperties": False,
+    }
+
+
+EVENTS = {f"{cls.__name__}Event": _event(kind) for kind, cls in TYPES.items()}
 EVENT = {
-    "type": "object",
-    "required": ["type", "agent", "flow"],
-    "description": "One agent event; which fields apply depends on `type` (see DESIGN.md).",
-    "properties": {
-        "type": {"type": "string", "enum": list(EVENT_TYPES)},
-        "agent": {"type": "string"},
-        "flow": {"type": "string"},
-        "session_id": {"type": "string", "maxLength": 256},
-        "trace_id": {"type": "string", "maxLength": 256},
-        "exclude": {"type": "string"},
-        "version": {"type": "string"},
-        "prompt_version": {"type": "string"},
-        "model": {"type": "string"},
-        "time": {"oneOf": [{"type": "string", "format": "date-time"}, _NUMBER]},
-        "outcome": {"type": "string", "enum": sorted({*TASK_OUTCOMES, *TOOL_OUTCOMES})},
-        "escalation_required": {"type": "boolean"},
-        "duration_s": _NUMBER,
-        "cost_usd": _NUMBER,
-        "steps": {"type": "integer", "minimum": 0},
-        "tokens": {
-            "type": "object",
-            "properties": {
-                "input": {"type": "integer", "minimum": 0},
-                "output": {"type": "integer", "minimum": 0},
-            },
-        },
-        "failure_mode": {"type": "string"},
-        "kind": {"type": "string", "enum": list(TURN_KINDS)},
-        "latency_s": _NUMBER,
-        "tool": {"type": "string"},
-        "judge": {"type": "string"},
-        "judge_version": {"type": "string"},
-        "score": {"type": "number", "minimum": 0, "maximum": 1},
-        "required": {"type": "boolean"},
-        "performed": {"type": "boolean"},
-        "context_preserved": {"type": "boolean"},
-        "ok": {"type": "boolean"},
-        "scenario": {"type": "string"},
-        "passed": {"type": "boolean"},
+    "description": "One agent event; its `type` says which fields it takes (see DESIGN.md).",
+    "oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in EVENTS],
+    "discriminator": {
+        "propertyName": "type",
+        "mapping": {kind: f"#/components/schemas/{cls.__name__}Event" for kind, cls in TYPES.items()},
     },
 }
 
@@ -221,6 +246,6 @@ def document(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": ERROR, "Event": EVENT, "Accepted": ACCEPTED, "Autonomy": AUTONOMY},
+            "schemas": {"Error": ERROR, "Event": EVENT, **EVENTS, "Accepted": ACCEPTED, "Autonomy": AUTONOMY},
         },
     }

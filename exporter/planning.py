@@ -23,15 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentslo import names
-from agentslo.exporter.catalog import (
+from agentslo.exporter.catalog import UNDECLARED, Catalog
+from agentslo.exporter.events import (
     MAX_LABEL_CHARS,
+    PLAN_KEY,
     TASK_OUTCOMES,
+    TOKEN_TYPES,
     TOOL_OUTCOMES,
     TURN_KINDS,
-    UNDECLARED,
-    Catalog,
+    TYPES,
 )
-from agentslo.exporter.events import PLAN_KEY
 from agentslo.spec import Spec
 
 Problem = tuple[str, str]  # (field, what is wrong)
@@ -189,7 +190,7 @@ def _task(
         model_label = b.fold(names.L_MODEL, model, b.spec.models)
     st = b.c.store
     b.plan.tokens = tuple(  # type: ignore[assignment]
-        st.slot(names.TOKENS_TOTAL, (b.agent, b.flow, model_label, kind)) for kind in ("input", "output")
+        st.slot(names.TOKENS_TOTAL, (b.agent, b.flow, model_label, kind)) for kind in TOKEN_TYPES
     )
     slos = b.spec.slos
     latency = [(s, slos[s].sli.latency.under) for s in b.slos("latency") if slos[s].sli.latency.of == "task"]  # type: ignore[union-attr]
@@ -328,5 +329,5 @@ def build(catalog: Catalog, kind: str, key: tuple[Any, ...]) -> Plan | Problem:
     if exclude is not None and (type(exclude) is not str or exclude not in spec.all_exclusions()):
         return "exclude", _one_of(exclude, spec.all_exclusions())
     builder = _Builder(catalog, spec, flow, exclude)
-    problem = _TYPED[kind](builder, *rest)
+    problem = _TYPED[kind](builder, **dict(zip(TYPES[kind].plan_key, rest, strict=True)))
     return problem if problem is not None else builder.plan

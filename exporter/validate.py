@@ -6,9 +6,9 @@ is not plainly valid, this is what answers, naming each problem with its index a
     >>> problems(planner, [{"type": "turn", "agent": "cx-support", "flow": "refund"}], time.time())
     [{'index': 0, 'field': 'latency_s', 'problem': 'is required'}]
 
-What a field takes comes from `exporter.events`; categorical fields (agent, flow, outcome,
-tool...) are checked when their plan is built (`exporter.planning`), which reports the first
-problem of the combination.
+What a field takes comes from the declaration in `exporter.events`; categorical fields (agent,
+flow, outcome, tool...) are checked when their plan is built (`exporter.planning`), which reports
+the first problem of the combination.
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ from typing import Any
 
 import msgspec
 
-from agentslo.exporter.catalog import MAX_LABEL_CHARS
 from agentslo.exporter.config import MAX_FUTURE_SKEW_S
-from agentslo.exporter.events import ALLOWED, COMMON, FIELDS, MAX_COUNT, MAX_ID_CHARS, NUMBER_KINDS, PLAN_KEY
+from agentslo.exporter.events import (
+    ALLOWED,
+    FIELDS,
+    MAX_ID_CHARS,
+    MAX_LABEL_CHARS,
+    NUMBER_KINDS,
+    PLAN_KEY,
+    PLANNED,
+    TOKEN_TYPES,
+)
 from agentslo.exporter.planning import Planner
 
 
@@ -44,11 +52,11 @@ def parse_time(value: Any) -> float | None:
 
 
 def check_number(value: Any, kind: str) -> str | None:
-    """The problem with a numeric field, or None."""
+    """The problem with a value of a number kind (number, count, score), or None."""
     integer, upper = NUMBER_KINDS[kind]
     if integer:
-        if type(value) is not int or not 0 <= value <= MAX_COUNT:
-            return f"must be a whole number from 0 to {MAX_COUNT}, got {value!r}"
+        if type(value) is not int or value < 0 or (upper is not None and value > upper):
+            return f"must be a whole number from 0 to {upper}, got {value!r}"
         return None
     if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
         return f"must be a finite number ≥ 0, got {value!r}"
@@ -57,8 +65,8 @@ def check_number(value: Any, kind: str) -> str | None:
     return None
 
 
-def _check_field(name: str, kind: str, value: Any, now: float) -> str | None:
-    if kind in ("cat", "type"):
+def _check_field(kind: str, value: Any, now: float) -> str | None:
+    if kind in PLANNED:
         return None
     if kind == "id":
         ok = type(value) is str and 0 < len(value) <= MAX_ID_CHARS
@@ -74,14 +82,14 @@ def _check_field(name: str, kind: str, value: Any, now: float) -> str | None:
             return f"is more than {MAX_FUTURE_SKEW_S:.0f}s in the future; check the sender's clock"
         return None
     if kind == "tokens":
-        if type(value) is not dict or not value or not set(value) <= {"input", "output"}:
+        if type(value) is not dict or not value or not set(value) <= set(TOKEN_TYPES):
             return 'must be an object like {"input": 1200, "output": 300}'
         for part, count in value.items():
             problem = check_number(count, "count")
             if problem:
                 return f"{part} {problem}"
         return None
-    return check_number(value, kind.rstrip("!"))
+    return check_number(value, kind)
 
 
 def problems(planner: Planner, events: list[Any], now: float) -> list[dict[str, Any]]:
@@ -94,6 +102,7 @@ def problems(planner: Planner, events: list[Any], now: float) -> list[dict[str, 
 
 
 def event_problems(planner: Planner, event: Any, now: float) -> list[tuple[str, str]]:
+    """(field, problem) of one event: its own fields' problems, then its plan's (if another field's)."""
     if type(event) is not dict:
         return [("", f"an event is a JSON object, got {type(event).__name__}")]
     kind = event.get("type")
@@ -101,17 +110,17 @@ def event_problems(planner: Planner, event: Any, now: float) -> list[tuple[str, 
         hint = f"got {kind!r}" if kind is not None else "is required"
         return [("type", f"must be one of: {', '.join(FIELDS)} ({hint})")]
     found: list[tuple[str, str]] = []
-    allowed = ALLOWED[kind]
+    fields = FIELDS[kind]
     for fname, value in event.items():
-        if fname not in allowed:
-            found.append((fname, f"unknown field for a {kind} event; allowed: {', '.join(sorted(allowed))}"))
+        if fname not in fields:
+            allowed = ", ".join(sorted(ALLOWED[kind]))
+            found.append((fname, f"unknown field for a {kind} event; allowed: {allowed}"))
             continue
-        spec = COMMON.get(fname) or FIELDS[kind][fname]
-        problem = _check_field(fname, spec, value, now)
+        problem = _check_field(fields[fname].kind, value, now)
         if problem:
             found.append((fname, problem))
-    for fname, spec in FIELDS[kind].items():
-        if spec.endswith("!") and event.get(fname) is None:
+    for fname, spec in fields.items():
+        if spec.required and spec.kind not in PLANNED and event.get(fname) is None:
             found.append((fname, "is required"))
     key = tuple(map(event.get, PLAN_KEY[kind]))
     nested = [f for f, v in zip(PLAN_KEY[kind], key, strict=True) if isinstance(v, list | dict)]

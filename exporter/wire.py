@@ -1,20 +1,25 @@
-"""The body of `POST /v1/events` on the wire: `parse_body()` (a JSON array or NDJSON) and its fast fronts.
+"""The body of `POST /v1/events` on the wire: from raw bytes to a batch the classifier can count.
 
-`parse_body()` returns the events, or the error answer when the body is not a batch at all
-(`IngestResult`, the API's `{"error", "detail"}` shape). A JSON array first tries `decode()`: the
-C++ scanner (`exporter/_scan.cpp`, simdjson: one pass over the raw bytes that checks each event
-and tallies what classification needs, with no Python object per event), then msgspec: one C pass
-in which each event becomes a Struct of its `type` (a tagged union), unknown fields, wrong types
-and negative numbers refused. Both are *filters*, not the authority: they accept no batch the
-event format (`exporter.events`) would refuse on these points, and whatever they refuse (or any
-batch they cannot vouch for) goes down the original path — `orjson.loads` and
-`exporter.validate.problems()` — which names every problem of every event. So answers, messages and
-partial semantics are unchanged; only valid batches get faster. The remaining checks (plans,
-printable labels, times ahead, finiteness) run in `exporter.classify` exactly as for dict events.
+`parse_body()` takes a JSON array or NDJSON (one event per line) and returns the events, or the
+error answer when the body is not a batch at all (`IngestResult`, the API's `{"error", "detail"}`
+shape). A JSON array first tries the fast fronts (`decode()`):
 
-Struct fields mirror `exporter.events.COMMON` and `FIELDS` (a test keeps them in step); `null` is
-accepted wherever the classifier treats it as absent, and required fields (`latency_s` of a turn,
-`score` of a judge) have no default. The scanner takes the same format from those tables.
+- the C++ scanner (`exporter/_scan.cpp`, simdjson): one pass over the raw bytes that checks each
+  event and tallies what classification needs, with no Python object per event;
+- else msgspec: one C pass in which each event becomes the Struct of its `type` (the declaration
+  in `exporter.events`), unknown fields, wrong types and out-of-range numbers refused.
+
+Both are *filters*, not the authority: they accept no batch the event format would refuse on these
+points, and whatever they refuse (or any batch they cannot vouch for) goes down the original path —
+`orjson.loads` and `exporter.validate.problems()` — which names every problem of every event. So
+answers, messages and partial semantics are the same on every path; only valid batches get faster.
+The remaining checks (plans, printable labels, times ahead, finiteness) run in `exporter.classify`
+exactly as for dict events. The scanner is set up from the same declaration (`_scanner()`).
+
+    >>> len(parse_body(b'[{"type": "connection", "agent": "cx-support", "flow": "refund", "ok": true}]', ""))
+    1
+    >>> parse_body(b"[1, 2", "application/json").status
+    400
 """
 
 from __future__ import annotations
@@ -22,25 +27,24 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from operator import attrgetter
-from typing import Annotated, Any, ClassVar
+from typing import Any
 
 import msgspec
 import orjson
-from msgspec import Meta, Struct
 from msgspec.structs import astuple
 
-from agentslo.exporter.catalog import MAX_LABEL_CHARS
 from agentslo.exporter.events import (
-    BOOLEAN,
-    COMMON,
     FIELDS,
     MAX_COUNT,
     MAX_EXEMPLAR_ID,
     MAX_ID_CHARS,
+    MAX_LABEL_CHARS,
     NUMBERS,
     PLAN_KEY,
+    TYPES,
+    AnyEvent,
+    Event,
 )
 
 NDJSON = "application/x-ndjson"
@@ -69,86 +73,9 @@ def error(status: int, message: str, detail: list[dict[str, Any]] | None = None)
     return IngestResult(status, {"error": message, "detail": detail or []})
 
 
-Number = Annotated[float, Meta(ge=0)]  # finiteness is checked column-wise (msgspec refuses 1e999 itself)
-Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
-Score = Annotated[float, Meta(ge=0, le=1)]
-Time = datetime | float  # RFC 3339 (offsets are required column-wise); the validator parses alike
-Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]  # lengths in code points, as len()
-Text = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)]  # printable: checked column-wise
-
-
-class Tokens(Struct, forbid_unknown_fields=True, gc=False):
-    input: Count | None = None
-    output: Count | None = None
-
-
-class Event(Struct, tag_field="type", forbid_unknown_fields=True, gc=False, kw_only=True):
-    """Fields every event type takes (`exporter.events.COMMON`)."""
-
-    rank: ClassVar[int]  # position of the type's name in sorted order: groups are classified in that order
-    agent: str | None = None
-    flow: str | None = None
-    exclude: str | None = None
-    session_id: Id | None = None
-    trace_id: Id | None = None
-    version: Text | None = None
-    prompt_version: Text | None = None
-    model: Text | None = None
-    time: Time | None = None
-
-
-class Task(Event, tag="task"):
-    outcome: str | None = None
-    escalation_required: bool | None = None
-    failure_mode: str | None = None
-    duration_s: Number | None = None
-    cost_usd: Number | None = None
-    steps: Count | None = None
-    tokens: Tokens | None = None
-
-
-class Turn(Event, tag="turn", kw_only=True):
-    kind: str | None = None
-    latency_s: Number
-
-
-class ToolCall(Event, tag="tool_call"):
-    tool: str | None = None
-    outcome: str | None = None
-    latency_s: Number | None = None
-
-
-class Judge(Event, tag="judge", kw_only=True):
-    judge: str | None = None
-    judge_version: str | None = None
-    score: Score
-
-
-class Escalation(Event, tag="escalation"):
-    required: bool | None = None
-    performed: bool | None = None
-    context_preserved: bool | None = None
-
-
-class Connection(Event, tag="connection"):
-    ok: bool | None = None
-
-
-class Synthetic(Event, tag="synthetic"):
-    scenario: str | None = None
-    passed: bool | None = None
-    duration_s: Number | None = None
-
-
-TYPES: dict[str, type[Event]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Task, Turn, ToolCall, Judge, Escalation, Connection, Synthetic)
-}
-for _rank, _name in enumerate(sorted(TYPES)):
-    TYPES[_name].rank = _rank
 KIND = {cls: name for name, cls in TYPES.items()}
 _rank_of = attrgetter("rank")
-_DECODER = msgspec.json.Decoder(list[Task | Turn | ToolCall | Judge | Escalation | Connection | Synthetic])
+_DECODER = msgspec.json.Decoder(list[AnyEvent])
 
 
 class Decoded:
@@ -168,26 +95,27 @@ class Decoded:
 
 
 def _scanner() -> Any:
-    """The C++ scanner (`exporter._scan`), or None when it is not built or AGENT_SLO_PURE_PYTHON=1."""
+    """The C++ scanner (`exporter._scan`) set up with the event format, or None when it is not built
+    or AGENT_SLO_PURE_PYTHON=1."""
     if os.environ.get("AGENT_SLO_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
         from agentslo.exporter._scan import Scanner
     except ImportError:
         return None
-    kinds = []
-    for kind in sorted(FIELDS):  # reports come in this order: types are classified sorted by name
-        fields = {"type": ("type", True)}
-        for name, fkind in {**COMMON, **FIELDS[kind]}.items():
-            base = fkind.rstrip("!")
-            value = "bool" if name in BOOLEAN else _SCANNED.get(base, base)
-            fields[name] = (value, fkind.endswith("!"))
-        numbers = tuple(f for f, _ in NUMBERS[kind])
-        kinds.append((kind, fields, PLAN_KEY[kind], numbers, "tokens" in FIELDS[kind]))
+    kinds = [
+        (
+            kind,
+            {name: (spec.kind, spec.required) for name, spec in FIELDS[kind].items()},
+            PLAN_KEY[kind],
+            tuple(name for name, _ in NUMBERS[kind]),
+            "tokens" in FIELDS[kind],
+        )
+        for kind in sorted(FIELDS)  # reports come in this order: types are classified sorted by name
+    ]
     return Scanner(kinds, (MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_EXEMPLAR_ID, float(MAX_COUNT)))
 
 
-_SCANNED = {"seconds": "float", "usd": "float"}  # the scanner's names of value kinds that differ
 SCANNER = _scanner()
 
 
