@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from functools import partial
 
 import orjson
 from aiohttp import web
@@ -25,6 +26,7 @@ from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
+    accepts_gzip,
     render,
     wants_openmetrics,
 )
@@ -34,7 +36,7 @@ from agentslo.exporter.wire import IngestResult, error
 from agentslo.exporter.writer import Writer
 from agentslo.spec import Spec
 
-log = logging.getLogger("agent_slo.exporter")
+log = logging.getLogger(__name__)
 
 INGESTOR = web.AppKey("ingestor", Ingestor)
 AUTONOMY = web.AppKey("autonomy", AutonomyReader)
@@ -160,11 +162,15 @@ async def post_events(request: web.Request) -> web.StreamResponse:
 
 async def get_metrics(request: web.Request) -> web.StreamResponse:
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     body = await asyncio.get_running_loop().run_in_executor(
-        None, render, request.app[INGESTOR].store, openmetrics
+        None, partial(render, request.app[INGESTOR].store, openmetrics, gzipped=gzipped)
     )
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    resp.headers["Vary"] = "Accept, Accept-Encoding"
+    if gzipped:
+        resp.headers["Content-Encoding"] = "gzip"
     return resp
 
 

@@ -13,6 +13,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import __version__, names
+from agentslo.exporter.app import create_app
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.exposition import accepts_gzip, render
 from agentslo.exporter.ingest import Ingestor
@@ -104,3 +105,29 @@ def test_gzipped_is_the_same_exposition_compressed(ingestor: Ingestor) -> None:
 )
 def test_accept_encoding_is_read_with_its_q_values(header: str, gzipped: bool) -> None:
     assert accepts_gzip(header) is gzipped
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AGENT_SLO_JUDGE_PROCESS", "0")
+    return await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig()))
+
+
+async def test_metrics_are_gzipped_only_for_scrapers_that_accept_it(client: Any) -> None:
+    resp = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    raw = await resp.read()
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in resp.headers["Vary"]
+    assert names.EVENTS_TOTAL in gzip.decompress(raw).decode()
+
+    resp = await client.get("/metrics", headers={"Accept-Encoding": "identity"}, auto_decompress=False)
+    assert "Content-Encoding" not in resp.headers
+    assert names.EVENTS_TOTAL in await resp.text()
+
+
+async def test_openmetrics_is_gzipped_too(client: Any) -> None:
+    headers = {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"}
+    resp = await client.get("/metrics", headers=headers, auto_decompress=False)
+    assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(await resp.read()).endswith(b"# EOF\n")
