@@ -43,6 +43,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e clients/python  # the client SDK
 if .venv/bin/python -c 'import agentslo.exporter._scan' 2>/dev/null; then
   echo "setup: ready (.venv/bin/agent-slo; C++ ingest scanner built)"
 else
