@@ -32,9 +32,10 @@ from agentslo import gate, names
 from agentslo.demo import EXAMPLE_SPEC, demotime
 from agentslo.demo.agent import AgentState, create_app, serve
 from agentslo.demo.faults import INCIDENTS, Faults, Incident
-from agentslo.demo.servers import WebhookSink, http_get, prometheus_query
+from agentslo.demo.servers import WebhookSink, http_get
 from agentslo.demo.stack import Stack
 from agentslo.demo.traffic import UserTraffic
+from agentslo.prometheus import PrometheusClient, PrometheusError
 from agentslo.scenario import load_scenarios
 from agentslo.synthetic.runner import run_cycle
 from agentslo.synthetic.sinks import HttpSink
@@ -242,10 +243,10 @@ def _firing(stack: Stack) -> str:
     if stack.prometheus is None:
         return ""
     try:
-        alerts = prometheus_query(stack.prometheus_url, 'ALERTS{alertstate="firing"}', timeout=3)
-    except (OSError, RuntimeError):
+        alerts = PrometheusClient(stack.prometheus_url, timeout=3).query('ALERTS{alertstate="firing"}')
+    except PrometheusError:
         return ", Prometheus unreachable"
-    names_ = sorted({f"{a['metric'].get('alertname')}/{a['metric'].get('slo', '-')}" for a in alerts})
+    names_ = sorted({f"{a.labels.get('alertname')}/{a.labels.get('slo', '-')}" for a in alerts})
     return f", firing: {', '.join(names_) or 'none'}"
 
 

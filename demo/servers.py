@@ -197,15 +197,6 @@ class Alertmanager:
         return _launch("alertmanager", argv, directory, port)
 
 
-def prometheus_query(base_url: str, promql: str, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """Instant query; the `result` vector (raises RuntimeError on an API error)."""
-    status, body = http_get(f"{base_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}", timeout)
-    data = json.loads(body)
-    if status != 200 or data.get("status") != "success":
-        raise RuntimeError(f"query {promql!r} failed: {data.get('error', status)}")
-    return list(data["data"]["result"])
-
-
 class WebhookSink:
     """An Alertmanager webhook receiver on loopback that keeps what it is sent, by receiver path.
 

@@ -22,9 +22,10 @@ import pytest
 from agentslo import burn, names
 from agentslo.demo.backfill import backfill_buckets, create_blocks, task_history_openmetrics
 from agentslo.demo.faults import DAY, INCIDENTS
-from agentslo.demo.servers import WebhookSink, find_binary, http_get, prometheus_query
+from agentslo.demo.servers import WebhookSink, find_binary, http_get
 from agentslo.demo.stack import Stack
 from agentslo.demo.traffic import EventTraffic, InBackground
+from agentslo.prometheus import PrometheusClient
 from agentslo.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,8 +103,10 @@ def drift(tmp_path_factory) -> dict[str, Any]:
                 )
                 out["received"] = sink.alerts(status=None)
                 sel = f'{{agent="cx-support",slo="{INCIDENT.slo}",flow="{INCIDENT.flow}"}}'
-                out["burn3d"] = prometheus_query(stack.prometheus_url, names.burn_rate("3d") + sel)
-                out["remaining"] = prometheus_query(stack.prometheus_url, names.ERROR_BUDGET_REMAINING + sel)
+                out["burn3d"] = PrometheusClient(stack.prometheus_url).query(names.burn_rate("3d") + sel)
+                out["remaining"] = PrometheusClient(stack.prometheus_url).query(
+                    names.ERROR_BUDGET_REMAINING + sel
+                )
                 _, body = http_get(f"{stack.exporter_url}/v1/autonomy?agent=cx-support&flow={INCIDENT.flow}")
                 out["autonomy"] = json.loads(body)
                 # When would the tier have fired in the history? Both windows' error ratios over the buckets.
@@ -149,10 +152,10 @@ def test_the_backfilled_drift_fires_ticket_slow_through_alertmanager(drift):
 
 def test_the_rules_read_three_weeks_of_history_not_just_the_live_minutes(drift):
     # The last three days of the drift fail 16%-19% of order-status tasks: a 3d burn near 1.8 of a 10% budget.
-    burn3d = float(drift["burn3d"][0]["value"][1])
+    burn3d = drift["burn3d"][0].value
     assert 1.6 < burn3d < 2.0, burn3d
     # Three weeks averaging ~12.5% failures spend more than the whole 30d budget of 10%.
-    assert float(drift["remaining"][0]["value"][1]) < 0
+    assert drift["remaining"][0].value < 0
 
 
 def test_the_history_shows_when_the_drift_became_detectable(drift):

@@ -16,9 +16,10 @@ import yaml
 
 from agentslo import names
 from agentslo.demo.demotime import write_compressed
-from agentslo.demo.servers import find_binary, free_port, http_get, http_post_json, prometheus_query
+from agentslo.demo.servers import find_binary, free_port, http_get, http_post_json
 from agentslo.demo.stack import Stack
 from agentslo.demo.traffic import generate
+from agentslo.prometheus import PrometheusClient
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"
@@ -31,8 +32,7 @@ pytestmark = [
 
 
 def _value(url: str, promql: str) -> float:
-    result = prometheus_query(url, promql)
-    return sum(float(r["value"][1]) for r in result)
+    return sum(s.value for s in PrometheusClient(url).query(promql))
 
 
 def _session(i: int, flow: str) -> dict[str, Any]:
@@ -94,12 +94,13 @@ def outage(tmp_path_factory) -> dict[str, Any]:
             out["llm_failed"] = _value(url, f'{calls}{{judge="faithfulness",outcome!="ok"}}')
             out["llm_ok"] = _value(url, f'{calls}{{judge="faithfulness",outcome="ok"}}')
             out["failure_outcomes"] = {
-                r["metric"]["outcome"] for r in prometheus_query(url, f'{calls}{{judge="faithfulness"}} > 0')
+                s.labels["outcome"]
+                for s in PrometheusClient(url).query(f'{calls}{{judge="faithfulness"}} > 0')
             }
             out["rule_ok"] = _value(url, f'{calls}{{judge="refund-policy",outcome="ok"}}')
             out["hallucination_events"] = _value(url, f'{names.EVENTS_TOTAL}{{slo="hallucination"}}')
-            out["bad_events"] = prometheus_query(url, f'{names.EVENTS_TOTAL}{{outcome="bad"}} > 0')
-            out["burning"] = prometheus_query(url, f'ALERTS{{alertname="{names.ALERT_BURN_RATE}"}}')
+            out["bad_events"] = PrometheusClient(url).query(f'{names.EVENTS_TOTAL}{{outcome="bad"}} > 0')
+            out["burning"] = PrometheusClient(url).query(f'ALERTS{{alertname="{names.ALERT_BURN_RATE}"}}')
             status, body = http_get(f"{stack.exporter_url}/v1/autonomy?agent=cx-support&flow=refund")
             out["autonomy"] = json.loads(body)
     finally:
@@ -126,6 +127,6 @@ def test_rule_judges_keep_judging(outage):
 
 def test_no_agent_slo_spends_budget_because_of_it(outage):
     # LLM judge failures record no verdict: the hallucination SLO counts none of them as bad.
-    assert outage["bad_events"] == [], [r["metric"] for r in outage["bad_events"]]
+    assert outage["bad_events"] == [], [s.labels for s in outage["bad_events"]]
     assert outage["burning"] == []
     assert outage["autonomy"]["state"] == "healthy" and outage["autonomy"]["stale"] is False

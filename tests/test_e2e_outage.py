@@ -19,9 +19,10 @@ import pytest
 from agentslo import gate, names
 from agentslo.demo.demotime import write_compressed
 from agentslo.demo.faults import Faults
-from agentslo.demo.servers import WebhookSink, find_binary, http_get, prometheus_query
+from agentslo.demo.servers import WebhookSink, find_binary, http_get
 from agentslo.demo.stack import Stack
 from agentslo.demo.traffic import EventTraffic, InBackground
+from agentslo.prometheus import PrometheusClient
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"
@@ -45,8 +46,8 @@ def _autonomy(stack: Stack, flow: str) -> dict[str, Any]:
 
 
 def _events_total(stack: Stack) -> float:
-    result = prometheus_query(stack.prometheus_url, f'sum({names.EVENTS_TOTAL}{{agent="cx-support"}})')
-    return float(result[0]["value"][1]) if result else 0.0
+    result = PrometheusClient(stack.prometheus_url).query(f'sum({names.EVENTS_TOTAL}{{agent="cx-support"}})')
+    return result[0].value if result else 0.0
 
 
 def _wait(predicate, timeout: float, step: float = 0.5):
@@ -103,8 +104,8 @@ def record(tmp_path_factory) -> dict[str, Any]:
             out["posted_during_restart"] = traffic.events_posted - posted_before_kill
             time.sleep(5)  # a few scrapes of the restarted exporter
             out["before_kill"], out["after_restart"] = before_kill, _events_total(stack)
-            out["resets"] = prometheus_query(
-                stack.prometheus_url, f'sum(resets({names.EVENTS_TOTAL}{{agent="cx-support"}}[1m]))'
+            out["resets"] = PrometheusClient(stack.prometheus_url).query(
+                f'sum(resets({names.EVENTS_TOTAL}{{agent="cx-support"}}[1m]))'
             )
             out["traffic_errors"] = list(traffic.errors)
 
@@ -158,7 +159,7 @@ def test_the_gate_ships_when_healthy_and_holds_during_the_outage_naming_the_slo(
 
 
 def test_kill_9_and_restart_is_no_counter_reset_for_prometheus(record):
-    assert record["resets"] and float(record["resets"][0]["value"][1]) == 0, record["resets"]
+    assert record["resets"] and record["resets"][0].value == 0, record["resets"]
     assert record["after_restart"] > record["before_kill"] > 0
     assert record["traffic_errors"], "posting should have failed while the exporter was down"
 

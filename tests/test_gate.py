@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from agentslo import cli, names
-from agentslo.demo.servers import Prometheus, find_binary, free_port, prometheus_query
+from agentslo.demo.servers import Prometheus, find_binary, free_port
 from agentslo.gate import Reading, decide, scope
+from agentslo.prometheus import PrometheusClient
 from agentslo.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,7 @@ def prometheus(spec, tmp_path_factory):
     config = {"global": {"evaluation_interval": "1s"}, "rule_files": ["rules.yaml"]}
     with Prometheus.start(directory, config, rule_files={"rules.yaml": fixture_rules(spec)}) as prom:
         deadline = time.monotonic() + 20
-        while not prometheus_query(prom.url, names.burn_rate("6h")) and time.monotonic() < deadline:
+        while not PrometheusClient(prom.url).query(names.burn_rate("6h")) and time.monotonic() < deadline:
             time.sleep(0.2)
         yield prom
 
