@@ -12,7 +12,8 @@
 | `GET /v1/judging` | queue depths, counts and store size |
 
 Handlers validate at the edge and hand the work to the app's `Pipeline` (`app[PIPELINE]`, set by
-`agentslo.feedback.setup`), whose store calls run on its own thread. Their OpenAPI description is
+`agentslo.feedback.setup`): store calls run on its store thread and whatever reads sessions' text
+(top terms, datasets) on its text thread, never on the event loop. Their OpenAPI description is
 `agentslo.feedback.openapi.OPENAPI_PATHS`.
 """
 
@@ -167,7 +168,8 @@ async def get_top(request: web.Request) -> web.Response:
             400, f"`window` {window!r}: {exc}", [{"index": 0, "field": "window", "problem": str(exc)}]
         )
     rows = await pipeline.db(pipeline.store.bad_sessions, slo, time.time() - seconds, agent)
-    return _json({"slo": slo, "window": window, "agent": agent} | top_contributors(rows))
+    top = await pipeline.text(top_contributors, rows)  # reads what users wrote: off the event loop
+    return _json({"slo": slo, "window": window, "agent": agent} | top)
 
 
 # --- review ---
@@ -244,32 +246,41 @@ async def get_dataset(request: web.Request) -> web.StreamResponse:
     pipeline = _pipeline(request)
     name, fmt = request.match_info["name"], request.match_info["ext"]
     judge, agent = request.query.get("judge"), request.query.get("agent")
-    reviews = await pipeline.db(lambda: list(pipeline.store.labelled(judge=judge, agent=agent)))
-    if (name, fmt) == ("calibration", "jsonl"):
-        balanced = request.query.get("balanced", "true").lower() not in ("false", "0", "no")
-        lines, was_balanced = datasets.calibration_set(reviews, balanced=balanced)
-        return web.Response(
-            body=datasets.dumps_jsonl(lines),
-            content_type="application/x-ndjson",
-            headers={"X-Agent-SLO-Balanced": str(was_balanced).lower()},
+    if (name, fmt) not in (("calibration", "jsonl"), ("regression", "jsonl"), ("regression", "yaml")):
+        return _error(
+            404, f"no dataset {name}.{fmt}: use calibration.jsonl, regression.jsonl or regression.yaml"
         )
-    if (name, fmt) == ("regression", "jsonl"):
-        return web.Response(
-            body=datasets.dumps_jsonl(datasets.regression_set(reviews)), content_type="application/x-ndjson"
-        )
-    if (name, fmt) == ("regression", "yaml"):
+    spec = None
+    if fmt == "yaml":
         if agent is None and len(pipeline.specs) != 1:
             return _error(400, "`agent` is required: scenario files belong to one agent")
         spec = pipeline.specs.get(agent or next(iter(pipeline.specs)))
         if spec is None:
             return _error(404, f"unknown agent {agent!r}")
-        document, skipped = datasets.regression_scenarios(datasets.regression_set(reviews), spec)
-        head = f"# Regression scenarios from sessions labelled real_failure ({len(document['scenarios'])}).\n"
-        if skipped:
-            head += f"# Not convertible (no user turn or nothing to assert): {', '.join(skipped)}\n"
-        text = head + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-        return web.Response(text=text, content_type="application/yaml")
-    return _error(404, f"no dataset {name}.{fmt}: use calibration.jsonl, regression.jsonl or regression.yaml")
+    reviews = await pipeline.db(lambda: list(pipeline.store.labelled(judge=judge, agent=agent)))
+    if name == "calibration":
+        balanced = request.query.get("balanced", "true").lower() not in ("false", "0", "no")
+        lines, was_balanced = await pipeline.text(
+            lambda: datasets.calibration_set(reviews, balanced=balanced)
+        )
+        return web.Response(
+            body=await pipeline.text(datasets.dumps_jsonl, lines),
+            content_type="application/x-ndjson",
+            headers={"X-Agent-SLO-Balanced": str(was_balanced).lower()},
+        )
+    if spec is None:
+        body = await pipeline.text(lambda: datasets.dumps_jsonl(datasets.regression_set(reviews)))
+        return web.Response(body=body, content_type="application/x-ndjson")
+    text = await pipeline.text(_regression_yaml, reviews, spec)
+    return web.Response(text=text, content_type="application/yaml")
+
+
+def _regression_yaml(reviews: list[dict[str, Any]], spec: Spec) -> str:
+    document, skipped = datasets.regression_scenarios(datasets.regression_set(reviews), spec)
+    head = f"# Regression scenarios from sessions labelled real_failure ({len(document['scenarios'])}).\n"
+    if skipped:
+        head += f"# Not convertible (no user turn or nothing to assert): {', '.join(skipped)}\n"
+    return head + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
 # --- agreement, status ---

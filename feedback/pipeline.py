@@ -9,8 +9,12 @@ Ingestion only enqueues (`Pipeline.submit` never awaits). Two stages, both bound
 
 A full intake queue refuses the session (`Overloaded`: the API answers 503 with Retry-After); a full
 LLM queue sheds that judge's verdict. Both are counted as the judge's `shed` outcome in
-`agent_slo_judge_calls_total`, like every other judge failure: never against the agent. SQLite runs
-on one dedicated thread so the event loop never waits on disk.
+`agent_slo_judge_calls_total`, like every other judge failure: never against the agent.
+
+Nothing that reads a session's text runs on the event loop, so a scrape or an ingest never waits on
+one: rule judges, redaction and the JSON of stored bodies run on one text thread (`Pipeline.text`;
+RE2, which the judges and redaction match with, releases the GIL and takes linear time), SQLite on
+another (`Pipeline.db`), and LLM judge calls in a child process.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import openai
 
 from agentslo.feedback.remote import JudgeProcess
 from agentslo.feedback.sampling import sampled
-from agentslo.feedback.store import SLI_REVIEW, ReviewRecord, SessionRecord, SessionStore
+from agentslo.feedback.store import SLI_REVIEW, EncodedSession, ReviewRecord, SessionRecord, SessionStore
 from agentslo.judges import JudgeInput, Verdict, applies, run_judge
 from agentslo.judges import model as outcomes
 from agentslo.judges.llm import close_clients
@@ -60,6 +64,9 @@ WORKERS_PER_SLOT = 2
 VERDICT_FLUSH_S = 0.1
 
 
+Call = tuple[str, str, str, str]  # agent, judge, judge_version, outcome
+
+
 class Sink(Protocol):
     """Where the pipeline's results go: judge events, judge calls and agreement ratios; thread-safe, sync.
 
@@ -73,6 +80,16 @@ class Sink(Protocol):
         self, agent: str, judge: str, judge_version: str, outcome: str, cost_usd: float
     ) -> Any: ...
     def set_judge_agreement(self, agent: str, judge: str, judge_version: str, ratio: float) -> Any: ...
+
+
+@dataclass
+class RuleStage:
+    """What the rule stage made of a batch of sessions (on the text thread), for the loop to record."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    calls: Counter[Call] = field(default_factory=Counter)
+    sessions: list[EncodedSession] = field(default_factory=list)
+    reviews: list[ReviewRecord] = field(default_factory=list)
 
 
 class Overloaded(Exception):
@@ -137,9 +154,6 @@ def burn_weight(spec: Spec, slo: str, flow: str) -> float:
     return 1.0 / max(100.0 - spec.objective_for(slo, flow), 1e-9)
 
 
-Call = tuple[str, str, str, str]  # agent, judge, judge_version, outcome
-
-
 class Pipeline:
     """Runs the judges of every agent's spec over submitted sessions, in the background."""
 
@@ -169,6 +183,9 @@ class Pipeline:
         self._verdicts: list[tuple[Job, str, LLMJudge, Verdict]] = []
         self._verdicts_ready = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-sessions")
+        # Text work (rule judges, redaction, top terms, datasets): one thread, so it never takes more
+        # than one core from ingest, and its queue is the intake's own (one batch at a time).
+        self._text = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-slo-judge-text")
         self._idle = asyncio.Event()
         self._idle.set()
         self._busy = 0
@@ -214,11 +231,16 @@ class Pipeline:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self.db(self.store.close)
         self._thread.shutdown(wait=True)
+        self._text.shutdown(wait=True)
         self._emitter.shutdown(wait=True)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call on the store's own thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def text(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run work that reads sessions' text (judging, redacting, summarising) on the text thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._text, fn, *args)
 
     async def drained(self, timeout: float = 30.0) -> None:
         """Wait until every submitted session has been judged (tests, benchmarks, shutdown)."""
@@ -318,10 +340,22 @@ class Pipeline:
                 self._leave(len(jobs))
 
     async def _intake_batch(self, jobs: list[Job]) -> None:
-        records: list[SessionRecord] = []
-        reviews: list[ReviewRecord] = []
-        events: list[dict[str, Any]] = []
-        calls: Counter[Call] = Counter()
+        stage = await self.text(self._rule_stage, jobs)
+        for (_, judge, _, outcome), n in stage.calls.items():
+            self.stats.calls[(judge, outcome)] += n
+        if stage.sessions:
+            self.stats.stored += await self.db(self.store.insert, stage.sessions, stage.reviews)
+            if self.store.total_bytes > self.store.max_bytes:
+                await self.db(self.store.prune)
+        for job in jobs:
+            for name in job.llm_judges:
+                self._to_llm(job, name, stage.calls)
+        await self._emit(stage.events, stage.calls, {})
+
+    def _rule_stage(self, jobs: list[Job]) -> RuleStage:
+        """On the text thread: run the rule judges, and redact and encode the sessions worth keeping.
+        Reads only the jobs and the (immutable) specs; the loop records the outcome."""
+        stage = RuleStage()
         for job in jobs:
             spec, rec = job.spec, job.record
             bad = dict(rec.bad_slos)
@@ -330,8 +364,8 @@ class Pipeline:
                 if not isinstance(judge, RuleJudge) or not applies(judge, rec.flow):
                     continue
                 verdict = evaluate(judge, job.case)
-                self._tally(calls, spec.agent, name, judge.version, verdict.outcome)
-                events.append(self._event(job, name, judge.version, verdict))
+                stage.calls[(spec.agent, name, judge.version, verdict.outcome)] += 1
+                stage.events.append(self._event(job, name, judge.version, verdict))
                 if verdict.score is not None and verdict.score < judge.pass_threshold:
                     for slo, (n, burn) in judge_burns(spec, name, rec.flow).items():
                         old = bad.get(slo, (0, 0.0))
@@ -352,16 +386,9 @@ class Pipeline:
                 job_reviews.append(ReviewRecord(rec.session_id, SLI_REVIEW, "", None, None, why, True))
             failed = any(r.flagged for r in job_reviews)
             if job.keep or failed:
-                records.append(replace(rec, bad_slos=bad, flagged=failed))
-                reviews += job_reviews
-        if records:
-            self.stats.stored += await self.db(self.store.add, records, reviews)
-            if self.store.total_bytes > self.store.max_bytes:
-                await self.db(self.store.prune)
-        for job in jobs:
-            for name in job.llm_judges:
-                self._to_llm(job, name, calls)
-        await self._emit(events, calls, {})
+                stage.sessions.append(self.store.encode(replace(rec, bad_slos=bad, flagged=failed)))
+                stage.reviews += job_reviews
+        return stage
 
     def _to_llm(self, job: Job, name: str, calls: Counter[Call]) -> None:
         try:

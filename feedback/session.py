@@ -18,12 +18,12 @@ counting of those SLIs stays with `POST /v1/events` (a session never counts twic
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentslo.spec import Spec
@@ -40,7 +40,7 @@ _STOPWORDS = frozenset(
     "that this with have from your what when will would could there their about please thanks thank hello "
     "want need just like know where which been were they them then than into also only does help".split()
 )
-_WORD = re.compile(r"[a-z][a-z'-]{3,}")
+_WORD = re2.compile(r"[a-z][a-z'-]{3,}")  # RE2: linear in what users wrote
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
 Short = Annotated[str, Field(min_length=1, max_length=128)]

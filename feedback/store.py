@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -80,6 +80,13 @@ class SessionRecord:
     flagged: bool = False  # a judge failed it (even one no SLO uses); bad SLOs flag it too
 
 
+class EncodedSession(NamedTuple):
+    """A session ready for the store: its record and its redacted JSON body (`SessionStore.encode`)."""
+
+    record: SessionRecord
+    body: bytes
+
+
 @dataclass(frozen=True)
 class ReviewRecord:
     """One judge's verdict (or an SLI's) on a stored session, reviewable by a human."""
@@ -134,13 +141,21 @@ class SessionStore:
             is not None
         )
 
+    def encode(self, record: SessionRecord) -> EncodedSession:
+        """Redact and serialise a session for `insert`. Touches no database, so any thread may call it:
+        the judging pipeline does this text work on its text thread, not on the store's."""
+        return EncodedSession(record, orjson.dumps(self.redactor.value(record.body)))
+
     def add(self, records: Iterable[SessionRecord], reviews: Iterable[ReviewRecord] = ()) -> int:
         """Store sessions (redacted) and reviews in one transaction; returns how many were new."""
+        return self.insert([self.encode(r) for r in records], reviews)
+
+    def insert(self, sessions: Iterable[EncodedSession], reviews: Iterable[ReviewRecord] = ()) -> int:
+        """Store encoded sessions and reviews in one transaction; returns how many sessions were new."""
         now = time.time()
         added = 0
         with self._tx():
-            for r in records:
-                body = orjson.dumps(self.redactor.value(r.body))
+            for r, body in sessions:
                 cur = self.db.execute(
                     "INSERT OR IGNORE INTO sessions (session_id, agent, flow, time, stored_at, version,"
                     " model, failure_mode, tool, outcome, sampled, flagged, body, size)"

@@ -159,3 +159,50 @@ async def test_refused_sessions_show_in_the_exporters_health_counters(
     m = await metrics(client)
     assert value(m, names.INGEST_REJECTED_TOTAL, reason="invalid_event") == 1
     assert value(m, names.INGEST_REJECTED_TOTAL, reason="invalid_body") == 1
+
+
+# --- a hostile session never stalls the exporter (issue 17: 2) ---
+
+HOSTILE_CHARS = 250_000
+HOSTILE = {
+    "long-word": {"answer": "a" * HOSTILE_CHARS},  # the issue's example: froze the exporter for 43 s
+    "at-signs": {"answer": "a@" * (HOSTILE_CHARS // 2)},
+    "digit-groups": {"answer": "1 " * (HOSTILE_CHARS // 2)},
+    "plus-digits": {"answer": "+1 " * (HOSTILE_CHARS // 3)},
+    "in-tool-output-and-context": {
+        "answer": "ok",
+        "tool_calls": [{"tool": "issue_refund", "output": {"note": "b." * (HOSTILE_CHARS // 2)}}],
+        "context": ["c-" * (HOSTILE_CHARS // 2)],
+    },
+}
+ANSWER_WITHIN_S = 2.0
+
+
+@pytest.mark.parametrize("shape", HOSTILE.values(), ids=HOSTILE.keys())
+async def test_healthz_and_ingest_keep_answering_while_a_hostile_session_is_judged_and_stored(
+    aiohttp_client: Client, provider: FakeProvider, shape: dict[str, Any]
+) -> None:
+    client = await aiohttp_client(create_app([spec_for(provider)], ExporterConfig()))
+    pipeline = client.app[feedback.PIPELINE]
+    hostile = session("hostile", "refund", shape["answer"]) | {"outcome": "failure"}  # failed: stored
+    hostile |= {k: v for k, v in shape.items() if k != "answer"}
+    event = {"type": "task", "agent": "cx-support", "flow": "refund", "outcome": "success"}
+
+    async def timed(call: Awaitable[Any]) -> float:
+        started = time.monotonic()
+        response = await call
+        assert response.status == 200
+        return time.monotonic() - started
+
+    assert (await client.post("/v1/sessions", json=hostile)).status == 202
+    worst = 0.0
+    for _ in range(10):  # the first asks overlap the rule judge and redaction of the session
+        worst = max(
+            worst, await timed(client.get("/healthz")), await timed(client.post("/v1/events", json=[event]))
+        )
+    assert worst < ANSWER_WITHIN_S
+    await pipeline.drained(timeout=20)
+    assert await pipeline.db(pipeline.store.count) == 1  # judged, redacted and stored, not dropped
+    m = await metrics(client)
+    assert value(m, names.JUDGE_CALLS_TOTAL, judge="refund-policy", outcome="ok") == 1
+    assert value(m, names.EVENTS_TOTAL, slo="task-success", outcome="good") == 10

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from agentslo.feedback.redact import Redactor, luhn_ok
@@ -64,3 +66,37 @@ def test_nested_values_are_redacted_and_keys_kept() -> None:
         "n": 3,
         "tool_calls": [{"input": {"email": "[EMAIL]"}}],
     }
+
+
+# --- linear time, whatever the text (issue 17: 2) ---
+
+HOSTILE_UNITS = {
+    "word": "a",  # the issue's example: one 250,000-character word (O(n²) for the old email pattern)
+    "digits": "1",
+    "spaced-digits": "1 ",
+    "dashed-digits": "1-",
+    "plus": "+1 ",
+    "at-signs": "a@",
+    "dots": "a.",
+    "at-dot": "a@a.",
+    "parentheses": "(1) ",
+    "emails": "bob@example.com ",
+    "cards": "4111 1111 1111 1111 ",
+    "phones": "+1 415-555-0100 ",
+}
+
+
+@pytest.mark.parametrize("unit", HOSTILE_UNITS.values(), ids=HOSTILE_UNITS.keys())
+def test_redaction_takes_linear_time_on_hostile_text(unit: str) -> None:
+    text = (unit * (250_000 // len(unit) + 1))[:250_000]
+    started = time.perf_counter()
+    Redactor().text(text)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_redaction_of_a_long_word_inside_json_values_is_fast_too() -> None:
+    word = "x" * 250_000
+    data = {"messages": [{"role": "user", "content": word}], "tool_calls": [{"output": {"note": word}}]}
+    started = time.perf_counter()
+    assert Redactor().value(data) == data
+    assert time.perf_counter() - started < 2.0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from agentslo.judges import JudgeInput, run_judge
 from agentslo.judges.rule import evaluate
-from agentslo.spec import RuleJudge, load_spec
+from agentslo.spec import RuleJudge, SpecError, load_spec, parse_spec
 
 
 def rule(**checks: Any) -> RuleJudge:
@@ -104,3 +105,76 @@ def test_json_fields(output: str, score: float) -> None:
 def test_every_failed_check_is_explained() -> None:
     verdict = evaluate(rule(fail_if_contains=["a"], require_contains=["zzz"]), case("a"))
     assert "forbidden text 'a'" in verdict.explanation and "required text 'zzz'" in verdict.explanation
+
+
+# --- linear time: RE2, whatever the text and the pattern (issue 17: 2) ---
+
+LONG = 250_000
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        (r"(a+)+$", "a" * LONG + "!"),  # nested quantifiers: exponential on a backtracking engine
+        (r"(a|aa)*c", "a" * LONG),
+        (r"(\w+\s?)*$", "word " * (LONG // 5) + "!"),
+        (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.[a-z]{2,}", "a" * LONG),  # the old email pattern: O(n²)
+        (r"\b3\s*-\s*5 business days\b", "3 - " * (LONG // 4)),
+    ],
+    ids=["nested", "alternation", "words", "email", "spec-example"],
+)
+def test_rule_regexes_take_linear_time_on_hostile_text(pattern: str, text: str) -> None:
+    judge = rule(fail_if_matches=[pattern], applies_to="all")
+    started = time.perf_counter()
+    verdict = evaluate(judge, case(text, user=text, context=(text,)))
+    assert time.perf_counter() - started < 2.0
+    assert verdict.outcome == "ok"
+
+
+def test_a_forbidden_match_is_quoted_briefly_not_whole() -> None:
+    verdict = evaluate(rule(fail_if_matches=[r"a+"]), case("a" * LONG))
+    assert verdict.score == 0.0 and len(verdict.explanation) < 200 and "…" in verdict.explanation
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u202f", "\u2009", "\u3000", "\x0b"])
+def test_whitespace_classes_still_match_unicode_spaces(space: str) -> None:
+    judge = load_spec("examples/cx-support.slo.yaml").judges["refund-policy"]
+    assert isinstance(judge, RuleJudge)
+    verdict = evaluate(judge, case(f"Refunds take 3{space}-{space}5 business days."))
+    assert verdict.score == 0.0 and "3" in verdict.explanation
+
+
+def test_fenced_json_is_found_in_a_long_answer() -> None:
+    judge = rule(json_fields=[{"path": "ok", "equals": True}])
+    output = "x" * LONG + '\n```json\n{"ok": true}\n```\n' + "`" * 1000
+    assert evaluate(judge, case(output)).score == 1.0
+
+
+@pytest.mark.parametrize(
+    ("key", "pattern"),
+    [
+        ("fail_if_matches", r"(?<=refund )\d+"),  # lookbehind
+        ("pass_if_matches", r"(?!no)\w+"),  # lookahead
+        ("fail_if_matches", r"(\w)\1"),  # backreference
+    ],
+)
+def test_the_spec_refuses_what_re2_cannot_match_naming_the_key(key: str, pattern: str) -> None:
+    text = f"""
+version: agent-slo/v1
+agent: a
+owners: {{o: {{team: t}}}}
+flows: {{f: {{risk: faq}}}}
+judges:
+  policy: {{type: rule, version: "1", {key}: ['{pattern}']}}
+slos:
+  s: {{sli: {{judge: policy}}, objective: 99, owner: o}}
+"""
+    with pytest.raises(SpecError) as err:
+        parse_spec(text)
+    message = str(err.value)
+    assert f"judges.policy.{key}[0]" in message and "RE2" in message and "lookarounds" in message
+
+
+def test_json_check_regexes_are_re2_too() -> None:
+    with pytest.raises(ValueError, match="RE2"):
+        rule(json_fields=[{"path": "a", "matches": r"(?<=x)y"}])

@@ -20,12 +20,12 @@ import logging
 import math
 import os
 import random
-import re
 import weakref
 from typing import Any
 
 import openai
 import orjson
+import re2
 
 from agentslo.judges import model as m
 from agentslo.judges.model import JudgeInput, Verdict
@@ -53,7 +53,8 @@ Judge only what the rubric asks. Answer with a single JSON object and nothing el
 {{"score": <number from 0 to 1, 1 = fully meets the rubric>, "label": "pass" or "fail", \
 "explanation": "<one or two sentences>"}}"""
 
-_FENCED = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+# RE2 (linear time) like every regex that reads text a user or a model could have written.
+_FENCED = re2.compile(r"(?s)```(?:json)?\s*(.*?)```")
 
 # Per event loop: one HTTP client per (base_url, key) and one semaphore per judge.
 _clients: weakref.WeakKeyDictionary[
