@@ -169,11 +169,13 @@ class Exporter:
 
 @dataclass
 class Reply:
-    """One scripted model answer: tool calls (name, arguments), or text; with its token usage."""
+    """One scripted model answer: tool calls (name, arguments), or text; with its token usage. With
+    `status`, an OpenAI-style error of that HTTP status instead."""
 
     text: str | None = None
     tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     usage: tuple[int, int] = (100, 20)
+    status: int | None = None
 
 
 class FakeChat:
@@ -222,6 +224,9 @@ class FakeChat:
         self.requests.append(body)
         reply = self.script.popleft() if self.script else Reply(text="done.")
         self._calls += 1
+        if reply.status is not None:
+            error = {"message": f"scripted HTTP {reply.status}", "type": "server_error", "code": None}
+            return web.json_response({"error": error}, status=reply.status)
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
         if reply.tools:
             message["tool_calls"] = [
