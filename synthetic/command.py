@@ -12,12 +12,12 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
 from typing import Any, Final
 
+from agentslo.judges.llm import close_clients
 from agentslo.scenario import Problem, Scenario, load_scenarios, scenario_schema
 from agentslo.spec import Spec, SpecError, load_specs
 from agentslo.synthetic.junit import write_junit
@@ -144,6 +144,7 @@ async def _once(args: argparse.Namespace, plan: list[tuple[Spec, list[Scenario]]
     finally:
         for target in targets:
             await target.aclose()
+        await close_clients()  # the llm-rubric judges' HTTP clients
         if sink is not None:
             await sink.aclose()
     results = [r for batch in batches for r in batch]
@@ -172,6 +173,7 @@ async def _forever(
     finally:
         for target in targets:
             await target.aclose()
+        await close_clients()  # the llm-rubric judges' HTTP clients
         if sink is not None:
             await sink.aclose()
     return EXIT_OK
@@ -187,11 +189,6 @@ def run(args: argparse.Namespace) -> int:
     if args.junit and not args.once:
         print("agent-slo probe: --junit needs --once", file=sys.stderr)
         return EXIT_BAD_INPUT
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet or args.once else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
     plan = _plan(args)
     token = args.token or os.environ.get(TOKEN_ENV)
     sink = None if args.no_exporter else HttpSink(args.exporter, token)
