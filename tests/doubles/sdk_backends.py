@@ -70,27 +70,35 @@ def free_port() -> int:
 
 
 class Exporter:
-    """`agent-slo serve SPEC --db tmp/counters.db` on a free port; `kill()` and `start()` again."""
+    """`agent-slo serve SPEC --db tmp/counters.db` on a free port; `kill()` and `start()` again. The
+    process's stderr goes to `tmp/exporter.log`."""
 
-    def __init__(self, tmp: Path, *specs: str, token: str | None = None) -> None:
+    def __init__(self, tmp: Path, *specs: str, token: str | None = None, persist: bool = True) -> None:
         self.spec_paths = []
         for i, spec in enumerate(specs or (SPEC,)):
             path = tmp / f"agent{i}.slo.yaml"
             path.write_text(spec)
             self.spec_paths.append(path)
         self.db = tmp / "counters.db"
+        self.log = tmp / "exporter.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = token
+        self.persist = persist  # False: counters in memory only, as `agent-slo serve` without --db
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> Exporter:
         cmd = [sys.executable, "-m", "agentslo.cli", "serve", *map(str, self.spec_paths)]
-        cmd += ["--port", str(self.port), "--db", str(self.db), "--sync", "normal"]
+        cmd += ["--port", str(self.port)]
+        if self.persist:
+            cmd += ["--db", str(self.db), "--sync", "normal"]
         if self.token:
             cmd += ["--token", self.token]
         env = {**os.environ, "AGENT_SLO_JUDGE_PROCESS": "0"}  # judging in-process: no child to reap
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        with self.log.open(
+            "ab"
+        ) as log:  # a file, not a pipe: nobody has to read it for the exporter to go on
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
         if wait:
             self.wait_ready()
         return self
@@ -100,7 +108,7 @@ class Exporter:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError((self.proc.stderr.read() if self.proc.stderr else b"").decode())
+                raise AssertionError(self.log.read_text(errors="replace"))
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:
                     if resp.status == 200:
@@ -124,8 +132,6 @@ class Exporter:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
 
     def __enter__(self) -> Exporter:
         return self.start()

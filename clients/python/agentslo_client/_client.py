@@ -56,7 +56,7 @@ DEFAULT_MAX_BATCH = 1_000  # events per POST (the exporter's benchmarks use this
 DEFAULT_FLUSH_INTERVAL_S = 1.0  # a partial batch waits at most this long
 DEFAULT_MAX_SESSION_BYTES = 8 * 1024 * 1024  # sessions (transcripts) held, encoded
 DEFAULT_TIMEOUT_S = 10.0  # one POST
-DEFAULT_RETRY_MAX_S = 10.0  # longest backoff between retries (Retry-After may ask for more)
+DEFAULT_RETRY_MAX_S = 5.0  # longest backoff between retries (Retry-After may ask for more)
 DEFAULT_EXIT_TIMEOUT_S = 2.0  # what the exit hook gives the queue before the process ends
 
 TransportChoice = Union[str, Callable[[], Transport]]
@@ -228,7 +228,7 @@ class Client:
             event["tokens"] = {"input": input_tokens or 0, "output": output_tokens or 0}
         if model is not None:
             event["model"] = model
-        self._emit(event, flow, session_id, trace_id, exclude)
+        self._emit(event, flow, session_id, trace_id, exclude, active_task())
 
     def record_turn(
         self,
@@ -248,7 +248,7 @@ class Client:
         task = active_task()
         if task is not None:
             task._note_step()
-        self._emit(event, flow, session_id, trace_id, exclude)
+        self._emit(event, flow, session_id, trace_id, exclude, task)
 
     def record_tool_call(
         self,
@@ -268,7 +268,7 @@ class Client:
         task = active_task()
         if task is not None:
             task._note_step()
-        self._emit(event, flow, session_id, trace_id, exclude)
+        self._emit(event, flow, session_id, trace_id, exclude, task)
 
     def record_judge(
         self,
@@ -285,7 +285,7 @@ class Client:
         event: dict[str, Any] = {"type": "judge", "judge": judge, "score": score}
         if judge_version is not None:
             event["judge_version"] = judge_version
-        self._emit(event, flow, session_id, trace_id, exclude)
+        self._emit(event, flow, session_id, trace_id, exclude, active_task())
 
     def record_escalation(
         self,
@@ -302,7 +302,7 @@ class Client:
         event: dict[str, Any] = {"type": "escalation", "required": required, "performed": performed}
         if performed:
             event["context_preserved"] = True if context_preserved is None else context_preserved
-        self._emit(event, flow, session_id, trace_id, exclude)
+        self._emit(event, flow, session_id, trace_id, exclude, active_task())
 
     def record_connection(
         self,
@@ -314,7 +314,7 @@ class Client:
         exclude: str | None = None,
     ) -> None:
         """Whether the user reached the agent and got its greeting (voice and chat channels)."""
-        self._emit({"type": "connection", "ok": ok}, flow, session_id, trace_id, exclude)
+        self._emit({"type": "connection", "ok": ok}, flow, session_id, trace_id, exclude, active_task())
 
     def record(self, event: Mapping[str, Any]) -> None:
         """Any event of the exporter's format as a mapping; `agent`, `flow` (when absent), the task's
@@ -328,7 +328,7 @@ class Client:
         except Exception as exc:
             log.warning("agent-slo client: record() needs a mapping of event fields: %s", exc)
             return
-        self._emit(fields, flow, session_id, trace_id, exclude)
+        self._emit(fields, flow, session_id, trace_id, exclude, active_task())
 
     def submit_session(
         self,
@@ -409,7 +409,7 @@ class Client:
                 value = getattr(task, name)
                 if value is not None:
                     event[name] = value
-            self._emit(event, task.flow, task.session_id, task.trace_id, task.exclude, scoped=False)
+            self._emit(event, task.flow, task.session_id, task.trace_id, task.exclude, None)
             if task.escalated or task.escalation_required is not None:
                 escalation: dict[str, Any] = {
                     "type": "escalation",
@@ -418,7 +418,7 @@ class Client:
                 }
                 if task.escalated:
                     escalation["context_preserved"] = task.context_preserved is not False
-                self._emit(escalation, task.flow, task.session_id, task.trace_id, task.exclude, scoped=False)
+                self._emit(escalation, task.flow, task.session_id, task.trace_id, task.exclude, None)
             if task._session is not None:
                 self._submit_task_session(task, event, duration)
         except Exception as exc:  # never into the agent
@@ -471,15 +471,14 @@ class Client:
         session_id: str | None,
         trace_id: str | None,
         exclude: str | None,
-        *,
-        scoped: bool = True,
+        task: Task | None,
     ) -> None:
-        """Complete an event (agent, flow, ids, exclusion, version, time) and queue it."""
+        """Complete an event (agent, flow, ids, exclusion, version, time) and queue it; fields left
+        out come from `task` (the task in scope, None for a task's own events)."""
         sender = self._sender
         if sender is None:
             return
         try:
-            task = active_task() if scoped else None
             if task is not None:
                 flow = flow or task.flow
                 session_id = session_id or task.session_id
