@@ -302,11 +302,20 @@ async def post_agreement(request: web.Request) -> web.Response:
         problems.append({"index": 0, "field": "judge", "problem": f"no judge {judge!r} for agent {agent!r}"})
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
         problems.append({"index": 0, "field": "ratio", "problem": "a number from 0 to 1"})
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        problems.append({"index": 0, "field": "n", "problem": "a non-negative integer"})
-    if problems or spec is None or not isinstance(ratio, int | float):
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < MAX_SQLITE_INT:
+        problems.append(
+            {"index": 0, "field": "n", "problem": f"a non-negative integer below {MAX_SQLITE_INT}"}
+        )
+    declared = spec.judges[judge].version if spec is not None and judge in spec.judges else None
+    raw = body.get("judge_version")
+    version = declared if raw is None or raw == "" else str(raw)
+    if declared is not None and version != declared:
+        # Agreement is published as a label: only the declared version, or any string would be a series.
+        problems.append(
+            {"index": 0, "field": "judge_version", "problem": f"the judge's version is {declared!r}"}
+        )
+    if problems or spec is None or not isinstance(ratio, int | float) or version is None:
         return _error(400, "invalid agreement", problems)
-    version = str(body.get("judge_version") or spec.judges[judge].version)
     await pipeline.set_agreement(spec.agent, judge, version, float(ratio), n, "calibrate")
     return _json({"agent": spec.agent, "judge": judge, "judge_version": version, "ratio": ratio, "n": n})
 

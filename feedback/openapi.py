@@ -105,9 +105,9 @@ _AGREEMENT = {
     "required": ["ratio"],
     "properties": {
         "agent": {"type": "string"},
-        "judge_version": {"type": "string"},
+        "judge_version": {"type": "string", "description": "the judge's declared version (the default)"},
         "ratio": {"type": "number", "minimum": 0, "maximum": 1},
-        "n": {"type": "integer", "minimum": 0},
+        "n": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
     },
 }
 

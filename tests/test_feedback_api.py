@@ -395,3 +395,28 @@ async def test_without_a_judge_process_llm_judges_run_in_process(
     await client.post("/v1/sessions", json=session("in-process", flow="order-status"))
     await drained(client)
     assert ingestor.calls[("faithfulness", "3", "ok")] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"ratio": 0.9, "n": 2**64}, "n"),  # beyond SQLite's integers: was a 500
+        ({"ratio": 0.9, "n": -1}, "n"),
+        ({"ratio": 0.9, "judge_version": "\x1a"}, "judge_version"),  # a label value: only the declared one
+        ({"ratio": 0.9, "judge_version": "2"}, "judge_version"),
+        ({"ratio": 1.5}, "ratio"),
+    ],
+)
+async def test_agreement_refuses_what_it_cannot_store_or_publish(
+    aiohttp_client: Client, provider: FakeProvider, body: dict[str, Any], field: str
+) -> None:
+    ingestor = FakeIngestor()
+    client = await make_client(aiohttp_client, make_spec(provider.base_url), ingestor)
+    resp = await client.post("/v1/judges/faithfulness/agreement", json=body)
+    assert resp.status == 400
+    assert [d["field"] for d in (await resp.json())["detail"]] == [field]
+    ok = await client.post(
+        "/v1/judges/faithfulness/agreement", json={"ratio": 0.9, "n": 3, "judge_version": 3}
+    )
+    assert ok.status == 200 and (await ok.json())["judge_version"] == "3"
+    assert ingestor.agreement == {("cx-support", "faithfulness", "3"): 0.9}
