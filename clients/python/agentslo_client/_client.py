@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Union
 
 from agentslo_client._aiohttp import AiohttpTransport
+from agentslo_client._events import escalation_event, task_event, task_session
 from agentslo_client._scopes import (
     MAX_TOOL_CALLS_KEPT,
     SYNTHETIC_EXCLUSION,
@@ -34,7 +35,6 @@ from agentslo_client._scopes import (
     Turn,
     TurnScope,
     active_task,
-    outcome_of,
     task_fields,
 )
 from agentslo_client._sender import Sender, Stats
@@ -388,62 +388,17 @@ class Client:
 
     def _task_done(self, task: Task, error: BaseException | None) -> None:
         try:
-            outcome = task.outcome
-            if error is not None and outcome in (None, "success"):
-                outcome = outcome_of(error)
-            event: dict[str, Any] = {"type": "task", "outcome": outcome or "success"}
-            duration = task.duration_s
-            event["duration_s"] = duration
-            if task.escalation_required is not None:
-                event["escalation_required"] = bool(task.escalation_required)
-            if task.failure_mode is not None:
-                event["failure_mode"] = task.failure_mode
-            if task.cost_usd is not None:
-                event["cost_usd"] = task.cost_usd
-            steps = task.steps if task.steps is not None else task._steps
-            if steps:
-                event["steps"] = steps
-            if task.input_tokens or task.output_tokens:
-                event["tokens"] = {"input": task.input_tokens, "output": task.output_tokens}
-            for name in ("model", "version", "prompt_version"):
-                value = getattr(task, name)
-                if value is not None:
-                    event[name] = value
-            self._emit(event, task.flow, task.session_id, task.trace_id, task.exclude, None)
-            if task.escalated or task.escalation_required is not None:
-                escalation: dict[str, Any] = {
-                    "type": "escalation",
-                    "required": bool(task.escalation_required),
-                    "performed": task.escalated,
-                }
-                if task.escalated:
-                    escalation["context_preserved"] = task.context_preserved is not False
-                self._emit(escalation, task.flow, task.session_id, task.trace_id, task.exclude, None)
-            if task._session is not None:
-                self._submit_task_session(task, event, duration)
+            ids = (task.flow, task.session_id, task.trace_id, task.exclude)
+            event = task_event(task, error)
+            self._emit(event, *ids, None)
+            escalation = escalation_event(task)
+            if escalation is not None:
+                self._emit(escalation, *ids, None)
+            session = task_session(task, event)
+            if session is not None:
+                self._submit(session, task.flow, None)
         except Exception as exc:  # never into the agent
             log.warning("agent-slo client: could not record a task: %r", exc)
-
-    def _submit_task_session(self, task: Task, event: dict[str, Any], duration: float) -> None:
-        session = dict(task._session or {})
-        if session.get("tool_calls") is None:
-            session["tool_calls"] = task.tool_calls
-        metadata = dict(session.get("metadata") or {})
-        if task.reason:
-            metadata["failure_reason"] = task.reason
-        session["metadata"] = metadata
-        for name in ("outcome", "failure_mode", "cost_usd", "model", "version", "prompt_version"):
-            if name in event:
-                session[name] = event[name]
-        if task.escalation_required is not None:
-            session["escalation_required"] = bool(task.escalation_required)
-        session["duration_s"] = duration
-        session["session_id"] = task.session_id or uuid.uuid4().hex
-        if task.trace_id is not None:
-            session["trace_id"] = task.trace_id
-        if task.exclude is not None:
-            session["exclude"] = task.exclude
-        self._submit(session, task.flow, None)
 
     def _tool_done(self, call: ToolCall, task: Task | None) -> None:
         try:
@@ -514,11 +469,10 @@ class Client:
             if document["flow"] is None:
                 _warn_once("agent-slo client: a session names no flow; pass flow=")
                 return False
-            if self._exclude is not None:
-                document.setdefault("exclude", self._exclude)
-            for name, value in self._stamp.items():
-                document.setdefault(name, value)
-            document.setdefault("time", time.time())
+            defaults = {"exclude": self._exclude, **self._stamp, "time": time.time()}
+            for name, value in defaults.items():
+                if document.get(name) is None:
+                    document[name] = value
             document = {k: v for k, v in document.items() if v is not None}
             body = json.dumps(document, separators=(",", ":"), default=str, allow_nan=False).encode()
         except Exception as exc:

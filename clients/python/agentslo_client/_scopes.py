@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
+import uuid
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Callable, Protocol, TypeVar, cast
@@ -157,6 +158,8 @@ class Task:
         """Submit the conversation for the judges (`POST /v1/sessions`) when the task ends, with the
         task's outcome, duration, cost, versions and session id. Tool calls recorded inside the task
         are included when `tool_calls` is not given."""
+        if self.session_id is None:  # the task's events from now on carry the session's id
+            self.session_id = uuid.uuid4().hex
         self._session = {
             "messages": messages,
             "context": context,

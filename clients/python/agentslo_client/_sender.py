@@ -435,7 +435,7 @@ class Sender:
 
     def _log_problem(self, answer: Response, what: str) -> None:
         error, detail = _problem(answer)
-        self._last_error = f"HTTP {answer.status}: {error}"
+        self._last_error = f"HTTP {answer.status}: {error or detail}"
         self._log_once(
             (answer.status, error),
             "agent-slo client: %s by the exporter (HTTP %d, not retried): %s %s",
