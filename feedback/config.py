@@ -30,7 +30,7 @@ class SessionsConfig:
     retention_s: float = st.DEFAULT_RETENTION_S
     labelled_retention_s: float = st.DEFAULT_LABELLED_RETENTION_S
     max_bytes: int = st.DEFAULT_MAX_BYTES
-    redact: str = "email,phone,card"  # or "none"
+    redact: str = "all"  # or a list of kinds (secret,email,iban,card,phone), or "none"
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     @classmethod
@@ -52,7 +52,7 @@ class SessionsConfig:
         def positive(x: float) -> bool:
             return x > 0
 
-        get("AGENT_SLO_REDACT", "email,phone,card", Redactor.parse, bool)  # fail at start, not on first use
+        get("AGENT_SLO_REDACT", "all", Redactor.parse, bool)  # fail at start, not on first use
         return cls(
             db_path=env.get("AGENT_SLO_SESSIONS_DB") or None,
             retention_s=get("AGENT_SLO_SESSIONS_RETENTION", "7d", parse_duration, positive),
@@ -60,7 +60,7 @@ class SessionsConfig:
                 "AGENT_SLO_SESSIONS_LABELLED_RETENTION", "90d", parse_duration, positive
             ),
             max_bytes=int(get("AGENT_SLO_SESSIONS_MAX_MB", "256", float, positive) * 1024 * 1024),
-            redact=env.get("AGENT_SLO_REDACT", "email,phone,card"),
+            redact=env.get("AGENT_SLO_REDACT", "all"),
             pipeline=PipelineConfig(
                 intake_size=get("AGENT_SLO_JUDGE_INTAKE", str(p.intake_size), int, positive),
                 llm_queue_size=get("AGENT_SLO_JUDGE_QUEUE", str(p.llm_queue_size), int, positive),
@@ -79,7 +79,8 @@ ENV: dict[str, str] = {
     "AGENT_SLO_SESSIONS_LABELLED_RETENTION": "how long labelled sessions are kept (default 90d)",
     "AGENT_SLO_SESSIONS_MAX_MB": "size limit of stored session bodies in MiB (default 256)",
     "AGENT_SLO_SESSIONS_SAMPLE_RATE": "head sample kept although nothing marked it bad, 0-1 (default 0.01)",
-    "AGENT_SLO_REDACT": "what to redact before storing: email,phone,card (default), all, or none",
+    "AGENT_SLO_REDACT": "what to redact before storing: all (default), none, or some of "
+    "secret,email,iban,card,phone (agentslo.feedback.redact says what each covers)",
     "AGENT_SLO_JUDGE_INTAKE": "sessions waiting for the rule stage before 503 (default 10000)",
     "AGENT_SLO_JUDGE_QUEUE": "sessions waiting per LLM judge before its verdicts are shed (default 1000)",
     "AGENT_SLO_JUDGE_PROCESS": "1 (default): LLM judge calls in a child process; 0: in the exporter process",

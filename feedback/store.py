@@ -2,10 +2,13 @@
 
 Tail-based retention: a session is stored when any SLI or judge marked it bad, or when it is in the
 head sample (sampled for an LLM judge, or by the store's own sample rate); everything else is never
-written. Text is redacted (emails, phone numbers, card numbers by default) before it reaches the
-file. Sessions older than the retention time go (labelled ones live longer: they are the datasets),
-and when the bodies exceed the size limit the least valuable go first: unflagged, then flagged,
-then labelled, oldest first.
+written. Personal data and secrets are redacted before they reach the file (`agentslo.feedback.redact`
+says what is and is not): bodies, explanations, labels' notes and reviewers. The session id and the
+version, model, tool and failure-mode columns are pseudonymised with the store's own key (kept in
+its `meta` table), so they still group and join; whatever reads the store (the API, the datasets)
+only ever sees the redacted values. Sessions older than the retention time go (labelled ones live
+longer: they are the datasets), and when the bodies exceed the size limit the least valuable go
+first: unflagged, then flagged, then labelled, oldest first.
 
 The store is synchronous and single-connection; the judging pipeline drives it from one thread
 (`agentslo.feedback.pipeline.Pipeline.db`), so the event loop never waits on SQLite.
@@ -13,10 +16,11 @@ The store is synchronous and single-connection; the judging pipeline drives it f
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -33,6 +37,7 @@ SLI_REVIEW: Final = ""
 DEFAULT_RETENTION_S: Final = 7 * 86_400.0  # a week of unlabelled sessions covers an incident review
 DEFAULT_LABELLED_RETENTION_S: Final = 90 * 86_400.0  # labelled sessions are the calibration datasets
 DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024  # session bodies (JSON); the file adds indexes on top
+_KEY_BYTES = 32  # the pseudonyms' key (blake2b takes up to 64)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -53,6 +58,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     flagged INTEGER NOT NULL, created_at REAL NOT NULL,
     label TEXT, reviewer TEXT, note TEXT, labelled_at REAL, UNIQUE (session_id, judge));
 CREATE INDEX IF NOT EXISTS reviews_queue ON reviews(label, flagged, created_at);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS agreements (
     agent TEXT NOT NULL, judge TEXT NOT NULL, judge_version TEXT NOT NULL, ratio REAL NOT NULL,
     n INTEGER NOT NULL, source TEXT NOT NULL, updated_at REAL NOT NULL,
@@ -113,7 +119,7 @@ class SessionStore:
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.path = path
-        self.redactor = redactor if redactor is not None else Redactor()
+        redactor = redactor if redactor is not None else Redactor()
         self.retention_s = retention_s
         self.labelled_retention_s = labelled_retention_s
         self.max_bytes = max_bytes
@@ -125,10 +131,26 @@ class SessionStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(_SCHEMA)
+        self.redactor = replace(redactor, key=self._redaction_key())
         self.total_bytes = int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM sessions").fetchone()[0])
 
     def close(self) -> None:
         self.db.close()
+
+    def _redaction_key(self) -> bytes:
+        """The key of this store's pseudonyms: made once, kept with the data it keys."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('redaction_key', ?)",
+            (secrets.token_bytes(_KEY_BYTES),),
+        )
+        return bytes(self.db.execute("SELECT value FROM meta WHERE name = 'redaction_key'").fetchone()[0])
+
+    def _sid(self, session_id: str) -> str:
+        """The stored (pseudonymised) form of a session id; the same for a stored one."""
+        return self.redactor.ident(session_id)
+
+    def _ident(self, value: str | None) -> str | None:
+        return None if value is None else self.redactor.ident(value)
 
     def _tx(self) -> _Tx:
         return _Tx(self.db)
@@ -137,14 +159,28 @@ class SessionStore:
 
     def has(self, session_id: str) -> bool:
         return (
-            self.db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+            self.db.execute(
+                "SELECT 1 FROM sessions WHERE session_id = ?", (self._sid(session_id),)
+            ).fetchone()
             is not None
         )
 
     def encode(self, record: SessionRecord) -> EncodedSession:
         """Redact and serialise a session for `insert`. Touches no database, so any thread may call it:
         the judging pipeline does this text work on its text thread, not on the store's."""
-        return EncodedSession(record, orjson.dumps(self.redactor.value(record.body)))
+        sid = self._sid(record.session_id)
+        body = self.redactor.value(record.body)
+        if isinstance(body, dict) and "session_id" in body:
+            body["session_id"] = sid  # the same pseudonym as the column, not a second redaction
+        redacted = replace(
+            record,
+            session_id=sid,
+            version=self._ident(record.version),
+            model=self._ident(record.model),
+            failure_mode=self._ident(record.failure_mode),
+            tool=self._ident(record.tool),
+        )
+        return EncodedSession(redacted, orjson.dumps(body))
 
     def add(self, records: Iterable[SessionRecord], reviews: Iterable[ReviewRecord] = ()) -> int:
         """Store sessions (redacted) and reviews in one transaction; returns how many were new."""
@@ -197,6 +233,7 @@ class SessionStore:
         self.db.execute("UPDATE sessions SET flagged = 1 WHERE session_id = ?", (session_id,))
 
     def _add_review(self, r: ReviewRecord, now: float) -> None:
+        sid = self._sid(r.session_id)
         self.db.execute(
             "INSERT INTO reviews (session_id, judge, judge_version, score, passed, explanation, flagged,"
             " created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS"
@@ -205,7 +242,7 @@ class SessionStore:
             " score = excluded.score, passed = excluded.passed, explanation = excluded.explanation,"
             " flagged = excluded.flagged",
             (
-                r.session_id,
+                sid,
                 r.judge,
                 r.judge_version,
                 r.score,
@@ -213,7 +250,7 @@ class SessionStore:
                 self.redactor.text(r.explanation),
                 int(r.flagged),
                 now,
-                r.session_id,
+                sid,
             ),
         )
 
@@ -231,10 +268,11 @@ class SessionStore:
                     continue
                 attached += 1
                 self._add_review(review, now)
-                self._mark_bad(review.session_id, bad_slos)
+                self._mark_bad(self._sid(review.session_id), bad_slos)
                 if review.flagged:
                     self.db.execute(
-                        "UPDATE sessions SET flagged = 1 WHERE session_id = ?", (review.session_id,)
+                        "UPDATE sessions SET flagged = 1 WHERE session_id = ?",
+                        (self._sid(review.session_id),),
                     )
         return attached
 
@@ -245,7 +283,13 @@ class SessionStore:
         with self._tx():
             cur = self.db.execute(
                 "UPDATE reviews SET label = ?, reviewer = ?, note = ?, labelled_at = ? WHERE id = ?",
-                (label, reviewer, self.redactor.text(note) if note else note, time.time(), review_id),
+                (
+                    label,
+                    self.redactor.text(reviewer) if reviewer else reviewer,
+                    self.redactor.text(note) if note else note,
+                    time.time(),
+                    review_id,
+                ),
             )
             if not cur.rowcount:
                 raise KeyError(review_id)
@@ -291,7 +335,9 @@ class SessionStore:
     # --- reads ---
 
     def session(self, session_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT * FROM sessions WHERE session_id = ?", (self._sid(session_id),)
+        ).fetchone()
         return None if row is None else _session_dict(row)
 
     def count(self) -> int:

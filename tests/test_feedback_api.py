@@ -420,3 +420,57 @@ async def test_agreement_refuses_what_it_cannot_store_or_publish(
     )
     assert ok.status == 200 and (await ok.json())["judge_version"] == "3"
     assert ingestor.agreement == {("cx-support", "faithfulness", "3"): 0.9}
+
+
+async def test_no_kind_of_pii_is_stored_or_served_raw(
+    aiohttp_client: Client, provider: FakeProvider, tmp_path: Path
+) -> None:
+    ingestor = FakeIngestor()
+    db = tmp_path / "sessions.db"
+    client = await make_client(
+        aiohttp_client, make_spec(provider.base_url, rate=0.0), ingestor, db_path=str(db)
+    )
+    sid = "chat-jane.doe@example.com"
+    iban, key, phone = (
+        "DE89 3704 0044 0532 0130 00",
+        "sk-proj-abcdefghijklmnopqrstuvwx12",
+        "+44\u00a020\u00a07946\u00a00958",
+    )
+    body = session(
+        sid, outcome="failure", failure_mode="wrong_refund_window", version="call 0044 20 7946 0958"
+    )
+    body["messages"][0]["content"] = f"pay to {iban}, my key is {key}, call {phone}"
+    body["tool_calls"] = [
+        {
+            "tool": "issue_refund",
+            "input": {"card": 5555555555554444, "jane@example.org": True},
+            "outcome": "error",
+        }
+    ]
+    body["metadata"] = {"phone": "555-0100", "order": "A-1001"}
+    assert (await client.post("/v1/sessions", json=body)).status == 202
+    await drained(client)
+    served = [
+        await (await client.get(path)).read()
+        for path in (
+            "/v1/review",
+            "/v1/sessions/top?slo=task-success",
+            "/v1/sessions/top?slo=tool-call-accuracy",
+        )
+    ]
+    assert b"[IBAN]" in served[0] and b"[SECRET]" in served[0] and b"A-1001" in served[0]
+    assert b"[EMAIL]~" in served[1] and b"call [PHONE]~" in served[1]
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("sessions.db"))
+    for value in (
+        sid,
+        "jane.doe",
+        iban,
+        iban.replace(" ", ""),
+        key,
+        "7946",
+        "5555555555554444",
+        "jane@",
+        "555-0100",
+    ):
+        for where, data in [("file", raw), *((f"GET {i}", s) for i, s in enumerate(served))]:
+            assert value.encode() not in data, (value, where)

@@ -157,3 +157,41 @@ def test_everything_survives_a_reopen(tmp_path: Path) -> None:
     assert s.agreements()[0]["ratio"] == 0.9 and len(s.reviews()) == 1
     assert s.add([record("a")]) == 0  # a stored session is never stored twice
     s.close()
+
+
+def test_ids_and_grouping_columns_are_pseudonymised_yet_still_join(tmp_path: Path) -> None:
+    path = str(tmp_path / "ids.db")
+    s = SessionStore(path)
+    raw_id = "chat:bob@example.com"
+    rec = record(
+        raw_id, bad={"task-success": (1, 3.3)}, version="build +44 20 7946 0958", tool="t-4111111111111111"
+    )
+    s.add([rec], [review(raw_id)])
+    assert s.has(raw_id)  # callers keep using the id they were given
+    assert s.add_verdict(review(raw_id, "tone"), {"task-success": (1, 1.0)})
+    stored = s.session(raw_id)
+    assert stored is not None
+    sid = stored["session_id"]
+    assert sid.startswith("chat:[EMAIL]~") and stored["session"]["session_id"] == sid
+    assert stored["version"].startswith("build [PHONE]~") and stored["tool"].startswith("t-[CARD]~")
+    row = s.bad_sessions("task-success", since=0.0)[0]
+    assert (row["session_id"], row["bad_events"]) == (sid, 2)
+    assert {r["session_id"] for r in s.reviews()} == {sid}
+    s.close()
+    reopened = SessionStore(path)  # the key is kept with the data: the same pseudonyms after a restart
+    assert reopened.has(raw_id) and reopened.session(raw_id)["session_id"] == sid  # type: ignore[index]
+    reopened.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for value in (b"bob@example.com", b"7946 0958", b"4111111111111111"):
+        assert value not in raw, value
+
+
+def test_distinct_ids_with_the_same_personal_shape_stay_distinct(store: SessionStore) -> None:
+    store.add([record("bob@example.com"), record("ann@example.com")])
+    assert store.count() == 2
+
+
+def test_reviewer_names_are_redacted_like_notes(store: SessionStore) -> None:
+    store.add([record("a")], [review("a")])
+    item = store.reviews()[0]
+    assert store.label(item["id"], "correct", "ann@example.com", None)["reviewer"] == "[EMAIL]"
