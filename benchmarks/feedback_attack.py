@@ -1,7 +1,8 @@
 """Feedback attack harness: what one hostile `POST /v1/sessions` does to a running exporter.
 
     python benchmarks/feedback_attack.py [--attack word|flood|both] [--word-chars 250000]
-                                         [--flood-seconds 20] [--flood-kb 80]
+                                         [--flood-seconds 20] [--flood-kb 80] [--db]
+                                         [--checkout DIR]
 
 Starts a real exporter (`agent-slo serve examples/cx-support.slo.yaml`, LLM judges in their child
 process, no API key so their calls fail fast) and, while it is attacked, asks `GET /healthz` and
@@ -14,6 +15,10 @@ latency of each and the exporter's peak RSS (VmHWM):
 - `flood`: `--flood-kb` KiB sessions (ordinary prose, failed so that each is stored), ten per
   request from four clients for `--flood-seconds`; reports how many were accepted, how many were
   answered 429/503 (and whether each such answer carried `Retry-After`).
+
+`--db` keeps the counters and the session store on disk (in a temporary folder; without it the store
+is in memory and its 256 MiB size limit counts in the RSS). `--checkout DIR` runs the exporter from
+another checkout (say `git archive` of an older commit), for before/after figures on one machine.
 
 The figures go to the issue's closing note (peak RSS and /healthz latency before and after); the
 suite's pass/fail versions of these attacks are in tests/test_feedback_hardening.py.
@@ -28,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -185,13 +191,14 @@ async def attack_flood(http: aiohttp.ClientSession, base: str, pid: int, seconds
 async def main(args: argparse.Namespace) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    checkout = Path(args.checkout).resolve() if args.checkout else ROOT
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentslo.cli", "serve", str(SPEC), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    env["PYTHONPATH"] = str(checkout)
+    folder = tempfile.TemporaryDirectory(prefix="agent-slo-attack-")
+    command = [sys.executable, "-m", "agentslo.cli", "serve", str(SPEC), "--port", str(port)]
+    if args.db:
+        command += ["--db", str(Path(folder.name) / "counters.db")]
+    proc = subprocess.Popen(command, cwd=checkout, env=env, stdout=subprocess.DEVNULL)
     try:
         async with aiohttp.ClientSession() as http:
             deadline = time.monotonic() + READY_TIMEOUT_S
@@ -217,6 +224,7 @@ async def main(args: argparse.Namespace) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        folder.cleanup()
 
 
 if __name__ == "__main__":
@@ -225,4 +233,6 @@ if __name__ == "__main__":
     parser.add_argument("--word-chars", type=int, default=250_000)
     parser.add_argument("--flood-seconds", type=float, default=20.0)
     parser.add_argument("--flood-kb", type=int, default=80)
+    parser.add_argument("--db", action="store_true", help="counters and session store on disk")
+    parser.add_argument("--checkout", help="run the exporter from this checkout (default: this one)")
     asyncio.run(main(parser.parse_args()))

@@ -44,6 +44,7 @@ MAX_BATCH_SESSIONS = 100  # sessions per POST; a bigger batch is refused rather 
 MAX_PAGE = 500
 MAX_SQLITE_INT = 2**63  # review ids are SQLite integers
 DEFAULT_TOP_WINDOW = "1d"
+RETRY_AFTER = {"Retry-After": "1"}  # overload answers: the queues drain within seconds
 
 PIPELINE = web.AppKey("agent_slo_feedback_pipeline", Pipeline)
 
@@ -71,8 +72,25 @@ def _pipeline(request: web.Request) -> Pipeline:
 
 async def post_sessions(request: web.Request) -> web.Response:
     pipeline = _pipeline(request)
+    # Bodies being read and parsed are bounded in bytes like the queues behind them: one that does
+    # not fit now is refused unread. Without a Content-Length, a body takes the whole budget.
+    reserved = request.content_length
+    if reserved is None:
+        reserved = pipeline.config.reading_bytes
+    if not pipeline.start_reading(reserved):
+        pipeline.stats.refused += 1
+        pipeline.reject("overloaded")
+        return _error(503, "the judging queue is full (bodies being read); retry later", headers=RETRY_AFTER)
     try:
-        data = orjson.loads(await request.read())
+        return await _read_sessions(request, pipeline)
+    finally:
+        pipeline.done_reading(reserved)
+
+
+async def _read_sessions(request: web.Request, pipeline: Pipeline) -> web.Response:
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         pipeline.reject("invalid_body")
         return _error(400, "the body is not JSON", [{"index": 0, "field": "", "problem": str(exc)}])
@@ -101,10 +119,12 @@ async def post_sessions(request: web.Request) -> web.Response:
     if detail:
         pipeline.reject("invalid_event", len(items))
         return _error(400, "invalid session(s); nothing was accepted", detail)
-    if pipeline.intake_free() < len(parsed):
+    refusal = pipeline.intake_refusal(len(parsed), len(raw))
+    if refusal is not None:  # the whole batch or nothing: never half-queued
         pipeline.stats.refused += len(parsed)
         pipeline.reject("overloaded", len(parsed))
-        return _error(503, "the judging queue is full; retry later", headers={"Retry-After": "1"})
+        return _error(503, f"{refusal}; retry later", headers=RETRY_AFTER)
+    size = len(raw) // len(parsed)  # each session's share of the body, for the queues' byte bounds
     results = []
     for session in parsed:
         spec = pipeline.specs[session.agent]
@@ -113,15 +133,16 @@ async def post_sessions(request: web.Request) -> web.Response:
             results.append(
                 pipeline.submit(
                     spec,
-                    session.document() | {"time": record.time},
+                    record.body | {"time": record.time},
                     record,
                     exclude=session.exclude,
                     trace_id=session.trace_id,
+                    size=size,
                 )
             )
         except Overloaded as exc:
             pipeline.reject("overloaded")
-            return _error(503, str(exc), headers={"Retry-After": "1"})
+            return _error(503, str(exc), headers=RETRY_AFTER)
     return _json(results[0] if single else {"sessions": results}, status=202)
 
 
@@ -327,6 +348,7 @@ async def get_status(request: web.Request) -> web.Response:
         pipeline.stats.as_dict()
         | {
             "queues": pipeline.queue_depths(),
+            "queue_bytes": pipeline.queue_bytes(),
             "stored_sessions": count,
             "stored_bytes": pipeline.store.total_bytes,
         }

@@ -21,6 +21,8 @@ from agentslo.feedback import store as st
 from agentslo.feedback.pipeline import PipelineConfig
 from agentslo.feedback.redact import Redactor
 
+MIB = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class SessionsConfig:
@@ -52,6 +54,9 @@ class SessionsConfig:
         def positive(x: float) -> bool:
             return x > 0
 
+        def mib(name: str, default: int) -> int:
+            return int(get(name, f"{default / MIB:g}", float, positive) * MIB)
+
         get("AGENT_SLO_REDACT", "all", Redactor.parse, bool)  # fail at start, not on first use
         return cls(
             db_path=env.get("AGENT_SLO_SESSIONS_DB") or None,
@@ -59,11 +64,14 @@ class SessionsConfig:
             labelled_retention_s=get(
                 "AGENT_SLO_SESSIONS_LABELLED_RETENTION", "90d", parse_duration, positive
             ),
-            max_bytes=int(get("AGENT_SLO_SESSIONS_MAX_MB", "256", float, positive) * 1024 * 1024),
+            max_bytes=mib("AGENT_SLO_SESSIONS_MAX_MB", st.DEFAULT_MAX_BYTES),
             redact=env.get("AGENT_SLO_REDACT", "all"),
             pipeline=PipelineConfig(
                 intake_size=get("AGENT_SLO_JUDGE_INTAKE", str(p.intake_size), int, positive),
                 llm_queue_size=get("AGENT_SLO_JUDGE_QUEUE", str(p.llm_queue_size), int, positive),
+                intake_bytes=mib("AGENT_SLO_JUDGE_INTAKE_MB", p.intake_bytes),
+                llm_queue_bytes=mib("AGENT_SLO_JUDGE_QUEUE_MB", p.llm_queue_bytes),
+                reading_bytes=mib("AGENT_SLO_SESSIONS_READING_MB", p.reading_bytes),
                 store_sample_rate=get(
                     "AGENT_SLO_SESSIONS_SAMPLE_RATE", str(p.store_sample_rate), float, lambda x: 0 <= x <= 1
                 ),
@@ -83,5 +91,8 @@ ENV: dict[str, str] = {
     "secret,email,iban,card,phone (agentslo.feedback.redact says what each covers)",
     "AGENT_SLO_JUDGE_INTAKE": "sessions waiting for the rule stage before 503 (default 10000)",
     "AGENT_SLO_JUDGE_QUEUE": "sessions waiting per LLM judge before its verdicts are shed (default 1000)",
+    "AGENT_SLO_JUDGE_INTAKE_MB": "MiB of session JSON waiting for the rule stage before 503 (default 64)",
+    "AGENT_SLO_JUDGE_QUEUE_MB": "MiB of session JSON held for LLM judges before they shed (default 64)",
+    "AGENT_SLO_SESSIONS_READING_MB": "MiB of POST /v1/sessions bodies read at once before 503 (default 32)",
     "AGENT_SLO_JUDGE_PROCESS": "1 (default): LLM judge calls in a child process; 0: in the exporter process",
 }

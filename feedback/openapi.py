@@ -224,7 +224,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/v1/judging": {
         "get": {
-            "summary": "Judging pipeline status: queue depths, judge calls by outcome, store size",
+            "summary": "Judging pipeline status: queue depths and bytes, judge calls by outcome, store size",
             "responses": {"200": _ok("status")},
         }
     },

@@ -7,9 +7,12 @@ Ingestion only enqueues (`Pipeline.submit` never awaits). Two stages, both bound
 2. one queue per LLM judge, drained by `concurrency` tasks: the head-sampled sessions are judged,
    verdicts applied and attached to the stored session.
 
-A full intake queue refuses the session (`Overloaded`: the API answers 503 with Retry-After); a full
-LLM queue sheds that judge's verdict. Both are counted as the judge's `shed` outcome in
-`agent_slo_judge_calls_total`, like every other judge failure: never against the agent.
+Both stages are bounded by count and by bytes (of the sessions' JSON), and so is the reading of
+request bodies: a full intake refuses the session (`Overloaded`: the API answers 503 with
+Retry-After), as does a full reading budget; a full LLM queue sheds that judge's verdict. Refused
+requests are counted in the exporter's `agent_slo_ingest_rejected_total{reason="overloaded"}`, sheds
+as the judge's `shed` outcome in `agent_slo_judge_calls_total`, like every other judge failure:
+never against the agent.
 
 Nothing that reads a session's text runs on the event loop, so a scrape or an ingest never waits on
 one: rule judges, redaction and the JSON of stored bodies run on one text thread (`Pipeline.text`;
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import Counter, OrderedDict, defaultdict
@@ -49,8 +53,17 @@ DEFAULT_INTAKE_SIZE = 10_000
 DEFAULT_LLM_QUEUE_SIZE = 1_000
 # Sessions the rule stage takes per transaction: amortises SQLite commits under load.
 INTAKE_BATCH = 256
-# Session ids remembered to drop re-sent sessions (a retry must not be judged, or counted, twice).
+# Bytes of sessions (their JSON) waiting for or in the rule stage before new ones are refused: with the
+# count bound alone, 10,000 queued 80 KB sessions held ~1 GB. Python objects take ~2-4x their JSON.
+DEFAULT_INTAKE_BYTES = 64 * 1024 * 1024
+# Bytes of sessions held for LLM judges (each session once, however many judges sampled it).
+DEFAULT_LLM_QUEUE_BYTES = 64 * 1024 * 1024
+# Bytes of POST /v1/sessions bodies being read and parsed at once (one body of any size always fits).
+DEFAULT_READING_BYTES = 32 * 1024 * 1024
+# Session ids remembered to drop re-sent sessions (a retry must not be judged, or counted, twice); kept
+# as 16-byte digests, so the window's memory does not depend on how long the ids are.
 DEFAULT_DEDUPE_WINDOW = 100_000
+_SEEN_DIGEST_BYTES = 16
 # Share of sessions kept although nothing marked them bad: the head sample the review queue and the
 # balanced calibration set need beyond the LLM judges' own samples.
 DEFAULT_STORE_SAMPLE_RATE = 0.01
@@ -100,6 +113,9 @@ class Overloaded(Exception):
 class PipelineConfig:
     intake_size: int = DEFAULT_INTAKE_SIZE
     llm_queue_size: int = DEFAULT_LLM_QUEUE_SIZE
+    intake_bytes: int = DEFAULT_INTAKE_BYTES
+    llm_queue_bytes: int = DEFAULT_LLM_QUEUE_BYTES
+    reading_bytes: int = DEFAULT_READING_BYTES
     store_sample_rate: float = DEFAULT_STORE_SAMPLE_RATE
     dedupe_window: int = DEFAULT_DEDUPE_WINDOW
     # LLM judge calls in a child process (agentslo.feedback.remote), off the ingest's interpreter.
@@ -115,6 +131,7 @@ class Job:
     trace_id: str | None
     llm_judges: tuple[str, ...]  # the LLM judges whose head sample holds this session
     keep: bool  # stored whatever the judges say (SLI-bad or head-sampled)
+    size: int = 0  # bytes of the session's JSON, for the byte bounds
 
 
 @dataclass
@@ -138,6 +155,14 @@ class Stats:
             "apply_errors": self.apply_errors,
             "judge_calls": calls,
         }
+
+
+def _seen_key(session_id: str) -> bytes:
+    return hashlib.blake2b(session_id.encode(), digest_size=_SEEN_DIGEST_BYTES).digest()
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / (1024 * 1024):g} MiB"
 
 
 def judge_burns(spec: Spec, judge: str, flow: str) -> dict[str, tuple[int, float]]:
@@ -174,7 +199,13 @@ class Pipeline:
         self.stats = Stats()
         self._intake: asyncio.Queue[Job] = asyncio.Queue(config.intake_size)
         self._llm: dict[tuple[str, str], asyncio.Queue[Job]] = {}
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        # Bytes held: by sessions in the intake (queued or in the batch being judged), by sessions held
+        # for LLM judges (with how many judges still hold each job), and by bodies being read.
+        self._intake_bytes = 0
+        self._llm_bytes = 0
+        self._llm_holds: dict[int, int] = {}  # id(job) → LLM judges still to judge it
+        self._reading_bytes = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Future[Any]] = set()  # emits scheduled from sync code
         # The exporter's ingest commits to SQLite: call it from a thread of its own, in order.
@@ -255,10 +286,33 @@ class Pipeline:
         """Sessions the intake queue can still take."""
         return self.config.intake_size - self._intake.qsize()
 
+    def intake_refusal(self, sessions: int, nbytes: int) -> str | None:
+        """Why the intake cannot take `sessions` sessions of `nbytes` bytes of JSON now, or None."""
+        if self.intake_free() < sessions:
+            return f"the judging queue is full ({self.config.intake_size} sessions)"
+        if self._intake_bytes and self._intake_bytes + nbytes > self.config.intake_bytes:
+            return f"the judging queue is full ({_mib(self.config.intake_bytes)} of sessions)"
+        return None
+
+    def start_reading(self, nbytes: int) -> bool:
+        """Reserve `nbytes` of the reading budget for a request body; False (nothing reserved) when
+        bodies already being read would exceed it. One body always fits, whatever its size."""
+        if self._reading_bytes and self._reading_bytes + nbytes > self.config.reading_bytes:
+            return False
+        self._reading_bytes += nbytes
+        return True
+
+    def done_reading(self, nbytes: int) -> None:
+        self._reading_bytes -= nbytes
+
     def queue_depths(self) -> dict[str, int]:
         depths = {"intake": self._intake.qsize()}
         depths.update({f"{agent}/{judge}": q.qsize() for (agent, judge), q in self._llm.items()})
         return depths
+
+    def queue_bytes(self) -> dict[str, int]:
+        """Bytes of session JSON held by each bound (see `/v1/judging`)."""
+        return {"intake": self._intake_bytes, "llm": self._llm_bytes, "reading": self._reading_bytes}
 
     # --- intake (called by the HTTP handler; never awaits) ---
 
@@ -270,10 +324,12 @@ class Pipeline:
         *,
         exclude: str | None = None,
         trace_id: str | None = None,
+        size: int = 0,
     ) -> dict[str, Any]:
-        """Queue a validated session for judging; raises Overloaded when the intake queue is full."""
+        """Queue a validated session (`size` bytes of JSON) for judging; raises Overloaded when the
+        intake is full, by count or by bytes."""
         sid = record.session_id
-        if sid in self._seen:
+        if _seen_key(sid) in self._seen:
             self.stats.duplicates += 1
             return {"session_id": sid, "duplicate": True}
         llm = tuple(
@@ -288,17 +344,18 @@ class Pipeline:
             or bool(llm)
             or sampled(sid, STORE_SAMPLER, "", self.config.store_sample_rate)
         )
-        job = Job(spec, JudgeInput.from_session(session), record, exclude, trace_id, llm, keep)
-        try:
-            self._intake.put_nowait(job)
-        except asyncio.QueueFull:
+        refusal = self.intake_refusal(1, size)
+        if refusal is not None:
             self.stats.refused += 1
             shed: Counter[Call] = Counter()
             for name, judge in spec.judges.items():
                 if applies(judge, record.flow):
                     self._tally(shed, spec.agent, name, judge.version, outcomes.SHED)
             self._emit_soon([], shed, {})
-            raise Overloaded(f"the judging queue is full ({self.config.intake_size} sessions)") from None
+            raise Overloaded(refusal)
+        job = Job(spec, JudgeInput.from_session(session), record, exclude, trace_id, llm, keep, size)
+        self._intake.put_nowait(job)  # room was checked above
+        self._intake_bytes += size
         self._remember(sid)
         self._enter()
         self.stats.accepted += 1
@@ -312,7 +369,7 @@ class Pipeline:
         }
 
     def _remember(self, sid: str) -> None:
-        self._seen[sid] = None
+        self._seen[_seen_key(sid)] = None
         if len(self._seen) > self.config.dedupe_window:
             self._seen.popitem(last=False)
 
@@ -337,6 +394,7 @@ class Pipeline:
             except Exception:  # a bug or a broken disk must not stop judging for good
                 log.exception("judging: a batch of %d sessions failed", len(jobs))
             finally:
+                self._intake_bytes -= sum(job.size for job in jobs)
                 self._leave(len(jobs))
 
     async def _intake_batch(self, jobs: list[Job]) -> None:
@@ -391,11 +449,25 @@ class Pipeline:
         return stage
 
     def _to_llm(self, job: Job, name: str, calls: Counter[Call]) -> None:
-        try:
-            self._llm[(job.spec.agent, name)].put_nowait(job)
-            self._enter()
-        except asyncio.QueueFull:
+        queue = self._llm[(job.spec.agent, name)]
+        held = id(job) in self._llm_holds
+        over_bytes = not held and self._llm_bytes and self._llm_bytes + job.size > self.config.llm_queue_bytes
+        if queue.full() or over_bytes:
             self._tally(calls, job.spec.agent, name, job.spec.judges[name].version, outcomes.SHED)
+            return
+        queue.put_nowait(job)
+        if not held:
+            self._llm_bytes += job.size
+        self._llm_holds[id(job)] = self._llm_holds.get(id(job), 0) + 1
+        self._enter()
+
+    def _release_llm(self, job: Job) -> None:
+        """One LLM judge is done with `job`; the last one releases its bytes."""
+        left = self._llm_holds.pop(id(job)) - 1
+        if left:
+            self._llm_holds[id(job)] = left
+        else:
+            self._llm_bytes -= job.size
 
     # --- stage 2: LLM judges ---
 
@@ -426,6 +498,8 @@ class Pipeline:
             except Exception:
                 log.exception("judging: %d verdicts could not be recorded", len(batch))
             finally:
+                for job, *_ in batch:
+                    self._release_llm(job)
                 self._leave(len(batch))
 
     async def _flush(self, batch: list[tuple[Job, str, LLMJudge, Verdict]]) -> None:

@@ -5,12 +5,15 @@ waits, full queues shed visibly, PII never reaches the SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -474,3 +477,137 @@ async def test_no_kind_of_pii_is_stored_or_served_raw(
     ):
         for where, data in [("file", raw), *((f"GET {i}", s) for i, s in enumerate(served))]:
             assert value.encode() not in data, (value, where)
+
+
+# --- byte bounds: the queues and the bodies being read hold at most so many bytes (issue 17: 12) ---
+
+KB = 1024
+
+
+def big_session(sid: str, kb: int, **extra: Any) -> dict[str, Any]:
+    """A session whose JSON is about `kb` KiB (its answer is ordinary prose)."""
+    prose = ("Your refund for order A-1001 was approved and is on its way. " * (kb * KB // 60 + 1))[: kb * KB]
+    return session(sid, answer=prose, **extra)
+
+
+@contextlib.asynccontextmanager
+async def text_thread_blocked(client: TestClient[Any, Any]) -> AsyncIterator[None]:
+    """Hold the pipeline's text thread, so sessions stay in the intake until the block ends."""
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(client.app[feedback.PIPELINE].text(gate.wait, 20))
+    try:
+        yield
+    finally:
+        gate.set()
+        await blocker
+
+
+async def status(client: TestClient[Any, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = await (await client.get("/v1/judging")).json()
+    return result
+
+
+async def test_intake_full_by_bytes_refuses_with_retry_after_and_takes_sessions_again_once_drained(
+    aiohttp_client: Client, provider: FakeProvider
+) -> None:
+    ingestor = FakeIngestor()
+    client = await make_client(
+        aiohttp_client, make_spec(provider.base_url, rate=0.0), ingestor, intake_bytes=100 * KB
+    )
+    async with text_thread_blocked(client):
+        assert (await client.post("/v1/sessions", json=big_session("b-1", 40))).status == 202
+        assert (await client.post("/v1/sessions", json=big_session("b-2", 40))).status == 202
+        held = (await status(client))["queue_bytes"]["intake"]
+        assert 80 * KB <= held <= 100 * KB
+        refused = await client.post("/v1/sessions", json=big_session("b-3", 40))
+        assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+        assert "MiB of sessions" in (await refused.json())["error"]
+    await drained(client)
+    assert (await status(client))["queue_bytes"] == {"intake": 0, "llm": 0, "reading": 0}
+    assert (await client.post("/v1/sessions", json=big_session("b-3", 40))).status == 202
+    await drained(client)
+    assert {e["session_id"] for e in ingestor.events} == {"b-1", "b-2", "b-3"}
+
+
+async def test_a_batch_that_does_not_fit_by_bytes_is_refused_whole(
+    aiohttp_client: Client, provider: FakeProvider
+) -> None:
+    ingestor = FakeIngestor()
+    client = await make_client(
+        aiohttp_client, make_spec(provider.base_url, rate=0.0), ingestor, intake_bytes=100 * KB
+    )
+    async with text_thread_blocked(client):
+        assert (await client.post("/v1/sessions", json=big_session("w-0", 30))).status == 202
+        resp = await client.post("/v1/sessions", json=[big_session(f"w-{i}", 30) for i in range(1, 4)])
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    await drained(client)
+    assert {e["session_id"] for e in ingestor.events} == {"w-0"}  # none of the refused batch
+
+
+async def test_one_session_bigger_than_the_byte_bound_still_goes_through_an_empty_queue(
+    aiohttp_client: Client, provider: FakeProvider
+) -> None:
+    ingestor = FakeIngestor()
+    client = await make_client(
+        aiohttp_client, make_spec(provider.base_url, rate=0.0), ingestor, intake_bytes=10 * KB
+    )
+    assert (await client.post("/v1/sessions", json=big_session("huge", 50))).status == 202
+    await drained(client)
+    assert [e["session_id"] for e in ingestor.events] == ["huge"]
+
+
+async def test_llm_queues_full_by_bytes_shed_verdicts_visibly(
+    aiohttp_client: Client, provider: FakeProvider
+) -> None:
+    ingestor = FakeIngestor()
+    client = await make_client(
+        aiohttp_client,
+        make_spec(provider.base_url, concurrency=1),
+        ingestor,
+        llm_queue_bytes=100 * KB,
+    )
+    provider.delay_s = 0.05
+    batch = [big_session(f"l-{i}", 30, flow="order-status") for i in range(10)]
+    assert (await client.post("/v1/sessions", json=batch)).status == 202
+    await drained(client)
+    shed = ingestor.calls[("faithfulness", "3", "shed")]
+    ok = ingestor.calls[("faithfulness", "3", "ok")]
+    assert shed + ok == 10 and 1 <= ok <= 4  # at most ~100 KiB of sessions held for the judge at once
+    assert (await status(client))["queue_bytes"]["llm"] == 0  # every hold was released
+
+
+async def test_bodies_beyond_the_reading_budget_are_refused_unread(
+    aiohttp_client: Client, provider: FakeProvider
+) -> None:
+    ingestor = FakeIngestor()
+    client = await make_client(
+        aiohttp_client, make_spec(provider.base_url, rate=0.0), ingestor, reading_bytes=64 * KB
+    )
+    pipeline = client.app[feedback.PIPELINE]
+    assert pipeline.start_reading(40 * KB)  # another body being read
+    try:
+        refused = await client.post("/v1/sessions", json=big_session("r-1", 30))
+        assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: it needs the whole budget
+            yield orjson.dumps(session("r-2"))
+
+        chunked = await client.post(
+            "/v1/sessions", data=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert chunked.status == 503
+    finally:
+        pipeline.done_reading(40 * KB)
+    assert (await client.post("/v1/sessions", json=big_session("r-1", 30))).status == 202
+    assert (await status(client))["queue_bytes"]["reading"] == 0
+
+
+async def test_the_dedupe_window_keeps_digests_not_ids(
+    aiohttp_client: Client, provider: FakeProvider
+) -> None:
+    ingestor = FakeIngestor()
+    client = await make_client(aiohttp_client, make_spec(provider.base_url, rate=0.0), ingestor)
+    long_id = "s" * 256
+    assert (await (await client.post("/v1/sessions", json=session(long_id))).json())["duplicate"] is False
+    assert (await (await client.post("/v1/sessions", json=session(long_id))).json())["duplicate"] is True
+    assert all(len(key) == 16 for key in client.app[feedback.PIPELINE]._seen)
