@@ -69,6 +69,8 @@ class Catalog:
         # (agent, flow) → scenarios with series; (agent, judge) → judge versions with series
         self.scenarios: dict[tuple[str, str], set[str]] = {}
         self.judge_versions: dict[tuple[str, str], set[str]] = {}
+        # (set, value) admitted to the sets above since `begin()`: what `rollback()` takes back
+        self.admitted: list[tuple[set[str], str]] = []
         # Values of the folded labels declared by any spec; anything else is keyed as UNDECLARED, so
         # 100,000 distinct failure modes make one plan, not 100,000.
         self.declared: dict[str, dict[Any, Any]] = {
@@ -206,9 +208,24 @@ class Catalog:
             st.slot(n.LABEL_FOLDED_TOTAL, (a, label))
         st.values[st.slot(n.SPEC_INFO, (a, spec.spec_hash), persist=False)] = 1.0
 
+    def begin(self) -> None:
+        """Start recording what is admitted to the bounded sets, for a `rollback()`."""
+        self.admitted.clear()
+
+    def rollback(self) -> bool:
+        """Take back what was admitted since `begin()`; True when there was something."""
+        undone = bool(self.admitted)
+        while self.admitted:
+            seen, value = self.admitted.pop()
+            seen.discard(value)
+        return undone
+
     def scenario_series(self, agent: str, flow: str, scenario: str) -> None:
         """A scenario's runs (both outcomes) and streak gauge, at 0 unless they exist already."""
-        self.scenarios.setdefault((agent, flow), set()).add(scenario)
+        seen = self.scenarios.setdefault((agent, flow), set())
+        if scenario not in seen:
+            seen.add(scenario)
+            self.admitted.append((seen, scenario))
         for outcome in (names.SYNTHETIC_PASSED, names.SYNTHETIC_FAILED):
             self.store.slot(names.SYNTHETIC_RUNS_TOTAL, (agent, flow, scenario, outcome))
         self.store.slot(names.SYNTHETIC_CONSECUTIVE_FAILURES, (agent, flow, scenario))
@@ -247,6 +264,7 @@ class Catalog:
         if len(seen) >= limit:
             return names.OTHER, self.store.slot(names.LABEL_FOLDED_TOTAL, (key[0], label))
         seen.add(value)
+        self.admitted.append((seen, value))
         return value, None
 
     def judge_version(self, agent: str, judge: str, version: str) -> tuple[str, int | None]:

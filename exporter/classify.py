@@ -39,6 +39,7 @@ from agentslo.exporter.events import (
     NUMBERS,
     PLAN_KEY,
     TOKEN_TYPES,
+    UPPER,
 )
 from agentslo.exporter.planning import Plan, Planner
 from agentslo.exporter.store import escape_label_value
@@ -111,10 +112,12 @@ class Deltas:
 
 
 def _numbers(
-    col: Sequence[Any], kind: str, required: bool = False
+    col: Sequence[Any], kind: str, required: bool = False, upper: float | None = None
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """(values, presence mask or None when all present) if every value is valid, else None."""
-    integer, upper = NUMBER_KINDS[kind]
+    """(values, presence mask or None when all present) if every value is valid (at most `upper`,
+    the field's own bound, when given), else None."""
+    integer, kind_upper = NUMBER_KINDS[kind]
+    upper = kind_upper if upper is None else upper
     types = set(map(type, col))
     mask = None
     if _NONE in types:
@@ -224,6 +227,10 @@ class Classifier:
             name: np.array(fam.bounds, dtype=np.float64) for name, fam in self.catalog.store.families.items()
         }
 
+    def forget_plans(self) -> None:
+        """Drop the plans cached by key as sent (some of their series were rolled back)."""
+        self._fast.clear()
+
     def run(self, events: list[Any], now: float, pending: dict[int, float] | None = None) -> Deltas | None:
         """The batch's deltas, or None when any check fails; `pending` holds gauge values not yet applied."""
         if not events or set(map(type, events)) != {dict}:
@@ -290,14 +297,14 @@ class Classifier:
             if distinct and not all(map(str.isprintable, distinct)):
                 return None
         columns: list[tuple[np.ndarray, np.ndarray | None] | None] = []
-        for entry in numbers:
+        for entry, upper in zip(numbers, UPPER[kind], strict=True):
             if entry is None:
                 columns.append(None)
                 continue
             values = np.frombuffer(entry[0], dtype=np.float64)
             mask = None if entry[1] is None else np.frombuffer(entry[1], dtype=np.bool_)
             values = values if mask is None else values[mask]
-            if not np.isfinite(values).all():
+            if not np.isfinite(values).all() or (upper is not None and (values > upper).any()):
                 return None
             columns.append((values, mask))
         trace_at = np.frombuffer(last, dtype=np.intp).tolist()  # per key: the event its trace is from
@@ -360,7 +367,7 @@ class Classifier:
                     return None
                 numbers.append(None)
                 continue
-            parsed = _numbers(values, fkind, required)
+            parsed = _numbers(values, fkind, required, fields[fname].upper)
             if parsed is None:
                 return None
             numbers.append(parsed)

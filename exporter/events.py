@@ -1,8 +1,8 @@
 """The event format of `POST /v1/events`, declared once: one msgspec Struct per event type.
 
 A field's annotation says all there is to know about it: its kind of value (the aliases below:
-`Name`, `Flag`, `Id`, `Text`, `Time`, `Number`, `Count`, `Score`, `Tokens`), its bounds (msgspec
-`Meta`), its allowed values (`Literal`) and whether it is required (no default). A type's
+`Name`, `Flag`, `Id`, `Text`, `Time`, `Number` (`Seconds`, `Usd`), `Count`, `Score`, `Tokens`),
+its bounds (msgspec `Meta`), its allowed values (`Literal`) and whether it is required (no default). A type's
 `plan_key` names the fields whose values pick its series, in the order planning takes them. To add a
 field or an event type, edit the classes here; everything else that knows the format is derived
 from them in this module:
@@ -10,7 +10,7 @@ from them in this module:
 - `FIELDS`: per type, field → `Field(kind, required, values, hint)`: what the authoritative
   validator (`exporter.validate`) checks, how the C++ scanner is set up (`exporter.wire`) and what
   the OpenAPI document says (`exporter.openapi`);
-- `PLAN_KEY`, `NUMBERS`, `BOOLEAN`, `ALLOWED`, `NUMBER_KINDS`: what the classifier reads column-wise;
+- `PLAN_KEY`, `NUMBERS`, `UPPER`, `BOOLEAN`, `ALLOWED`, `NUMBER_KINDS`: what the classifier reads column-wise;
 - `TASK_OUTCOMES`, `TOOL_OUTCOMES`, `TURN_KINDS`, `TOKEN_TYPES`: the enumerations planning checks
   and the catalog creates series for.
 
@@ -37,6 +37,8 @@ from msgspec import Meta, Struct
 MAX_ID_CHARS = 256  # session_id / trace_id; ids, not text
 MAX_LABEL_CHARS = 128  # free-text label values (versions, model, scenario) longer than this are refused
 MAX_COUNT = 2**53  # integer counts above this lose precision as float64 counters
+MAX_SECONDS = 366 * 86_400.0  # a duration or latency: nothing an agent does takes a year
+MAX_USD = 100_000.0  # the cost of one task: far above any agent's, far below an overflow
 MAX_EXEMPLAR_ID = 100  # longer trace ids are not kept as exemplars (OpenMetrics: 128 characters of labels)
 
 # The kinds of value, each named by the string in its annotation. Strings are measured in code
@@ -50,6 +52,10 @@ Time = Annotated[  # RFC 3339 with an offset, or epoch seconds
     "time",
 ]
 Number = Annotated[float, Meta(ge=0), "number"]  # finite: checked column-wise (msgspec refuses 1e999)
+# Numbers have sane bounds per quantity, so no sum the exporter keeps can overflow to inf (1e308
+# latencies did: an inf sum is NULL in SQLite). The largest sum is then 2^53 events at the bound.
+Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS), "number"]
+Usd = Annotated[float, Meta(ge=0, le=MAX_USD), "number"]
 Count = Annotated[int, Meta(ge=0, le=MAX_COUNT), "count"]
 Score = Annotated[float, Meta(ge=0, le=1.0), "score"]
 Label = Annotated[Name, Meta(min_length=1, max_length=MAX_LABEL_CHARS)]  # a free-text name (printable)
@@ -91,8 +97,8 @@ class Task(Event, tag="task", kw_only=True):
     outcome: TaskOutcome
     escalation_required: Flag | None = None  # false when absent
     failure_mode: Name | None = None
-    duration_s: Number | None = None
-    cost_usd: Number | None = None
+    duration_s: Seconds | None = None
+    cost_usd: Usd | None = None
     steps: Count | None = None
     tokens: Annotated[Tokens, Meta(extra_json_schema={"minProperties": 1}), "tokens"] | None = None
 
@@ -102,7 +108,7 @@ class Turn(Event, tag="turn", kw_only=True):
 
     plan_key = ("kind",)
     kind: TurnKind | None = None  # "turn" when absent
-    latency_s: Number
+    latency_s: Seconds
 
 
 class ToolCall(Event, tag="tool_call", kw_only=True):
@@ -111,7 +117,7 @@ class ToolCall(Event, tag="tool_call", kw_only=True):
     plan_key = ("tool", "outcome")
     tool: Name  # an undeclared one (even "") counts as `other`
     outcome: ToolOutcome
-    latency_s: Number | None = None
+    latency_s: Seconds | None = None
 
 
 class Judge(Event, tag="judge", kw_only=True):
@@ -145,12 +151,14 @@ class Synthetic(Event, tag="synthetic", kw_only=True):
     plan_key = ("scenario", "passed")
     scenario: Label
     passed: Flag
-    duration_s: Number | None = None
+    duration_s: Seconds | None = None
 
 
 AnyEvent = Task | Turn | ToolCall | Judge | Escalation | Connection | Synthetic
 
 # --- derived from the classes above ---
+
+TOKEN_TYPES: tuple[str, ...] = Tokens.__struct_fields__
 
 
 class Field(NamedTuple):
@@ -160,6 +168,7 @@ class Field(NamedTuple):
     required: bool  # must be present and not null
     values: tuple[str, ...]  # the allowed values of an enumerated name, else ()
     hint: Any  # the annotation without `None`: what msgspec decodes and describes
+    upper: float | None = None  # the largest value of a number, count or score
 
 
 SCOPE = ("agent", "flow", "exclude")  # the fields every plan key starts with
@@ -175,7 +184,8 @@ def _field(hint: Any, required: bool) -> Field:
         raise TypeError(f"{hint} is not one of the value kinds of exporter.events")
     literal = get_args(hint)[0]
     values = get_args(literal) if get_origin(literal) is Literal else ()
-    return Field(kind, required, values, hint)
+    upper = _number_kind(hint)[1] if kind in NUMBER_KIND else None
+    return Field(kind, required, values, hint, upper)
 
 
 def _fields(cls: type[Event]) -> dict[str, Field]:
@@ -209,9 +219,16 @@ NUMBERS: dict[str, tuple[tuple[str, str], ...]] = {
     kind: tuple((f, spec.kind) for f, spec in fields.items() if spec.kind in NUMBER_KIND)
     for kind, fields in FIELDS.items()
 }
+# Per type: the largest value of each number column the fast fronts report (tokens last, as counts).
+UPPER: dict[str, tuple[float | None, ...]] = {
+    kind: (
+        *(fields[f].upper for f, _ in NUMBERS[kind]),
+        *((float(MAX_COUNT),) * len(TOKEN_TYPES) if "tokens" in fields else ()),
+    )
+    for kind, fields in FIELDS.items()
+}
 BOOLEAN = frozenset(f for fields in FIELDS.values() for f, spec in fields.items() if spec.kind == "flag")
 NUMBER_KINDS = {"number": _number_kind(Number), "count": _number_kind(Count), "score": _number_kind(Score)}
 TASK_OUTCOMES = FIELDS["task"]["outcome"].values
 TOOL_OUTCOMES = FIELDS["tool_call"]["outcome"].values
 TURN_KINDS = FIELDS["turn"]["kind"].values
-TOKEN_TYPES: tuple[str, ...] = Tokens.__struct_fields__

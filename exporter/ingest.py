@@ -14,7 +14,6 @@ them to the in-memory counters; a refused batch changes no counter.
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from agentslo.exporter import validate
 from agentslo.exporter.catalog import Catalog
 from agentslo.exporter.classify import Classifier, Deltas
 from agentslo.exporter.config import ExporterConfig
-from agentslo.exporter.events import MAX_LABEL_CHARS
+from agentslo.exporter.events import MAX_LABEL_CHARS, MAX_USD
 from agentslo.exporter.persist import ROW, Persistence
 from agentslo.exporter.planning import Planner
 from agentslo.exporter.store import NOT_PERSISTED, Store
@@ -238,6 +237,7 @@ class Ingestor:
                         [{"index": None, "field": "Idempotency-Key", "problem": "reused"}],
                     ), None
                 return IngestResult(stored[1], orjson.loads(stored[2]), replayed=True), None
+        mark = self._begin()
         if isinstance(events, Decoded):
             deltas = self.classifier.run_decoded(events, now, pending)
             if deltas is None:  # some check failed: the authoritative path finds and names every problem
@@ -246,26 +246,50 @@ class Ingestor:
         else:
             deltas = self.classifier.run(events, now, pending)
         rejected: list[dict[str, Any]] = []
+        omitted = 0
         if deltas is None:
-            rejected = validate.problems(self.planner, events, now)
-            if not rejected:  # the fast path and the validator disagree: refuse rather than guess
+            found = validate.find(self.planner, events, now)
+            rejected, omitted, bad = found
+            if not bad:  # the fast path and the validator disagree: refuse rather than guess
                 rejected = [{"index": None, "field": "", "problem": "internal classification error"}]
-            bad = {p["index"] for p in rejected}
-            good = [e for i, e in enumerate(events) if i not in bad]
+            # the series and scenario names that the refused events created are taken back
+            self._rollback(mark)
+            good = [e for i, e in enumerate(events) if i not in bad] if bad else []
             deltas = self.classifier.run(good, now, pending) if partial and good else None
             if deltas is None:
+                self._rollback(mark)
                 self.reject("invalid_event", len(events))
-                return error(
-                    422, f"{len(bad)} of {len(events)} events are invalid; nothing was counted", rejected
-                ), None
+                answer = error(
+                    422,
+                    f"{len(bad) or 1} of {len(events)} events are invalid; nothing was counted",
+                    rejected,
+                )
+                if omitted:
+                    answer.body["omitted"] = omitted
+                return answer, None
             self.store.values[self._rejected] += len(bad)
         body: dict[str, Any] = {"accepted": deltas.events}
         status = 200
         if rejected:
             status = 207
-            body |= {"rejected": sorted({p["index"] for p in rejected}), "detail": rejected}
+            body |= {"rejected": sorted(bad), "detail": rejected}
+            if omitted:
+                body["omitted"] = omitted
         deltas.adds[self._accepted] = deltas.adds.get(self._accepted, 0.0) + deltas.events
         return IngestResult(status, body), deltas
+
+    def _begin(self) -> int:
+        """Start a batch that may be refused: what it creates can be taken back by `_rollback()`."""
+        self.catalog.begin()
+        self.planner.begin()
+        return self.store.mark()
+
+    def _rollback(self, mark: int) -> None:
+        """A refused batch changes nothing: forget the series, scenario and judge-version names, and
+        plans that its events created (with the lock held)."""
+        if self.store.rollback(mark) | self.catalog.rollback():
+            self.planner.forget_built()
+            self.classifier.forget_plans()
 
     def _builds(self, deltas: Deltas) -> dict[str, tuple[str, str, str]] | None:
         """The build labels once `deltas` are counted (None when they change none)."""
@@ -302,7 +326,8 @@ class Ingestor:
                 self.store.db_ids[slot] = assigned[-position - 1]
             if now - self._last_purge > PURGE_EVERY_S:
                 self._last_purge = now
-                self.db.forget_before(now - self.config.idempotency_horizon_s)
+                horizon = now - self.config.idempotency_horizon_s
+                self.db.tidy(lambda: self.db.forget_before(horizon))  # type: ignore[union-attr]
 
     def _rows(self, changes: dict[int, float], fresh: dict[int, int], new: list[str]) -> np.ndarray:
         """`changes` (slot → amount) as journal rows (row id, amount); slots that have no row id yet
@@ -354,8 +379,8 @@ class Ingestor:
         self, agent: str, judge: str, judge_version: str, outcome: str, cost_usd: float
     ) -> None:
         """Count one judge call and its cost (agent_slo_judge_calls_total / _cost_usd_total), durably."""
-        if not (type(cost_usd) in (int, float) and math.isfinite(cost_usd) and cost_usd >= 0):
-            raise ValueError(f"cost_usd must be a finite number ≥ 0, got {cost_usd!r}")
+        if not (type(cost_usd) in (int, float) and 0 <= cost_usd <= MAX_USD):
+            raise ValueError(f"cost_usd must be a number from 0 to {MAX_USD}, got {cost_usd!r}")
         with self.lock:
             version, folded = self._judge_labels(agent, judge, judge_version)
             label, fold_outcome = self.catalog.bounded(

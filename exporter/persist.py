@@ -10,12 +10,15 @@ reloads every slot, so Prometheus never sees a counter go down across a restart 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import orjson
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
@@ -134,8 +137,17 @@ class Persistence:
                 raise
         self.journal += 1
         if self.journal >= FOLD_EVERY:
-            self.fold()
+            self.tidy(self.fold)
         return ids
+
+    def tidy(self, work: Callable[[], object]) -> None:
+        """Upkeep after a commit (fold, forget old keys): its failure is logged, never raised, so an
+        answer never says "nothing was counted" about rows that are committed. The journal keeps
+        them, and the next commit (or the next start) folds again."""
+        try:
+            work()
+        except sqlite3.Error as exc:
+            log.error("SQLite upkeep after a commit failed (the commit stands; retried later): %s", exc)
 
     def fold(self) -> None:
         """Fold the journal into `counter` (sums of adds; the last of the sets) in one transaction."""
@@ -166,5 +178,5 @@ class Persistence:
         return self.db.execute("DELETE FROM idempotency WHERE created < ?", (horizon,)).rowcount
 
     def close(self) -> None:
-        self.fold()
+        self.tidy(self.fold)
         self.db.close()

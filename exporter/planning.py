@@ -67,6 +67,17 @@ class Planner:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self._plans: dict[tuple[Any, ...], Plan | Problem] = {}
+        self.built: list[tuple[Any, ...]] = []  # cache keys of the plans built since `begin()`
+
+    def begin(self) -> None:
+        """Start recording which plans are built, for a `forget_built()`."""
+        self.built.clear()
+
+    def forget_built(self) -> None:
+        """Drop the plans built since `begin()` (their series were rolled back)."""
+        for key in self.built:
+            self._plans.pop(key, None)
+        self.built.clear()
 
     def plan(self, kind: str, key: tuple[Any, ...]) -> Plan | Problem:
         """The plan for the values of `PLAN_KEY[kind]` as sent, or the problem with them."""
@@ -78,6 +89,7 @@ class Planner:
             if len(self._plans) >= self.MAX_PLANS:
                 self._plans.clear()
             found = self._plans[cache_key] = build(self.catalog, kind, key)
+            self.built.append(cache_key)
         return found
 
     def folded(self, kind: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -91,7 +103,7 @@ class Planner:
 
 
 def _one_of(value: Any, allowed: tuple[str, ...]) -> str:
-    return f"{value!r} is not one of: {', '.join(allowed)}"
+    return f"{value!r:.64} is not one of: {', '.join(allowed)}"
 
 
 def _need_bool(value: Any, fname: str, default: bool | None = None) -> bool | Problem:
@@ -100,14 +112,16 @@ def _need_bool(value: Any, fname: str, default: bool | None = None) -> bool | Pr
     if type(value) is not bool:
         return (
             fname,
-            f"must be true or false, got {value!r}" if value is not None else "is required (true or false)",
+            f"must be true or false, got {value!r:.64}"
+            if value is not None
+            else "is required (true or false)",
         )
     return value
 
 
 def _text(value: Any, fname: str) -> str | Problem:
     if type(value) is not str or not value:
-        return fname, f"must be a non-empty string, got {value!r}"
+        return fname, f"must be a non-empty string, got {value!r:.64}"
     if len(value) > MAX_LABEL_CHARS or not value.isprintable():
         return fname, f"must be at most {MAX_LABEL_CHARS} printable characters"
     return value
@@ -180,13 +194,13 @@ def _task(
             b.count(slo, verdict)
     if failure_mode is not None:
         if type(failure_mode) is not str:
-            return "failure_mode", f"must be a string, got {failure_mode!r}"
+            return "failure_mode", f"must be a string, got {failure_mode!r:.64}"
         mode = b.fold(names.L_FAILURE_MODE, failure_mode, b.spec.failure_modes)
         b.plan.incs.append(b.c.store.slot(names.FAILURE_MODES_TOTAL, (b.agent, b.flow, mode)))
     model_label = ""
     if model is not None:
         if type(model) is not str:
-            return "model", f"must be a string, got {model!r}"
+            return "model", f"must be a string, got {model!r:.64}"
         model_label = b.fold(names.L_MODEL, model, b.spec.models)
     st = b.c.store
     b.plan.tokens = tuple(  # type: ignore[assignment]
@@ -213,7 +227,7 @@ def _turn(b: _Builder, kind: Any) -> Problem | None:
 
 def _tool_call(b: _Builder, tool: Any, outcome: Any) -> Problem | None:
     if type(tool) is not str or not tool:
-        return "tool", f"must be a non-empty string, got {tool!r}" if tool is not None else "is required"
+        return "tool", f"must be a non-empty string, got {tool!r:.64}" if tool is not None else "is required"
     if outcome not in TOOL_OUTCOMES or type(outcome) is not str:
         return "outcome", _one_of(outcome, TOOL_OUTCOMES) if outcome is not None else "is required"
     declared = tool in b.spec.tools
@@ -320,7 +334,7 @@ def build(catalog: Catalog, kind: str, key: tuple[Any, ...]) -> Plan | Problem:
         served = ", ".join(catalog.specs)
         return (
             "agent",
-            f"unknown agent {agent!r}; this exporter serves: {served}"
+            f"unknown agent {agent!r:.64}; this exporter serves: {served}"
             if agent is not None
             else "is required",
         )

@@ -124,6 +124,23 @@ class Store:
         fam.series.append((base, values, prefixes))
         return base
 
+    def mark(self) -> int:
+        """A point to `rollback()` to: the series created after it can be forgotten."""
+        return len(self.values)
+
+    def rollback(self, mark: int) -> bool:
+        """Forget every series created since `mark` (a refused batch leaves no series behind);
+        True when there were some. Series are created in slot order, so they are the last ones."""
+        if len(self.values) == mark:
+            return False
+        for fam in self.families.values():
+            while fam.series and fam.series[-1][0] >= mark:
+                del self._index[(fam.name, fam.series.pop()[1])]
+        del self.values[mark:], self.keys[mark:], self.db_ids[mark:]
+        for slot in [slot for slot in self.exemplars if slot >= mark]:
+            del self.exemplars[slot]
+        return True
+
     def find(self, family: str, labels: Sequence[str]) -> int | None:
         return self._index.get((family, tuple(labels)))
 

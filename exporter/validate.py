@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -31,6 +31,12 @@ from agentslo.exporter.events import (
     TOKEN_TYPES,
 )
 from agentslo.exporter.planning import Planner
+
+MAX_DETAIL = 100  # problems named in one answer; the rest are counted ("omitted")
+_UNKNOWN = {
+    kind: f"unknown field for a {kind} event; allowed: {', '.join(sorted(names))}"
+    for kind, names in ALLOWED.items()
+}
 
 
 def rfc3339(text: str) -> datetime | None:
@@ -51,21 +57,23 @@ def parse_time(value: Any) -> float | None:
     return None
 
 
-def check_number(value: Any, kind: str) -> str | None:
-    """The problem with a value of a number kind (number, count, score), or None."""
-    integer, upper = NUMBER_KINDS[kind]
+def check_number(value: Any, kind: str, upper: float | None = None) -> str | None:
+    """The problem with a value of a number kind (number, count, score), or None; `upper` is the
+    field's own bound when it has one (seconds, dollars)."""
+    integer, kind_upper = NUMBER_KINDS[kind]
+    upper = kind_upper if upper is None else upper
     if integer:
         if type(value) is not int or value < 0 or (upper is not None and value > upper):
-            return f"must be a whole number from 0 to {upper}, got {value!r}"
+            return f"must be a whole number from 0 to {upper}, got {value!r:.64}"
         return None
     if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
-        return f"must be a finite number ≥ 0, got {value!r}"
+        return f"must be a finite number ≥ 0, got {value!r:.64}"
     if upper is not None and value > upper:
-        return f"must be between 0 and {upper}, got {value!r}"
+        return f"must be between 0 and {upper}, got {value!r:.64}"
     return None
 
 
-def _check_field(kind: str, value: Any, now: float) -> str | None:
+def _check_field(kind: str, value: Any, now: float, upper: float | None = None) -> str | None:
     if kind in PLANNED:
         return None
     if kind == "id":
@@ -89,47 +97,81 @@ def _check_field(kind: str, value: Any, now: float) -> str | None:
             if problem:
                 return f"{part} {problem}"
         return None
-    return check_number(value, kind)
+    return check_number(value, kind, upper)
+
+
+class Problems(NamedTuple):
+    """A batch's problems: the first `MAX_DETAIL` as the API's `detail` entries, how many more there
+    are, and the index of every event that has at least one."""
+
+    detail: list[dict[str, Any]]
+    omitted: int
+    bad: set[int]
 
 
 def problems(planner: Planner, events: list[Any], now: float) -> list[dict[str, Any]]:
-    """Every problem of every event, as the API's `detail` entries; empty when the batch is valid."""
-    out: list[dict[str, Any]] = []
+    """The problems of the batch's events, as the API's `detail` entries (the first `MAX_DETAIL`);
+    empty when the batch is valid."""
+    return find(planner, events, now).detail
+
+
+def find(planner: Planner, events: list[Any], now: float) -> Problems:
+    """Every invalid event, and its problems named up to `MAX_DETAIL` entries (the rest counted).
+
+    An answer is bounded whatever the batch holds (thousands of unknown keys per event made a 1 MiB
+    batch a 24 MiB answer): past the first `MAX_DETAIL` problems only their number is kept."""
+    detail: list[dict[str, Any]] = []
+    total = 0
+    bad: set[int] = set()
     for index, event in enumerate(events):
-        for fname, problem in event_problems(planner, event, now):
-            out.append({"index": index, "field": fname, "problem": problem})
-    return out
+        found, count = event_problems(planner, event, now, MAX_DETAIL - len(detail))
+        if count:
+            bad.add(index)
+            total += count
+            detail.extend({"index": index, "field": fname, "problem": problem} for fname, problem in found)
+    return Problems(detail, total - len(detail), bad)
 
 
-def event_problems(planner: Planner, event: Any, now: float) -> list[tuple[str, str]]:
-    """(field, problem) of one event: its own fields' problems, then its plan's (if another field's)."""
+def event_problems(
+    planner: Planner, event: Any, now: float, room: int = MAX_DETAIL
+) -> tuple[list[tuple[str, str]], int]:
+    """(field, problem) of one event, at most `room` of them, and how many it has in all: its own
+    fields' problems, then its plan's (if another field's)."""
+    found, count = _event_problems(planner, event, now, room)
+    return found[: max(room, 0)], count
+
+
+def _event_problems(planner: Planner, event: Any, now: float, room: int) -> tuple[list[tuple[str, str]], int]:
     if type(event) is not dict:
-        return [("", f"an event is a JSON object, got {type(event).__name__}")]
+        return [("", f"an event is a JSON object, got {type(event).__name__}")], 1
     kind = event.get("type")
     if type(kind) is not str or kind not in FIELDS:
-        hint = f"got {kind!r}" if kind is not None else "is required"
-        return [("type", f"must be one of: {', '.join(FIELDS)} ({hint})")]
+        hint = f"got {kind!r:.64}" if kind is not None else "is required"
+        return [("type", f"must be one of: {', '.join(FIELDS)} ({hint})")], 1
     found: list[tuple[str, str]] = []
     fields = FIELDS[kind]
+    count = 0
     for fname, value in event.items():
         if fname not in fields:
-            allowed = ", ".join(sorted(ALLOWED[kind]))
-            found.append((fname, f"unknown field for a {kind} event; allowed: {allowed}"))
+            count += 1
+            if len(found) < room:  # past the room, an unknown key is only counted
+                found.append((f"{fname:.64}", _UNKNOWN[kind]))
             continue
-        problem = _check_field(fields[fname].kind, value, now)
+        problem = _check_field(fields[fname].kind, value, now, fields[fname].upper)
         if problem:
+            count += 1
             found.append((fname, problem))
     for fname, spec in fields.items():
         if spec.required and spec.kind not in PLANNED and event.get(fname) is None:
+            count += 1
             found.append((fname, "is required"))
     key = tuple(map(event.get, PLAN_KEY[kind]))
     nested = [f for f, v in zip(PLAN_KEY[kind], key, strict=True) if isinstance(v, list | dict)]
     if nested:
-        return [
-            *found,
-            *((f, "must be a name (a string) or true/false, not a list or object") for f in nested),
-        ]
+        found += [(f, "must be a name (a string) or true/false, not a list or object") for f in nested]
+        return found, count + len(nested)
     plan = planner.plan(kind, key)
     if isinstance(plan, tuple) and plan[0] not in {f for f, _ in found}:
+        count += 1
         found.append(plan)
-    return found
+    return found, count

@@ -1,0 +1,265 @@
+"""What one unauthenticated request could still do to the exporter (issue 17), class by class.
+
+Each class gets several variants: absurd numbers (refused with a 4xx naming index and field, no
+stored sum ever non-finite, no answer contradicting a commit), bounded error answers, refused
+batches that leave no trace (series, scenario budget, exposition), and the smaller holes.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentslo import names
+from agentslo.exporter import persist, wire
+from agentslo.exporter.app import INGESTOR, create_app
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.events import MAX_SECONDS, MAX_USD
+from agentslo.exporter.ingest import Ingestor
+from agentslo.exporter.validate import MAX_DETAIL
+from agentslo.spec import parse_spec
+
+SPEC_TEXT = """
+version: agent-slo/v1
+agent: bot
+owners: {team: {team: t}}
+exclusions: [test_call]
+flows: {refund: {risk: billing}}
+tools: [get_order]
+judges:
+  faith: {type: llm, model: m1, version: "3", rubric: "grounded?", pass_threshold: 0.8}
+slos:
+  task: {sli: {task: {}}, objective: auto, owner: team}
+  cost: {sli: {cost: {under_usd: 0.2}}, objective: 90, owner: team}
+  turn: {sli: {latency: {of: turn, under: 1s}}, objective: 95, owner: team}
+"""
+SPEC = parse_spec(SPEC_TEXT)
+B = {"agent": "bot", "flow": "refund"}
+TASK = {"type": "task", **B, "outcome": "success"}
+TURN = {"type": "turn", **B, "latency_s": 0.5}
+
+
+@pytest.fixture(autouse=True)
+def _no_judge_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_SLO_JUDGE_PROCESS", "0")
+
+
+async def _client(aiohttp_client: Any, **config: Any) -> Any:
+    return await aiohttp_client(create_app([SPEC], ExporterConfig(**config)))
+
+
+async def _samples(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample but the exporter's own health and process metrics."""
+    text = await (await client.get("/metrics")).text()
+    own = (names.INGEST_EVENTS_TOTAL, names.INGEST_REJECTED_TOTAL, names.PROCESS_PREFIX)
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if not s.name.startswith(own)
+    }
+
+
+def _fronts_refuse(raw: bytes) -> bool:
+    """Neither fast front (C++ scanner, msgspec) vouches for `raw`, and the dict path refuses it."""
+    ingestor = Ingestor([SPEC], ExporterConfig())
+    now = time.time()
+    decoded = [wire.decode(raw, scanner=None)]
+    if wire.SCANNER is not None:
+        decoded.append(wire.decode(raw))
+    counted = [d for d in decoded if d is not None and ingestor.classifier.run_decoded(d, now) is not None]
+    return not counted and ingestor.classifier.run(orjson.loads(raw), now) is None
+
+
+# --- 1. absurd numbers ---
+
+ABSURD = [
+    ({**TURN, "latency_s": 1e308}, "latency_s"),
+    ({**TURN, "latency_s": MAX_SECONDS * 2}, "latency_s"),
+    ({**TASK, "duration_s": 1e300}, "duration_s"),
+    ({**TASK, "cost_usd": MAX_USD * 10}, "cost_usd"),
+    ({**TASK, "cost_usd": 1.7976931348623157e308}, "cost_usd"),
+    ({**TASK, "steps": 2**60}, "steps"),
+    ({**TASK, "tokens": {"input": 2**63}}, "tokens"),
+    ({"type": "tool_call", **B, "tool": "get_order", "outcome": "ok", "latency_s": 1e20}, "latency_s"),
+    ({"type": "synthetic", **B, "scenario": "s", "passed": True, "duration_s": 1e10}, "duration_s"),
+]
+
+
+@pytest.mark.parametrize(("event", "field"), ABSURD, ids=[f"{e['type']}-{f}" for e, f in ABSURD])
+async def test_an_absurd_number_is_a_422_naming_index_and_field(
+    aiohttp_client: Any, event: dict[str, Any], field: str
+) -> None:
+    client = await _client(aiohttp_client)
+    before = await _samples(client)
+    resp = await client.post("/v1/events", data=orjson.dumps([TASK, event]), headers=_JSON)
+    assert resp.status == 422
+    detail = (await resp.json())["detail"]
+    assert {"index": 1, "field": field} == {k: detail[0][k] for k in ("index", "field")}, detail
+    assert await _samples(client) == before
+    assert _fronts_refuse(orjson.dumps([event]))
+
+
+def test_the_largest_allowed_numbers_keep_every_sum_finite() -> None:
+    ingestor = Ingestor([SPEC], ExporterConfig())
+    batch = [{**TURN, "latency_s": MAX_SECONDS}, {**TASK, "duration_s": MAX_SECONDS, "cost_usd": MAX_USD}]
+    for _ in range(50):
+        assert ingestor.apply(batch * 100).status == 200
+    assert all(math.isfinite(v) for v in ingestor.store.values)
+
+
+async def test_a_failing_fold_after_a_commit_never_answers_nothing_was_counted(
+    aiohttp_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upkeep after a commit (the journal fold) may fail; the batch is committed, so the answer is 200
+    and the count stands, in memory and after a restart."""
+    db = str(tmp_path / "c.db")
+
+    def broken_fold(self: persist.Persistence) -> None:
+        if self.journal:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(persist, "FOLD_EVERY", 1)
+    monkeypatch.setattr(persist.Persistence, "fold", broken_fold)
+    client = await _client(aiohttp_client, db_path=db)
+    for _ in range(3):
+        resp = await client.post("/v1/events", data=orjson.dumps([TURN]), headers=_JSON)
+        assert resp.status == 200, await resp.text()
+    store = client.server.app[INGESTOR].store
+    key = ("bot", "refund", "turn")
+    assert store.value(
+        names.TURN_LATENCY_SECONDS, key, len(store.families[names.TURN_LATENCY_SECONDS].bounds) + 1
+    )
+    await client.close()
+    monkeypatch.undo()
+    restarted = Ingestor([SPEC], ExporterConfig(db_path=db))
+    fam = restarted.store.families[names.TURN_LATENCY_SECONDS]
+    assert restarted.store.value(names.TURN_LATENCY_SECONDS, key, len(fam.bounds) + 1) == 1.5
+    restarted.close()
+
+
+# --- 4. bounded error answers ---
+
+_JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**TASK, **{f"k{i}": i for i in range(5000)}},  # thousands of unknown keys
+        {**TASK, **{"x" * 5000 + str(i): 1 for i in range(50)}},  # long unknown keys
+        {**TASK, "steps": list(range(20000))},  # a huge value where a number belongs
+        {**TASK, "agent": "a" * 200_000},  # a huge unknown agent
+        {**TASK, "type": "t" * 200_000},  # a huge unknown type
+    ],
+    ids=["many-keys", "long-keys", "huge-value", "huge-agent", "huge-type"],
+)
+async def test_an_error_answer_is_bounded_whatever_the_batch(
+    aiohttp_client: Any, event: dict[str, Any]
+) -> None:
+    client = await _client(aiohttp_client)
+    raw = orjson.dumps([event] * 20)
+    resp = await client.post("/v1/events", data=raw, headers=_JSON)
+    body = await resp.read()
+    assert resp.status == 422
+    answer = orjson.loads(body)
+    assert len(answer["detail"]) <= MAX_DETAIL
+    assert len(body) < 64 * 1024, len(body)  # ~100 problems of bounded size, whatever came in
+    assert all(len(p["field"]) <= 64 for p in answer["detail"])
+
+
+async def test_a_bounded_answer_counts_the_problems_it_leaves_out(aiohttp_client: Any) -> None:
+    client = await _client(aiohttp_client)
+    event = {**TASK, **{f"k{i}": i for i in range(300)}}
+    resp = await client.post("/v1/events", data=orjson.dumps([event, TASK, event]), headers=_JSON)
+    answer = await resp.json()
+    assert len(answer["detail"]) == MAX_DETAIL
+    assert answer["omitted"] == 600 - MAX_DETAIL
+    partial = await client.post(
+        "/v1/events?partial=true", data=orjson.dumps([event, TASK, event]), headers=_JSON
+    )
+    answer = await partial.json()
+    assert partial.status == 207
+    assert answer["rejected"] == [0, 2] and answer["accepted"] == 1
+    assert answer["omitted"] == 600 - MAX_DETAIL
+
+
+# --- 11. a refused batch changes nothing ---
+
+
+def _probe(i: int, passed: bool = True) -> dict[str, Any]:
+    return {"type": "synthetic", **B, "scenario": f"scenario-{i}", "passed": passed}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {**TURN, "latency_s": -1},
+        {**TASK, "unknown": 1},
+        {**B, "type": "judge", "judge": "faith", "judge_version": "v9", "score": 2},
+        {"type": "synthetic", **B, "scenario": "x\x00y", "passed": True},
+    ],
+    ids=["bad-number", "unknown-field", "bad-score-new-version", "unprintable-scenario"],
+)
+async def test_a_refused_batch_leaves_no_series_and_no_used_budget(
+    aiohttp_client: Any, bad: dict[str, Any]
+) -> None:
+    client = await _client(aiohttp_client, max_scenarios=10)
+    text_before = await (await client.get("/metrics")).text()
+    batch = [
+        *(_probe(i) for i in range(300)),
+        {**B, "type": "judge", "judge": "faith", "judge_version": "v2", "score": 1},
+        bad,
+    ]
+    resp = await client.post("/v1/events", data=orjson.dumps(batch), headers=_JSON)
+    assert resp.status == 422
+    after = await (await client.get("/metrics")).text()
+    strip = [
+        line
+        for line in after.splitlines()
+        if not line.startswith((names.INGEST_EVENTS_TOTAL, names.INGEST_REJECTED_TOTAL, "process_", "# "))
+    ]
+    strip_before = [
+        line
+        for line in text_before.splitlines()
+        if not line.startswith((names.INGEST_EVENTS_TOTAL, names.INGEST_REJECTED_TOTAL, "process_", "# "))
+    ]
+    assert strip == strip_before
+    # the scenario budget is untouched: ten new scenarios get their own series, none folds into `other`
+    resp = await client.post(
+        "/v1/events", data=orjson.dumps([_probe(1000 + i) for i in range(10)]), headers=_JSON
+    )
+    assert resp.status == 200
+    samples = await _samples(client)
+    scenarios = {dict(k[1]).get("scenario") for k in samples if k[0] == names.SYNTHETIC_RUNS_TOTAL}
+    assert {f"scenario-{1000 + i}" for i in range(10)} <= scenarios
+    assert names.OTHER not in scenarios and "scenario-0" not in scenarios
+
+
+async def test_a_partial_batch_keeps_only_the_series_of_its_valid_events(aiohttp_client: Any) -> None:
+    client = await _client(aiohttp_client)
+    batch = [_probe(1), {**_probe(2), "latency_s": 1}, {**_probe(3), "duration_s": 1e300}]
+    resp = await client.post("/v1/events?partial=true", data=orjson.dumps(batch), headers=_JSON)
+    assert resp.status == 207 and (await resp.json())["rejected"] == [1, 2]
+    scenarios = {
+        dict(k[1]).get("scenario") for k in await _samples(client) if k[0] == names.SYNTHETIC_RUNS_TOTAL
+    }
+    assert "scenario-1" in scenarios and not {"scenario-2", "scenario-3"} & scenarios
+
+
+async def test_a_refused_batch_then_the_same_names_in_a_valid_one_count(aiohttp_client: Any) -> None:
+    """Plans dropped with a rolled-back batch are rebuilt (not served stale) when the names come back."""
+    client = await _client(aiohttp_client)
+    for batch, status in (([_probe(7, False), {**TURN, "latency_s": -1}], 422), ([_probe(7, False)], 200)):
+        resp = await client.post("/v1/events", data=orjson.dumps(batch), headers=_JSON)
+        assert resp.status == status
+    store = client.server.app[INGESTOR].store
+    labels = ("bot", "refund", "scenario-7", names.SYNTHETIC_FAILED)
+    assert store.value(names.SYNTHETIC_RUNS_TOTAL, labels) == 1.0
+    assert store.value(names.SYNTHETIC_CONSECUTIVE_FAILURES, ("bot", "refund", "scenario-7")) == 1.0
