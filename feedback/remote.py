@@ -102,6 +102,7 @@ class JudgeProcess:
         self._conn: Connection | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._starting: asyncio.Lock | None = None
+        self._reaping: set[asyncio.Future[None]] = set()  # waits for children that are gone
 
     @property
     def pid(self) -> int | None:
@@ -144,6 +145,8 @@ class JudgeProcess:
         asyncio.get_running_loop().remove_reader(conn.fileno())
         conn.close()
         if conn is self._conn:
+            if self._proc is not None:
+                self._reap(self._proc)
             self._conn = None
             self._proc = None
         for future in self._pending.values():
@@ -151,6 +154,15 @@ class JudgeProcess:
                 future.set_result(m.failed(m.ERROR, why))
         self._pending.clear()
         log.error("judges: %s; calls in flight were counted as errors", why)
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait, off the loop, for a child this runner gave up on (killed if still there), so it
+        leaves no zombie behind."""
+        if proc.poll() is None:
+            proc.kill()
+        future = asyncio.get_running_loop().run_in_executor(None, _wait, proc, 5.0)
+        self._reaping.add(future)
+        future.add_done_callback(self._reaping.discard)
 
     async def judge(self, name: str, judge: LLMJudge | RuleJudge, case: JudgeInput) -> Verdict:
         """Judge in the child; problems of the child itself come back as `error` verdicts."""
@@ -191,3 +203,5 @@ class JudgeProcess:
             if not future.done():
                 future.set_result(m.failed(m.ERROR, "the judge worker was stopped"))
         self._pending.clear()
+        if self._reaping:
+            await asyncio.gather(*self._reaping)

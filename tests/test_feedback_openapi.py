@@ -53,6 +53,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (tmp / "bot.slo.yaml").write_text(SPEC)
     port = free_port()
     env = os.environ | {"AGENT_SLO_SESSIONS_DB": str(tmp / "sessions.db")}
+    # The server's log goes to a file: a pipe nobody reads fills up and stalls it, and is never closed.
+    log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -66,7 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             TOKEN,
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
@@ -98,6 +100,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()
 
 
 def test_judges_paths_are_in_a_valid_document(server: str) -> None:

@@ -4,8 +4,10 @@ replaced."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
+import warnings
 from collections.abc import AsyncIterator
 
 import pytest
@@ -77,3 +79,24 @@ async def test_a_killed_child_ends_calls_as_errors_and_is_replaced(runner: Judge
         provider.delay_s = 0
         again = await runner.judge("faithfulness", llm(provider.base_url), CASE)
     assert again.outcome == "ok" and runner.pid not in (None, first)
+
+
+async def test_a_lost_child_is_reaped_not_left_running_or_a_zombie() -> None:
+    runner = JudgeProcess()
+    await runner.start()
+    first = runner.pid
+    assert first is not None
+    rule = RuleJudge.model_validate({"type": "rule", "version": "1", "fail_if_contains": ["x"]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        os.kill(first, signal.SIGKILL)
+        for _ in range(50):  # the runner notices the dead child on its socket, or on the next call
+            if runner.pid != first:
+                break
+            await runner.judge("policy", rule, CASE)
+            await asyncio.sleep(0.05)
+        await runner.stop()  # waits for the lost child too
+        gc.collect()  # a dropped, unwaited Popen warns "subprocess ... is still running" here
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(first, os.WNOHANG)  # already reaped: no zombie left behind

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agentslo.judges import JudgeInput, run_judge
-from agentslo.judges.llm import MalformedVerdict, parse_verdict
+from agentslo.judges.llm import MalformedVerdict, close_clients, parse_verdict
 from agentslo.spec import LLMJudge
 from tests.doubles.fake_provider import FakeProvider, Step
 
@@ -49,6 +49,14 @@ def judge_at(base_url: str, **overrides: Any) -> LLMJudge:
 async def provider() -> AsyncIterator[FakeProvider]:
     async with FakeProvider() as p:
         yield p
+
+
+@pytest.fixture(autouse=True)
+async def judge_clients_closed() -> AsyncIterator[None]:
+    """`run_judge` opens the judges' HTTP clients per event loop; like every caller, each test closes
+    those of its loop before the loop ends (else: 'Unclosed client session')."""
+    yield
+    await close_clients()
 
 
 async def test_verdict_is_parsed_and_priced_from_usage(provider: FakeProvider) -> None:
