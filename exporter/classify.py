@@ -14,6 +14,7 @@ Call with the store lock held: plans may create series, and synthetic streaks re
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +43,12 @@ from agentslo.exporter.events import (
     UPPER,
 )
 from agentslo.exporter.planning import Plan, Planner
-from agentslo.exporter.store import escape_label_value
 from agentslo.exporter.validate import rfc3339
 
 _NONE = type(None)
+# What a trace id shown as an exemplar may hold: W3C/B3 hex, UUIDs, base64 and URN-like ids, all of
+# which need no escaping in either exposition format.
+EXEMPLAR_ID = re.compile(r"[\w.:/+=@-]+", re.ASCII)
 _LIMITS = {"id": (MAX_ID_CHARS, False), "text": (MAX_LABEL_CHARS, True)}  # (most characters, printable)
 _STRING_CHECKS = {  # per type: (field, most characters, must be printable)
     kind: tuple((f, *_LIMITS[spec.kind]) for f, spec in fields.items() if spec.kind in _LIMITS)
@@ -482,9 +485,11 @@ class Classifier:
                     if latest.get(slot, (-1, ""))[0] < index:
                         latest[slot] = (index, trace)
         for slot, (_, trace) in latest.items():
-            if '"' in trace or "\\" in trace or "\n" in trace:
-                trace = escape_label_value(trace)
-            d.exemplars[slot] = (trace, 1.0)
+            # Only an id in EXEMPLAR_ID's characters becomes an exemplar: one NUL made Prometheus fail
+            # every scrape of the OpenMetrics page, and `" # ` trips prometheus_client's parser even
+            # escaped. (Every front picks the latest id alike; none falls back to an older one.)
+            if EXEMPLAR_ID.fullmatch(trace):
+                d.exemplars[slot] = (trace, 1.0)
 
     def _builds(self, builds: list[dict[Any, Any]], d: Deltas) -> None:
         for part, latest in enumerate(builds):

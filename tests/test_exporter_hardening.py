@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import subprocess
 import time
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import names
@@ -21,7 +25,8 @@ from agentslo.exporter import persist, wire
 from agentslo.exporter.app import INGESTOR, create_app
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.events import MAX_SECONDS, MAX_USD
-from agentslo.exporter.ingest import Ingestor
+from agentslo.exporter.exposition import render
+from agentslo.exporter.ingest import Batch, Ingestor
 from agentslo.exporter.validate import MAX_DETAIL
 from agentslo.spec import parse_spec
 
@@ -263,3 +268,85 @@ async def test_a_refused_batch_then_the_same_names_in_a_valid_one_count(aiohttp_
     labels = ("bot", "refund", "scenario-7", names.SYNTHETIC_FAILED)
     assert store.value(names.SYNTHETIC_RUNS_TOTAL, labels) == 1.0
     assert store.value(names.SYNTHETIC_CONSECUTIVE_FAILURES, ("bot", "refund", "scenario-7")) == 1.0
+
+
+# --- 3. whatever was ingested, every exposition format stays parseable ---
+
+FREE_TEXT = ("trace_id", "session_id", "version", "prompt_version", "model", "tool", "failure_mode")
+HOSTILE_IDS = [
+    "a\x00b",
+    "\x1b[31m",
+    'x" } # {y',
+    "back\\slash",
+    "line\nbreak",
+    "cr\rlf",
+    "\u2028",
+    "é" * 100,
+    "\x7f",
+]
+
+
+def _parse_both(store: Any) -> None:
+    """The text format parses (prometheus_client and promtool) and so does OpenMetrics."""
+    text = render(store, openmetrics=False).decode()
+    list(text_string_to_metric_families(text))
+    om = render(store, openmetrics=True).decode()
+    list(om_families(om))
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert "error" not in (checked.stdout + checked.stderr).lower(), checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("trace", HOSTILE_IDS, ids=[repr(t)[:12] for t in HOSTILE_IDS])
+def test_a_hostile_trace_id_never_breaks_the_exposition(trace: str) -> None:
+    ingestor = Ingestor([SPEC], ExporterConfig())
+    for path in ("dict", "raw"):
+        batch = [{**TURN, "trace_id": trace}, {**TASK, "trace_id": trace, "outcome": "failure"}]
+        if path == "dict":
+            ingestor.apply(batch)
+        else:
+            ingestor.apply_many([Batch(wire.parse_body(orjson.dumps(batch), "application/json"))])
+    _parse_both(ingestor.store)
+    om = render(ingestor.store, openmetrics=True).decode()
+    assert all(ch.isprintable() for line in om.splitlines() for ch in line.partition(" # ")[2])
+
+
+_BYTES_TEXT = st.binary(max_size=40).map(lambda b: b.decode("latin-1"))
+_ANY_TEXT = st.one_of(st.text(max_size=40), _BYTES_TEXT, st.sampled_from(HOSTILE_IDS))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(st.tuples(st.sampled_from(FREE_TEXT), _ANY_TEXT), min_size=1, max_size=6),
+    scenario=_ANY_TEXT,
+    judge_version=_ANY_TEXT,
+    raw=st.booleans(),
+)
+def test_fuzzed_free_text_never_makes_the_exposition_unparseable(
+    values: list[tuple[str, str]], scenario: str, judge_version: str, raw: bool
+) -> None:
+    """Random bytes and text in every free-text field that can reach /metrics (ids, build labels,
+    tools, failure modes, scenarios, judge versions), sent as dicts or as a raw body (the fast
+    fronts), never make the text or the OpenMetrics output unparseable."""
+    ingestor = Ingestor([SPEC], ExporterConfig())
+    extra = dict(values)
+    batch = [
+        {**TASK, **extra},
+        {**TURN, **{k: v for k, v in extra.items() if k in ("trace_id", "session_id", "version", "model")}},
+        {
+            "type": "tool_call",
+            **B,
+            "tool": extra.get("tool", "t"),
+            "outcome": "ok",
+            "trace_id": extra.get("trace_id", "x"),
+        },
+        {"type": "synthetic", **B, "scenario": scenario, "passed": False},
+        {"type": "judge", **B, "judge": "faith", "judge_version": judge_version, "score": 0.5},
+    ]
+    for partial in (False, True):
+        if raw:
+            ingestor.apply_many([Batch(wire.parse_body(orjson.dumps(batch), "application/json"), partial)])
+        else:
+            ingestor.apply(batch, partial=partial)
+    _parse_both(ingestor.store)

@@ -210,6 +210,37 @@ def test_autonomy_without_recordings_fails_safe(stack: dict[str, Any]) -> None:
     assert names.AUTONOMY_STATE in body["reason"]
 
 
+HOSTILE_IDS = ["a\x00b", "\x1b[2J", 'x" } # {y', "back\\slash", "line\nbreak", "\u2028", "é" * 100, "\x7f"]
+
+
+def test_prometheus_keeps_scraping_after_hostile_ids_and_labels(stack: dict[str, Any]) -> None:
+    """Issue 17: one `"trace_id": "a\\u0000b"` in an exemplar made Prometheus fail every scrape. Ids
+    and free-text labels of every kind go in (control characters, quotes, `#`, long UTF-8); Prometheus
+    (which asks for OpenMetrics) keeps scraping: `up` stays 1 and the samples keep coming."""
+    prom, exp = stack["prometheus"], stack["exporter"]
+    base = {"agent": "bot", "flow": "refund"}
+    for trace in HOSTILE_IDS:
+        batch = [
+            {"type": "connection", **base, "ok": False, "trace_id": trace, "session_id": trace},
+            {"type": "task", **base, "outcome": "failure", "trace_id": trace, "version": 'v"} # {\\'},
+            {"type": "synthetic", **base, "scenario": f"s {trace}", "passed": False, "trace_id": trace},
+        ]
+        resp = requests.post(f"{exp}/v1/events?partial=true", timeout=5, data=orjson.dumps(batch))
+        assert resp.status_code in (200, 207), resp.text
+    posted = time.time()
+    # three scrapes after the last hostile batch, every one of them a success
+    wait_for(
+        lambda: (
+            len(query(prom, 'up{job="agent-slo"}[10s]')[0]["values"]) >= 3
+            and float(query(prom, 'up{job="agent-slo"}[10s]')[0]["values"][-3][0]) > posted
+        ),
+        what="three scrapes after the hostile batches",
+    )
+    ups = query(prom, 'up{job="agent-slo"}[10s]')[0]["values"]
+    assert all(v[1] == "1" for v in ups), ups
+    assert float(query(prom, 'scrape_samples_scraped{job="agent-slo"}')[0]["value"][1]) > 50
+
+
 async def test_autonomy_when_prometheus_is_unreachable(aiohttp_client: Any) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     spec = parse_spec(SPEC.replace("cache_seconds: 0.5", "cache_seconds: 0.5, fail_safe: exhausted"))
