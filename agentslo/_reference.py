@@ -26,6 +26,9 @@ SECTIONS: dict[str, str] = {
     "BudgetAllocation": "`budget_allocation`",
     "BudgetTier": "`budget_allocation.tiers.<tier>`",
     "Telemetry": "`telemetry`",
+    "Otel": "`otel` (how OpenTelemetry GenAI spans are read by `POST /v1/traces`)",
+    "OtelFlowRule": "`otel.flow_rules[]`",
+    "ModelPrice": "`otel.prices.<model>`",
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -49,6 +52,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Spec.synthetic": "The synthetic prober: target, interval and scenario files.",
     "Spec.budget_allocation": "Optional tiers sharing one end-to-end error budget; validation fails when they overspend it.",
     "Spec.telemetry": "Telemetry-absence alerting.",
+    "Spec.otel": "How OpenTelemetry GenAI spans become events (defaults: the GenAI semantic conventions).",
     "Flow.risk": "Risk tier (`faq`, `account`, `billing`, `medical`) supplying `auto` objectives for task and judge SLIs.",
     "Flow.description": "Free text for people.",
     "SLO.sli": "What is measured (one SLI kind).",
@@ -157,4 +161,18 @@ DESCRIPTIONS: dict[str, str] = {
     "BudgetTier.slos": "SLOs in the tier.",
     "Telemetry.absent_for": "Silence after which a flow that reported in the last day alerts (default 30m).",
     "Telemetry.scrape_job": "Prometheus job name of the exporter (default agent-slo).",
+    "Otel.flow_attributes": "Span attributes that name the flow, first found on the span, its nearest ancestor, or the resource (default `agent_slo.flow`).",
+    "Otel.flow_rules": "Tried in order when no flow attribute is present: an attribute value (or RE2 full match) → a flow.",
+    "Otel.outcome_attribute": "Attribute of the task span holding its outcome (default `agent_slo.outcome`; else status ERROR → failure, else success).",
+    "Otel.version_attribute": "Attribute holding the agent's version (default `agent_slo.version`).",
+    "Otel.prompt_version_attribute": "Attribute holding the prompt version (default `agent_slo.prompt_version`).",
+    "Otel.exclude_attribute": "Attribute holding an exclusion reason (default `agent_slo.exclude`).",
+    "Otel.task_operations": "`gen_ai.operation.name` values whose outermost span in a trace is a task (default `invoke_agent`).",
+    "Otel.prices": "Model → price per million tokens; a task's cost is summed over its chat spans. Models without a price add no cost.",
+    "OtelFlowRule.attribute": "The span (or resource) attribute to test.",
+    "OtelFlowRule.equals": "The value that selects the flow (or use `matches`).",
+    "OtelFlowRule.matches": "An RE2 pattern the whole value must match (or use `equals`).",
+    "OtelFlowRule.flow": "The declared flow the span belongs to.",
+    "ModelPrice.input_per_mtok": "USD per million input tokens.",
+    "ModelPrice.output_per_mtok": "USD per million output tokens.",
 }

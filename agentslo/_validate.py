@@ -249,6 +249,8 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
     for kind_name, kind_slos in spec.release_gate.change_kinds.items():
         refs(("release_gate", "change_kinds", kind_name), kind_slos, slos, "SLO")
     refs(("drift", "judges"), spec.drift.judges, judges, "judge")
+    for i, rule in enumerate(spec.otel.flow_rules):
+        refs(("otel", "flow_rules", i, "flow"), rule.flow, flows, "flow")
     if spec.burn_rates is not None:
         missing = [t for t in m.BURN_TIER_NAMES if t not in spec.burn_rates]
         if missing:

@@ -30,6 +30,9 @@ SYNTHETIC_RUNS_TOTAL: Final = "agent_slo_synthetic_runs_total"
 SYNTHETIC_CONSECUTIVE_FAILURES: Final = "agent_slo_synthetic_consecutive_failures"
 INGEST_EVENTS_TOTAL: Final = "agent_slo_ingest_events_total"
 INGEST_REJECTED_TOTAL: Final = "agent_slo_ingest_rejected_total"
+# OTLP ingest (POST /v1/traces, /v1/logs): spans and log records by what became of them, refusals by reason.
+OTLP_ITEMS_TOTAL: Final = "agent_slo_otlp_items_total"
+OTLP_REJECTED_TOTAL: Final = "agent_slo_otlp_rejected_total"
 # The exporter's own release (gauge = 1), beside the standard `process_*` metrics it also exposes.
 EXPORTER_BUILD_INFO: Final = "agent_slo_exporter_build_info"
 PROCESS_PREFIX: Final = "process_"  # prometheus_client's standard process metrics (cpu, memory, fds)
@@ -64,6 +67,7 @@ L_SLI: Final = "sli"
 L_PYTHON_VERSION: Final = "python_version"
 L_OBJECTIVE: Final = "objective"
 L_PERIOD: Final = "period"
+L_SIGNAL: Final = "signal"  # OTLP signal: traces or logs
 
 GOOD: Final = "good"
 BAD: Final = "bad"

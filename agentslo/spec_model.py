@@ -408,6 +408,42 @@ class Telemetry(Model):
     scrape_job: str = "agent-slo"
 
 
+class OtelFlowRule(Model):
+    """Spans whose `attribute` equals (or fully matches, RE2) a value belong to `flow`."""
+
+    attribute: str = Field(min_length=1)
+    equals: str | None = None
+    matches: Regex | None = None
+    flow: Name
+
+    @model_validator(mode="after")
+    def _one_test(self) -> OtelFlowRule:
+        if (self.equals is None) == (self.matches is None):
+            raise ValueError("a flow rule needs exactly one of equals or matches")
+        return self
+
+
+class ModelPrice(Model):
+    """What a model costs, in USD per million tokens (the cost of a task read from OTel spans)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class Otel(Model):
+    """How OpenTelemetry GenAI spans are read (`POST /v1/traces`); the defaults follow the conventions."""
+
+    # the first present on the span, its nearest ancestor that has one, or the resource names the flow
+    flow_attributes: tuple[str, ...] = ("agent_slo.flow",)
+    flow_rules: tuple[OtelFlowRule, ...] = ()  # tried in order when no flow attribute is present
+    outcome_attribute: str = "agent_slo.outcome"
+    version_attribute: str = "agent_slo.version"
+    prompt_version_attribute: str = "agent_slo.prompt_version"
+    exclude_attribute: str = "agent_slo.exclude"
+    task_operations: tuple[str, ...] = ("invoke_agent",)  # operation names whose outermost span is a task
+    prices: dict[str, ModelPrice] = {}  # model name -> price; a model without one adds no cost
+
+
 class Spec(Model):
     version: Literal["agent-slo/v1"]
     agent: Name
@@ -429,6 +465,7 @@ class Spec(Model):
     synthetic: Synthetic | None = None
     budget_allocation: BudgetAllocation | None = None
     telemetry: Telemetry = Telemetry()
+    otel: Otel = Otel()
 
     _source: str = PrivateAttr(default="<memory>")
 

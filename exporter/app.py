@@ -32,6 +32,8 @@ from agentslo.exporter.exposition import (
 )
 from agentslo.exporter.ingest import Ingestor, body_hash
 from agentslo.exporter.openapi import document
+from agentslo.exporter.otlp.receiver import OtlpReceiver
+from agentslo.exporter.otlp.routes import OtlpRoutes
 from agentslo.exporter.wire import IngestResult, error
 from agentslo.exporter.writer import Writer
 from agentslo.spec import Spec
@@ -216,6 +218,9 @@ def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     app[_WRITER] = Writer(app[INGESTOR], config.queue_timeout_s)
     app[_PENDING] = [0]
     app.router.add_post("/v1/events", post_events)
+    otlp = OtlpRoutes(OtlpReceiver(app[INGESTOR], list(specs)), config)  # OpenTelemetry GenAI spans
+    app.router.add_post("/v1/traces", otlp.post_traces)
+    app.router.add_post("/v1/logs", otlp.post_logs)
     app.router.add_get("/v1/autonomy", get_autonomy)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/healthz", healthz)

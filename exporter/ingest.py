@@ -28,7 +28,7 @@ from agentslo.exporter.catalog import Catalog
 from agentslo.exporter.classify import Classifier, Deltas
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.events import MAX_LABEL_CHARS, MAX_USD
-from agentslo.exporter.persist import ROW, Persistence
+from agentslo.exporter.persist import ROW, SPAN_MARK, Persistence
 from agentslo.exporter.planning import Planner
 from agentslo.exporter.store import NOT_PERSISTED, Store
 from agentslo.exporter.wire import Decoded, IngestResult, error
@@ -46,6 +46,8 @@ class Batch:
     partial: bool = False
     key: str | None = None
     digest: str | None = None
+    # One dedupe key per event (OTLP: trace and span id), filed with the counts of the events that count.
+    span_keys: list[str] | None = None
 
 
 def _merge(into: Deltas, deltas: Deltas) -> None:
@@ -190,6 +192,13 @@ class Ingestor:
                     if batch.key is not None:
                         body = orjson.dumps(result.body)
                         group.answers.append((batch.key, batch.digest or "", result.status, body))
+                    if batch.span_keys:
+                        refused = set(result.body.get("rejected", ()))
+                        group.answers.extend(
+                            (SPAN_MARK + k, SPAN_MARK, 200, b"")
+                            for i, k in enumerate(batch.span_keys)
+                            if i not in refused
+                        )
             group.deltas.finish()
         return group
 

@@ -45,6 +45,9 @@ END;
 """
 _JOURNAL = "INSERT INTO journal (adds, sets, answers, builds, created) VALUES (?, ?, ?, ?, ?)"
 ROW = np.dtype([("id", "<i8"), ("value", "<f8")])  # one journal entry: a counter's row id and amount
+# Span dedupe keys (OTLP: trace and span id) live beside the Idempotency-Keys, with this prefix: a
+# control character, so no Idempotency-Key header (printable) can ever collide with one.
+SPAN_MARK = "\x1fspan:"
 FOLD_EVERY = 256  # journal rows folded into `counter` at a time: one upsert per slot per fold
 # Folding upserts every touched row in one statement: the rows go in as one JSON array through
 # json_each, keyed by the series' small integer id (a third of the cost of the ~80-byte JSON keys).
@@ -89,6 +92,23 @@ class Persistence:
             "SELECT body_hash, status, answer FROM idempotency WHERE key = ? AND created >= ?", (key, since)
         ).fetchone()
         return (row[0], row[1], row[2]) if row else None
+
+    def seen(self, keys: list[str], since: float = 0.0) -> set[str]:
+        """Which of these span keys (without `SPAN_MARK`) were counted at or after `since`."""
+        rows = self.db.execute(
+            "SELECT substr(key, ?) FROM idempotency"
+            " WHERE created >= ? AND key IN (SELECT value FROM json_each(?))",
+            (len(SPAN_MARK) + 1, since, orjson.dumps([SPAN_MARK + k for k in keys]).decode()),
+        )
+        return {row[0] for row in rows}
+
+    def filed(self, mark: str, since: float = 0.0) -> list[tuple[str, str, float]]:
+        """(key, answer, time) of the rows filed with `mark` as their body hash at or after `since`
+        (OTLP spans held for their ancestors)."""
+        rows = self.db.execute(
+            "SELECT key, answer, created FROM idempotency WHERE body_hash = ? AND created >= ?", (mark, since)
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
 
     def commit(
         self,

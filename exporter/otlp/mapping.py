@@ -1,0 +1,583 @@
+"""OpenTelemetry GenAI spans and log records → the events of `POST /v1/events`.
+
+The default reading follows the GenAI semantic conventions (v1.36 and the latest experimental
+names both; see DESIGN.md, "OTLP ingest"), and a spec's `otel:` section overrides it:
+
+- agent: `gen_ai.agent.name` on the span or an ancestor, else the resource's `service.name`;
+- flow: the first of `otel.flow_attributes` (default `agent_slo.flow`) on the span, its nearest
+  ancestor that has one, or the resource; else the first matching `otel.flow_rules`;
+- `invoke_agent` (the `otel.task_operations`), outermost in its trace → `task` (outcome from
+  `agent_slo.outcome`, else status ERROR → failure; tokens, cost and steps from its chat and tool
+  spans); `chat` / `text_completion` / `generate_content` → `turn`; `execute_tool` → `tool_call`;
+  a `gen_ai.evaluation.result` span event or log record → `judge`.
+
+Spans that are not GenAI operations (HTTP, database...) are ignored, not refused. What cannot be
+used (unknown agent, no flow, undeclared judge, no ids) is refused with its reason. Everything that
+becomes an event is then validated and counted by the same path as `POST /v1/events`.
+
+Children usually end, and are exported, before their parents, so the spans of a trace are kept for a
+while (`TraceMemory`, bounded in traces, spans per trace and age) for a later parent to find its
+chat and tool spans, and a later child its ancestors' flow.
+
+    >>> from agentslo.spec import load_spec
+    >>> specs = {s.agent: s for s in [load_spec("examples/cx-support.slo.yaml")]}
+    >>> mapped = map_spans(request, specs, TraceMemory())   # an ExportTraceServiceRequest
+    >>> mapped.events[0]["type"], mapped.rejected
+    ('task', {})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from agentslo.exporter.events import TOOL_OUTCOMES
+from agentslo.spec import Spec
+from agentslo.spec_model import Otel
+
+# --- attribute and event names of the conventions (v1.36 and the latest experimental ones) ---
+OPERATION = "gen_ai.operation.name"
+AGENT_NAME = "gen_ai.agent.name"
+SERVICE_NAME = "service.name"
+TOOL_NAME = "gen_ai.tool.name"
+CONVERSATION = "gen_ai.conversation.id"
+RESPONSE_MODEL, REQUEST_MODEL = "gen_ai.response.model", "gen_ai.request.model"
+INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")  # the second: before v1.27
+OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+ERROR_TYPE = "error.type"
+EVALUATION = "gen_ai.evaluation.result"
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE = "gen_ai.evaluation.score.value"
+TURN_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
+TOOL_OPERATION = "execute_tool"
+# agent-slo's own attributes (the `otel:` section renames the flow, outcome, version and exclusion ones)
+ESCALATION_REQUIRED = "agent_slo.escalation_required"
+FAILURE_MODE = "agent_slo.failure_mode"
+TOOL_OUTCOME = "agent_slo.tool_outcome"
+JUDGE_VERSION = "agent_slo.judge_version"
+SYNTHETIC = "agent_slo.synthetic"  # true on a prober's requests: counted under the `synthetic` exclusion
+STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
+
+MAX_ANCESTRY = 64  # parent hops followed when looking for a flow or an enclosing task
+DEFAULT_OTEL = Otel()
+
+
+class SpanNote:
+    """What later spans of the same trace may need from one span (kept in `TraceMemory`)."""
+
+    __slots__ = ("agent", "attrs", "kind", "model", "op", "parent", "tokens")
+
+    def __init__(self, parent: bytes, op: str | None, attrs: dict[str, Any]):
+        self.parent, self.op = parent, op
+        self.agent = attrs.get(AGENT_NAME)
+        self.attrs = {k: v for k, v in attrs.items() if k.startswith("agent_slo.")}  # flow, exclusion...
+        self.kind = "turn" if op in TURN_OPERATIONS else "tool" if op == TOOL_OPERATION else None
+        self.model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
+        self.tokens = (_first_int(attrs, INPUT_TOKENS), _first_int(attrs, OUTPUT_TOKENS))
+
+
+class TraceMemory:
+    """The recent spans of recent traces: trace id → span id → SpanNote, bounded in every direction."""
+
+    def __init__(
+        self,
+        max_traces: int = 20_000,
+        max_spans: int = 2_000,
+        max_age_s: float = 600.0,
+        max_deferred: int = 50_000,
+    ):
+        self.max_traces, self.max_spans, self.max_age_s = max_traces, max_spans, max_age_s
+        self.max_deferred = max_deferred
+        self.traces: OrderedDict[bytes, tuple[float, dict[bytes, SpanNote]]] = OrderedDict()
+        # spans that wait for an ancestor to say their agent or flow: trace → span → (Span, resource, since)
+        self.deferred: dict[bytes, dict[bytes, tuple[bytes, bytes, float]]] = {}
+        self.deferred_count = 0
+        self.awaited: dict[bytes, set[bytes]] = {}  # trace → ids of the missing ancestors deferred spans need
+
+    def defer(
+        self, trace_id: bytes, span_id: bytes, span: bytes, resource: bytes, since: float, awaited: bytes
+    ) -> bool:
+        """Hold a span until its ancestor `awaited` arrives; False when the buffer is full."""
+        waiting = self.deferred.setdefault(trace_id, {})
+        if span_id not in waiting:
+            if self.deferred_count >= self.max_deferred:
+                return False
+            self.deferred_count += 1
+        waiting[span_id] = (span, resource, since)
+        self.awaited.setdefault(trace_id, set()).add(awaited)
+        return True
+
+    def take_deferred(self, trace_id: bytes) -> list[tuple[bytes, bytes, float]]:
+        """The spans deferred in a trace as (Span, resource, since), removed from the buffer."""
+        waiting = self.deferred.pop(trace_id, None) or {}
+        self.awaited.pop(trace_id, None)
+        self.deferred_count -= len(waiting)
+        return list(waiting.values())
+
+    def expire(self, now: float) -> int:
+        """Forget deferred spans whose ancestors did not come within `max_age_s`; how many."""
+        gone = 0
+        for trace_id in list(self.deferred):
+            waiting = self.deferred[trace_id]
+            for span_id, (_, _, since) in list(waiting.items()):
+                if now - since > self.max_age_s:
+                    del waiting[span_id]
+                    gone += 1
+            if not waiting:
+                del self.deferred[trace_id]
+                self.awaited.pop(trace_id, None)
+        self.deferred_count -= gone
+        return gone
+
+    def trace(self, trace_id: bytes, now: float) -> dict[bytes, SpanNote]:
+        entry = self.traces.get(trace_id)
+        if entry is None:
+            entry = self.traces[trace_id] = (now, {})
+            while len(self.traces) > self.max_traces:
+                self.traces.popitem(last=False)
+            while self.traces:
+                first_seen, _ = next(iter(self.traces.values()))
+                if now - first_seen <= self.max_age_s:
+                    break
+                self.traces.popitem(last=False)
+        return entry[1]
+
+    def note(self, trace_id: bytes, span_id: bytes, note: SpanNote, now: float) -> None:
+        spans = self.trace(trace_id, now)
+        if len(spans) < self.max_spans or span_id in spans:
+            spans[span_id] = note
+
+
+@dataclass
+class Mapped:
+    """The events a request's spans or records became, with one dedupe key each, and the refusals."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # (trace id, span id[, evaluation #]): counted once
+    items: list[str] = field(default_factory=list)  # the span or record each event came from
+    rejected: dict[str, list[str]] = field(default_factory=dict)  # reason → items ("span <id>: why")
+    ignored: int = 0  # spans that are not GenAI operations
+    total: int = 0
+    # spans newly held for their ancestors (trace id, span id, Span, resource): stored with the answer
+    deferred: list[tuple[bytes, bytes, bytes, bytes, bytes]] = field(default_factory=list)  # ..., awaited
+    retried: list[tuple[bytes, bytes]] = field(default_factory=list)  # deferred spans read again
+    expired: int = 0  # deferred spans whose ancestors never came (acknowledged long ago: counted only)
+
+    def refuse(self, reason: str, item: str, why: str) -> None:
+        self.rejected.setdefault(reason, []).append(f"{item}: {why}")
+
+    def add(self, event: dict[str, Any], key: str, item: str) -> None:
+        self.events.append(event)
+        self.keys.append(key)
+        self.items.append(item)
+
+
+def value_of(any_value: AnyValue) -> Any:
+    """An OTLP AnyValue as Python: str, bool, int, float, bytes, list or dict (None when empty)."""
+    which = any_value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [value_of(v) for v in any_value.array_value.values]
+    if which == "kvlist_value":
+        return attributes(any_value.kvlist_value.values)
+    return getattr(any_value, which)
+
+
+def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: value_of(kv.value) for kv in kvs}
+
+
+def resource_bytes(resource: dict[str, Any]) -> bytes:
+    """A resource's attributes as a serialized Resource (what a deferred span keeps of its resource)."""
+    out = Resource()
+    for key, value in resource.items():
+        kv = out.attributes.add(key=key)
+        if isinstance(value, bool):
+            kv.value.bool_value = value
+        elif isinstance(value, int):
+            kv.value.int_value = value
+        elif isinstance(value, float):
+            kv.value.double_value = value
+        elif isinstance(value, str):
+            kv.value.string_value = value
+    serialized: bytes = out.SerializeToString()
+    return serialized
+
+
+def _first_int(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        value = attrs.get(key)
+        if type(value) is int and value >= 0:
+            return value
+    return None
+
+
+def operation(name: str, attrs: dict[str, Any], task_ops: set[str]) -> str | None:
+    """The span's GenAI operation: `gen_ai.operation.name`, else the first word of a conventional span
+    name ("chat gpt-4o", "execute_tool get_order"); None for other spans."""
+    op = attrs.get(OPERATION)
+    if type(op) is str:
+        return op
+    first = name.partition(" ")[0]
+    return first if first in task_ops or first in TURN_OPERATIONS or first == TOOL_OPERATION else None
+
+
+def _item(trace_id: bytes, span_id: bytes) -> str:
+    return f"span {trace_id.hex()}/{span_id.hex()}"
+
+
+class _Reader:
+    """Reads one trace's spans with the memory of what came before."""
+
+    def __init__(self, specs: dict[str, Spec], memory: TraceMemory, now: float):
+        self.specs, self.memory, self.now = specs, memory, now
+        self.since: dict[tuple[bytes, bytes], float] = {}  # when each deferred span read again arrived
+        self.task_operations = {op for spec in specs.values() for op in spec.otel.task_operations}
+        self.operations = self.task_operations | TURN_OPERATIONS | {TOOL_OPERATION}
+
+    def chain(self, spans: dict[bytes, SpanNote], span_id: bytes) -> Iterable[SpanNote]:
+        """The span's note and its ancestors' (as far as they have arrived)."""
+        seen = 0
+        note = spans.get(span_id)
+        while note is not None and seen < MAX_ANCESTRY:
+            yield note
+            seen += 1
+            note = spans.get(note.parent) if note.parent else None
+
+    def lookup(
+        self, spans: dict[bytes, SpanNote], span_id: bytes, keys: tuple[str, ...], resource: dict[str, Any]
+    ) -> Any:
+        for note in self.chain(spans, span_id):
+            for key in keys:
+                if key in note.attrs:
+                    return note.attrs[key]
+        for key in keys:
+            if key in resource:
+                return resource[key]
+        return None
+
+    def agent(self, spans: dict[bytes, SpanNote], span_id: bytes, resource: dict[str, Any]) -> Any:
+        for note in self.chain(spans, span_id):
+            if note.agent is not None:
+                return note.agent
+        return resource.get(SERVICE_NAME)
+
+    def scope(
+        self,
+        spans: dict[bytes, SpanNote],
+        span_id: bytes,
+        attrs: dict[str, Any],
+        resource: dict[str, Any],
+    ) -> tuple[dict[str, Any], Otel] | tuple[str, str]:
+        """The fields every event takes (agent, flow, exclusion), or why not: (reason, problem)."""
+        agent = self.agent(spans, span_id, resource)
+        spec = self.specs.get(agent) if type(agent) is str else None
+        if spec is None:
+            return "unknown_agent", f"agent {agent!r} is not served here ({', '.join(self.specs)})"
+        otel = spec.otel
+        flow = self.lookup(spans, span_id, otel.flow_attributes, resource)
+        if flow is None:
+            flow = _rule_flow(otel, attrs, resource)
+        if flow is None:
+            return "no_flow", f"no {' / '.join(otel.flow_attributes)} on the span, its ancestors or resource"
+        fields: dict[str, Any] = {"agent": agent, "flow": flow}
+        exclude = self.lookup(spans, span_id, (otel.exclude_attribute,), resource)
+        if exclude is None and self.lookup(spans, span_id, (SYNTHETIC,), resource) is True:
+            exclude = "synthetic"
+        if exclude is not None:
+            fields["exclude"] = exclude
+        return fields, otel
+
+
+def _rule_flow(otel: Otel, attrs: dict[str, Any], resource: dict[str, Any]) -> str | None:
+    for rule in otel.flow_rules:
+        value = attrs.get(rule.attribute, resource.get(rule.attribute))
+        if type(value) is not str:
+            continue
+        if rule.equals is not None and value == rule.equals:
+            return rule.flow
+        if rule.matches is not None and re2.fullmatch(rule.matches, value):
+            return rule.flow
+    return None
+
+
+def _common(fields: dict[str, Any], trace_id: bytes, end_ns: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    conversation = attrs.get(CONVERSATION)
+    fields["session_id"] = conversation if conversation is not None else trace_id.hex()
+    fields["trace_id"] = trace_id.hex()
+    if end_ns > 0:
+        fields["time"] = end_ns / 1e9
+    return fields
+
+
+def _task_of(reader: _Reader, spans: dict[bytes, SpanNote], span_id: bytes, ops: tuple[str, ...]) -> bool:
+    """Whether the span is the outermost of its trace's task operations (an agent inside an agent is not)."""
+    return not any(note.op in ops for note in list(reader.chain(spans, span_id))[1:])
+
+
+def _descendants(spans: dict[bytes, SpanNote], root: bytes) -> list[SpanNote]:
+    children: dict[bytes, list[bytes]] = {}
+    for span_id, note in spans.items():
+        if note.parent:
+            children.setdefault(note.parent, []).append(span_id)
+    out: list[SpanNote] = []
+    todo = list(children.get(root, ()))
+    while todo and len(out) < len(spans):
+        span_id = todo.pop()
+        out.append(spans[span_id])
+        todo.extend(children.get(span_id, ()))
+    return out
+
+
+def _cost(otel: Otel, notes: list[SpanNote]) -> float | None:
+    if not otel.prices:
+        return None
+    cost, priced = 0.0, False
+    for note in notes:
+        price = otel.prices.get(note.model) if note.model is not None else None
+        if price is not None and note.kind == "turn":
+            cost += (
+                (note.tokens[0] or 0) * price.input_per_mtok + (note.tokens[1] or 0) * price.output_per_mtok
+            ) / 1e6
+            priced = True
+    return cost if priced else None
+
+
+def _task(
+    fields: dict[str, Any],
+    otel: Otel,
+    attrs: dict[str, Any],
+    status: int,
+    duration_s: float,
+    notes: list[SpanNote],
+) -> dict[str, Any]:
+    outcome = attrs.get(otel.outcome_attribute)
+    if outcome is None:
+        outcome = "failure" if status == STATUS_ERROR else "success"
+    event = {"type": "task", **fields, "outcome": outcome, "duration_s": duration_s}
+    for name, key in (("escalation_required", ESCALATION_REQUIRED), ("failure_mode", FAILURE_MODE)):
+        if key in attrs:
+            event[name] = attrs[key]
+    turns = [n for n in notes if n.kind == "turn"]
+    event["steps"] = len(turns) + sum(1 for n in notes if n.kind == "tool")
+    ins = [n.tokens[0] for n in turns if n.tokens[0] is not None]
+    outs = [n.tokens[1] for n in turns if n.tokens[1] is not None]
+    if ins or outs:
+        event["tokens"] = {k: sum(v) for k, v in (("input", ins), ("output", outs)) if v}
+    cost = _cost(otel, turns)
+    if cost is not None:
+        event["cost_usd"] = cost
+    if "model" not in event:
+        model = next((n.model for n in turns if n.model is not None), None)
+        if model is not None:
+            event["model"] = model
+    return event
+
+
+def _tool(fields: dict[str, Any], span: Any, attrs: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    outcome = attrs.get(TOOL_OUTCOME)
+    if outcome is None or outcome not in TOOL_OUTCOMES:
+        failed = span.status.code == STATUS_ERROR or ERROR_TYPE in attrs
+        outcome = outcome if outcome is not None else ("error" if failed else "ok")
+    tool = attrs.get(TOOL_NAME)
+    if tool is None:  # the span name is "execute_tool {gen_ai.tool.name}"
+        tool = span.name.partition(" ")[2] or span.name
+    return {"type": "tool_call", **fields, "tool": tool, "outcome": outcome, "latency_s": duration_s}
+
+
+def _judge(
+    fields: dict[str, Any], attrs: dict[str, Any], spec: Spec, mapped: Mapped, item: str
+) -> dict[str, Any] | None:
+    judge = attrs.get(EVALUATION_NAME)
+    if type(judge) is not str or judge not in spec.judges:
+        declared = ", ".join(spec.judges) or "none"
+        mapped.refuse(
+            "undeclared_judge", item, f"judge {judge!r} is not declared for {spec.agent} ({declared})"
+        )
+        return None
+    event = {"type": "judge", **fields, "judge": judge, "score": attrs.get(EVALUATION_SCORE)}
+    if JUDGE_VERSION in attrs:
+        event["judge_version"] = attrs[JUDGE_VERSION]
+    return event
+
+
+def _versions(event: dict[str, Any], otel: Otel, attrs: dict[str, Any], model: Any) -> dict[str, Any]:
+    for name, key in (("version", otel.version_attribute), ("prompt_version", otel.prompt_version_attribute)):
+        if key in attrs:
+            event[name] = attrs[key]
+    if model is not None:
+        event["model"] = model
+    return event
+
+
+def map_spans(
+    request: ExportTraceServiceRequest, specs: dict[str, Spec], memory: TraceMemory, now: float | None = None
+) -> Mapped:
+    """The events of a trace export request (see the module docstring for the reading)."""
+    now = time.time() if now is None else now
+    reader, mapped = _Reader(specs, memory, now), Mapped()
+    todo: list[tuple[Any, dict[str, Any], dict[str, Any], dict[bytes, SpanNote]]] = []
+    task_ops = reader.task_operations
+    retry: set[bytes] = set()
+    # First every span's note, so that a child finds its parent from the same request.
+    for resource_spans in request.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                mapped.total += 1
+                if (
+                    len(span.trace_id) != 16
+                    or len(span.span_id) != 8
+                    or not any(span.trace_id)
+                    or not any(span.span_id)
+                ):
+                    mapped.refuse(
+                        "missing_ids",
+                        f"span {span.name[:60]!r}",
+                        "needs a 16-byte trace id and an 8-byte span id",
+                    )
+                    continue
+                attrs = attributes(span.attributes)
+                op = operation(span.name, attrs, task_ops)
+                spans = memory.trace(span.trace_id, now)
+                memory.note(span.trace_id, span.span_id, SpanNote(span.parent_span_id, op, attrs), now)
+                todo.append((span, attrs, resource, spans))
+                if span.span_id in memory.awaited.get(span.trace_id, ()):
+                    retry.add(span.trace_id)
+    # Then the spans deferred in these traces, which a span of this request may complete (first: they
+    # ended earlier, and the latest model seen must be the same as if they had come in order).
+    earlier: list[tuple[Any, dict[str, Any], dict[str, Any], dict[bytes, SpanNote]]] = []
+    for trace_id in retry:
+        spans = memory.trace(trace_id, now)
+        for raw_span, raw_resource, since in memory.take_deferred(trace_id):
+            span = Span.FromString(raw_span)
+            reader.since[(trace_id, span.span_id)] = since
+            mapped.retried.append((trace_id, span.span_id))
+            resource = attributes(Resource.FromString(raw_resource).attributes)
+            earlier.append((span, attributes(span.attributes), resource, spans))
+    mapped.expired = memory.expire(now)
+    for span, attrs, resource, spans in earlier + todo:
+        _map_span(reader, mapped, span, attrs, resource, spans)
+    return mapped
+
+
+def _missing(reader: _Reader, spans: dict[bytes, SpanNote], span_id: bytes) -> bytes | None:
+    """The id of the nearest ancestor of the span that has not arrived (it may name the agent or flow)."""
+    chain = list(reader.chain(spans, span_id))
+    if chain and chain[-1].parent and chain[-1].parent not in spans:
+        return chain[-1].parent
+    return None
+
+
+def _map_span(
+    reader: _Reader,
+    mapped: Mapped,
+    span: Any,
+    attrs: dict[str, Any],
+    resource: dict[str, Any],
+    spans: dict[bytes, SpanNote],
+) -> None:
+    trace_id, span_id = span.trace_id, span.span_id
+    item = _item(trace_id, span_id)
+    note = spans.get(span_id)
+    op = note.op if note is not None else None
+    evaluations = [e for e in span.events if e.name == EVALUATION]
+    if op not in reader.operations and not evaluations:  # HTTP, database, embeddings...: not ours
+        mapped.ignored += 1
+        return
+    scoped = reader.scope(spans, span_id, attrs, resource)
+    if isinstance(scoped[1], str):
+        reason, why = scoped
+        raw, awaited = span.SerializeToString(), _missing(reader, spans, span_id)
+        since = reader.since.get((trace_id, span_id), reader.now)
+        packed = resource_bytes(resource)
+        if awaited is not None and reader.memory.defer(trace_id, span_id, raw, packed, since, awaited):
+            mapped.deferred.append((trace_id, span_id, raw, packed, awaited))
+        else:
+            mapped.refuse(reason, item, why)
+        return
+    fields, otel = scoped
+    spec = reader.specs[fields["agent"]]
+    key = f"{trace_id.hex()}{span_id.hex()}"
+    duration_s = max(span.end_time_unix_nano - span.start_time_unix_nano, 0) / 1e9
+    common = _common(fields, trace_id, span.end_time_unix_nano, attrs)
+    model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
+    event: dict[str, Any] | None = None
+    if op in otel.task_operations:
+        if _task_of(reader, spans, span_id, otel.task_operations):
+            notes = _descendants(spans, span_id)
+            event = _task(
+                _versions(dict(common), otel, attrs, model), otel, attrs, span.status.code, duration_s, notes
+            )
+    elif op in TURN_OPERATIONS:
+        event = {
+            "type": "turn",
+            **_versions(dict(common), otel, attrs, model),
+            "kind": "turn",
+            "latency_s": duration_s,
+        }
+    elif op == TOOL_OPERATION:
+        event = _tool(_versions(dict(common), otel, attrs, None), span, attrs, duration_s)
+    if event is not None:
+        mapped.add(event, key, item)
+    elif not evaluations:
+        mapped.ignored += 1
+    for i, evaluation in enumerate(evaluations):
+        eval_attrs = attributes(evaluation.attributes)
+        judged = _judge(dict(common), eval_attrs, spec, mapped, f"{item} evaluation {i}")
+        if judged is not None:
+            when = evaluation.time_unix_nano
+            if when > 0:
+                judged["time"] = when / 1e9
+            mapped.add(judged, f"{key}e{i}", f"{item} evaluation {i}")
+
+
+def map_logs(
+    request: ExportLogsServiceRequest, specs: dict[str, Spec], memory: TraceMemory, now: float | None = None
+) -> Mapped:
+    """The judge events of a log export request: `gen_ai.evaluation.result` records (others ignored)."""
+    now = time.time() if now is None else now
+    reader, mapped = _Reader(specs, memory, now), Mapped()
+    for resource_logs in request.resource_logs:
+        resource = attributes(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                mapped.total += 1
+                attrs = attributes(record.attributes)
+                name = record.event_name or attrs.get("event.name")
+                if name != EVALUATION:
+                    mapped.ignored += 1
+                    continue
+                raw = record.SerializeToString(deterministic=True)
+                key = "log" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+                trace_id, span_id = record.trace_id, record.span_id
+                spans = memory.trace(trace_id, now) if len(trace_id) == 16 else {}
+                if len(span_id) == 8 and span_id not in spans:
+                    # the evaluated span may not have arrived: read the record's own attributes
+                    spans = {**spans, span_id: SpanNote(b"", None, attrs)}
+                item = f"log record {key[3:15]}"
+                scoped = reader.scope(spans, span_id, attrs, resource)
+                if isinstance(scoped[1], str):
+                    mapped.refuse(scoped[0], item, scoped[1])
+                    continue
+                fields = scoped[0]
+                when = record.time_unix_nano or record.observed_time_unix_nano
+                common = _common(fields, trace_id, when, attrs) if len(trace_id) == 16 else dict(fields)
+                if len(trace_id) != 16 and when > 0:
+                    common["time"] = when / 1e9
+                judged = _judge(common, attrs, reader.specs[fields["agent"]], mapped, item)
+                if judged is not None:
+                    mapped.add(judged, key, item)
+    return mapped

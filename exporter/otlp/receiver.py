@@ -1,0 +1,224 @@
+"""`POST /v1/traces` and `POST /v1/logs`: OTLP/HTTP into the same validation and apply path as events.
+
+A request is decoded (`otlp.decode`), its spans or records read into events (`otlp.mapping`), the
+spans already counted are left out (a sender's retry, within the idempotency horizon), and the rest
+go to `Ingestor.apply_many` as one partial batch whose dedupe keys are filed in the same SQLite
+transaction as the counts. So an acknowledged span survives kill -9, and a retried one counts once.
+
+The answer is the OTLP response message in the request's encoding: `partial_success` with the
+number of spans (or records) refused and why, by reason, also counted in
+`agent_slo_otlp_rejected_total{signal, reason}`. 400 means nothing was counted (the body could
+not be decoded); 413, 415, and 429/503 with `Retry-After` as for `/v1/events`.
+
+    >>> receiver = OtlpReceiver(ingestor, specs)
+    >>> status, reply = receiver.traces(request)     # an ExportTraceServiceRequest
+    >>> reply.partial_success.rejected_spans
+    0
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from agentslo import names
+from agentslo.exporter.classify import Deltas
+from agentslo.exporter.ingest import Batch, Ingestor
+from agentslo.exporter.otlp.mapping import (
+    Mapped,
+    SpanNote,
+    TraceMemory,
+    attributes,
+    map_logs,
+    map_spans,
+    operation,
+)
+from agentslo.exporter.persist import SPAN_MARK
+from agentslo.spec import Spec
+
+TRACES, LOGS = "traces", "logs"
+RESULTS = ("counted", "duplicate", "ignored", "rejected", "deferred", "expired")
+REASONS = ("unknown_agent", "no_flow", "undeclared_judge", "missing_ids", "invalid")
+# Rows of spans held for their ancestors, filed beside the span keys: parked until read again.
+PARKED, RESOLVED = "\x1fparked", "\x1fresolved"
+MAX_MESSAGE_ITEMS = 5  # examples per reason in partial_success.error_message
+MAX_REMEMBERED = 200_000  # span keys remembered when the exporter runs without a database
+
+
+class OtlpReceiver:
+    """Turns decoded OTLP requests into counted events, exactly once per span."""
+
+    def __init__(self, ingestor: Ingestor, specs: list[Spec]):
+        self.ingestor = ingestor
+        self.specs = {spec.agent: spec for spec in specs}
+        self.memory = TraceMemory()
+        self._memory_lock = threading.Lock()
+        # without a database, counted span keys are remembered here (bounded, oldest forgotten first)
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        store = ingestor.store
+        with store.lock:
+            store.family(
+                names.OTLP_ITEMS_TOTAL,
+                "counter",
+                "OTLP spans and log records received, by what became of them.",
+                (names.L_SIGNAL, names.L_RESULT),
+            )
+            store.family(
+                names.OTLP_REJECTED_TOTAL,
+                "counter",
+                "OTLP spans and log records refused, by reason.",
+                (names.L_SIGNAL, names.L_REASON),
+            )
+            for signal in (TRACES, LOGS):
+                for result in RESULTS:
+                    store.slot(names.OTLP_ITEMS_TOTAL, (signal, result), persist=False)
+                for reason in REASONS:
+                    store.slot(names.OTLP_REJECTED_TOTAL, (signal, reason), persist=False)
+        self._restore()
+
+    def _restore(self) -> None:
+        """Hold again the spans that were waiting for their ancestors when the exporter stopped."""
+        db = self.ingestor.db
+        if db is None:
+            return
+        now = time.time()
+        task_ops = {op for spec in self.specs.values() for op in spec.otel.task_operations}
+        for _, answer, created in db.filed(PARKED, now - self.memory.max_age_s):
+            raw_span, raw_resource, awaited = (base64.b64decode(part) for part in orjson.loads(answer))
+            span = Span.FromString(raw_span)
+            attrs = attributes(span.attributes)
+            note = SpanNote(span.parent_span_id, operation(span.name, attrs, task_ops), attrs)
+            self.memory.note(span.trace_id, span.span_id, note, now)
+            self.memory.defer(span.trace_id, span.span_id, raw_span, raw_resource, created, awaited)
+
+    def traces(self, request: ExportTraceServiceRequest) -> ExportTraceServiceResponse:
+        with self._memory_lock:
+            mapped = map_spans(request, self.specs, self.memory)
+        rejected, message = self._apply(mapped, TRACES)
+        reply = ExportTraceServiceResponse()
+        if rejected or message:
+            reply.partial_success.rejected_spans = rejected
+            reply.partial_success.error_message = message
+        return reply
+
+    def logs(self, request: ExportLogsServiceRequest) -> ExportLogsServiceResponse:
+        with self._memory_lock:
+            mapped = map_logs(request, self.specs, self.memory)
+        rejected, message = self._apply(mapped, LOGS)
+        reply = ExportLogsServiceResponse()
+        if rejected or message:
+            reply.partial_success.rejected_log_records = rejected
+            reply.partial_success.error_message = message
+        return reply
+
+    def _apply(self, mapped: Mapped, signal: str) -> tuple[int, str]:
+        """Count the new events of `mapped` (raises when storage fails: nothing counted, answer 503)."""
+        ingestor, now = self.ingestor, time.time()
+        with ingestor.lock:  # the seen-check and the commit are one step: a concurrent retry waits
+            fresh = self._fresh(mapped, now)
+            duplicates = len(mapped.events) - len(fresh)
+            events = [mapped.events[i] for i in fresh]
+            keys = [mapped.keys[i] for i in fresh]
+            if events:
+                batch = Batch(events, partial=True, span_keys=keys)
+                result = ingestor.apply_many([batch])[0]
+                if result.status >= 500:
+                    raise RuntimeError(result.body.get("error", "storage failure"))
+                refused = set(result.body.get("rejected", ())) if result.status == 207 else set()
+                if result.status >= 400:  # every event refused by validation
+                    refused = set(range(len(events)))
+                problems = {p.get("index"): p for p in result.body.get("detail", [])}
+                for i in sorted(refused):
+                    p = problems.get(i, {})
+                    why = f"{p.get('field', '')} {p.get('problem', 'invalid')}".strip()
+                    mapped.refuse("invalid", mapped.items[fresh[i]], why)
+                if ingestor.db is None:
+                    self._remember([k for i, k in enumerate(keys) if i not in refused], now)
+                counted = len(events) - len(refused)
+            else:
+                counted = 0
+            refused_items = {item.partition(":")[0] for items in mapped.rejected.values() for item in items}
+            self._count(signal, "counted", counted)
+            self._count(signal, "duplicate", duplicates)
+            self._count(signal, "ignored", mapped.ignored)
+            retried = set(mapped.retried)
+            self._count(signal, "deferred", sum((t, s) not in retried for t, s, *_ in mapped.deferred))
+            self._count(signal, "expired", mapped.expired)
+            self._park(mapped, now)
+            self._count(signal, "rejected", sum(len(v) for v in mapped.rejected.values()))
+            for reason, items in mapped.rejected.items():
+                self._count(signal, reason, len(items), names.OTLP_REJECTED_TOTAL)
+        return len(refused_items), _message(mapped)
+
+    def _park(self, mapped: Mapped, now: float) -> None:
+        """File the spans now held for their ancestors (and unfile those read again), before answering."""
+        if self.ingestor.db is None or not (mapped.deferred or mapped.retried):
+            return
+        retried, still = set(mapped.retried), {(t, s) for t, s, *_ in mapped.deferred}
+        rows = [(_parked_key(t, s), RESOLVED, 0, b"") for t, s in retried - still]
+        for trace_id, span_id, *parts in mapped.deferred:
+            if (trace_id, span_id) not in retried:  # a span read again and still waiting keeps its row
+                payload = orjson.dumps([base64.b64encode(part).decode() for part in parts])
+                rows.append((_parked_key(trace_id, span_id), PARKED, 0, payload))
+        if rows:
+            self.ingestor.persist(Deltas(events=0), now, rows)
+
+    def _fresh(self, mapped: Mapped, now: float) -> list[int]:
+        """Indices of the events whose keys were not counted yet (nor repeated earlier in the request)."""
+        horizon = now - self.ingestor.config.idempotency_horizon_s
+        db = self.ingestor.db
+        if db is not None:
+            seen = db.seen(mapped.keys, horizon) if mapped.keys else set()
+        else:
+            seen = {k for k in mapped.keys if self._seen.get(k, -1.0) >= horizon}
+        out: list[int] = []
+        for i, key in enumerate(mapped.keys):
+            if key not in seen:
+                seen.add(key)
+                out.append(i)
+        return out
+
+    def _remember(self, keys: list[str], now: float) -> None:
+        for key in keys:
+            self._seen[key] = now
+            self._seen.move_to_end(key)
+        while len(self._seen) > MAX_REMEMBERED:
+            self._seen.popitem(last=False)
+
+    def _count(self, signal: str, label: str, amount: int, family: str = names.OTLP_ITEMS_TOTAL) -> None:
+        if amount:
+            store = self.ingestor.store
+            store.values[store.slot(family, (signal, label), persist=False)] += amount
+
+
+def _parked_key(trace_id: bytes, span_id: bytes) -> str:
+    return f"{SPAN_MARK}parked:{trace_id.hex()}{span_id.hex()}"
+
+
+def _message(mapped: Mapped) -> str:
+    """partial_success.error_message: each reason with its count and the first few items."""
+    parts: list[str] = []
+    for reason, items in mapped.rejected.items():
+        shown = "; ".join(items[:MAX_MESSAGE_ITEMS])
+        more = f"; and {len(items) - MAX_MESSAGE_ITEMS} more" if len(items) > MAX_MESSAGE_ITEMS else ""
+        parts.append(f"{reason} ({len(items)}): {shown}{more}")
+    return " | ".join(parts)
+
+
+def counts(store: Any, signal: str) -> dict[str, float]:
+    """The OTLP item counters of a signal (tests, benchmarks)."""
+    return {r: store.value(names.OTLP_ITEMS_TOTAL, (signal, r)) or 0.0 for r in RESULTS}

@@ -1,0 +1,102 @@
+"""The aiohttp side of OTLP/HTTP: read the body, decode it, answer in the request's encoding.
+
+The app wires these two handlers (`OtlpRoutes.post_traces`, `.post_logs`) next to `/v1/events`;
+auth and the body size limit are the app's middleware and `client_max_size`, as for every route.
+Decoding, reading and counting run on a worker thread so the event loop keeps answering scrapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from google.protobuf import message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.otlp.decode import JSON, OtlpError, decode, encode, status_body
+from agentslo.exporter.otlp.receiver import OtlpReceiver
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_BUSY_S = 1
+RETRY_AFTER_UNAVAILABLE_S = 5
+# gRPC status codes carried in the google.rpc.Status of a refusal (OTLP/HTTP reuses them)
+GRPC_INVALID_ARGUMENT, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAVAILABLE = 3, 8, 14
+INFLATE_FACTOR = 8  # a gzip body may inflate to this many times the body limit
+
+
+class OtlpRoutes:
+    def __init__(self, receiver: OtlpReceiver, config: ExporterConfig):
+        self.receiver, self.config = receiver, config
+        self.pending = 0
+
+    async def post_traces(self, request: web.Request) -> web.StreamResponse:
+        return await self._post(request, ExportTraceServiceRequest, self.receiver.traces)
+
+    async def post_logs(self, request: web.Request) -> web.StreamResponse:
+        return await self._post(request, ExportLogsServiceRequest, self.receiver.logs)
+
+    async def _post(
+        self, request: web.Request, cls: type[message.Message], apply: Callable[[Any], message.Message]
+    ) -> web.StreamResponse:
+        content_type = request.content_type if request.body_exists else ""
+        if self.pending >= self.config.max_pending_batches:
+            self.receiver.ingestor.reject("overloaded")
+            return _refuse(
+                429,
+                GRPC_RESOURCE_EXHAUSTED,
+                "too many requests in flight; retry later",
+                content_type,
+                RETRY_AFTER_BUSY_S,
+            )
+        self.pending += 1
+        try:
+            try:
+                async with asyncio.timeout(self.config.read_timeout_s):
+                    raw = await request.read()
+            except TimeoutError:
+                return _refuse(408, GRPC_INVALID_ARGUMENT, "the body did not arrive in time", content_type)
+            encoding = ""  # aiohttp has already inflated a gzip (or deflate) body, within client_max_size
+            limit = self.config.max_body_bytes * INFLATE_FACTOR
+
+            def work() -> message.Message:
+                return apply(decode(cls, raw, content_type, encoding, limit))
+
+            try:
+                reply = await asyncio.get_running_loop().run_in_executor(None, work)
+            except OtlpError as exc:
+                self.receiver.ingestor.reject(
+                    "invalid_body"
+                    if exc.status == 400
+                    else "too_large"
+                    if exc.status == 413
+                    else "unsupported"
+                )
+                return _refuse(exc.status, GRPC_INVALID_ARGUMENT, exc.problem, content_type)
+            except Exception as exc:  # storage failure: nothing was counted (the transaction rolled back)
+                log.error("OTLP ingest failed: %s", exc)
+                return _refuse(
+                    503,
+                    GRPC_UNAVAILABLE,
+                    f"could not store the request ({type(exc).__name__}); nothing was counted",
+                    content_type,
+                    RETRY_AFTER_UNAVAILABLE_S,
+                )
+        finally:
+            self.pending -= 1
+        return web.Response(body=encode(reply, content_type), content_type=content_type)
+
+
+def _refuse(
+    status: int, code: int, problem: str, content_type: str, retry_after: int | None = None
+) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    reply_type = content_type if content_type in ("application/x-protobuf", JSON) else JSON
+    return web.Response(
+        status=status, body=status_body(code, problem, reply_type), content_type=reply_type, headers=headers
+    )
