@@ -24,8 +24,9 @@ host app's keys) and returns the OpenAPI path items of the routes it added:
 Where things live: `api` (the routes) and `openapi` (their OpenAPI description), `config` (settings,
 `AGENT_SLO_SESSIONS_*`), `pipeline` (the judging queues), `remote` (LLM judge calls in a child
 process), `sampling` (deterministic head samples), `session` (the session document and what it says
-about the SLOs), `store` (the SQLite session store and review queue), `redact` (personal data out
-before storage), `datasets` (calibration and regression sets), `calibrate` (`agent-slo calibrate`).
+about the SLOs), `store` (the SQLite session store and review queue), `redact` (personal data and
+secrets out before storage; their patterns in `_detect`), `datasets` (calibration and regression
+sets), `calibrate` (`agent-slo calibrate`).
 The judges themselves (`run_judge`, rule and LLM judges) are the core's `agentslo.judges`, shared with
 the prober's `llm-rubric`.
 """
