@@ -31,6 +31,7 @@ from agentslo.exporter.exposition import (
     wants_openmetrics,
 )
 from agentslo.exporter.ingest import Ingestor, body_hash
+from agentslo.exporter.intake import browser_problem, read_body
 from agentslo.exporter.openapi import document
 from agentslo.exporter.otlp.receiver import OtlpReceiver
 from agentslo.exporter.otlp.routes import OtlpRoutes
@@ -47,6 +48,7 @@ SPECS = web.AppKey("specs", list)
 OPENAPI = web.AppKey("openapi", dict)
 _WRITER = web.AppKey("writer", Writer)
 _PENDING = web.AppKey("pending", list)
+_READING = web.AppKey("reading", list)  # [bytes of request bodies being read right now]
 
 OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # readable without the token, per the design
 MAX_IDEMPOTENCY_KEY = 255
@@ -83,6 +85,22 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return _fail(500, "internal error; the batch was not counted", retry_after=RETRY_AFTER_UNAVAILABLE_S)
+
+
+@web.middleware
+async def _programs_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Writes that a web page could send (foreign Origin, form or text content type) are refused."""
+    refused = browser_problem(
+        request.method,
+        request.content_type if request.body_exists else "",
+        request.headers,
+        request.host,
+        request.app[CONFIG].allowed_origins,
+    )
+    if refused is not None:
+        request.app[INGESTOR].reject("unauthorized" if refused.status == 403 else "invalid_body")
+        return _json(refused)
+    return await handler(request)
 
 
 @web.middleware
@@ -123,14 +141,19 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             "Idempotency-Key",
             retry_after=RETRY_AFTER_BUSY_S,
         )
-    pending[0] += 1
     future: asyncio.Future[IngestResult] | None = None
+    counted = False  # whether this request holds one of the writer's `max_pending_batches` places
     try:
-        try:
-            async with asyncio.timeout(config.read_timeout_s):
-                raw = await request.read()
-        except TimeoutError:
-            return _fail(408, f"the body did not arrive within {config.read_timeout_s:.0f}s")
+        # A body being read holds no writer place (64 trickling uploads made every batch a 429).
+        raw = await read_body(request, config, app[_READING])
+        if isinstance(raw, IngestResult):
+            retry = {"Retry-After": str(RETRY_AFTER_BUSY_S)} if raw.status == 429 else None
+            return _json(raw, retry)
+        if pending[0] >= config.max_pending_batches:
+            ingestor.reject("overloaded")
+            return _fail(429, "too many batches in flight; retry later", retry_after=RETRY_AFTER_BUSY_S)
+        pending[0] += 1
+        counted = True
         partial_ = flag in ("true", "1")
         content_type = request.content_type if request.body_exists else ""
         digest = body_hash(raw, partial_) if key is not None else ""  # hashing 250 KiB is not free
@@ -146,7 +169,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
                 retry_after=RETRY_AFTER_UNAVAILABLE_S,
             )
     finally:
-        pending[0] -= 1
+        pending[0] -= counted
         if key is not None:
             if (
                 future is not None and not future.done()
@@ -210,13 +233,14 @@ async def _cleanup(app: web.Application) -> None:
 
 def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     """The exporter app for these specs, with the feedback wing's routes (sessions, review, datasets)."""
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[_errors, _programs_only, _auth], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[SPECS] = list(specs)
     app[INGESTOR] = Ingestor(list(specs), config)
     app[AUTONOMY] = AutonomyReader(list(specs), config)
     app[_WRITER] = Writer(app[INGESTOR], config.queue_timeout_s)
     app[_PENDING] = [0]
+    app[_READING] = [0]
     app.router.add_post("/v1/events", post_events)
     otlp = OtlpRoutes(OtlpReceiver(app[INGESTOR], list(specs)), config)  # OpenTelemetry GenAI spans
     app.router.add_post("/v1/traces", otlp.post_traces)

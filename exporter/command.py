@@ -19,6 +19,7 @@ from aiohttp import web
 from agentslo.exporter import config as defaults
 from agentslo.exporter.app import create_app
 from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.intake import server_options
 from agentslo.spec import load_specs
 
 TOKEN_ENV = "AGENT_SLO_TOKEN"
@@ -119,5 +120,5 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, **server_options(config))
     return 0

@@ -20,6 +20,10 @@ DEFAULT_MAX_PENDING_BATCHES = 64
 # Seconds a client may take to send its body, and a batch may wait for the writer.
 DEFAULT_READ_TIMEOUT_S = 30.0
 DEFAULT_QUEUE_TIMEOUT_S = 10.0
+# Seconds a connection may take to send a request's headers (and may sit idle between requests).
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+# Bytes of request bodies being read at once (all connections together) before new ones get 429.
+DEFAULT_MAX_READING_BYTES = 256 * 1024 * 1024
 # Idempotency keys are remembered this long (a day covers any sane retry policy).
 DEFAULT_IDEMPOTENCY_HORIZON_S = 24 * 3600.0
 # Distinct synthetic scenario names per agent and flow before new ones fold into `other`.
@@ -42,6 +46,10 @@ class ExporterConfig:
     max_pending_batches: int = DEFAULT_MAX_PENDING_BATCHES
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    max_reading_bytes: int = DEFAULT_MAX_READING_BYTES
+    # Web origins (scheme://host:port) allowed to write; others are refused (a page must not post events).
+    allowed_origins: tuple[str, ...] = ()
     idempotency_horizon_s: float = DEFAULT_IDEMPOTENCY_HORIZON_S
     max_scenarios: int = DEFAULT_MAX_SCENARIOS
     max_judge_versions: int = DEFAULT_MAX_JUDGE_VERSIONS

@@ -48,7 +48,8 @@ from agentslo.exporter.events import (
 )
 
 NDJSON = "application/x-ndjson"
-ACCEPTED_CONTENT_TYPES = (NDJSON, "application/json", "text/plain", "application/octet-stream", "")
+# No text/plain: a web page can send that cross-origin without asking (see `exporter.intake`).
+ACCEPTED_CONTENT_TYPES = (NDJSON, "application/json", "application/octet-stream", "")
 
 
 @dataclass
@@ -135,6 +136,10 @@ def decode(raw: bytes, scanner: Any = SCANNER) -> Decoded | None:
 
 def parse_body(raw: bytes, content_type: str) -> list[Any] | Decoded | IngestResult:
     """A JSON array, or NDJSON (one event per line); errors name the line as the index."""
+    if content_type not in ACCEPTED_CONTENT_TYPES:
+        return error(
+            415, f"unsupported content type {content_type}; send application/json or application/x-ndjson"
+        )
     stripped = raw.lstrip()
     if content_type != NDJSON and stripped[:1] == b"[":
         decoded = decode(raw)  # typed in one pass; any doubt goes down the authoritative path below
@@ -147,10 +152,6 @@ def parse_body(raw: bytes, content_type: str) -> list[Any] | Decoded | IngestRes
                 400, "the body is not valid JSON (UTF-8)", [{"index": None, "field": "", "problem": str(exc)}]
             )
         return events if isinstance(events, list) else error(400, "expected a JSON array of events")
-    if content_type not in ACCEPTED_CONTENT_TYPES:
-        return error(
-            415, f"unsupported content type {content_type}; send application/json or application/x-ndjson"
-        )
     events, problems = [], []
     for line in raw.split(b"\n"):
         if not line.strip():

@@ -7,14 +7,18 @@ batches that leave no trace (series, scenario budget, exposition), and the small
 
 from __future__ import annotations
 
+import asyncio
 import math
+import socket
 import sqlite3
 import subprocess
 import time
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
@@ -27,6 +31,7 @@ from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.events import MAX_SECONDS, MAX_USD
 from agentslo.exporter.exposition import render
 from agentslo.exporter.ingest import Batch, Ingestor
+from agentslo.exporter.intake import server_options
 from agentslo.exporter.validate import MAX_DETAIL
 from agentslo.spec import parse_spec
 
@@ -350,3 +355,150 @@ def test_fuzzed_free_text_never_makes_the_exposition_unparseable(
         else:
             ingestor.apply(batch, partial=partial)
     _parse_both(ingestor.store)
+
+
+# --- 7. slow bodies and slow headers hold nothing up ---
+
+
+async def _trickle(host: str, port: int, headers_only: bool = False, every: float = 0.25) -> bytes:
+    """A client that announces an 8 MB body (or sends its headers) a byte at a time; what it was answered."""
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 8000000\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        if not headers_only:
+            writer.write(head + b"[")
+        for i in range(200):
+            writer.write(head[i : i + 1] if headers_only else b" ")
+            await writer.drain()
+            try:
+                return await asyncio.wait_for(reader.read(200), every)
+            except TimeoutError:
+                continue
+        return b"still open"
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_trickling_bodies_never_hold_up_ingest_or_health(aiohttp_client: Any) -> None:
+    """64 uploads announcing 8 MB and sending a byte at a time, against 8 writer places: every
+    legitimate batch and /healthz is answered within 2 s, and the trickles are cut off with 408."""
+    client = await _client(aiohttp_client, max_pending_batches=8)
+    attackers = [asyncio.create_task(_trickle(client.host, client.port)) for _ in range(64)]
+    await asyncio.sleep(0.5)
+    for i in range(8):
+        started = time.monotonic()
+        resp = await client.post("/v1/events", data=orjson.dumps([TURN]), headers=_JSON)
+        assert resp.status == 200, (i, resp.status, await resp.text())
+        assert (await client.get("/healthz")).status == 200
+        assert time.monotonic() - started < 2.0
+        await asyncio.sleep(0.2)
+    answers = await asyncio.gather(*attackers)
+    assert all(a.startswith(b"HTTP/1.1 408") for a in answers), {a[:40] for a in answers}
+
+
+async def test_a_body_at_a_slow_but_steady_pace_is_read(aiohttp_client: Any) -> None:
+    client = await _client(aiohttp_client)
+    body = orjson.dumps([TURN] * 400)  # ~30 KB, in 2 KB pieces every 50 ms: ~40 KB/s
+
+    async def steady() -> Any:
+        for i in range(0, len(body), 2048):
+            yield body[i : i + 2048]
+            await asyncio.sleep(0.05)
+
+    resp = await client.post("/v1/events", data=steady(), headers=_JSON)
+    assert resp.status == 200 and (await resp.json())["accepted"] == 400
+
+
+async def test_bodies_being_read_are_bounded_in_memory(aiohttp_client: Any) -> None:
+    client = await _client(aiohttp_client, max_reading_bytes=4096)
+    resp = await client.post("/v1/events", data=orjson.dumps([TURN] * 200), headers=_JSON)
+    assert resp.status == 429 and resp.headers["Retry-After"]
+    assert (await client.post("/v1/events", data=orjson.dumps([TURN]), headers=_JSON)).status == 200
+
+
+async def test_slow_headers_are_cut_off() -> None:
+    """The server as `agent-slo serve` runs it (`server_options`): a connection that sends its headers
+    a byte at a time is closed after `header_timeout_s`, and the exporter keeps answering."""
+    config = ExporterConfig(header_timeout_s=1.0)
+    runner = web.AppRunner(create_app([SPEC], config), **server_options(config))
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *[_trickle("127.0.0.1", port, headers_only=True, every=0.1) for _ in range(16)]
+        )
+        assert set(answers) == {b""}, answers
+        assert time.monotonic() - started < 3.0
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            assert resp.status == 200
+    finally:
+        await runner.cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- 12. web pages cannot post; duplicate keys; big integers; idempotency ---
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "text/html",
+        "text/csv",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ],
+)
+async def test_a_browser_simple_content_type_is_refused(aiohttp_client: Any, content_type: str) -> None:
+    client = await _client(aiohttp_client)
+    before = await _samples(client)
+    resp = await client.post("/v1/events", data=orjson.dumps([TURN]), headers={"Content-Type": content_type})
+    assert resp.status == 415, await resp.text()
+    assert (await resp.json())["detail"][0]["field"] == "Content-Type"
+    assert await _samples(client) == before
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://localhost:3000"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"},
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/sessions"])
+async def test_a_write_from_a_foreign_origin_is_refused(
+    aiohttp_client: Any, headers: dict[str, str], path: str
+) -> None:
+    client = await _client(aiohttp_client)
+    before = await _samples(client)
+    resp = await client.post(path, data=orjson.dumps([TURN]), headers={**_JSON, **headers})
+    assert resp.status == 403, await resp.text()
+    assert await _samples(client) == before
+
+
+async def test_programs_and_allowed_origins_may_write(aiohttp_client: Any) -> None:
+    client = await _client(aiohttp_client, allowed_origins=("https://console.example",))
+    same = f"http://{client.host}:{client.port}"
+    for headers in ({}, {"Origin": "https://console.example"}, {"Origin": same}):
+        resp = await client.post("/v1/events", data=orjson.dumps([TURN]), headers={**_JSON, **headers})
+        assert resp.status == 200, (headers, await resp.text())
+    ndjson = {"Content-Type": "application/x-ndjson"}
+    assert (await client.post("/v1/events", data=orjson.dumps(TURN), headers=ndjson)).status == 200
+    assert (await client.post("/v1/events", data=orjson.dumps([TURN]))).status == 200  # no content type
+    assert (await client.get("/metrics", headers={"Origin": "https://evil.example"})).status == 200
