@@ -17,6 +17,7 @@ import msgspec
 from agentslo.exporter.events import FIELDS, PLANNED, TYPES, Field
 
 _JSON = "application/json"
+_PROTOBUF = "application/x-protobuf"
 
 ERROR = {
     "type": "object",
@@ -156,6 +157,53 @@ def _health(description: str) -> dict[str, Any]:
     }
 
 
+def _otlp(signal: str, summary: str, items: str, rejected: str) -> dict[str, Any]:
+    """An OTLP/HTTP export route: the request and response messages in the OTLP JSON mapping (or
+    binary protobuf); refusals are a google.rpc.Status in the request's encoding."""
+    status = {
+        "type": "object",
+        "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+    }
+    refusal = {
+        "description": "refused (google.rpc.Status)",
+        "content": {_JSON: {"schema": status}, _PROTOBUF: {"schema": {"type": "string", "format": "binary"}}},
+    }
+    retry = {**refusal, "headers": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}}}
+    reply = {
+        "type": "object",
+        "properties": {
+            "partialSuccess": {
+                "type": "object",
+                "properties": {rejected: {"type": "string"}, "errorMessage": {"type": "string"}},
+            }
+        },
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    _JSON: {"schema": {"type": "object", "properties": {items: {"type": "array"}}}},
+                    _PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": f"Export{signal.capitalize()}ServiceResponse (refusals in partialSuccess)",
+                    "content": {
+                        _JSON: {"schema": reply},
+                        _PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                **{str(code): refusal for code in (400, 401, 408, 413, 415)},
+                "429": retry,
+                "503": retry,
+            },
+        }
+    }
+
+
 PATHS: dict[str, Any] = {
     "/v1/events": {
         "post": {
@@ -186,6 +234,18 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/traces": _otlp(
+        "traces",
+        "OTLP/HTTP trace export: OpenTelemetry GenAI spans become events (see DESIGN.md, OTLP ingest)",
+        "resourceSpans",
+        "rejectedSpans",
+    ),
+    "/v1/logs": _otlp(
+        "logs",
+        "OTLP/HTTP log export: gen_ai.evaluation.result records become judge events",
+        "resourceLogs",
+        "rejectedLogRecords",
+    ),
     "/v1/autonomy": {
         "get": {
             "summary": "Autonomy state, allowed actions and the budget numbers behind them",
