@@ -122,7 +122,40 @@ def explain(spec: Spec, volume_per_day: float) -> str:
         out.append(
             f"  synthetic: every {spec.synthetic.interval} ({parse_duration(spec.synthetic.interval)} s)"
         )
+    out.extend(explain_otel(spec))
     return "\n".join(out)
+
+
+def explain_otel(spec: Spec) -> list[str]:
+    """How `POST /v1/traces` reads this agent's OpenTelemetry GenAI spans (the spec's `otel:` section)."""
+    otel = spec.otel
+    flows = " or ".join(f"`{a}`" for a in otel.flow_attributes)
+    lines = [
+        f"  otel: spans whose gen_ai.agent.name (else resource service.name) is {spec.agent}; "
+        f"flow from {flows} on the span, its nearest ancestor that has one, or the resource",
+    ]
+    for rule in otel.flow_rules:
+        test = f"= {rule.equals!r}" if rule.equals is not None else f"matches {rule.matches!r}"
+        lines.append(f"    else flow {rule.flow} when `{rule.attribute}` {test}")
+    tasks = ", ".join(otel.task_operations)
+    lines.append(
+        f"    task: the outermost {tasks} span (outcome from `{otel.outcome_attribute}`, else status ERROR → "
+        "failure); turn: chat/text_completion/generate_content; tool_call: execute_tool (ERROR or error.type "
+        "→ error); judge: gen_ai.evaluation.result"
+    )
+    lines.append(
+        f"    version `{otel.version_attribute}`, prompt version `{otel.prompt_version_attribute}`, "
+        f"exclusion `{otel.exclude_attribute}` (or agent_slo.synthetic=true → synthetic)"
+    )
+    if otel.prices:
+        priced = "; ".join(
+            f"{model} ${p.input_per_mtok:g}/${p.output_per_mtok:g} per M tokens in/out"
+            for model, p in otel.prices.items()
+        )
+        lines.append(f"    cost: tokens of the task's chat spans × {priced}; other models add no cost")
+    else:
+        lines.append("    cost: no otel.prices, so tasks read from spans carry tokens but no cost")
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agentslo import names
+from agentslo.explain import explain_otel
 from agentslo.exporter.app import INGESTOR, create_app
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.otlp.receiver import counts
@@ -247,3 +248,10 @@ async def test_evaluation_log_records_become_judge_events(client: Any) -> None:
         assert reply.partial_success.rejected_log_records == 1
     store = client.app[INGESTOR].store
     assert store.value(names.EVENTS_TOTAL, ("bot", "refund", "faith", "bad", "")) == 1
+
+
+def test_explain_says_how_spans_are_read() -> None:
+    lines = "\n".join(explain_otel(parse_spec(SPEC)))
+    assert "flow from `agent_slo.flow`" in lines
+    assert "else flow order-status when `http.route` matches '/orders/.*'" in lines
+    assert "no otel.prices" in lines
