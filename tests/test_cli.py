@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -17,15 +16,6 @@ import agentslo
 from agentslo import cli
 
 AGENT_SLO = Path(sys.executable).with_name("agent-slo")  # the console script installed beside Python
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    root.setLevel(level)
-    root.handlers[:] = handlers
 
 
 def test_version_is_the_installed_distributions() -> None:

@@ -20,15 +20,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "agentslo"
 RFC3339_UTC_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    root.setLevel(level)
-    root.handlers[:] = handlers
-
-
 def lines(err: str) -> list[dict[str, str]]:
     return [json.loads(line) for line in err.splitlines()]
 
