@@ -16,11 +16,12 @@ events, backfilled history) share this module, so an injected fault means the sa
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from agentslo import names
+from agentslo.judges.model import JudgeInput
+from agentslo.judges.rule import evaluate
 from agentslo.spec import RuleJudge, Spec
 
 DAY: Final = 86400.0
@@ -305,18 +306,18 @@ def _reply(flow: str, outcome: str, hallucinated: bool, escalated: bool, context
     return "Done. Is there anything else I can help with?"
 
 
-def rule_judge_score(judge: RuleJudge, text: str) -> float:
-    """Score a reply with the spec's rule judge (text checks only): 1 pass, 0 fail.
-
-    The exporter's judges do this for sessions posted to `/v1/sessions`; the demo emits the verdict
-    itself so it runs with any exporter that takes `judge` events."""
-    failed = (
-        any(re.search(p, text) for p in judge.fail_if_matches)
-        or any(s in text for s in judge.fail_if_contains)
-        or not all(re.search(p, text) for p in judge.pass_if_matches)
-        or not all(s in text for s in judge.require_contains)
+def rule_judge_score(judge: RuleJudge, text: str, agent: str = "", flow: str = "") -> float:
+    """Score a reply with the spec's rule judge (the core's `evaluate`, RE2 like the exporter's
+    judges): 1 pass, 0 fail. The demo emits the verdict itself so it runs with any exporter that
+    takes `judge` events."""
+    case = JudgeInput(
+        session_id="demo",
+        agent=agent,
+        flow=flow,
+        messages=[{"role": "assistant", "content": text}],
+        output=text,
     )
-    return 0.0 if failed else 1.0
+    return evaluate(judge, case).score or 0.0
 
 
 def events_for(
@@ -369,6 +370,10 @@ def events_for(
     for name, judge in spec.judges.items():
         if judge.flows is not None and conv.flow not in judge.flows:
             continue
-        score = rule_judge_score(judge, conv.reply) if isinstance(judge, RuleJudge) else conv.faithfulness
+        score = (
+            rule_judge_score(judge, conv.reply, spec.agent, conv.flow)
+            if isinstance(judge, RuleJudge)
+            else conv.faithfulness
+        )
         out.append(common | {"type": "judge", "judge": name, "judge_version": judge.version, "score": score})
     return out
