@@ -30,6 +30,9 @@ SYNTHETIC_RUNS_TOTAL: Final = "agent_slo_synthetic_runs_total"
 SYNTHETIC_CONSECUTIVE_FAILURES: Final = "agent_slo_synthetic_consecutive_failures"
 INGEST_EVENTS_TOTAL: Final = "agent_slo_ingest_events_total"
 INGEST_REJECTED_TOTAL: Final = "agent_slo_ingest_rejected_total"
+# Events a client SDK had to drop (queue full, closed), as it reports in the DROPPED_HEADER of a batch.
+CLIENT_DROPPED_EVENTS_TOTAL: Final = "agent_slo_client_dropped_events_total"
+DROPPED_HEADER: Final = "X-Agent-SLO-Dropped"
 # OTLP ingest (POST /v1/traces, /v1/logs): spans and log records by what became of them, refusals by reason.
 OTLP_ITEMS_TOTAL: Final = "agent_slo_otlp_items_total"
 OTLP_REJECTED_TOTAL: Final = "agent_slo_otlp_rejected_total"

@@ -20,9 +20,10 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from agentslo import feedback
+from agentslo import feedback, names
 from agentslo.exporter.autonomy import AutonomyReader
 from agentslo.exporter.config import ExporterConfig
+from agentslo.exporter.events import MAX_COUNT
 from agentslo.exporter.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -128,6 +129,9 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         return _fail(
             400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters", "Idempotency-Key"
         )
+    dropped = request.headers.get(names.DROPPED_HEADER, "0")
+    if not (len(dropped) <= 16 and dropped.isascii() and dropped.isdigit() and int(dropped) <= MAX_COUNT):
+        return _fail(400, f"{names.DROPPED_HEADER} must be a whole number of events", names.DROPPED_HEADER)
     pending = app[_PENDING]
     if pending[0] >= config.max_pending_batches:
         ingestor.reject("overloaded")
@@ -157,7 +161,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         partial_ = flag in ("true", "1")
         content_type = request.content_type if request.body_exists else ""
         digest = body_hash(raw, partial_) if key is not None else ""  # hashing 250 KiB is not free
-        future = app[_WRITER].submit(raw, content_type, partial_, key, digest)
+        future = app[_WRITER].submit(raw, content_type, partial_, key, digest, int(dropped))
         try:
             # shielded: a client that hangs up does not un-queue a batch that may already be applied
             result = await asyncio.shield(future)

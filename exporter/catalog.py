@@ -56,6 +56,7 @@ def _help() -> dict[str, str]:
         n.INGEST_EVENTS_TOTAL: "Events received by the ingest API, by result.",
         n.INGEST_REJECTED_TOTAL: "Requests refused by the ingest API, by reason.",
         n.LABEL_FOLDED_TOTAL: "Undeclared label values folded into `other` (cardinality guard), by label.",
+        n.CLIENT_DROPPED_EVENTS_TOTAL: "Events client SDKs had to drop (queue full, closed), as they report.",
     }
 
 
@@ -166,6 +167,7 @@ class Catalog:
         st.family(n.INGEST_EVENTS_TOTAL, "counter", h[n.INGEST_EVENTS_TOTAL], (n.L_RESULT,))
         st.family(n.INGEST_REJECTED_TOTAL, "counter", h[n.INGEST_REJECTED_TOTAL], (n.L_REASON,))
         st.family(n.LABEL_FOLDED_TOTAL, "counter", h[n.LABEL_FOLDED_TOTAL], (n.L_AGENT, n.L_LABEL))
+        st.family(n.CLIENT_DROPPED_EVENTS_TOTAL, "counter", h[n.CLIENT_DROPPED_EVENTS_TOTAL], (n.L_AGENT,))
         for result in (n.INGEST_ACCEPTED, n.INGEST_REJECTED):
             st.slot(n.INGEST_EVENTS_TOTAL, (result,), persist=False)
         for reason in REJECT_REASONS:
@@ -206,6 +208,7 @@ class Catalog:
                 st.slot(n.JUDGE_COST_USD_TOTAL, (a, judge_name, judge.version, outcome))
         for label in FOLDABLE:
             st.slot(n.LABEL_FOLDED_TOTAL, (a, label))
+        st.slot(n.CLIENT_DROPPED_EVENTS_TOTAL, (a,))
         st.values[st.slot(n.SPEC_INFO, (a, spec.spec_hash), persist=False)] = 1.0
 
     def begin(self) -> None:

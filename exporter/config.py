@@ -26,6 +26,10 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_MAX_READING_BYTES = 256 * 1024 * 1024
 # Idempotency keys are remembered this long (a day covers any sane retry policy).
 DEFAULT_IDEMPOTENCY_HORIZON_S = 24 * 3600.0
+# Idempotency-Keys remembered at most (the oldest are forgotten first): ~780 bytes each on disk.
+DEFAULT_MAX_IDEMPOTENCY_KEYS = 200_000
+# Without --db, the remembered answers are bounded in bytes too (they live in the process's memory).
+DEFAULT_MAX_IDEMPOTENCY_BYTES = 64 * 1024 * 1024
 # Distinct synthetic scenario names per agent and flow before new ones fold into `other`.
 DEFAULT_MAX_SCENARIOS = 200
 # Distinct judge versions per judge before new ones fold into `other` (rollouts overlap a few versions).
@@ -51,6 +55,8 @@ class ExporterConfig:
     # Web origins (scheme://host:port) allowed to write; others are refused (a page must not post events).
     allowed_origins: tuple[str, ...] = ()
     idempotency_horizon_s: float = DEFAULT_IDEMPOTENCY_HORIZON_S
+    max_idempotency_keys: int = DEFAULT_MAX_IDEMPOTENCY_KEYS
+    max_idempotency_bytes: int = DEFAULT_MAX_IDEMPOTENCY_BYTES
     max_scenarios: int = DEFAULT_MAX_SCENARIOS
     max_judge_versions: int = DEFAULT_MAX_JUDGE_VERSIONS
     # Prometheus, for GET /v1/autonomy.

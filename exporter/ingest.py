@@ -30,6 +30,7 @@ from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.events import MAX_LABEL_CHARS, MAX_USD
 from agentslo.exporter.persist import ROW, SPAN_MARK, Persistence
 from agentslo.exporter.planning import Planner
+from agentslo.exporter.replay import Answers
 from agentslo.exporter.store import NOT_PERSISTED, Store
 from agentslo.exporter.wire import Decoded, IngestResult, error
 from agentslo.spec import Spec
@@ -48,6 +49,7 @@ class Batch:
     digest: str | None = None
     # One dedupe key per event (OTLP: trace and span id), filed with the counts of the events that count.
     span_keys: list[str] | None = None
+    dropped: int = 0  # events the sending client had to drop (X-Agent-SLO-Dropped), counted when applied
 
 
 def _merge(into: Deltas, deltas: Deltas) -> None:
@@ -84,6 +86,14 @@ class Group:
             self.results[retry] = self.results[first]
 
 
+def _first_agent(events: Any, bad: set[int]) -> str | None:
+    """The agent of a counted batch's first valid event: whose client reported drops with it."""
+    if isinstance(events, Decoded):
+        first = events.structs[0] if events.structs is not None else orjson.loads(events.raw)[0]
+        return first.agent if not isinstance(first, dict) else first.get("agent")
+    return next((e.get("agent") for i, e in enumerate(events) if i not in bad), None)
+
+
 def body_hash(raw: bytes, partial: bool) -> str:
     return hashlib.sha256(raw + (b"\x00partial" if partial else b"")).hexdigest()
 
@@ -110,6 +120,8 @@ class Ingestor:
         self.db_lock = threading.Lock()  # one SQLite transaction at a time, whichever thread commits
         self._judge_outcomes: dict[tuple[str, str], set[str]] = {}
         self._last_purge = 0.0
+        self._keys_since_purge = 0
+        self.memory = Answers(config)  # the Idempotency-Keys' answers when there is no SQLite file
         self.db = Persistence(config.db_path, config.synchronous) if config.db_path else None
         if self.db is not None:
             self.store.load(self.db.slots())
@@ -165,6 +177,8 @@ class Ingestor:
                         raise
                 else:
                     self.publish(group.deltas, now)
+                    if self.db is None:
+                        self.memory.put(group.answers, now)
         return group.results
 
     def prepare_many(self, batches: list[Batch], now: float) -> Group:
@@ -235,8 +249,9 @@ class Ingestor:
                 f"at most {self.config.max_batch_events} events per batch; split it",
                 [{"index": None, "field": "", "problem": f"{len(events)} events"}],
             ), None
-        if key is not None and self.db is not None:
-            stored = self.db.idempotent(key, now - self.config.idempotency_horizon_s)
+        if key is not None:
+            since = now - self.config.idempotency_horizon_s
+            stored = self.db.idempotent(key, since) if self.db is not None else self.memory.get(key, since)
             if stored is not None:
                 if stored[0] != batch.digest:
                     self.reject("conflict")
@@ -256,6 +271,7 @@ class Ingestor:
             deltas = self.classifier.run(events, now, pending)
         rejected: list[dict[str, Any]] = []
         omitted = 0
+        bad: set[int] = set()
         if deltas is None:
             found = validate.find(self.planner, events, now)
             rejected, omitted, bad = found
@@ -285,6 +301,11 @@ class Ingestor:
             if omitted:
                 body["omitted"] = omitted
         deltas.adds[self._accepted] = deltas.adds.get(self._accepted, 0.0) + deltas.events
+        agent = _first_agent(events, bad) if batch.dropped else None
+        if agent is not None:
+            slot = self.store.find(names.CLIENT_DROPPED_EVENTS_TOTAL, (agent,))
+            if slot is not None:
+                deltas.adds[slot] = deltas.adds.get(slot, 0.0) + batch.dropped
         return IngestResult(status, body), deltas
 
     def _begin(self) -> int:
@@ -333,10 +354,14 @@ class Ingestor:
             )
             for slot, position in fresh.items():
                 self.store.db_ids[slot] = assigned[-position - 1]
-            if now - self._last_purge > PURGE_EVERY_S:
-                self._last_purge = now
-                horizon = now - self.config.idempotency_horizon_s
-                self.db.tidy(lambda: self.db.forget_before(horizon))  # type: ignore[union-attr]
+            # Keys are forgotten past the horizon and beyond the newest `max_idempotency_keys`: every
+            # minute, or sooner when a tenth of the bound arrived since.
+            self._keys_since_purge += len(answers)
+            most = self.config.max_idempotency_keys
+            if now - self._last_purge > PURGE_EVERY_S or self._keys_since_purge > most // 10:
+                self._last_purge, self._keys_since_purge = now, 0
+                db, horizon = self.db, now - self.config.idempotency_horizon_s
+                db.tidy(lambda: (db.forget_before(horizon), db.forget_beyond(most)))
 
     def _rows(self, changes: dict[int, float], fresh: dict[int, int], new: list[str]) -> np.ndarray:
         """`changes` (slot → amount) as journal rows (row id, amount); slots that have no row id yet

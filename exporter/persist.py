@@ -197,6 +197,15 @@ class Persistence:
         """Drop idempotency keys older than `horizon` (unix time); returns how many."""
         return self.db.execute("DELETE FROM idempotency WHERE created < ?", (horizon,)).rowcount
 
+    def forget_beyond(self, most: int, keep_prefix: str = SPAN_MARK) -> int:
+        """Keep only the `most` newest Idempotency-Keys (span keys, `keep_prefix`, are bounded by the
+        horizon alone); returns how many were dropped."""
+        return self.db.execute(
+            "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency WHERE substr(key, 1, ?) != ? "
+            "ORDER BY created DESC LIMIT -1 OFFSET ?)",
+            (len(keep_prefix), keep_prefix, most),
+        ).rowcount
+
     def close(self) -> None:
         self.tidy(self.fold)
         self.db.close()

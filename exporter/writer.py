@@ -35,6 +35,7 @@ class Job:
     digest: str
     enqueued: float
     future: asyncio.Future[IngestResult]
+    dropped: int = 0  # X-Agent-SLO-Dropped
 
 
 class Writer:
@@ -45,10 +46,12 @@ class Writer:
         self._pending: list[Job] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    def submit(self, raw: bytes, content_type: str, partial: bool, key: str | None, digest: str) -> Any:
+    def submit(
+        self, raw: bytes, content_type: str, partial: bool, key: str | None, digest: str, dropped: int = 0
+    ) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[IngestResult] = loop.create_future()
-        self._pending.append(Job(raw, content_type, partial, key, digest, time.monotonic(), future))
+        self._pending.append(Job(raw, content_type, partial, key, digest, time.monotonic(), future, dropped))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         return future
@@ -82,7 +85,7 @@ class Writer:
                     self.ingestor.reject("invalid_body")
                     answers[i] = events
                     continue
-                batches.append((i, Batch(events, job.partial, job.key, job.digest)))
+                batches.append((i, Batch(events, job.partial, job.key, job.digest, dropped=job.dropped)))
             if batches:
                 results = self.ingestor.apply_many([b for _, b in batches])
                 answers.update((i, result) for (i, _), result in zip(batches, results, strict=True))

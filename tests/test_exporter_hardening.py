@@ -502,3 +502,102 @@ async def test_programs_and_allowed_origins_may_write(aiohttp_client: Any) -> No
     assert (await client.post("/v1/events", data=orjson.dumps(TURN), headers=ndjson)).status == 200
     assert (await client.post("/v1/events", data=orjson.dumps([TURN]))).status == 200  # no content type
     assert (await client.get("/metrics", headers={"Origin": "https://evil.example"})).status == 200
+
+
+# --- 10. Idempotency-Key without --db; the keys are bounded ---
+
+
+@pytest.mark.parametrize("partial", [False, True])
+async def test_an_idempotency_key_replays_in_memory_too(aiohttp_client: Any, partial: bool) -> None:
+    client = await _client(aiohttp_client)
+    url = f"/v1/events?partial={str(partial).lower()}"
+    body = orjson.dumps([TURN, {**TURN, "latency_s": -1}] if partial else [TURN])
+    answers = []
+    for _ in range(3):
+        resp = await client.post(url, data=body, headers={**_JSON, "Idempotency-Key": "k-1"})
+        answers.append((resp.status, await resp.json(), resp.headers.get("Idempotency-Replayed")))
+    assert [a[0] for a in answers] == [207 if partial else 200] * 3
+    assert answers[1][1] == answers[2][1] == answers[0][1]
+    assert [a[2] for a in answers] == [None, "true", "true"]
+    other = await client.post(
+        url, data=orjson.dumps([TURN, TURN]), headers={**_JSON, "Idempotency-Key": "k-1"}
+    )
+    assert other.status == 422 and (await other.json())["detail"][0]["field"] == "Idempotency-Key"
+    store = client.server.app[INGESTOR].store
+    fam = store.families[names.TURN_LATENCY_SECONDS]  # counted once: the sum is one turn's latency
+    assert store.value(names.TURN_LATENCY_SECONDS, ("bot", "refund", "turn"), len(fam.bounds) + 1) == 0.5
+
+
+def test_in_process_callers_get_replays_without_a_file_too() -> None:
+    ingestor = Ingestor([SPEC], ExporterConfig())
+    first = ingestor.apply([TURN], idempotency_key="judge-1")
+    again = ingestor.apply([TURN], idempotency_key="judge-1")
+    assert (first.status, again.status, again.replayed) == (200, 200, True)
+    assert ingestor.apply([TASK], idempotency_key="judge-1").status == 422
+    assert ingestor.store.value(names.INGEST_EVENTS_TOTAL, (names.INGEST_ACCEPTED,)) == 1.0
+
+
+def test_remembered_answers_are_bounded_by_count_bytes_and_age() -> None:
+    ingestor = Ingestor([SPEC], ExporterConfig(max_idempotency_keys=5, idempotency_horizon_s=3600))
+    for i in range(40):
+        assert ingestor.apply([TURN], idempotency_key=f"k{i}").status == 200
+    assert len(ingestor.memory) == 5
+    assert ingestor.apply([TURN], idempotency_key="k39").replayed
+    small = Ingestor([SPEC], ExporterConfig(max_idempotency_bytes=2000))
+    for i in range(40):
+        small.apply([TURN], idempotency_key=f"key-{i}")
+    assert 0 < len(small.memory) < 10 and small.memory.size <= 2000
+    aged = Ingestor([SPEC], ExporterConfig(idempotency_horizon_s=-1))
+    aged.apply([TURN], idempotency_key="old")
+    assert not aged.apply([TURN], idempotency_key="old").replayed  # past the horizon: a new batch
+
+
+def test_the_idempotency_table_on_disk_is_bounded(tmp_path: Any) -> None:
+    ingestor = Ingestor([SPEC], ExporterConfig(db_path=str(tmp_path / "c.db"), max_idempotency_keys=20))
+    for i in range(300):
+        assert ingestor.apply([TURN], idempotency_key=f"k{i}").status == 200
+    assert ingestor.db is not None
+    (rows,) = ingestor.db.db.execute("SELECT count(*) FROM idempotency").fetchone()
+    assert rows <= 20 + 20 // 10 + 1
+    assert ingestor.apply([TURN], idempotency_key="k299").replayed  # the newest are the ones kept
+    ingestor.close()
+
+
+# --- issue 14 follow-up: drops a client reports ---
+
+
+def _dropped(client: Any) -> float | None:
+    return client.server.app[INGESTOR].store.value(names.CLIENT_DROPPED_EVENTS_TOTAL, ("bot",))
+
+
+async def test_a_client_s_reported_drops_count_once_when_its_batch_is_applied(aiohttp_client: Any) -> None:
+    client = await _client(aiohttp_client)
+    assert _dropped(client) == 0.0  # created at 0 with the agent's series
+    headers = {**_JSON, names.DROPPED_HEADER: "7", "Idempotency-Key": "b-1"}
+    for _ in range(3):  # the first applies, the retries replay: 7 once
+        assert (await client.post("/v1/events", data=orjson.dumps([TURN]), headers=headers)).status == 200
+    assert _dropped(client) == 7.0
+    refused = await client.post(
+        "/v1/events",
+        data=orjson.dumps([{**TURN, "latency_s": -1}]),
+        headers={**_JSON, names.DROPPED_HEADER: "5"},
+    )
+    assert refused.status == 422 and _dropped(client) == 7.0  # a refused batch counts nothing
+    partial = await client.post(
+        "/v1/events?partial=true",
+        data=orjson.dumps([{**TURN, "latency_s": -1}, TURN]),
+        headers={**_JSON, names.DROPPED_HEADER: "2"},
+    )
+    assert partial.status == 207 and _dropped(client) == 9.0
+    text = await (await client.get("/metrics")).text()
+    assert f'{names.CLIENT_DROPPED_EVENTS_TOTAL}{{agent="bot"}} 9.0' in text
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5", "²", "9" * 40, str(2**60)])
+async def test_a_malformed_drop_count_is_a_400_naming_the_header(aiohttp_client: Any, value: str) -> None:
+    client = await _client(aiohttp_client)
+    resp = await client.post(
+        "/v1/events", data=orjson.dumps([TURN]), headers={**_JSON, names.DROPPED_HEADER: value}
+    )
+    assert resp.status == 400 and (await resp.json())["detail"][0]["field"] == names.DROPPED_HEADER
+    assert _dropped(client) == 0.0
