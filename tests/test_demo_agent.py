@@ -13,6 +13,7 @@ from aiohttp import web
 from agentslo.demo.agent import AgentState, create_app, faults_from
 from agentslo.demo.faults import HALLUCINATED_REFUND_WINDOW, INCIDENTS, Faults
 from agentslo.demo.policy import HELP
+from agentslo.judges.llm import close_clients
 from agentslo.scenario import load_scenarios
 from agentslo.spec import load_spec
 
@@ -60,7 +61,10 @@ async def start_agent(aiohttp_server, spec, monkeypatch, **state):
 
 async def probe(spec, scenarios, base: str) -> dict[str, list[str]]:
     target = spec.synthetic.target.model_copy(update={"base_url": base})
-    results = await run_cycle(spec, scenarios, target)
+    try:
+        results = await run_cycle(spec, scenarios, target)
+    finally:
+        await close_clients()  # the llm-rubric judges' HTTP clients, as `agent-slo probe` closes them
     return {r.name: [f.message for f in r.failures()] + ([r.error] if r.error else []) for r in results}
 
 
