@@ -6,7 +6,7 @@ names both; see DESIGN.md, "OTLP ingest"), and a spec's `otel:` section override
 - agent: `gen_ai.agent.name` on the span or an ancestor, else the resource's `service.name`;
 - flow: the first of `otel.flow_attributes` (default `agent_slo.flow`) on the span, its nearest
   ancestor that has one, or the resource; else the first matching `otel.flow_rules`;
-- `invoke_agent` (the `otel.task_operations`), outermost in its trace → `task` (outcome from
+- `invoke_agent` (the `otel.task_operations`; of nested spans of one agent, the innermost) → `task` (outcome from
   `agent_slo.outcome`, else status ERROR → failure; tokens, cost and steps from its chat and tool
   spans); `chat` / `text_completion` / `generate_content` → `turn`; `execute_tool` → `tool_call`;
   a `gen_ai.evaluation.result` span event or log record → `judge`.
@@ -269,10 +269,17 @@ class _Reader:
         return None
 
     def agent(self, spans: dict[bytes, SpanNote], span_id: bytes, resource: dict[str, Any]) -> Any:
+        """The nearest `gen_ai.agent.name` (self, then ancestors) that this exporter serves, else the
+        resource's `service.name` if served; else the first name seen (for the refusal). Some
+        instrumentations put a placeholder name on their model and tool spans ("OpenAI Agent")."""
+        first = None
         for note in self.chain(spans, span_id):
             if note.agent is not None:
-                return note.agent
-        return resource.get(SERVICE_NAME)
+                if note.agent in self.specs:
+                    return note.agent
+                first = note.agent if first is None else first
+        service = resource.get(SERVICE_NAME)
+        return service if service in self.specs or first is None else first
 
     def scope(
         self,
@@ -322,9 +329,21 @@ def _common(fields: dict[str, Any], trace_id: bytes, end_ns: int, attrs: dict[st
     return fields
 
 
-def _task_of(reader: _Reader, spans: dict[bytes, SpanNote], span_id: bytes, ops: tuple[str, ...]) -> bool:
-    """Whether the span is the outermost of its trace's task operations (an agent inside an agent is not)."""
-    return not any(note.op in ops for note in list(reader.chain(spans, span_id))[1:])
+def _task_of(
+    reader: _Reader, spans: dict[bytes, SpanNote], span_id: bytes, agent: str, resource: dict[str, Any]
+) -> bool:
+    """Whether an agent span is its agent's task: one task per agent run, however the framework nests
+    its agent spans (a workflow span around `invoke_agent bot`, an agent calling itself). Children end,
+    and so arrive, before their parents, so the innermost agent span of an agent is its task and a
+    span enclosing another agent span of the same agent is not (nor counted again). Another agent's
+    span inside (an agent used as a tool) is that agent's own task."""
+    service = resource.get(SERVICE_NAME)
+    for note in _descendants(spans, span_id):
+        if note.op in reader.task_operations:
+            inner = note.agent if note.agent in reader.specs else service
+            if inner == agent:
+                return False
+    return True
 
 
 def _descendants(spans: dict[bytes, SpanNote], root: bytes) -> list[SpanNote]:
@@ -516,7 +535,7 @@ def _map_span(
     model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
     event: dict[str, Any] | None = None
     if op in otel.task_operations:
-        if _task_of(reader, spans, span_id, otel.task_operations):
+        if _task_of(reader, spans, span_id, fields["agent"], resource):
             notes = _descendants(spans, span_id)
             event = _task(
                 _versions(dict(common), otel, attrs, model), otel, attrs, span.status.code, duration_s, notes
