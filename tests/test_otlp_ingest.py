@@ -7,6 +7,7 @@ runs; every contract metric must come out the same.
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from tests.doubles.genai_traces import Tool, Trace, Turn, emit, events, otlp_json, protobuf
 from tests.doubles.sdk_backends import SPEC, Exporter
@@ -136,3 +140,55 @@ def test_a_retried_request_counts_once_and_survives_kill_9(tmp_path: Path) -> No
         assert not ExportTraceServiceResponse.FromString(raw).partial_success.rejected_spans
         assert contract(otlp) == before
         assert otlp.value("agent_slo_otlp_items_total", signal="traces", result="duplicate") == 14
+
+
+def _tool_request(n: int) -> bytes:
+    """Request `n`: 20 tool-call spans with ids of their own, the agent and flow on the resource."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    for key, value in (("service.name", "bot"), ("agent_slo.flow", "refund")):
+        rs.resource.attributes.add(key=key).value.string_value = value
+    spans = rs.scope_spans.add().spans
+    for i in range(20):
+        span = spans.add(
+            trace_id=(n + 1).to_bytes(16, "big"),
+            span_id=(i + 1).to_bytes(8, "big"),
+            name="execute_tool get_order",
+            start_time_unix_nano=1,
+            end_time_unix_nano=10**8,
+        )
+        span.attributes.add(key="gen_ai.operation.name").value.string_value = "execute_tool"
+        span.attributes.add(key="gen_ai.tool.name").value.string_value = "get_order"
+    return req.SerializeToString()
+
+
+def test_kill_9_under_otlp_load_loses_no_acknowledged_span_and_counts_none_twice(tmp_path: Path) -> None:
+    requests = [_tool_request(n) for n in range(200)]
+    acknowledged: set[int] = set()
+    with Exporter(tmp_path, OTEL_SPEC) as otlp:
+        killer = threading.Timer(
+            0.002, otlp.kill
+        )  # races the 61st request: killed mid-request or just before
+        restarts = 0
+        for n, body in enumerate(requests):  # a sender that retries until answered, as the SDK does
+            if n == 60:
+                killer.start()
+            while True:
+                try:
+                    status, _, _ = post_raw(otlp, "/v1/traces", body, "application/x-protobuf")
+                except OSError:
+                    status = 0
+                if status == 200:
+                    acknowledged.add(n)
+                    break
+                killer.join()
+                if otlp.proc is not None and otlp.proc.poll() is not None:
+                    otlp.start()
+                    restarts += 1
+        killer.join()
+        assert restarts == 1
+        assert otlp.value("agent_slo_tool_calls_total", tool="get_order", outcome="ok") == 200 * 20
+        for body in requests:  # every request again: all duplicates now
+            assert post_raw(otlp, "/v1/traces", body, "application/x-protobuf")[0] == 200
+        assert otlp.value("agent_slo_tool_calls_total", tool="get_order", outcome="ok") == 200 * 20
+    assert len(acknowledged) == 200

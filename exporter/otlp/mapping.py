@@ -6,10 +6,10 @@ names both; see DESIGN.md, "OTLP ingest"), and a spec's `otel:` section override
 - agent: `gen_ai.agent.name` on the span or an ancestor, else the resource's `service.name`;
 - flow: the first of `otel.flow_attributes` (default `agent_slo.flow`) on the span, its nearest
   ancestor that has one, or the resource; else the first matching `otel.flow_rules`;
-- `invoke_agent` (the `otel.task_operations`; of nested spans of one agent, the innermost) → `task` (outcome from
-  `agent_slo.outcome`, else status ERROR → failure; tokens, cost and steps from its chat and tool
-  spans); `chat` / `text_completion` / `generate_content` → `turn`; `execute_tool` → `tool_call`;
-  a `gen_ai.evaluation.result` span event or log record → `judge`.
+- `invoke_agent` (the `otel.task_operations`; of nested spans of one agent, the innermost) → `task`
+  (outcome from `agent_slo.outcome`, else status ERROR → failure; tokens, cost and steps from its
+  chat and tool spans); `chat` / `text_completion` / `generate_content` → `turn`; `execute_tool` →
+  `tool_call`; a `gen_ai.evaluation.result` span event or log record → `judge`.
 
 Spans that are not GenAI operations (HTTP, database...) are ignored, not refused. What cannot be
 used (unknown agent, no flow, undeclared judge, no ids) is refused with its reason. Everything that
@@ -196,7 +196,18 @@ def value_of(any_value: AnyValue) -> Any:
 
 
 def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: value_of(kv.value) for kv in kvs}
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        value = kv.value
+        which = value.WhichOneof("value")
+        # scalars inline (most attributes are): a call per attribute is most of the cost
+        out[kv.key] = (
+            getattr(value, which) if which in _SCALARS else None if which is None else value_of(value)
+        )
+    return out
+
+
+_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value", "bytes_value"})
 
 
 def resource_bytes(resource: dict[str, Any]) -> bytes:
@@ -247,19 +258,17 @@ class _Reader:
         self.task_operations = {op for spec in specs.values() for op in spec.otel.task_operations}
         self.operations = self.task_operations | TURN_OPERATIONS | {TOOL_OPERATION}
 
-    def chain(self, spans: dict[bytes, SpanNote], span_id: bytes) -> Iterable[SpanNote]:
+    def chain(self, spans: dict[bytes, SpanNote], span_id: bytes) -> list[SpanNote]:
         """The span's note and its ancestors' (as far as they have arrived)."""
-        seen = 0
+        out: list[SpanNote] = []
         note = spans.get(span_id)
-        while note is not None and seen < MAX_ANCESTRY:
-            yield note
-            seen += 1
+        while note is not None and len(out) < MAX_ANCESTRY:
+            out.append(note)
             note = spans.get(note.parent) if note.parent else None
+        return out
 
-    def lookup(
-        self, spans: dict[bytes, SpanNote], span_id: bytes, keys: tuple[str, ...], resource: dict[str, Any]
-    ) -> Any:
-        for note in self.chain(spans, span_id):
+    def lookup(self, chain: list[SpanNote], keys: tuple[str, ...], resource: dict[str, Any]) -> Any:
+        for note in chain:
             for key in keys:
                 if key in note.attrs:
                     return note.attrs[key]
@@ -268,12 +277,12 @@ class _Reader:
                 return resource[key]
         return None
 
-    def agent(self, spans: dict[bytes, SpanNote], span_id: bytes, resource: dict[str, Any]) -> Any:
+    def agent(self, chain: list[SpanNote], resource: dict[str, Any]) -> Any:
         """The nearest `gen_ai.agent.name` (self, then ancestors) that this exporter serves, else the
         resource's `service.name` if served; else the first name seen (for the refusal). Some
         instrumentations put a placeholder name on their model and tool spans ("OpenAI Agent")."""
         first = None
-        for note in self.chain(spans, span_id):
+        for note in chain:
             if note.agent is not None:
                 if note.agent in self.specs:
                     return note.agent
@@ -289,19 +298,20 @@ class _Reader:
         resource: dict[str, Any],
     ) -> tuple[dict[str, Any], Otel] | tuple[str, str]:
         """The fields every event takes (agent, flow, exclusion), or why not: (reason, problem)."""
-        agent = self.agent(spans, span_id, resource)
+        chain = self.chain(spans, span_id)
+        agent = self.agent(chain, resource)
         spec = self.specs.get(agent) if type(agent) is str else None
         if spec is None:
             return "unknown_agent", f"agent {agent!r} is not served here ({', '.join(self.specs)})"
         otel = spec.otel
-        flow = self.lookup(spans, span_id, otel.flow_attributes, resource)
+        flow = self.lookup(chain, otel.flow_attributes, resource)
         if flow is None:
             flow = _rule_flow(otel, attrs, resource)
         if flow is None:
             return "no_flow", f"no {' / '.join(otel.flow_attributes)} on the span, its ancestors or resource"
         fields: dict[str, Any] = {"agent": agent, "flow": flow}
-        exclude = self.lookup(spans, span_id, (otel.exclude_attribute,), resource)
-        if exclude is None and self.lookup(spans, span_id, (SYNTHETIC,), resource) is True:
+        exclude = self.lookup(chain, (otel.exclude_attribute,), resource)
+        if exclude is None and self.lookup(chain, (SYNTHETIC,), resource) is True:
             exclude = "synthetic"
         if exclude is not None:
             fields["exclude"] = exclude

@@ -1,0 +1,282 @@
+"""OTLP ingest throughput: `POST /v1/traces` of the exporter against a naive OTLP receiver.
+
+    python benchmarks/otlp_ingest.py [--seconds 5] [--rounds 3] [--clients 4] [--spans 1000]
+
+Each server is one process. Requests are binary protobuf `ExportTraceServiceRequest`s of `--spans`
+spans with the GenAI conventions' attribute sets: agent runs of one `invoke_agent` span, four `chat`
+spans (models, token usage, response ids, finish reasons, server address) and five `execute_tool`
+spans (tool name, call id, type). Every request carries new trace and span ids (prepared before each
+measurement), so the exporter's dedupe finds nothing to skip: each span is decoded, read, validated,
+counted and its key committed to SQLite (`synchronous=full`) before the answer.
+
+The naive receiver is a plain aiohttp handler: `ExportTraceServiceRequest.FromString`, then a Python
+loop over the spans calling prometheus-client `labels(...).inc()` per span (and `observe()` of its
+duration), no validation, no dedupe, no durability. Reported: spans/s, p50/p99 request latency,
+server CPU per span (from /proc), and the ratio, per interleaved round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.exporter_common import EXAMPLE
+from benchmarks.exporter_ingest import cpu_seconds, free_port
+
+WARMUP_S = 2.0
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+TOOLS = ("get_order", "issue_refund", "get_account_balance", "reset_password", "get_credit_limit")
+FLOWS = ("refund", "order-status", "password-reset")
+
+
+def naive_server(port: int) -> None:
+    """The baseline: what a quick hand-written OTLP receiver looks like."""
+    from aiohttp import web
+    from prometheus_client import Counter, Histogram
+
+    counter = Counter("naive_spans_total", "spans", ["service", "operation"])
+    latency = Histogram("naive_span_seconds", "span durations", ["service", "operation"])
+
+    async def handle(request: web.Request) -> web.Response:
+        req = ExportTraceServiceRequest.FromString(await request.read())
+        for rs in req.resource_spans:
+            service = next(
+                (a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), ""
+            )
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    op = span.name.partition(" ")[0]
+                    counter.labels(service, op).inc()
+                    latency.labels(service, op).observe(
+                        (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
+                    )
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application(client_max_size=64 * 2**20)
+    app.router.add_post("/v1/traces", handle)
+    app.router.add_get("/readyz", lambda _: web.json_response({}))
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def _kv(key: str, value: object) -> KeyValue:
+    out = KeyValue(key=key)
+    if isinstance(value, int):
+        out.value.int_value = value
+    elif isinstance(value, tuple):
+        out.value.array_value.values.add().string_value = value[0]
+    else:
+        out.value.string_value = str(value)
+    return out
+
+
+def template(spans: int) -> ExportTraceServiceRequest:
+    """One request of `spans` spans: agent runs of 10 spans each (ids filled in by `bodies`)."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.extend(
+        [_kv("service.name", "cx-support"), _kv("telemetry.sdk.language", "python")]
+    )
+    out = rs.scope_spans.add()
+    out.scope.name = "opentelemetry.instrumentation.openai_v2"
+    start = time.time_ns() - 60 * 10**9
+    for run in range(spans // 10):
+        flow = FLOWS[run % len(FLOWS)]
+        at = start + run * 10**7
+        children = []
+        for i in range(9):
+            child = out.spans.add(start_time_unix_nano=at, end_time_unix_nano=at + 3 * 10**8)
+            if i % 2 == 0:
+                model = "gpt-4o" if i else "gpt-4o-mini"
+                child.name = f"chat {model}"
+                child.attributes.extend(
+                    [
+                        _kv("gen_ai.operation.name", "chat"),
+                        _kv("gen_ai.provider.name", "openai"),
+                        _kv("gen_ai.request.model", model),
+                        _kv("gen_ai.response.model", model),
+                        _kv("gen_ai.response.id", f"chatcmpl-{run}-{i}"),
+                        _kv("gen_ai.usage.input_tokens", 800 + i),
+                        _kv("gen_ai.usage.output_tokens", 60 + i),
+                        _kv("gen_ai.response.finish_reasons", ("tool_calls",)),
+                        _kv("server.address", "api.openai.com"),
+                        _kv("server.port", 443),
+                    ]
+                )
+            else:
+                tool = TOOLS[i // 2 % len(TOOLS)]
+                child.name = f"execute_tool {tool}"
+                child.attributes.extend(
+                    [
+                        _kv("gen_ai.operation.name", "execute_tool"),
+                        _kv("gen_ai.tool.name", tool),
+                        _kv("gen_ai.tool.call.id", f"call_{run}_{i}"),
+                        _kv("gen_ai.tool.type", "function"),
+                    ]
+                )
+            at += 3 * 10**8
+            children.append(child)
+        agent = out.spans.add(
+            name="invoke_agent cx-support", start_time_unix_nano=start + run * 10**7, end_time_unix_nano=at
+        )
+        agent.attributes.extend(
+            [
+                _kv("gen_ai.operation.name", "invoke_agent"),
+                _kv("gen_ai.agent.name", "cx-support"),
+                _kv("gen_ai.agent.id", "asst_cx"),
+                _kv("gen_ai.provider.name", "openai"),
+                _kv("gen_ai.conversation.id", f"conv-{run}"),
+                _kv("agent_slo.flow", flow),
+            ]
+        )
+    return req
+
+
+def bodies(req: ExportTraceServiceRequest, count: int, seed: int) -> list[bytes]:
+    """`count` serialised copies of the request, each with fresh trace and span ids."""
+    out = []
+    spans = req.resource_spans[0].scope_spans[0].spans
+    counter = seed << 40
+    for _ in range(count):
+        for run in range(len(spans) // 10):
+            counter += 1
+            trace_id, parent = counter.to_bytes(16, "big"), (counter * 16 + 9).to_bytes(8, "big")
+            for i, span in enumerate(spans[run * 10 : run * 10 + 10]):  # nine children, then the agent span
+                span.trace_id = trace_id
+                span.span_id = (counter * 16 + i).to_bytes(8, "big")
+                span.parent_span_id = parent if i < 9 else b""
+        out.append(req.SerializeToString())
+    return out
+
+
+async def load(
+    url: str, payloads: list[bytes], clients: int, seconds: float, spans: int, pid: int
+) -> dict[str, float]:
+    latencies: list[float] = []
+    counting = stop = False
+    queue = itertools.cycle(payloads)  # the naive receiver may go round; see `sent` for the exporter
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not stop:
+            body = next(queue)
+            t0 = time.perf_counter()
+            async with session.post(f"{url}/v1/traces", data=body, headers=PROTOBUF) as r:
+                await r.read()
+                assert r.status == 200, await r.text()
+            if counting:
+                latencies.append(time.perf_counter() - t0)
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with session.get(f"{url}/readyz") as r:
+                    if r.status == 200:
+                        break
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.1)
+        tasks = [asyncio.create_task(client(session)) for _ in range(clients)]
+        await asyncio.sleep(WARMUP_S)
+        counting = True
+        t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
+        await asyncio.sleep(seconds)
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+        counting = False
+        stop = True
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return {
+        "spans_per_s": len(latencies) * spans / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+        "cpu_us_per_span": cpu / max(1, len(latencies) * spans) * 1e6,
+    }
+
+
+NAIVE = "naive OTLP receiver (FromString + labels().inc())"
+EXPORTER = "exporter, validation + dedupe + SQLite synchronous=full"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--spans", type=int, default=1000)
+    parser.add_argument(
+        "--requests", type=int, default=1500, help="distinct requests prepared per measurement"
+    )
+    parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_server:
+        naive_server(args.naive_server)
+        return 0
+    req = template(args.spans)
+    print(
+        f"payload: {args.spans} spans, {len(req.SerializeToString()) / 1024:.0f} KiB per request; "
+        f"{args.clients} closed-loop clients; {args.rounds} interleaved rounds of {args.seconds:.0f}s; "
+        f"cpus={os.cpu_count()}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        serve = [sys.executable, "-m", "agentslo.cli", "serve", EXAMPLE]
+        variants = {
+            NAIVE: [sys.executable, __file__, "--naive-server"],
+            EXPORTER: [*serve, "--db", f"{tmp}/full.db", "--sync", "full"],
+        }
+        procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+        try:
+            for name, cmd in variants.items():
+                port = free_port()
+                cmd = [*cmd, str(port)] if cmd[-1] == "--naive-server" else [*cmd, "--port", str(port)]
+                procs[name] = (
+                    subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                    f"http://127.0.0.1:{port}",
+                )
+            seed = 1
+            for _ in range(args.rounds):
+                for name, (proc, url) in procs.items():
+                    payloads = bodies(req, args.requests, seed)
+                    seed += 1
+                    rounds[name].append(
+                        asyncio.run(load(url, payloads, args.clients, args.seconds, args.spans, proc.pid))
+                    )
+        finally:
+            for proc, _ in procs.values():
+                proc.terminate()
+            for proc, _ in procs.values():
+                proc.wait(timeout=30)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in rounds[name])
+
+    for name in rounds:
+        print(
+            f"{name:56s} {med(name, 'spans_per_s'):>9,.0f} spans/s   p50 {med(name, 'p50_ms'):6.1f} ms   "
+            f"p99 {med(name, 'p99_ms'):6.1f} ms   server CPU {med(name, 'cpu_us_per_span'):5.2f} us/span"
+        )
+    speed = [
+        r["spans_per_s"] / n["spans_per_s"] for r, n in zip(rounds[EXPORTER], rounds[NAIVE], strict=True)
+    ]
+    print(f"exporter / naive throughput, median of rounds: {statistics.median(speed):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
