@@ -36,7 +36,9 @@ from msgspec import Meta, Struct
 
 MAX_ID_CHARS = 256  # session_id / trace_id; ids, not text
 MAX_LABEL_CHARS = 128  # free-text label values (versions, model, scenario) longer than this are refused
-MAX_COUNT = 2**53  # integer counts above this lose precision as float64 counters
+# Counts above this lose precision as float64 counters; and 2^53 + 1 reads as 2^53 in a double, so
+# the bound is the largest integer whose neighbours are exact too (every front then agrees).
+MAX_COUNT = 2**53 - 1
 MAX_SECONDS = 366 * 86_400.0  # a duration or latency: nothing an agent does takes a year
 MAX_USD = 100_000.0  # the cost of one task: far above any agent's, far below an overflow
 MAX_EXEMPLAR_ID = 100  # longer trace ids are not kept as exemplars (OpenMetrics: 128 characters of labels)

@@ -33,6 +33,7 @@ from agentslo.exporter.planning import Planner
 from agentslo.exporter.replay import Answers
 from agentslo.exporter.store import NOT_PERSISTED, Store
 from agentslo.exporter.wire import Decoded, IngestResult, error
+from agentslo.exporter.wire import loads as wire_loads
 from agentslo.spec import Spec
 
 PURGE_EVERY_S = 60.0  # how often expired idempotency keys are deleted
@@ -265,7 +266,7 @@ class Ingestor:
         if isinstance(events, Decoded):
             deltas = self.classifier.run_decoded(events, now, pending)
             if deltas is None:  # some check failed: the authoritative path finds and names every problem
-                events = orjson.loads(events.raw)
+                events = wire_loads(events.raw)
                 deltas = self.classifier.run(events, now, pending)
         else:
             deltas = self.classifier.run(events, now, pending)

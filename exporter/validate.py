@@ -31,6 +31,7 @@ from agentslo.exporter.events import (
     TOKEN_TYPES,
 )
 from agentslo.exporter.planning import Planner
+from agentslo.exporter.wire import DUPLICATE
 
 MAX_DETAIL = 100  # problems named in one answer; the rest are counted ("omitted")
 _UNKNOWN = {
@@ -151,7 +152,12 @@ def _event_problems(planner: Planner, event: Any, now: float, room: int) -> tupl
     found: list[tuple[str, str]] = []
     fields = FIELDS[kind]
     count = 0
+    for fname in event.get(DUPLICATE, ()):
+        count += 1
+        found.append((f"{fname:.64}", "is given more than once; send each field once"))
     for fname, value in event.items():
+        if fname == DUPLICATE:
+            continue
         if fname not in fields:
             count += 1
             if len(found) < room:  # past the room, an unknown key is only counted

@@ -24,9 +24,13 @@ exactly as for dict events. The scanner is set up from the same declaration (`_s
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -45,6 +49,7 @@ from agentslo.exporter.events import (
     TYPES,
     AnyEvent,
     Event,
+    Task,
 )
 
 NDJSON = "application/x-ndjson"
@@ -73,6 +78,16 @@ def error(status: int, message: str, detail: list[dict[str, Any]] | None = None)
     """A refusal in the API's error shape: `{"error": message, "detail": [{index, field, problem}]}`."""
     return IngestResult(status, {"error": message, "detail": detail or []})
 
+
+# An object whose keys repeat is marked with this key, listing them: JSON parsers keep the last value
+# silently (a second `flow` moved an event), so every front refuses such an event instead.
+DUPLICATE = "\x00duplicate keys"
+# Where a JSON key ends: every key matches once, and so may a `\":` inside a string (an overcount
+# only sends a batch down the slower, exact path).
+_KEY_END = re.compile(rb'"\s*:')
+_SPACED_KEY_END = re.compile(rb'"\s+:')
+_WHITESPACE = (b" ", b"\t", b"\n", b"\r")
+_tokens_of = attrgetter("tokens")
 
 KIND = {cls: name for name, cls in TYPES.items()}
 _rank_of = attrgetter("rank")
@@ -131,7 +146,69 @@ def decode(raw: bytes, scanner: Any = SCANNER) -> Decoded | None:
         events = _DECODER.decode(raw)
     except (msgspec.MsgspecError, ValueError):  # ValueError: e.g. bytes that are not UTF-8
         return None
+    # msgspec keeps the last of repeated keys: vouch when the body has as many keys as the Structs
+    # have fields set (the usual case, two C scans), else when reading its pairs finds no repeat.
+    if (_spaced(raw) or raw.count(b'":') != _keys_set(events)) and _repeats(raw):
+        return None
     return Decoded(raw, len(events), structs=events)
+
+
+def _spaced(raw: bytes) -> bool:
+    """Whether some key ends in whitespace before its colon (the one-byte `in` scans are memchr-fast:
+    compact JSON without spaces in its strings never pays for the regex)."""
+    return any(gap in raw for gap in _WHITESPACE) and _SPACED_KEY_END.search(raw) is not None
+
+
+def _keys_set(events: Sequence[Event]) -> int:
+    """How many keys the decoded events had at least: each one's tag and fields that are not null."""
+    rows = list(map(astuple, events))
+    count = len(rows) + sum(map(len, rows)) - sum(map(tuple.count, rows, repeat(None)))
+    tokens = [t for t in map(_tokens_of, filter(Task.__instancecheck__, events)) if t is not None]
+    return count + sum(t.input is not None for t in tokens) + sum(t.output is not None for t in tokens)
+
+
+class _Repeated(Exception):
+    pass
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> None:
+    if len({key for key, _ in pairs}) < len(pairs):
+        raise _Repeated
+
+
+def _repeats(raw: bytes) -> bool:
+    """Whether some object of a (valid JSON) body repeats a key: the exact, slower check, for bodies
+    whose keys the fast count cannot vouch for (nulls, spaced keys, `":` inside strings)."""
+    try:
+        json.loads(raw, object_pairs_hook=_no_repeats)
+    except _Repeated:
+        return True
+    return False
+
+
+def _count_keys(value: Any) -> int:
+    if type(value) is dict:
+        return len(value) + sum(map(_count_keys, value.values()))
+    if type(value) is list:
+        return sum(map(_count_keys, value))
+    return 0
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        found[DUPLICATE] = sorted(key for key, n in counts.items() if n > 1)
+    return found
+
+
+def loads(raw: bytes) -> Any:
+    """`orjson.loads`, except that an object whose keys repeat carries `DUPLICATE` (the keys that
+    do); raises `orjson.JSONDecodeError` on anything that is not JSON."""
+    value = orjson.loads(raw)
+    if len(_KEY_END.findall(raw)) > _count_keys(value):  # some key may repeat: read the pairs
+        value = json.loads(raw, object_pairs_hook=_pairs)
+    return value
 
 
 def parse_body(raw: bytes, content_type: str) -> list[Any] | Decoded | IngestResult:
@@ -146,7 +223,7 @@ def parse_body(raw: bytes, content_type: str) -> list[Any] | Decoded | IngestRes
         if decoded is not None:
             return decoded
         try:
-            events = orjson.loads(raw)
+            events = loads(raw)
         except orjson.JSONDecodeError as exc:
             return error(
                 400, "the body is not valid JSON (UTF-8)", [{"index": None, "field": "", "problem": str(exc)}]
@@ -157,7 +234,7 @@ def parse_body(raw: bytes, content_type: str) -> list[Any] | Decoded | IngestRes
         if not line.strip():
             continue
         try:
-            events.append(orjson.loads(line))
+            events.append(loads(line))
         except orjson.JSONDecodeError as exc:
             problems.append({"index": len(events), "field": "", "problem": f"line is not valid JSON: {exc}"})
             events.append(None)

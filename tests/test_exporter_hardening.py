@@ -601,3 +601,88 @@ async def test_a_malformed_drop_count_is_a_400_naming_the_header(aiohttp_client:
     )
     assert resp.status == 400 and (await resp.json())["detail"][0]["field"] == names.DROPPED_HEADER
     assert _dropped(client) == 0.0
+
+
+# --- 12. duplicate keys are refused on every front; big integers read alike everywhere ---
+
+DUPLICATES = [
+    b'{"type":"turn","agent":"bot","flow":"refund","flow":"refund","latency_s":0.5}',
+    b'{"type":"turn","agent":"bot","flow":"refund","latency_s":0.5,"latency_s":0.7}',
+    b'{"type":"turn","agent":"bot","flow":"refund","latency_s":0.5,"flow" :"refund"}',
+    b'{"type":"turn","type":"turn","agent":"bot","flow":"refund","latency_s":0.5}',
+    b'{"type":"turn","agent":"bot","flow":"refund","latency_s":0.5,"trace_id":"a","trace_id":"b"}',
+    b'{"type":"task","agent":"bot","flow":"refund","outcome":"success","tokens":{"input":1,"input":2}}',
+    b'{"type":"task","agent":"bot","flow":"refund","outcome":"success","outcome":"failure"}',
+    b'{"type":"task","agent":"bot","flow":"refund","outcome":"success","cost_usd":null,"cost_usd":1}',
+]
+
+
+@pytest.mark.parametrize("event", DUPLICATES, ids=range(len(DUPLICATES)))
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+async def test_a_repeated_key_is_refused_naming_it(
+    aiohttp_client: Any, event: bytes, content_type: str
+) -> None:
+    client = await _client(aiohttp_client)
+    before = await _samples(client)
+    body = event if content_type.endswith("ndjson") else b"[" + orjson.dumps(TURN) + b"," + event + b"]"
+    resp = await client.post("/v1/events", data=body, headers={"Content-Type": content_type})
+    assert resp.status == 422, await resp.text()
+    detail = (await resp.json())["detail"]
+    repeated = orjson.loads(event.replace(b'"flow" :', b'"flow":'))  # the last value of each key
+    assert any("more than once" in p["problem"] or p["field"] == "tokens" for p in detail), detail
+    assert {p["index"] for p in detail} == {0 if content_type.endswith("ndjson") else 1}
+    assert await _samples(client) == before, repeated
+
+
+@pytest.mark.parametrize("event", DUPLICATES, ids=range(len(DUPLICATES)))
+def test_no_fast_front_vouches_for_a_repeated_key(event: bytes) -> None:
+    raw = b"[" + event + b"]"
+    assert wire.decode(raw, scanner=None) is None
+    assert wire.decode(raw) is None  # the C++ scanner (when built) refuses, and so does msgspec after it
+
+
+def test_spaced_json_and_keys_in_strings_still_count() -> None:
+    """The duplicate check never refuses a valid batch; it may only send it down the exact path."""
+    ingestor = Ingestor([SPEC], ExporterConfig())
+    spaced = b'[ {"type" : "turn", "agent" : "bot", "flow" : "refund", "latency_s" : 0.5} ]'
+    quoted = orjson.dumps([{**TURN, "version": 'a":b'}, {**TURN, "version": 'x" :y'}])
+    for raw in (spaced, quoted):
+        assert ingestor.apply_many([Batch(wire.parse_body(raw, ""))])[0].status == 200
+
+
+BIG = [2**53 - 1, 2**53, 2**53 + 1, 2**63 - 1, 2**64 - 1, 2**64, 10**30]
+
+
+@pytest.mark.parametrize("value", BIG)
+@pytest.mark.parametrize("field", ["steps", "tokens", "latency_s", "cost_usd", "time"])
+def test_big_integers_read_alike_on_every_front(value: int, field: str) -> None:
+    """The C++ scanner, msgspec and the dict path agree on integers around and beyond 2^53:
+    the same events are counted, or all refuse."""
+    marker = 123456789
+    event: dict[str, Any] = {**TASK, "steps": 1}
+    if field == "tokens":
+        event["tokens"] = {"input": marker}
+    elif field == "latency_s":
+        event = {**TURN, "latency_s": marker}
+    else:
+        event[field] = marker
+    # orjson writes no integer beyond 64 bits: the value goes in as text, in place of a marker
+    raw = b"[" + orjson.dumps(event).replace(b"123456789", str(value).encode()) + b"]"
+    now = time.time()
+    outcomes = []
+    ingestor = Ingestor([SPEC], ExporterConfig())
+    try:
+        by_dict = ingestor.classifier.run(wire.loads(raw), now)
+    except Exception:
+        by_dict = None
+    outcomes.append(by_dict is not None)
+    for scanner in (None, wire.SCANNER) if wire.SCANNER is not None else (None,):
+        decoded = wire.decode(raw, scanner=scanner)
+        counted = decoded is not None and Ingestor([SPEC], ExporterConfig()).classifier.run_decoded(
+            decoded, now
+        )
+        if decoded is not None and scanner is not None and decoded.reports is None:
+            continue  # the scanner refused and msgspec answered: compared above
+        outcomes.append(bool(counted))
+    assert len(set(outcomes)) == 1, (field, value, outcomes)
+    assert not any(outcomes) or value <= 2**53 - 1 or field == "time"
