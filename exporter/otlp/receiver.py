@@ -11,7 +11,7 @@ number of spans (or records) refused and why, by reason, also counted in
 not be decoded); 413, 415, and 429/503 with `Retry-After` as for `/v1/events`.
 
     >>> receiver = OtlpReceiver(ingestor, specs)
-    >>> status, reply = receiver.traces(request)     # an ExportTraceServiceRequest
+    >>> reply = receiver.traces(request)     # an ExportTraceServiceRequest → ExportTraceServiceResponse
     >>> reply.partial_success.rejected_spans
     0
 """
