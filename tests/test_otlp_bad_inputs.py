@@ -255,3 +255,14 @@ def test_explain_says_how_spans_are_read() -> None:
     assert "flow from `agent_slo.flow`" in lines
     assert "else flow order-status when `http.route` matches '/orders/.*'" in lines
     assert "no otel.prices" in lines
+
+
+async def test_overload_is_a_429_with_retry_after_and_a_missing_token_a_401(aiohttp_client: Any) -> None:
+    busy = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig(max_pending_batches=0)))
+    resp = await busy.post("/v1/traces", data=request(span()).SerializeToString(), headers=PB)
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+    assert tool_calls(busy) == 0
+    locked = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig(token="t0ken")))
+    resp = await locked.post("/v1/traces", data=request(span()).SerializeToString(), headers=PB)
+    assert resp.status == 401
+    assert tool_calls(locked) == 0
