@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from agentslo.exporter.events import FIELDS, PLANNED, TYPES, Field
+from agentslo import names
+from agentslo.exporter.events import FIELDS, MAX_COUNT, PLANNED, TYPES, Field
 
 _JSON = "application/json"
 _PROTOBUF = "application/x-protobuf"
@@ -36,6 +37,8 @@ ERROR = {
                 },
             },
         },
+        # `detail` names the first problems (exporter.validate.MAX_DETAIL); how many more there are
+        "omitted": {"type": "integer", "minimum": 1},
     },
 }
 
@@ -109,6 +112,7 @@ ACCEPTED = {
         "accepted": {"type": "integer", "minimum": 0},
         "rejected": {"type": "array", "items": {"type": "integer"}},
         "detail": ERROR["properties"]["detail"],  # type: ignore[index]
+        "omitted": ERROR["properties"]["omitted"],  # type: ignore[index]
     },
 }
 
@@ -211,6 +215,12 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 {"name": "partial", "in": "query", "schema": {"type": "boolean"}},
                 {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}},
+                {
+                    "name": names.DROPPED_HEADER,
+                    "in": "header",
+                    "description": "events the sending client had to drop since its last acknowledged batch",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+                },
             ],
             "requestBody": {
                 "required": True,
@@ -228,7 +238,7 @@ PATHS: dict[str, Any] = {
                     "description": "partial: valid events counted, rejected listed",
                     "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}},
                 },
-                **_errors(400, 401, 408, 409, 413, 415, 422),
+                **_errors(400, 401, 403, 408, 409, 413, 415, 422),
                 **_retry(429),
                 **_retry(503),
             },
