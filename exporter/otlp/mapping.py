@@ -43,6 +43,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agentslo.exporter.events import TOOL_OUTCOMES
+from agentslo.exporter.otlp.conversation import content_of, session_of
 from agentslo.spec import Spec
 from agentslo.spec_model import Otel
 
@@ -76,7 +77,7 @@ DEFAULT_OTEL = Otel()
 class SpanNote:
     """What later spans of the same trace may need from one span (kept in `TraceMemory`)."""
 
-    __slots__ = ("agent", "attrs", "kind", "model", "op", "parent", "tokens")
+    __slots__ = ("agent", "attrs", "content", "kind", "model", "op", "parent", "tokens")
 
     def __init__(self, parent: bytes, op: str | None, attrs: dict[str, Any]):
         self.parent, self.op = parent, op
@@ -85,6 +86,7 @@ class SpanNote:
         self.kind = "turn" if op in TURN_OPERATIONS else "tool" if op == TOOL_OPERATION else None
         self.model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
         self.tokens = (_first_int(attrs, INPUT_TOKENS), _first_int(attrs, OUTPUT_TOKENS))
+        self.content: dict[str, Any] | None = None  # messages or tool input/output, when captured
 
 
 class TraceMemory:
@@ -172,6 +174,7 @@ class Mapped:
     # spans newly held for their ancestors (trace id, span id, Span, resource): stored with the answer
     deferred: list[tuple[bytes, bytes, bytes, bytes, bytes]] = field(default_factory=list)  # ..., awaited
     retried: list[tuple[bytes, bytes]] = field(default_factory=list)  # deferred spans read again
+    sessions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (task event #, session)
     expired: int = 0  # deferred spans whose ancestors never came (acknowledged long ago: counted only)
 
     def refuse(self, reason: str, item: str, why: str) -> None:
@@ -481,7 +484,9 @@ def map_spans(
                 attrs = attributes(span.attributes)
                 op = operation(span.name, attrs, task_ops)
                 spans = memory.trace(span.trace_id, now)
-                memory.note(span.trace_id, span.span_id, SpanNote(span.parent_span_id, op, attrs), now)
+                note = SpanNote(span.parent_span_id, op, attrs)
+                note.content = content_of(span, attrs, note.kind)
+                memory.note(span.trace_id, span.span_id, note, now)
                 todo.append((span, attrs, resource, spans))
                 if span.span_id in memory.awaited.get(span.trace_id, ()):
                     retry.add(span.trace_id)
@@ -550,6 +555,9 @@ def _map_span(
             event = _task(
                 _versions(dict(common), otel, attrs, model), otel, attrs, span.status.code, duration_s, notes
             )
+            session = session_of(event, [n.content for n in notes if n.content is not None])
+            if session is not None:  # judged once the task counts (never for a retried task span)
+                mapped.sessions.append((len(mapped.events), session))
     elif op in TURN_OPERATIONS:
         event = {
             "type": "turn",

@@ -22,6 +22,7 @@ import base64
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -62,8 +63,15 @@ MAX_REMEMBERED = 200_000  # span keys remembered when the exporter runs without 
 class OtlpReceiver:
     """Turns decoded OTLP requests into counted events, exactly once per span."""
 
-    def __init__(self, ingestor: Ingestor, specs: list[Spec]):
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        specs: list[Spec],
+        on_session: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.ingestor = ingestor
+        # where sessions assembled from traces with content go (the feedback wing's intake, when wired)
+        self.on_session = on_session
         self.specs = {spec.agent: spec for spec in specs}
         self.memory = TraceMemory()
         self._memory_lock = threading.Lock()
@@ -149,6 +157,11 @@ class OtlpReceiver:
                 if ingestor.db is None:
                     self._remember([k for i, k in enumerate(keys) if i not in refused], now)
                 counted = len(events) - len(refused)
+                if self.on_session is not None and mapped.sessions:
+                    counted_tasks = {fresh[i] for i in range(len(events)) if i not in refused}
+                    for index, session in mapped.sessions:
+                        if index in counted_tasks:  # a task counted now: its session is judged once
+                            self.on_session(session)
             else:
                 counted = 0
             refused_items = {item.partition(":")[0] for items in mapped.rejected.values() for item in items}
