@@ -106,3 +106,20 @@ def test_a_span_parked_before_a_kill_9_is_counted_when_its_parent_comes_after_th
         assert post_raw(otlp, "/v1/traces", request(parent).SerializeToString(), pb)[0] == 200
         assert otlp.value("agent_slo_tool_calls_total", tool="get_order", outcome="ok", flow="refund") == 1
         assert otlp.value("agent_slo_events_total", slo="task-success", flow="refund", outcome="good") == 1
+
+
+def test_conversation_content_is_held_within_the_memory_budget() -> None:
+    memory = TraceMemory(max_content_bytes=500)
+    trace = os.urandom(16)
+    chats = []
+    for _ in range(5):
+        chat = span(op="chat", trace=trace)
+        chat.attributes.add(key="gen_ai.input.messages").value.string_value = (
+            '[{"role": "user", "parts": [{"type": "text", "content": "' + "x" * 150 + '"}]}]'
+        )
+        chats.append(chat)
+    map_spans(request(*chats), specs(), memory)  # type: ignore[arg-type]
+    map_spans(request(*chats), specs(), memory)  # the same spans again hold nothing more
+    assert 0 < memory.content_bytes <= 500
+    held = sum(n.content is not None for n in memory.traces[trace][1].values())
+    assert 1 <= held < 5

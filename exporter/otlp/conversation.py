@@ -28,7 +28,7 @@ MESSAGE_EVENTS = {
     "gen_ai.tool.message": "tool",
 }
 CHOICE_EVENT = "gen_ai.choice"
-MAX_CONTENT_CHARS = 64 * 1024  # per span: a conversation buffer cannot grow without bound
+MAX_CONTENT_CHARS = 64 * 1024  # bytes per span (the trace memory bounds the total)
 SESSION_FIELDS: tuple[str, ...] = (
     *("outcome", "escalation_required", "duration_s", "cost_usd", "failure_mode", "version"),
     *("prompt_version", "model", "exclude", "trace_id", "time"),
@@ -66,8 +66,9 @@ def _messages(value: Any) -> list[dict[str, Any]]:
     return out
 
 
-def content_of(span: Any, attrs: dict[str, Any], kind: str | None) -> dict[str, Any] | None:
-    """The content a chat or tool span carries, or None (content capture off, or another span)."""
+def content_of(span: Any, attrs: dict[str, Any], kind: str | None) -> tuple[dict[str, Any] | None, int]:
+    """The content a chat or tool span carries and its size in bytes, or (None, 0) (content capture
+    off, too much of it, or another span)."""
     if kind == "turn":
         inputs, outputs = _messages(attrs.get(INPUT_MESSAGES)), _messages(attrs.get(OUTPUT_MESSAGES))
         for event in span.events:  # the older conventions
@@ -81,11 +82,11 @@ def content_of(span: Any, attrs: dict[str, Any], kind: str | None) -> dict[str, 
                 if text:
                     outputs.append({"role": "assistant", "content": str(text)})
         if not inputs and not outputs:
-            return None
+            return None, 0
         content: dict[str, Any] = {"start": span.start_time_unix_nano, "inputs": inputs, "outputs": outputs}
     elif kind == "tool":
         if TOOL_ARGUMENTS not in attrs and TOOL_RESULT not in attrs:
-            return None
+            return None, 0
         content = {
             "start": span.start_time_unix_nano,
             "tool": attrs.get("gen_ai.tool.name") or span.name.partition(" ")[2],
@@ -94,8 +95,9 @@ def content_of(span: Any, attrs: dict[str, Any], kind: str | None) -> dict[str, 
             "outcome": "error" if span.status.code == 2 or "error.type" in attrs else "ok",
         }
     else:
-        return None
-    return content if len(orjson.dumps(content)) <= MAX_CONTENT_CHARS else None
+        return None, 0
+    size = len(orjson.dumps(content))
+    return (content, size) if size <= MAX_CONTENT_CHARS else (None, 0)
 
 
 def session_of(task: dict[str, Any], contents: list[dict[str, Any]]) -> dict[str, Any] | None:

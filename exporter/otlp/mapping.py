@@ -77,7 +77,7 @@ DEFAULT_OTEL = Otel()
 class SpanNote:
     """What later spans of the same trace may need from one span (kept in `TraceMemory`)."""
 
-    __slots__ = ("agent", "attrs", "content", "kind", "model", "op", "parent", "tokens")
+    __slots__ = ("agent", "attrs", "content", "content_size", "kind", "model", "op", "parent", "tokens")
 
     def __init__(self, parent: bytes, op: str | None, attrs: dict[str, Any]):
         self.parent, self.op = parent, op
@@ -87,6 +87,7 @@ class SpanNote:
         self.model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
         self.tokens = (_first_int(attrs, INPUT_TOKENS), _first_int(attrs, OUTPUT_TOKENS))
         self.content: dict[str, Any] | None = None  # messages or tool input/output, when captured
+        self.content_size = 0
 
 
 class TraceMemory:
@@ -98,9 +99,12 @@ class TraceMemory:
         max_spans: int = 2_000,
         max_age_s: float = 600.0,
         max_deferred: int = 50_000,
+        max_content_bytes: int = 64 << 20,
     ):
         self.max_traces, self.max_spans, self.max_age_s = max_traces, max_spans, max_age_s
         self.max_deferred = max_deferred
+        self.max_content_bytes = max_content_bytes
+        self.content_bytes = 0  # conversation content held by the notes (sessions from traces)
         self.traces: OrderedDict[bytes, tuple[float, dict[bytes, SpanNote]]] = OrderedDict()
         # spans that wait for an ancestor to say their agent or flow: trace → span → (Span, resource, since)
         self.deferred: dict[bytes, dict[bytes, tuple[bytes, bytes, float]]] = {}
@@ -147,18 +151,34 @@ class TraceMemory:
         if entry is None:
             entry = self.traces[trace_id] = (now, {})
             while len(self.traces) > self.max_traces:
-                self.traces.popitem(last=False)
+                self._forget()
             while self.traces:
                 first_seen, _ = next(iter(self.traces.values()))
                 if now - first_seen <= self.max_age_s:
                     break
-                self.traces.popitem(last=False)
+                self._forget()
         return entry[1]
+
+    def _forget(self) -> None:
+        """Drop the oldest trace, giving back the content budget its spans held."""
+        _, spans = self.traces.popitem(last=False)[1]
+        self.content_bytes -= sum(note.content_size for note in spans.values())
+
+    def keep_content(self, note: SpanNote, content: dict[str, Any] | None, size: int) -> None:
+        """Give a note its conversation content while the memory's content budget lasts."""
+        if content is not None and self.content_bytes + size <= self.max_content_bytes:
+            note.content, note.content_size = content, size
+            self.content_bytes += size
 
     def note(self, trace_id: bytes, span_id: bytes, note: SpanNote, now: float) -> None:
         spans = self.trace(trace_id, now)
-        if len(spans) < self.max_spans or span_id in spans:
+        old = spans.get(span_id)
+        if old is not None:  # the same span again (a retry): its content is held once
+            self.content_bytes -= old.content_size
+        if len(spans) < self.max_spans or old is not None:
             spans[span_id] = note
+        else:
+            self.content_bytes -= note.content_size
 
 
 @dataclass
@@ -485,7 +505,7 @@ def map_spans(
                 op = operation(span.name, attrs, task_ops)
                 spans = memory.trace(span.trace_id, now)
                 note = SpanNote(span.parent_span_id, op, attrs)
-                note.content = content_of(span, attrs, note.kind)
+                memory.keep_content(note, *content_of(span, attrs, note.kind))
                 memory.note(span.trace_id, span.span_id, note, now)
                 todo.append((span, attrs, resource, spans))
                 if span.span_id in memory.awaited.get(span.trace_id, ()):
