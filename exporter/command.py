@@ -68,6 +68,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds an Idempotency-Key is remembered (default: a day)",
     )
     parser.add_argument(
+        "--max-idempotency-keys",
+        type=int,
+        default=defaults.DEFAULT_MAX_IDEMPOTENCY_KEYS,
+        help="Idempotency-Keys remembered at most, the oldest forgotten first (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (https://host:port) allowed to write; others are refused (repeatable)",
+    )
+    parser.add_argument(
         "--max-scenarios",
         type=int,
         default=defaults.DEFAULT_MAX_SCENARIOS,
@@ -93,6 +106,8 @@ def config_from(args: argparse.Namespace) -> ExporterConfig:
         max_body_bytes=args.max_body_bytes,
         max_pending_batches=args.max_pending,
         idempotency_horizon_s=args.idempotency_horizon,
+        max_idempotency_keys=args.max_idempotency_keys,
+        allowed_origins=tuple(args.allow_origin),
         max_scenarios=args.max_scenarios,
         prometheus_url=args.prometheus_url,
         prometheus_token=args.prometheus_token or os.environ.get(PROMETHEUS_TOKEN_ENV) or None,

@@ -47,3 +47,19 @@ def test_token_comes_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -
 )
 def test_loopback_detection(host: str, loopback: bool) -> None:
     assert command._is_loopback(host) is loopback
+
+
+def test_allowed_origins_and_the_idempotency_bound_come_from_flags() -> None:
+    config = command.config_from(
+        parse(
+            "--allow-origin",
+            "https://a.example",
+            "--allow-origin",
+            "http://b:8080",
+            "--max-idempotency-keys",
+            "10",
+        )
+    )
+    assert config.allowed_origins == ("https://a.example", "http://b:8080")
+    assert config.max_idempotency_keys == 10
+    assert command.config_from(parse()).allowed_origins == ()
