@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agentslo.exporter.otlp.mapping import SpanNote, TraceMemory, map_spans
+from agentslo.exporter.otlp.mapping import map_spans
+from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
 from agentslo.spec import SpecError, parse_spec
 from tests.doubles.sdk_backends import Exporter
 from tests.test_otlp_bad_inputs import SPEC, request, span

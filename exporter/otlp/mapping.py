@@ -30,155 +30,45 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import re2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agentslo.exporter.events import TOOL_OUTCOMES
 from agentslo.exporter.otlp.conversation import content_of, session_of
+from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
+from agentslo.exporter.otlp.semconv import (
+    CONVERSATION,
+    ERROR_TYPE,
+    ESCALATION_REQUIRED,
+    EVALUATION,
+    EVALUATION_NAME,
+    EVALUATION_SCORE,
+    FAILURE_MODE,
+    JUDGE_VERSION,
+    REQUEST_MODEL,
+    RESPONSE_MODEL,
+    SERVICE_NAME,
+    STATUS_ERROR,
+    SYNTHETIC,
+    TOOL_NAME,
+    TOOL_OPERATION,
+    TOOL_OUTCOME,
+    TURN_OPERATIONS,
+    attributes,
+    operation,
+    resource_bytes,
+)
 from agentslo.spec import Spec
 from agentslo.spec_model import Otel
 
-# --- attribute and event names of the conventions (v1.36 and the latest experimental ones) ---
-OPERATION = "gen_ai.operation.name"
-AGENT_NAME = "gen_ai.agent.name"
-SERVICE_NAME = "service.name"
-TOOL_NAME = "gen_ai.tool.name"
-CONVERSATION = "gen_ai.conversation.id"
-RESPONSE_MODEL, REQUEST_MODEL = "gen_ai.response.model", "gen_ai.request.model"
-INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")  # the second: before v1.27
-OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-ERROR_TYPE = "error.type"
-EVALUATION = "gen_ai.evaluation.result"
-EVALUATION_NAME = "gen_ai.evaluation.name"
-EVALUATION_SCORE = "gen_ai.evaluation.score.value"
-TURN_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
-TOOL_OPERATION = "execute_tool"
-# agent-slo's own attributes (the `otel:` section renames the flow, outcome, version and exclusion ones)
-ESCALATION_REQUIRED = "agent_slo.escalation_required"
-FAILURE_MODE = "agent_slo.failure_mode"
-TOOL_OUTCOME = "agent_slo.tool_outcome"
-JUDGE_VERSION = "agent_slo.judge_version"
-SYNTHETIC = "agent_slo.synthetic"  # true on a prober's requests: counted under the `synthetic` exclusion
-STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
-
 MAX_ANCESTRY = 64  # parent hops followed when looking for a flow or an enclosing task
 DEFAULT_OTEL = Otel()
-
-
-class SpanNote:
-    """What later spans of the same trace may need from one span (kept in `TraceMemory`)."""
-
-    __slots__ = ("agent", "attrs", "content", "content_size", "kind", "model", "op", "parent", "tokens")
-
-    def __init__(self, parent: bytes, op: str | None, attrs: dict[str, Any]):
-        self.parent, self.op = parent, op
-        self.agent = attrs.get(AGENT_NAME)
-        self.attrs = {k: v for k, v in attrs.items() if k.startswith("agent_slo.")}  # flow, exclusion...
-        self.kind = "turn" if op in TURN_OPERATIONS else "tool" if op == TOOL_OPERATION else None
-        self.model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
-        self.tokens = (_first_int(attrs, INPUT_TOKENS), _first_int(attrs, OUTPUT_TOKENS))
-        self.content: dict[str, Any] | None = None  # messages or tool input/output, when captured
-        self.content_size = 0
-
-
-class TraceMemory:
-    """The recent spans of recent traces: trace id → span id → SpanNote, bounded in every direction."""
-
-    def __init__(
-        self,
-        max_traces: int = 20_000,
-        max_spans: int = 2_000,
-        max_age_s: float = 600.0,
-        max_deferred: int = 50_000,
-        max_content_bytes: int = 64 << 20,
-    ):
-        self.max_traces, self.max_spans, self.max_age_s = max_traces, max_spans, max_age_s
-        self.max_deferred = max_deferred
-        self.max_content_bytes = max_content_bytes
-        self.content_bytes = 0  # conversation content held by the notes (sessions from traces)
-        self.traces: OrderedDict[bytes, tuple[float, dict[bytes, SpanNote]]] = OrderedDict()
-        # spans that wait for an ancestor to say their agent or flow: trace → span → (Span, resource, since)
-        self.deferred: dict[bytes, dict[bytes, tuple[bytes, bytes, float]]] = {}
-        self.deferred_count = 0
-        self.awaited: dict[bytes, set[bytes]] = {}  # trace → ids of the missing ancestors deferred spans need
-
-    def defer(
-        self, trace_id: bytes, span_id: bytes, span: bytes, resource: bytes, since: float, awaited: bytes
-    ) -> bool:
-        """Hold a span until its ancestor `awaited` arrives; False when the buffer is full."""
-        waiting = self.deferred.setdefault(trace_id, {})
-        if span_id not in waiting:
-            if self.deferred_count >= self.max_deferred:
-                return False
-            self.deferred_count += 1
-        waiting[span_id] = (span, resource, since)
-        self.awaited.setdefault(trace_id, set()).add(awaited)
-        return True
-
-    def take_deferred(self, trace_id: bytes) -> list[tuple[bytes, bytes, float]]:
-        """The spans deferred in a trace as (Span, resource, since), removed from the buffer."""
-        waiting = self.deferred.pop(trace_id, None) or {}
-        self.awaited.pop(trace_id, None)
-        self.deferred_count -= len(waiting)
-        return list(waiting.values())
-
-    def expire(self, now: float) -> int:
-        """Forget deferred spans whose ancestors did not come within `max_age_s`; how many."""
-        gone = 0
-        for trace_id in list(self.deferred):
-            waiting = self.deferred[trace_id]
-            for span_id, (_, _, since) in list(waiting.items()):
-                if now - since > self.max_age_s:
-                    del waiting[span_id]
-                    gone += 1
-            if not waiting:
-                del self.deferred[trace_id]
-                self.awaited.pop(trace_id, None)
-        self.deferred_count -= gone
-        return gone
-
-    def trace(self, trace_id: bytes, now: float) -> dict[bytes, SpanNote]:
-        entry = self.traces.get(trace_id)
-        if entry is None:
-            entry = self.traces[trace_id] = (now, {})
-            while len(self.traces) > self.max_traces:
-                self._forget()
-            while self.traces:
-                first_seen, _ = next(iter(self.traces.values()))
-                if now - first_seen <= self.max_age_s:
-                    break
-                self._forget()
-        return entry[1]
-
-    def _forget(self) -> None:
-        """Drop the oldest trace, giving back the content budget its spans held."""
-        _, spans = self.traces.popitem(last=False)[1]
-        self.content_bytes -= sum(note.content_size for note in spans.values())
-
-    def keep_content(self, note: SpanNote, content: dict[str, Any] | None, size: int) -> None:
-        """Give a note its conversation content while the memory's content budget lasts."""
-        if content is not None and self.content_bytes + size <= self.max_content_bytes:
-            note.content, note.content_size = content, size
-            self.content_bytes += size
-
-    def note(self, trace_id: bytes, span_id: bytes, note: SpanNote, now: float) -> None:
-        spans = self.trace(trace_id, now)
-        old = spans.get(span_id)
-        if old is not None:  # the same span again (a retry): its content is held once
-            self.content_bytes -= old.content_size
-        if len(spans) < self.max_spans or old is not None:
-            spans[span_id] = note
-        else:
-            self.content_bytes -= note.content_size
 
 
 @dataclass
@@ -204,68 +94,6 @@ class Mapped:
         self.events.append(event)
         self.keys.append(key)
         self.items.append(item)
-
-
-def value_of(any_value: AnyValue) -> Any:
-    """An OTLP AnyValue as Python: str, bool, int, float, bytes, list or dict (None when empty)."""
-    which = any_value.WhichOneof("value")
-    if which is None:
-        return None
-    if which == "array_value":
-        return [value_of(v) for v in any_value.array_value.values]
-    if which == "kvlist_value":
-        return attributes(any_value.kvlist_value.values)
-    return getattr(any_value, which)
-
-
-def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kv in kvs:
-        value = kv.value
-        which = value.WhichOneof("value")
-        # scalars inline (most attributes are): a call per attribute is most of the cost
-        out[kv.key] = (
-            getattr(value, which) if which in _SCALARS else None if which is None else value_of(value)
-        )
-    return out
-
-
-_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value", "bytes_value"})
-
-
-def resource_bytes(resource: dict[str, Any]) -> bytes:
-    """A resource's attributes as a serialized Resource (what a deferred span keeps of its resource)."""
-    out = Resource()
-    for key, value in resource.items():
-        kv = out.attributes.add(key=key)
-        if isinstance(value, bool):
-            kv.value.bool_value = value
-        elif isinstance(value, int):
-            kv.value.int_value = value
-        elif isinstance(value, float):
-            kv.value.double_value = value
-        elif isinstance(value, str):
-            kv.value.string_value = value
-    serialized: bytes = out.SerializeToString()
-    return serialized
-
-
-def _first_int(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
-    for key in keys:
-        value = attrs.get(key)
-        if type(value) is int and value >= 0:
-            return value
-    return None
-
-
-def operation(name: str, attrs: dict[str, Any], task_ops: set[str]) -> str | None:
-    """The span's GenAI operation: `gen_ai.operation.name`, else the first word of a conventional span
-    name ("chat gpt-4o", "execute_tool get_order"); None for other spans."""
-    op = attrs.get(OPERATION)
-    if type(op) is str:
-        return op
-    first = name.partition(" ")[0]
-    return first if first in task_ops or first in TURN_OPERATIONS or first == TOOL_OPERATION else None
 
 
 def _item(trace_id: bytes, span_id: bytes) -> str:

@@ -39,15 +39,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from agentslo import names
 from agentslo.exporter.classify import Deltas
 from agentslo.exporter.ingest import Batch, Ingestor
-from agentslo.exporter.otlp.mapping import (
-    Mapped,
-    SpanNote,
-    TraceMemory,
-    attributes,
-    map_logs,
-    map_spans,
-    operation,
-)
+from agentslo.exporter.otlp.mapping import Mapped, map_logs, map_spans
+from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
+from agentslo.exporter.otlp.semconv import attributes, operation
 from agentslo.exporter.persist import SPAN_MARK
 from agentslo.spec import Spec
 

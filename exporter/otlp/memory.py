@@ -1,0 +1,129 @@
+"""What the OTLP reader remembers between requests: recent spans of recent traces (`SpanNote`s in a
+`TraceMemory`), and the spans waiting for an ancestor to name their agent or flow; all bounded.
+
+Children end, and are exported, before their parents, so a task span finds its chat and tool spans
+here, and a child the flow that its ancestor names.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from agentslo.exporter.otlp.semconv import (
+    AGENT_NAME,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    REQUEST_MODEL,
+    RESPONSE_MODEL,
+    TOOL_OPERATION,
+    TURN_OPERATIONS,
+    first_int,
+)
+
+
+class SpanNote:
+    """What later spans of the same trace may need from one span (kept in `TraceMemory`)."""
+
+    __slots__ = ("agent", "attrs", "content", "content_size", "kind", "model", "op", "parent", "tokens")
+
+    def __init__(self, parent: bytes, op: str | None, attrs: dict[str, Any]):
+        self.parent, self.op = parent, op
+        self.agent = attrs.get(AGENT_NAME)
+        self.attrs = {k: v for k, v in attrs.items() if k.startswith("agent_slo.")}  # flow, exclusion...
+        self.kind = "turn" if op in TURN_OPERATIONS else "tool" if op == TOOL_OPERATION else None
+        self.model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
+        self.tokens = (first_int(attrs, INPUT_TOKENS), first_int(attrs, OUTPUT_TOKENS))
+        self.content: dict[str, Any] | None = None  # messages or tool input/output, when captured
+        self.content_size = 0
+
+
+class TraceMemory:
+    """The recent spans of recent traces: trace id → span id → SpanNote, bounded in every direction."""
+
+    def __init__(
+        self,
+        max_traces: int = 20_000,
+        max_spans: int = 2_000,
+        max_age_s: float = 600.0,
+        max_deferred: int = 50_000,
+        max_content_bytes: int = 64 << 20,
+    ):
+        self.max_traces, self.max_spans, self.max_age_s = max_traces, max_spans, max_age_s
+        self.max_deferred = max_deferred
+        self.max_content_bytes = max_content_bytes
+        self.content_bytes = 0  # conversation content held by the notes (sessions from traces)
+        self.traces: OrderedDict[bytes, tuple[float, dict[bytes, SpanNote]]] = OrderedDict()
+        # spans that wait for an ancestor to say their agent or flow: trace → span → (Span, resource, since)
+        self.deferred: dict[bytes, dict[bytes, tuple[bytes, bytes, float]]] = {}
+        self.deferred_count = 0
+        self.awaited: dict[bytes, set[bytes]] = {}  # trace → ids of the missing ancestors deferred spans need
+
+    def defer(
+        self, trace_id: bytes, span_id: bytes, span: bytes, resource: bytes, since: float, awaited: bytes
+    ) -> bool:
+        """Hold a span until its ancestor `awaited` arrives; False when the buffer is full."""
+        waiting = self.deferred.setdefault(trace_id, {})
+        if span_id not in waiting:
+            if self.deferred_count >= self.max_deferred:
+                return False
+            self.deferred_count += 1
+        waiting[span_id] = (span, resource, since)
+        self.awaited.setdefault(trace_id, set()).add(awaited)
+        return True
+
+    def take_deferred(self, trace_id: bytes) -> list[tuple[bytes, bytes, float]]:
+        """The spans deferred in a trace as (Span, resource, since), removed from the buffer."""
+        waiting = self.deferred.pop(trace_id, None) or {}
+        self.awaited.pop(trace_id, None)
+        self.deferred_count -= len(waiting)
+        return list(waiting.values())
+
+    def expire(self, now: float) -> int:
+        """Forget deferred spans whose ancestors did not come within `max_age_s`; how many."""
+        gone = 0
+        for trace_id in list(self.deferred):
+            waiting = self.deferred[trace_id]
+            for span_id, (_, _, since) in list(waiting.items()):
+                if now - since > self.max_age_s:
+                    del waiting[span_id]
+                    gone += 1
+            if not waiting:
+                del self.deferred[trace_id]
+                self.awaited.pop(trace_id, None)
+        self.deferred_count -= gone
+        return gone
+
+    def trace(self, trace_id: bytes, now: float) -> dict[bytes, SpanNote]:
+        entry = self.traces.get(trace_id)
+        if entry is None:
+            entry = self.traces[trace_id] = (now, {})
+            while len(self.traces) > self.max_traces:
+                self._forget()
+            while self.traces:
+                first_seen, _ = next(iter(self.traces.values()))
+                if now - first_seen <= self.max_age_s:
+                    break
+                self._forget()
+        return entry[1]
+
+    def _forget(self) -> None:
+        """Drop the oldest trace, giving back the content budget its spans held."""
+        _, spans = self.traces.popitem(last=False)[1]
+        self.content_bytes -= sum(note.content_size for note in spans.values())
+
+    def keep_content(self, note: SpanNote, content: dict[str, Any] | None, size: int) -> None:
+        """Give a note its conversation content while the memory's content budget lasts."""
+        if content is not None and self.content_bytes + size <= self.max_content_bytes:
+            note.content, note.content_size = content, size
+            self.content_bytes += size
+
+    def note(self, trace_id: bytes, span_id: bytes, note: SpanNote, now: float) -> None:
+        spans = self.trace(trace_id, now)
+        old = spans.get(span_id)
+        if old is not None:  # the same span again (a retry): its content is held once
+            self.content_bytes -= old.content_size
+        if len(spans) < self.max_spans or old is not None:
+            spans[span_id] = note
+        else:
+            self.content_bytes -= note.content_size
