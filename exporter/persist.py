@@ -61,6 +61,16 @@ _SET = (
 )
 
 
+def _finite(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Which values are finite. Ingest refuses every number that could make a sum overflow, but a
+    journal written before it did (1e308 latencies: an inf sum, NULL in SQLite) must not keep the
+    exporter from starting: such an amount is left out of its counter, and said so."""
+    keep: np.ndarray = np.isfinite(values)
+    if not keep.all():
+        log.error("left out %d non-finite amounts (row ids %s)", (~keep).sum(), ids[~keep].tolist()[:10])
+    return keep
+
+
 def _rows(rows: np.ndarray | Iterable[tuple[int, float]]) -> np.ndarray:
     if isinstance(rows, np.ndarray):
         return rows
@@ -179,10 +189,14 @@ class Persistence:
             rows = db.execute("SELECT seq, adds, sets FROM journal ORDER BY seq").fetchall()
             adds = np.frombuffer(b"".join(r[1] for r in rows), dtype=ROW)
             if len(adds):
+                adds = adds[_finite(adds["id"], adds["value"])]
                 ids, where = np.unique(adds["id"], return_inverse=True)
                 sums = np.bincount(where, weights=adds["value"], minlength=len(ids))
+                keep = _finite(ids, sums)
+                ids, sums = ids[keep], sums[keep]
                 db.execute(_ADD, (orjson.dumps(list(zip(ids.tolist(), sums.tolist(), strict=True))),))
             sets = np.frombuffer(b"".join(r[2] for r in rows), dtype=ROW)
+            sets = sets[_finite(sets["id"], sets["value"])]
             if len(sets):  # the last value of each id wins
                 last = dict(zip(sets["id"].tolist(), sets["value"].tolist(), strict=True))
                 db.execute(_SET, (orjson.dumps(list(last.items())),))

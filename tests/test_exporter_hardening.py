@@ -686,3 +686,25 @@ def test_big_integers_read_alike_on_every_front(value: int, field: str) -> None:
         outcomes.append(bool(counted))
     assert len(set(outcomes)) == 1, (field, value, outcomes)
     assert not any(outcomes) or value <= 2**53 - 1 or field == "time"
+
+
+def test_a_journal_poisoned_by_an_older_version_still_opens(tmp_path: Any) -> None:
+    """Before the bounds, two 1e308 latencies made an inf sum that SQLite stores as NULL, and the
+    exporter could no longer start on its file. An inf amount already in the journal is left out
+    of its counter (and logged); everything else folds and the exporter starts."""
+    db = str(tmp_path / "c.db")
+    ingestor = Ingestor([SPEC], ExporterConfig(db_path=db))
+    assert ingestor.apply([TURN]).status == 200
+    fam = ingestor.store.families[names.TURN_LATENCY_SECONDS]
+    total = ingestor.store.find(names.TURN_LATENCY_SECONDS, ("bot", "refund", "turn"))
+    assert ingestor.db is not None and total is not None
+    row = ingestor.store.db_ids[total + len(fam.bounds) + 1]
+    ingestor.db.commit([(row, math.inf)], [(row, math.nan)])  # what the old version let in
+    ingestor.close()
+    restarted = Ingestor([SPEC], ExporterConfig(db_path=db))
+    assert (
+        restarted.store.value(names.TURN_LATENCY_SECONDS, ("bot", "refund", "turn"), len(fam.bounds) + 1)
+        == 0.5
+    )
+    assert all(math.isfinite(v) for v in restarted.store.values)
+    restarted.close()
