@@ -266,3 +266,14 @@ async def test_overload_is_a_429_with_retry_after_and_a_missing_token_a_401(aioh
     resp = await locked.post("/v1/traces", data=request(span()).SerializeToString(), headers=PB)
     assert resp.status == 401
     assert tool_calls(locked) == 0
+
+
+async def test_a_body_over_the_limit_is_a_413_with_a_status_in_the_request_encoding(
+    aiohttp_client: Any,
+) -> None:
+    small = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig(max_body_bytes=1000)))
+    body = request(*[span() for _ in range(30)]).SerializeToString()
+    resp = await small.post("/v1/traces", data=body, headers=PB)
+    assert resp.status == 413
+    assert resp.content_type == "application/x-protobuf"
+    assert tool_calls(small) == 0

@@ -61,6 +61,10 @@ class OtlpRoutes:
                     raw = await request.read()
             except TimeoutError:
                 return _refuse(408, GRPC_INVALID_ARGUMENT, "the body did not arrive in time", content_type)
+            except web.HTTPRequestEntityTooLarge:
+                self.receiver.ingestor.reject("too_large")
+                problem = f"the body is larger than {self.config.max_body_bytes} bytes; send smaller requests"
+                return _refuse(413, GRPC_RESOURCE_EXHAUSTED, problem, content_type)
             encoding = ""  # aiohttp has already inflated a gzip (or deflate) body, within client_max_size
             limit = self.config.max_body_bytes * INFLATE_FACTOR
 
