@@ -42,8 +42,9 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+# the client SDK first: the server's demo depends on it (`agent-slo-client`, from this repository)
+.venv/bin/python -m pip install -q --disable-pip-version-check -e clients/python
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-.venv/bin/python -m pip install -q --disable-pip-version-check -e clients/python  # the client SDK
 if .venv/bin/python -c 'import agentslo.exporter._scan' 2>/dev/null; then
   echo "setup: ready (.venv/bin/agent-slo; C++ ingest scanner built)"
 else

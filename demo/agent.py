@@ -17,8 +17,9 @@ It speaks both protocols the prober's targets speak:
   `{reply: {text}, tool_calls: [{name, arguments, result}], usage}` out; it runs every tool itself
   and keeps each session's transcript, tool results included, by `session_id`.
 
-Each answer that finishes a task is reported to the exporter (`POST /v1/events`) the way an
-instrumented runtime would, marked `exclude: synthetic` when the prober's `X-Agent-SLO-Synthetic`
+Each answer that finishes a task is reported to the exporter through the client SDK
+(`agentslo_client`: a bounded queue, a background sender, batches with an Idempotency-Key) the way
+an instrumented agent would, marked `exclude: synthetic` when the prober's `X-Agent-SLO-Synthetic`
 header is present. Faults are injected with `POST /admin/faults` (`{"incident": "wrong-tool-8pct"}`
 or `Faults` fields) and a deploy with `POST /admin/deploy` (`{"version": "2.0.0"}`); see
 `demo.faults.INCIDENTS`. Every random choice comes from a generator seeded by `--seed` and the
@@ -40,7 +41,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
-from aiohttp import ClientSession, ClientTimeout, web
+from agentslo_client import Client as Reporter
+from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from agentslo import logs
@@ -61,6 +63,9 @@ from agentslo.synthetic.targets import SESSION_HEADER, SYNTHETIC_HEADER
 log = logging.getLogger(__name__)
 TOKEN_ENV: Final = "AGENT_SLO_TOKEN"  # the exporter's bearer token, as for `agent-slo probe`
 POST_TIMEOUT_S: Final = 5.0
+REPORT_INTERVAL_S: Final = (
+    0.25  # a partial batch waits this long: demo time is compressed, events are wanted soon
+)
 REPORTED_MEMORY: Final = 100_000  # conversations remembered as reported (bounded, oldest forgotten)
 SESSION_MEMORY: Final = 10_000  # `/chat` transcripts kept (bounded, oldest forgotten)
 OWN_TOOL_STEPS: Final = 8  # tool calls the agent makes on its own backend before it gives up
@@ -78,17 +83,25 @@ class AgentState:
     exporter_url: str | None = None
     exporter_token: str | None = None
     conversations: int = 0
-    events_posted: int = 0
-    post_errors: int = 0
+    reporter: Reporter | None = None  # the client SDK, while the app runs with an exporter
     _starts: dict[str, int] = field(default_factory=dict)
     # conversation keys already reported, oldest first
     reported: dict[str, None] = field(default_factory=dict)
     sessions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # `/chat` transcripts
 
+    @property
+    def events_posted(self) -> int:
+        """Events the exporter acknowledged (the client SDK's count)."""
+        return self.reporter.stats().delivered if self.reporter is not None else 0
+
+    @property
+    def post_errors(self) -> int:
+        """Events the exporter refused, or the client had to drop (its queue full while it was away)."""
+        stats = self.reporter.stats() if self.reporter is not None else None
+        return stats.rejected + stats.dropped if stats is not None else 0
+
 
 STATE: Final = web.AppKey("state", AgentState)
-CLIENT: Final = web.AppKey("client", ClientSession)  # to the exporter
-REPORTING: Final = web.AppKey[set["asyncio.Task[None]"]]("reporting")  # event posts in flight
 
 
 @dataclass
@@ -254,22 +267,6 @@ def judge_answer(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _report(app: web.Application, events: list[dict[str, Any]]) -> None:
-    state = app[STATE]
-    try:
-        headers = {"Authorization": f"Bearer {state.exporter_token}"} if state.exporter_token else {}
-        url = f"{state.exporter_url}/v1/events"
-        async with app[CLIENT].post(url, json=events, headers=headers) as resp:
-            if resp.status >= 300:
-                state.post_errors += 1
-                log.warning("exporter refused events: %s %s", resp.status, (await resp.text())[:300])
-            else:
-                state.events_posted += len(events)
-    except Exception as exc:  # the agent keeps serving when its telemetry sink is down
-        state.post_errors += 1
-        log.warning("could not post events to %s: %s", state.exporter_url, exc)
-
-
 async def _finish(request: web.Request, taken: Step, session_id: str) -> None:
     """Take the step's simulated time, then report the conversation once, at its first finished task."""
     state = request.app[STATE]
@@ -283,13 +280,11 @@ async def _finish(request: web.Request, taken: Step, session_id: str) -> None:
     state.reported[taken.key] = None
     while len(state.reported) > REPORTED_MEMORY:
         state.reported.pop(next(iter(state.reported)))
-    if state.exporter_url:
-        events = events_for(state.spec, conv, session_id=session_id)
-        if request.headers.get(SYNTHETIC_HEADER):
-            events = [e | {"exclude": "synthetic"} for e in events]
-        task = asyncio.create_task(_report(request.app, events))
-        request.app[REPORTING].add(task)
-        task.add_done_callback(request.app[REPORTING].discard)
+    if state.reporter is not None:
+        synthetic = bool(request.headers.get(SYNTHETIC_HEADER))
+        for event in events_for(state.spec, conv, session_id=session_id):
+            # never blocks: a bounded queue and a background sender (batches, retries, idempotency)
+            state.reporter.record(event | {"exclude": "synthetic"} if synthetic else event)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -407,20 +402,28 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
-async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[CLIENT] = ClientSession(timeout=ClientTimeout(total=POST_TIMEOUT_S))
+async def _reporter_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Report through the client SDK while the app runs (as any agent would), then deliver what is
+    still queued."""
+    state = app[STATE]
+    if state.exporter_url:
+        state.reporter = Reporter(
+            url=state.exporter_url,
+            token=state.exporter_token,
+            agent=state.spec.agent,
+            flush_interval_s=REPORT_INTERVAL_S,
+            timeout_s=POST_TIMEOUT_S,
+        )
     yield
-    if app[REPORTING]:
-        await asyncio.gather(*app[REPORTING], return_exceptions=True)
-    await app[CLIENT].close()
+    if state.reporter is not None:
+        await state.reporter.aclose(POST_TIMEOUT_S)
 
 
 def create_app(state: AgentState, middlewares: Iterable[Middleware] = ()) -> web.Application:
     """The agent's aiohttp app; `middlewares` wrap every route (the tests' instruments use them)."""
     app = web.Application(middlewares=list(middlewares))
     app[STATE] = state
-    app[REPORTING] = set()
-    app.cleanup_ctx.append(_client_ctx)
+    app.cleanup_ctx.append(_reporter_ctx)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/chat", chat)

@@ -49,7 +49,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def client_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The client SDK's wheel: the demo's agent reports through it (a dependency of the server)."""
+    source = tmp_path_factory.mktemp("client-source") / "python"
+    shutil.copytree(ROOT / "clients" / "python", source, ignore=NOT_SOURCES)
+    out = tmp_path_factory.mktemp("client-dist")
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), "."], source, BUILD_TIMEOUT_S)
+    (built,) = out.glob("agent_slo_client-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, client_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("venv") / "venv"
     _run([sys.executable, "-m", "venv", str(home)], home.parent, 300)
     python = home / "bin" / "python"
@@ -58,7 +69,8 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The dependencies come from the project's .venv, appended after the venv's own site-packages
     # (a path line in a .pth file: .venv's own .pth files, its editable install among them, stay off).
     (site / "agent_slo_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], home, 300)
+    install = [str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(client_wheel), str(wheel)]
+    _run(install, home, 300)
     return home
 
 
