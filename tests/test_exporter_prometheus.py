@@ -218,26 +218,37 @@ def test_prometheus_keeps_scraping_after_hostile_ids_and_labels(stack: dict[str,
     and free-text labels of every kind go in (control characters, quotes, `#`, long UTF-8); Prometheus
     (which asks for OpenMetrics) keeps scraping: `up` stays 1 and the samples keep coming."""
     prom, exp = stack["prometheus"], stack["exporter"]
-    base = {"agent": "bot", "flow": "refund"}
-    for trace in HOSTILE_IDS:
-        batch = [
-            {"type": "connection", **base, "ok": False, "trace_id": trace, "session_id": trace},
-            {"type": "task", **base, "outcome": "failure", "trace_id": trace, "version": 'v"} # {\\'},
-            {"type": "synthetic", **base, "scenario": f"s {trace}", "passed": False, "trace_id": trace},
-        ]
-        resp = requests.post(f"{exp}/v1/events?partial=true", timeout=5, data=orjson.dumps(batch))
-        assert resp.status_code in (200, 207), resp.text
+    # each id on a series of its own (the latest id per series is the exemplar shown)
+    kinds = [
+        {"type": "connection", "ok": False},
+        {"type": "connection", "ok": True},
+        {"type": "task", "outcome": "failure", "version": 'v"} # {\\'},
+        {"type": "task", "outcome": "success", "model": "m\\"},
+    ]
+    batch = [
+        {
+            "agent": "bot",
+            "flow": ("refund", "faq")[i % 2],
+            **kinds[i // 2 % 4],
+            "trace_id": t,
+            "session_id": t,
+        }
+        for i, t in enumerate(HOSTILE_IDS)
+    ]
+    resp = requests.post(f"{exp}/v1/events?partial=true", timeout=5, data=orjson.dumps(batch))
+    assert resp.status_code in (200, 207), resp.text
     posted = time.time()
     # three scrapes after the last hostile batch, every one of them a success
+
+    def ups() -> list[Any]:
+        result = query(prom, 'up{job="agent-slo"}[10s]')
+        return list(result[0]["values"]) if result else []
+
     wait_for(
-        lambda: (
-            len(query(prom, 'up{job="agent-slo"}[10s]')[0]["values"]) >= 3
-            and float(query(prom, 'up{job="agent-slo"}[10s]')[0]["values"][-3][0]) > posted
-        ),
+        lambda: len(values := ups()) >= 3 and float(values[-3][0]) > posted,
         what="three scrapes after the hostile batches",
     )
-    ups = query(prom, 'up{job="agent-slo"}[10s]')[0]["values"]
-    assert all(v[1] == "1" for v in ups), ups
+    assert all(v[1] == "1" for v in ups()), ups()
     assert float(query(prom, 'scrape_samples_scraped{job="agent-slo"}')[0]["value"][1]) > 50
 
 
