@@ -277,3 +277,12 @@ async def test_a_body_over_the_limit_is_a_413_with_a_status_in_the_request_encod
     assert resp.status == 413
     assert resp.content_type == "application/x-protobuf"
     assert tool_calls(small) == 0
+
+
+async def test_more_spans_than_a_batch_may_hold_is_a_413(aiohttp_client: Any) -> None:
+    few = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig(max_batch_events=3)))
+    resp = await few.post(
+        "/v1/traces", data=request(*[span() for _ in range(4)]).SerializeToString(), headers=PB
+    )
+    assert resp.status == 413
+    assert tool_calls(few) == 0

@@ -69,7 +69,12 @@ class OtlpRoutes:
             limit = self.config.max_body_bytes * INFLATE_FACTOR
 
             def work() -> message.Message:
-                return apply(decode(cls, raw, content_type, encoding, limit))
+                request = decode(cls, raw, content_type, encoding, limit)
+                items = _items(request)
+                if items > self.config.max_batch_events:  # the limit of /v1/events, per span or record
+                    most = self.config.max_batch_events
+                    raise OtlpError(413, f"{items} spans or records; at most {most} per request, split it")
+                return apply(request)
 
             try:
                 reply = await asyncio.get_running_loop().run_in_executor(None, work)
@@ -94,6 +99,13 @@ class OtlpRoutes:
         finally:
             self.pending -= 1
         return web.Response(body=encode(reply, content_type), content_type=content_type)
+
+
+def _items(request: Any) -> int:
+    """How many spans or log records an export request holds."""
+    if isinstance(request, ExportTraceServiceRequest):
+        return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
 
 
 def _refuse(
