@@ -22,6 +22,9 @@ DEFAULT_READ_TIMEOUT_S = 30.0
 DEFAULT_QUEUE_TIMEOUT_S = 10.0
 # Seconds a connection may take to send a request's headers (and may sit idle between requests).
 DEFAULT_HEADER_TIMEOUT_S = 10.0
+# Once a body has had BODY_GRACE_S (exporter.intake) to start, it must keep coming at this average
+# rate (8 MiB in about four minutes; the read timeout ends it sooner), or it is cut off with 408.
+DEFAULT_MIN_BODY_BYTES_PER_S = 32 * 1024
 # Bytes of request bodies being read at once (all connections together) before new ones get 429.
 DEFAULT_MAX_READING_BYTES = 256 * 1024 * 1024
 # Idempotency keys are remembered this long (a day covers any sane retry policy).
@@ -52,6 +55,7 @@ class ExporterConfig:
     queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     max_reading_bytes: int = DEFAULT_MAX_READING_BYTES
+    min_body_bytes_per_s: float = DEFAULT_MIN_BODY_BYTES_PER_S
     # Web origins (scheme://host:port) allowed to write; others are refused (a page must not post events).
     allowed_origins: tuple[str, ...] = ()
     idempotency_horizon_s: float = DEFAULT_IDEMPOTENCY_HORIZON_S

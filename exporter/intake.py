@@ -6,11 +6,12 @@ web page, and sent at a pace that holds nothing up.
   "simple" content types (`text/plain`, forms) and always says where it comes from (`Origin`,
   `Sec-Fetch-Site`). `browser_problem()` refuses both: a simple or text content type is 415, a
   foreign origin 403. Programs (the SDK, curl, collectors) send neither.
-- **Slow bodies are cut off.** `read_body()` reads a body at no less than `MIN_BODY_BYTES_PER_S`
-  once `BODY_GRACE_S` have passed (and within the read timeout), and a body being read holds no
-  place in the writer's queue: 64 connections announcing 8 MB and sending a byte every 5 s used
-  to make every other batch a 429 for the whole read timeout. What all bodies being read hold in
-  memory at once is bounded too (`ExporterConfig.max_reading_bytes`, else 429).
+- **Slow bodies are cut off.** `read_body()` reads a body at no less than
+  `ExporterConfig.min_body_bytes_per_s` (32 KiB/s) once `BODY_GRACE_S` have passed (and within
+  the read timeout), and a body being read holds no place in the writer's queue: 64 connections
+  announcing 8 MB and sending a byte every 5 s used to make every other batch a 429 for the whole
+  read timeout. What all bodies being read hold in memory at once is bounded too
+  (`ExporterConfig.max_reading_bytes`, else 429).
 - **Slow headers are cut off** by the server's keep-alive timer, which aiohttp also runs before a
   connection's first request: `server_options()` sets it to `ExporterConfig.header_timeout_s`.
 
@@ -33,7 +34,6 @@ from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.wire import IngestResult, error
 
 BODY_GRACE_S = 2.0  # a body may take this long to start (and a slow client this long to catch up)
-MIN_BODY_BYTES_PER_S = 32 * 1024  # then it must keep coming at this rate on average: 8 MiB in 4 min
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What a web page may send cross-origin without a CORS preflight, plus any other text/* type: never
 # what a program sends to this API (JSON, NDJSON or protobuf).
@@ -85,18 +85,19 @@ async def read_body(request: web.Request, config: ExporterConfig, reading: list[
     got = 0
     try:
         while True:
-            due = min(deadline, started + BODY_GRACE_S + got / MIN_BODY_BYTES_PER_S)
+            due = min(deadline, started + BODY_GRACE_S + got / config.min_body_bytes_per_s)
             try:
                 async with asyncio.timeout_at(due):
                     chunk = await request.content.readany()
             except TimeoutError:
+                rate = config.min_body_bytes_per_s / 1024
                 if due >= deadline:
                     return _problem(
                         408, f"the body did not arrive within {config.read_timeout_s:.0f}s", "", ""
                     )
                 return _problem(
                     408,
-                    f"the body arrived slower than {MIN_BODY_BYTES_PER_S // 1024} KiB/s; send it at once",
+                    f"the body came slower than {rate:.0f} KiB/s; send it whole",
                     "",
                     f"{got} bytes in {loop.time() - started:.1f}s",
                 )
