@@ -246,7 +246,11 @@ def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     app[_PENDING] = [0]
     app[_READING] = [0]
     app.router.add_post("/v1/events", post_events)
-    otlp = OtlpRoutes(OtlpReceiver(app[INGESTOR], list(specs)), config)  # OpenTelemetry GenAI spans
+    # The feedback wing: its judges' verdicts come back through the ingest like any other events, and
+    # conversations assembled from traces go to its judges like POST /v1/sessions.
+    wing = feedback.setup(app, specs, app[INGESTOR], exporter_db=config.db_path)
+    receiver = OtlpReceiver(app[INGESTOR], list(specs), on_session=wing.submit)
+    otlp = OtlpRoutes(receiver, config)  # OpenTelemetry GenAI spans
     app.router.add_post("/v1/traces", otlp.post_traces)
     app.router.add_post("/v1/logs", otlp.post_logs)
     app.router.add_get("/v1/autonomy", get_autonomy)
@@ -254,8 +258,6 @@ def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
-    # The feedback wing: its judges' verdicts come back through the ingest like any other events.
-    feedback_paths = feedback.setup(app, specs, app[INGESTOR], exporter_db=config.db_path)
-    app[OPENAPI] = document(feedback_paths)
+    app[OPENAPI] = document(wing.paths)
     app.on_cleanup.append(_cleanup)
     return app

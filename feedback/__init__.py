@@ -6,7 +6,9 @@ sessions some SLI or judge marked bad are stored (redacted) for the top-contribu
 review queue; human labels become calibration and regression datasets and a judge's agreement ratio.
 
 The wing is mounted by one call, which takes everything it needs as arguments (it never reads the
-host app's keys) and returns the OpenAPI path items of the routes it added:
+host app's keys) and returns the OpenAPI path items of the routes it added, and `submit`, which
+takes a session document from any thread (the exporter's OTLP ingest hands over conversations
+assembled from traces) and queues it exactly as `POST /v1/sessions` would:
 
     from aiohttp import web
     from agentslo import feedback
@@ -18,7 +20,7 @@ host app's keys) and returns the OpenAPI path items of the routes it added:
         def set_judge_agreement(self, agent, judge, judge_version, ratio): pass
 
     app = web.Application()
-    paths = feedback.setup(app, [load_spec("examples/cx-support.slo.yaml")], Printer())
+    paths, submit = feedback.setup(app, [load_spec("examples/cx-support.slo.yaml")], Printer())
     web.run_app(app, port=9121)  # the exporter instead merges `paths` into its /openapi.json
 
 Where things live: `api` (the routes) and `openapi` (their OpenAPI description), `config` (settings,
@@ -33,14 +35,15 @@ the prober's `llm-rubric`.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import openai
 from aiohttp import web
 
-from agentslo.feedback.api import PIPELINE, add_routes
+from agentslo.feedback.api import PIPELINE, accept_document, add_routes
 from agentslo.feedback.config import ENV, SessionsConfig
 from agentslo.feedback.openapi import OPENAPI_PATHS
 from agentslo.feedback.pipeline import Pipeline, PipelineConfig, Sink
@@ -51,6 +54,13 @@ from agentslo.spec import Spec
 SESSIONS_DB = "sessions.db"  # the store's file name when it sits next to the exporter's database
 
 
+class Mounted(NamedTuple):
+    """What `setup` gives the host app."""
+
+    paths: dict[str, Any]  # the OpenAPI path items of the routes added
+    submit: Callable[[dict[str, Any]], None]  # a session document, from any thread (dropped before start)
+
+
 def setup(
     app: web.Application,
     specs: Iterable[Spec],
@@ -59,16 +69,17 @@ def setup(
     config: SessionsConfig | None = None,
     exporter_db: str | None = None,
     client: openai.AsyncOpenAI | None = None,
-) -> dict[str, Any]:
+) -> Mounted:
     """Add the sessions, review and dataset routes to `app`; the pipeline starts and stops with it.
 
     `sink` takes the verdicts; `config` defaults to `SessionsConfig.from_env()`, read when the app
     starts; without a `db_path` the store is `sessions.db` next to `exporter_db`, else in memory.
     `client` is an `openai.AsyncOpenAI` for every LLM judge (tests). Returns the OpenAPI path items
-    of the routes added.
+    of the routes added and a thread-safe `submit` for session documents.
     """
     add_routes(app.router)
     by_agent = {s.agent: s for s in specs}
+    running: list[tuple[asyncio.AbstractEventLoop, Pipeline]] = []  # set while the app runs
 
     async def start(app: web.Application) -> None:
         cfg = config or SessionsConfig.from_env()
@@ -87,14 +98,21 @@ def setup(
         pipeline = Pipeline(by_agent, sink, store, cfg.pipeline, client=client)
         app[PIPELINE] = pipeline
         await pipeline.start()
+        running.append((asyncio.get_running_loop(), pipeline))
 
     async def stop(app: web.Application) -> None:
+        running.clear()
         if PIPELINE in app:
             await app[PIPELINE].stop()
 
+    def submit(document: dict[str, Any]) -> None:
+        if running:
+            loop, pipeline = running[0]
+            loop.call_soon_threadsafe(accept_document, pipeline, document)
+
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    return dict(OPENAPI_PATHS)
+    return Mounted(dict(OPENAPI_PATHS), submit)
 
 
-__all__ = ["ENV", "PIPELINE", "Pipeline", "PipelineConfig", "SessionsConfig", "Sink", "setup"]
+__all__ = ["ENV", "PIPELINE", "Mounted", "Pipeline", "PipelineConfig", "SessionsConfig", "Sink", "setup"]

@@ -146,6 +146,36 @@ async def _read_sessions(request: web.Request, pipeline: Pipeline) -> web.Respon
     return _json(results[0] if single else {"sessions": results}, status=202)
 
 
+def accept_document(pipeline: Pipeline, document: dict[str, Any]) -> str | None:
+    """Queue one session document that did not come over HTTP (a conversation assembled from OTLP
+    traces) exactly as `POST /v1/sessions` would: validated, sampled, judged, stored. Refusals are
+    counted by reason like the API's; returns the refusal, None when queued."""
+    now = time.time()
+    try:
+        session = Session.model_validate(document)
+    except ValidationError:
+        pipeline.reject("invalid_event", 1)
+        return "invalid_event"
+    spec = pipeline.specs.get(session.agent)
+    if spec is None or spec_problems(spec, session, now):
+        pipeline.reject("invalid_event", 1)
+        return "invalid_event"
+    record = _record(spec, session, now)
+    try:
+        pipeline.submit(
+            spec,
+            record.body | {"time": record.time},
+            record,
+            exclude=session.exclude,
+            trace_id=session.trace_id,
+            size=len(orjson.dumps(document)),
+        )
+    except Overloaded:
+        pipeline.reject("overloaded", 1)
+        return "overloaded"
+    return None
+
+
 def _record(spec: Spec, session: Session, now: float) -> st.SessionRecord:
     bad: dict[str, tuple[int, float]] = {}
     for slo, n in sli_bad_events(spec, session).items():

@@ -3,6 +3,7 @@ POST /v1/sessions when its task span is read, once, and a late or retried span n
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -10,7 +11,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
 
+from agentslo import names
+from agentslo.exporter.app import create_app
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.ingest import Ingestor
 from agentslo.exporter.otlp.receiver import OtlpReceiver
@@ -64,3 +68,48 @@ def test_the_older_message_events_make_a_session_and_no_content_makes_none() -> 
     spans = record([Trace(flow="refund", tools=[])], "latest", 10**18, memory)
     bare.traces(encode_spans(spans))
     assert none == []
+
+
+RULE_JUDGE = """  promise-check: {type: rule, version: "2", fail_if_contains: ["guaranteed"]}
+"""
+
+
+async def _rule_verdicts(client: Any) -> dict[str, float]:
+    """`_count` and `_sum` of `agent_slo_judge_score` for the rule judge, over all flows, from /metrics."""
+    text = await (await client.get("/metrics")).text()
+    totals = {"count": 0.0, "sum": 0.0}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples if family.name == names.JUDGE_SCORE else ():
+            part = s.name.rpartition("_")[2]
+            if s.labels.get("judge") == "promise-check" and part in totals:
+                totals[part] += s.value
+    return totals
+
+
+async def test_a_traced_conversation_reaches_the_rule_judge_and_its_verdict_is_counted(
+    aiohttp_client,
+) -> None:
+    spec = parse_spec(SPEC.replace("judges:\n", "judges:\n" + RULE_JUDGE, 1))
+    memory = InMemorySpanExporter()
+    tracer_provider = TracerProvider(resource=Resource({"service.name": "bot", "agent_slo.flow": "refund"}))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
+    script = [
+        Reply(tools=[("get_order", {"order_id": "A-1"})]),
+        Reply(text="A refund is guaranteed by Friday."),
+    ]
+    with FakeChat(script) as chat:
+        await _pydantic_agent(chat, tracer_provider).run("Where is A-1?")
+    body = encode_spans(memory.get_finished_spans()).SerializeToString()
+
+    client = await aiohttp_client(create_app([spec], ExporterConfig()))
+    assert await _rule_verdicts(client) == {"count": 0.0, "sum": 0.0}
+    for _ in range(2):  # the sender's retry: counted once, judged once
+        resp = await client.post("/v1/traces", data=body, headers={"Content-Type": "application/x-protobuf"})
+        assert resp.status == 200, await resp.text()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (await _rule_verdicts(client))["count"]:
+        assert asyncio.get_running_loop().time() < deadline, "no verdict of the rule judge within 10 s"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # a second verdict, were the retry judged again, would be in by now
+    # one verdict, and "guaranteed" in the answer: the rule fails (score 0)
+    assert await _rule_verdicts(client) == {"count": 1.0, "sum": 0.0}
