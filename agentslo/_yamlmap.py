@@ -59,15 +59,11 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int], list[YamlProblem]]
                 out: dict[Any, Any] = {}
                 for key_node, value_node in n.value:
                     if not isinstance(key_node, yaml.ScalarNode):
-                        problems.append(
-                            YamlProblem(path, key_node.start_mark.line + 1, "keys must be text")
-                        )
+                        problems.append(YamlProblem(path, key_node.start_mark.line + 1, "keys must be text"))
                         continue
                     key = loader.construct_object(key_node, deep=True)
                     if not isinstance(key, str | int) or isinstance(key, bool):
-                        problems.append(
-                            YamlProblem(path, key_node.start_mark.line + 1, "keys must be text")
-                        )
+                        problems.append(YamlProblem(path, key_node.start_mark.line + 1, "keys must be text"))
                         continue
                     if key in out:
                         problems.append(

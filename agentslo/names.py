@@ -161,9 +161,11 @@ RELEASE_STATES: Final = ("healthy", "watch", "freeze", "exhausted")
 
 # --- label values and built-in series the dashboards (and others) select on ---
 TOOL_OK: Final = "ok"  # the one good `outcome` of agent_slo_tool_calls_total
-# `outcome` of agent_slo_synthetic_runs_total: a scenario run passed or failed its assertions.
+# `outcome` of agent_slo_synthetic_runs_total: a scenario run passed or failed its assertions, or the
+# prober itself failed (counted, excluded from budgets, never part of a failure streak).
 SYNTHETIC_PASSED: Final = "passed"
 SYNTHETIC_FAILED: Final = "failed"
+SYNTHETIC_PROBER_ERROR: Final = "prober_error"  # the prober failed, not the agent: no verdict either way
 PROMETHEUS_ALERTS: Final = "ALERTS"  # Prometheus' own series of pending/firing alerts
 # --- exporter additions ---
 # Tool call latency by tool (the `latency_s` of `tool_call` events); grows the contract, renames nothing.

@@ -16,6 +16,7 @@ from agentslo._validate import Problem, SpecError, load_spec, load_specs, parse_
 from agentslo.spec_model import (
     BUILTIN_EXCLUSIONS,
     BURN_TIER_NAMES,
+    PROBER_ERROR_EXCLUSION,
     SLI,
     SLI_KINDS,
     SLO,
@@ -49,6 +50,7 @@ from agentslo.spec_model import (
 __all__ = [
     "BUILTIN_EXCLUSIONS",
     "BURN_TIER_NAMES",
+    "PROBER_ERROR_EXCLUSION",
     "SLI",
     "SLI_KINDS",
     "SLO",

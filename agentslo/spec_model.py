@@ -49,6 +49,10 @@ SLI_KINDS = (
     "promql",
 )
 BUILTIN_EXCLUSIONS = ("synthetic",)
+# The prober's own failures (a bug or crash of the prober, not the agent's answer): sent to the
+# synthetic SLIs excluded with this reason, so they are counted and shown but spend no budget.
+# Honoured by synthetic SLOs only.
+PROBER_ERROR_EXCLUSION = "prober_error"
 BURN_TIER_NAMES = ("page_fast", "page_slow", "ticket_fast", "ticket_slow")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -509,13 +513,20 @@ class Spec(Model):
         return Alerting.model_validate({("for" if k == "for_" else k): v for k, v in merged.items()})
 
     def exclusions_of(self, slo: str) -> tuple[str, ...]:
-        """The exclusion reasons an SLO honours (the built-in `synthetic` always)."""
+        """The exclusion reasons an SLO honours (the built-in `synthetic` always; a synthetic SLO
+        also `prober_error`)."""
         own = self.slos[slo].exclusions
         declared = own if own is not None else self.exclusions
-        return (*BUILTIN_EXCLUSIONS, *(e for e in declared if e not in BUILTIN_EXCLUSIONS))
+        builtin = (
+            (*BUILTIN_EXCLUSIONS, PROBER_ERROR_EXCLUSION)
+            if self.slos[slo].sli.kind == "synthetic"
+            else BUILTIN_EXCLUSIONS
+        )
+        return (*builtin, *(e for e in declared if e not in builtin))
 
     def all_exclusions(self) -> tuple[str, ...]:
-        return (*BUILTIN_EXCLUSIONS, *(e for e in self.exclusions if e not in BUILTIN_EXCLUSIONS))
+        builtin = (*BUILTIN_EXCLUSIONS, PROBER_ERROR_EXCLUSION)
+        return (*builtin, *(e for e in self.exclusions if e not in builtin))
 
     def governing_slos(self) -> tuple[str, ...]:
         return self.autonomy.governed_by if self.autonomy.governed_by is not None else tuple(self.slos)

@@ -28,9 +28,11 @@ PASS_STEPS: Final = steps(("red", None), ("orange", 0.9), ("green", 0.99))
 def _pass_ratio(window: str) -> str:
     runs = names.SYNTHETIC_RUNS_TOTAL
     passed = f'{names.L_OUTCOME}="{names.SYNTHETIC_PASSED}"'
+    # runs the prober itself failed (outcome prober_error) say nothing about the agent
+    judged = f'{names.L_OUTCOME}=~"{names.SYNTHETIC_PASSED}|{names.SYNTHETIC_FAILED}"'
     return (
         f"sum by ({BY}) (increase({sel(runs, AGENT, FLOW, passed)}[{window}])) / "
-        f"sum by ({BY}) (increase({sel(runs, AGENT, FLOW)}[{window}]))"
+        f"sum by ({BY}) (increase({sel(runs, AGENT, FLOW, judged)}[{window}]))"
     )
 
 

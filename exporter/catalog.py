@@ -224,12 +224,12 @@ class Catalog:
         return undone
 
     def scenario_series(self, agent: str, flow: str, scenario: str) -> None:
-        """A scenario's runs (both outcomes) and streak gauge, at 0 unless they exist already."""
+        """A scenario's runs (every outcome) and streak gauge, at 0 unless they exist already."""
         seen = self.scenarios.setdefault((agent, flow), set())
         if scenario not in seen:
             seen.add(scenario)
             self.admitted.append((seen, scenario))
-        for outcome in (names.SYNTHETIC_PASSED, names.SYNTHETIC_FAILED):
+        for outcome in (names.SYNTHETIC_PASSED, names.SYNTHETIC_FAILED, names.SYNTHETIC_PROBER_ERROR):
             self.store.slot(names.SYNTHETIC_RUNS_TOTAL, (agent, flow, scenario, outcome))
         self.store.slot(names.SYNTHETIC_CONSECUTIVE_FAILURES, (agent, flow, scenario))
 

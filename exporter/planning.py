@@ -33,7 +33,7 @@ from agentslo.exporter.events import (
     TURN_KINDS,
     TYPES,
 )
-from agentslo.spec import Spec
+from agentslo.spec import PROBER_ERROR_EXCLUSION, Spec
 
 Problem = tuple[str, str]  # (field, what is wrong)
 
@@ -305,9 +305,12 @@ def _synthetic(b: _Builder, scenario: Any, passed: Any) -> Problem | None:
         b.plan.incs.append(folded)
     b.c.scenario_series(b.agent, b.flow, label)
     st = b.c.store
-    outcome = names.SYNTHETIC_PASSED if ok else names.SYNTHETIC_FAILED
+    if b.exclude == PROBER_ERROR_EXCLUSION:  # the prober failed, not the agent: counted, no streak
+        outcome = names.SYNTHETIC_PROBER_ERROR
+    else:
+        outcome = names.SYNTHETIC_PASSED if ok else names.SYNTHETIC_FAILED
+        b.plan.streak = (st.slot(names.SYNTHETIC_CONSECUTIVE_FAILURES, (b.agent, b.flow, label)), ok)
     b.plan.incs.append(st.slot(names.SYNTHETIC_RUNS_TOTAL, (b.agent, b.flow, label, outcome)))
-    b.plan.streak = (st.slot(names.SYNTHETIC_CONSECUTIVE_FAILURES, (b.agent, b.flow, label)), ok)
     for slo in b.slos("synthetic"):
         only = b.spec.slos[slo].sli.synthetic.scenarios  # type: ignore[union-attr]
         if only is None or name in only:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentslo.scenario import Scenario
+from agentslo.spec import PROBER_ERROR_EXCLUSION
 
 SYNTHETIC_EVENT = "synthetic"
 
@@ -59,7 +60,7 @@ class ScenarioResult:
     error: str | None = None  # the target failed: unreachable, timed out, malformed reply, loop
     session_id: str = ""
     finished_at: float = field(default_factory=time.time)
-    internal: bool = False  # the prober itself failed: reported and exit 1, but no event is sent
+    internal: bool = False  # the prober itself failed: reported, exit 1, and sent excluded (prober_error)
 
     @property
     def name(self) -> str:
@@ -97,14 +98,19 @@ class ScenarioResult:
         )
 
     def event(self) -> dict[str, Any]:
-        """The `synthetic` event for the exporter's POST /v1/events."""
-        return {
+        """The `synthetic` event for the exporter's POST /v1/events. A prober's own failure is sent
+        excluded (`prober_error`): counted and shown, never spent from the agent's budget."""
+        event: dict[str, Any] = {
             "type": SYNTHETIC_EVENT,
             "agent": self.agent,
             "flow": self.flow,
             "scenario": self.name,
             "passed": self.passed,
             "duration_s": round(self.duration_s, 6),
-            "session_id": self.session_id,
             "time": self.finished_at,
         }
+        if self.session_id:
+            event["session_id"] = self.session_id
+        if self.internal:
+            event["exclude"] = PROBER_ERROR_EXCLUSION
+        return event

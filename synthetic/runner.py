@@ -164,7 +164,7 @@ async def run_cycle(
                 error = f"prober error (not the agent's): {type(exc).__name__}: {exc}"
                 result = ScenarioResult(sc, False, 0.0, [], [], error, internal=True)
         log.info("%s", result.summary())
-        if sink is not None and not result.internal:  # a prober bug must not burn the agent's budget
+        if sink is not None:  # a prober bug is sent excluded: counted, never burning the agent's budget
             try:
                 await sink.send([result.event()])
             except Exception as exc:  # the exporter being away must not stop the probing

@@ -313,7 +313,7 @@ async def test_openai_target_sends_the_key_and_headers_from_the_environment(
     assert agent.requests[0]["body"]["model"] == "cx-support"
 
 
-async def test_a_prober_fault_fails_the_run_without_sending_an_event(spec, scenarios) -> None:
+async def test_a_prober_fault_fails_the_run_and_is_sent_excluded(spec, scenarios) -> None:
     class Broken:
         async def turn(self, conversation: Any, user: str) -> Any:
             raise KeyError("bug")
@@ -323,5 +323,10 @@ async def test_a_prober_fault_fails_the_run_without_sending_an_event(spec, scena
 
     events: list[dict[str, Any]] = []
     results = await run_cycle(spec, scenarios[:2], Broken(), sink=CallableSink(events.extend))
-    assert [r.passed for r in results] == [False, False] and events == []
+    assert [r.passed for r in results] == [False, False]
+    # counted, but as the prober's failure: excluded from every budget, never the agent's
+    assert [(e["scenario"], e["passed"], e["exclude"]) for e in events] == [
+        (r.name, False, "prober_error") for r in results
+    ]
+    assert all("session_id" not in e for e in events)
     assert results[0].error == "prober error (not the agent's): KeyError: 'bug'"
