@@ -37,7 +37,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Spec.labels": "Extra labels put on alerts and `agent_slo_info` (never on recorded series, so editing one keeps series continuity).",
     "Spec.period": "Compliance window of every SLO (Prometheus duration); 30d, 28d and 7d have built-in burn-rate catalogs.",
     "Spec.owners": "Owner name → routing labels (e.g. team, channel) put on that owner's alerts.",
-    "Spec.exclusions": "Declared reasons an event may be left out of the budget; `synthetic` is built in.",
+    "Spec.exclusions": "Declared reasons an event may be left out of the budget; `synthetic` is built in (and `prober_error`, the prober's own failures, for synthetic SLOs).",
     "Spec.flows": "The journeys/intents the agent serves, keyed by name.",
     "Spec.tools": "Declared tool names; others fold into `other` (counted).",
     "Spec.failure_modes": "Declared failure-mode labels; others fold into `other` (counted).",
