@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,10 +17,10 @@ import requests
 from openapi_spec_validator import validate as validate_openapi
 
 from agentslo.feedback.openapi import OPENAPI_PATHS
+from tests.doubles import schemathesis_run
+from tests.doubles.schemathesis_run import SCHEMATHESIS
 
 # the CLI beside this interpreter (.venv/bin is not on PATH when pytest runs as .venv/bin/python), else PATH's
-_BESIDE = Path(sys.executable).with_name("schemathesis")
-SCHEMATHESIS = str(_BESIDE) if _BESIDE.exists() else shutil.which("schemathesis")
 TOKEN = "judges-schemathesis-token"
 SPEC = """
 version: agent-slo/v1
@@ -119,37 +118,12 @@ def test_review_routes_need_the_token(server: str) -> None:
 @pytest.mark.timeout(150)
 @pytest.mark.skipif(SCHEMATHESIS is None, reason="needs the schemathesis CLI")
 def test_schemathesis_finds_no_server_errors_or_mismatches_on_the_judges_routes(server: str) -> None:
-    result = subprocess.run(
-        [
-            str(SCHEMATHESIS),
-            "run",
-            f"{server}/openapi.json",
-            "--header",
-            f"Authorization: Bearer {TOKEN}",
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,"
-            "response_schema_conformance,response_headers_conformance",
-            "--max-examples",
-            "25",
-            "--max-time",
-            "40",
-            "--include-path-regex",
-            "^/v1/(sessions|sessions/top|review|review/.*|datasets/.*|judges/.*|judging)$",
-            "--seed",
-            "1",
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--request-timeout",
-            "10",
-            "--workers",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = schemathesis_run.run(
+        server,
+        TOKEN,
+        "^/v1/(sessions|sessions/top|review|review/.*|datasets/.*|judges/.*|judging)$",
+        examples=25,
     )
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-6000:]
     tested = re.search(r"Tested: (\d+)", out)
     assert tested is not None and int(tested.group(1)) == sum(len(item) for item in OPENAPI_PATHS.values()), (
         out[-2000:]
