@@ -215,6 +215,25 @@ def task_fields(
     }
 
 
+def _decorated(fn: F, scope: Callable[[], Any]) -> F:
+    """`fn` (a sync or async function) run inside a fresh `scope()` on every call."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            async with scope():
+                return await fn(*args, **kwargs)
+
+        return cast(F, run_async)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with scope():
+            return fn(*args, **kwargs)
+
+    return cast(F, run)
+
+
 class TaskScope:
     """`with client.task(...) as task`, `async with ...`, or `@client.task(...)` on a function."""
 
@@ -250,21 +269,7 @@ class TaskScope:
     def __call__(self, fn: F) -> F:
         """Each call of `fn` is a task of its own (sync or async functions)."""
         owner, flow, fields = self._owner, self._flow, self._fields
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                async with TaskScope(owner, flow, fields):
-                    return await fn(*args, **kwargs)
-
-            return cast(F, run_async)
-
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with TaskScope(owner, flow, fields):
-                return fn(*args, **kwargs)
-
-        return cast(F, run)
+        return _decorated(fn, lambda: TaskScope(owner, flow, fields))
 
 
 class ToolCall:
@@ -313,22 +318,9 @@ class ToolScope:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
+        """Each call of `fn` is a tool call of its own, named for `fn` unless a name was given."""
         owner, name, flow = self._owner, self._name or fn.__name__, self._flow
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                async with ToolScope(owner, name, flow):
-                    return await fn(*args, **kwargs)
-
-            return cast(F, run_async)
-
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with ToolScope(owner, name, flow):
-                return fn(*args, **kwargs)
-
-        return cast(F, run)
+        return _decorated(fn, lambda: ToolScope(owner, name, flow))
 
 
 class Turn:
@@ -382,19 +374,6 @@ class TurnScope:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
+        """Each call of `fn` is a turn of its own."""
         owner, kind, flow = self._owner, self._kind, self._flow
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                async with TurnScope(owner, kind, flow):
-                    return await fn(*args, **kwargs)
-
-            return cast(F, run_async)
-
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with TurnScope(owner, kind, flow):
-                return fn(*args, **kwargs)
-
-        return cast(F, run)
+        return _decorated(fn, lambda: TurnScope(owner, kind, flow))
