@@ -1,10 +1,18 @@
-"""Shared fixtures of the exporter benchmarks: a spec of a chosen size and realistic event batches."""
+"""Shared parts of the exporter benchmarks: a spec of a chosen size, realistic event batches, and the
+closed-loop HTTP load with the server's CPU time that the ingest harnesses measure with."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from agentslo.spec import Spec, load_spec, parse_spec
 
@@ -94,3 +102,56 @@ def events(spec: Spec, n: int, seed: int = 1) -> list[dict[str, Any]]:
             out.append({"type": "judge", **base, "judge": judges[0], "score": round(rng.random(), 3)})
         del i
     return out
+
+
+WARMUP_S = 2.0  # load before measuring: connections open, caches warm
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to report server CPU per event."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def closed_loop(
+    url: str, bodies: Iterator[bytes], headers: dict[str, str], clients: int, seconds: float, pid: int
+) -> tuple[list[float], float, float]:
+    """`clients` closed-loop senders POST `bodies` to `url` (each the next as soon as the last is
+    answered 200) once the server is ready; after `WARMUP_S`, for `seconds`: the sorted request
+    latencies, the elapsed time and the server process's CPU seconds."""
+    latencies: list[float] = []
+    counting = stop = False
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not stop:
+            body = next(bodies)
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as r:
+                await r.read()
+                assert r.status == 200, await r.text()
+            if counting:
+                latencies.append(time.perf_counter() - t0)
+
+    ready = url.split("/v1/", 1)[0] + "/readyz"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with session.get(ready) as r:
+                    if r.status == 200:
+                        break
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.1)
+        tasks = [asyncio.create_task(client(session)) for _ in range(clients)]
+        await asyncio.sleep(WARMUP_S)
+        counting = True
+        t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
+        await asyncio.sleep(seconds)
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+        counting = False
+        stop = True
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return latencies, elapsed, cpu

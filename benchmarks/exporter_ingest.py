@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.exporter_common import EXAMPLE, events, example_spec
-
-WARMUP_S = 2.0
+from benchmarks.exporter_common import EXAMPLE, WARMUP_S, closed_loop, events, example_spec
 
 
 def naive_server(port: int) -> None:
@@ -67,42 +64,10 @@ def free_port() -> int:
 
 
 async def load(url: str, body: bytes, clients: int, seconds: float, batch: int, pid: int) -> dict[str, float]:
-    latencies: list[float] = []
-    counting = False
-    stop = False
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        while not stop:
-            t0 = time.perf_counter()
-            async with session.post(
-                f"{url}/v1/events", data=body, headers={"Content-Type": "application/json"}
-            ) as r:
-                await r.read()
-                assert r.status == 200, await r.text()
-            if counting:
-                latencies.append(time.perf_counter() - t0)
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                async with session.get(f"{url}/readyz") as r:
-                    if r.status == 200:
-                        break
-            except aiohttp.ClientError:
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(0.1)
-        tasks = [asyncio.create_task(client(session)) for _ in range(clients)]
-        await asyncio.sleep(WARMUP_S)
-        counting = True
-        t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
-        await asyncio.sleep(seconds)
-        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
-        counting = False
-        stop = True
-        await asyncio.gather(*tasks)
-    latencies.sort()
+    headers = {"Content-Type": "application/json"}
+    latencies, elapsed, cpu = await closed_loop(
+        f"{url}/v1/events", itertools.repeat(body), headers, clients, seconds, pid
+    )
     return {
         "events_per_s": len(latencies) * batch / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
@@ -110,12 +75,6 @@ async def load(url: str, body: bytes, clients: int, seconds: float, batch: int, 
         "batches": len(latencies),
         "cpu_us_per_event": cpu / max(1, len(latencies) * batch) * 1e6,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to report server CPU per event."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:

@@ -28,15 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.exporter_common import EXAMPLE
-from benchmarks.exporter_ingest import cpu_seconds, free_port
+from benchmarks.exporter_common import EXAMPLE, closed_loop
+from benchmarks.exporter_ingest import free_port
 
-WARMUP_S = 2.0
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 TOOLS = ("get_order", "issue_refund", "get_account_balance", "reset_password", "get_credit_limit")
 FLOWS = ("refund", "order-status", "password-reset")
@@ -164,41 +162,10 @@ def bodies(req: ExportTraceServiceRequest, count: int, seed: int) -> list[bytes]
 async def load(
     url: str, payloads: list[bytes], clients: int, seconds: float, spans: int, pid: int
 ) -> dict[str, float]:
-    latencies: list[float] = []
-    counting = stop = False
-    queue = itertools.cycle(payloads)  # the naive receiver may go round; see `sent` for the exporter
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        while not stop:
-            body = next(queue)
-            t0 = time.perf_counter()
-            async with session.post(f"{url}/v1/traces", data=body, headers=PROTOBUF) as r:
-                await r.read()
-                assert r.status == 200, await r.text()
-            if counting:
-                latencies.append(time.perf_counter() - t0)
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                async with session.get(f"{url}/readyz") as r:
-                    if r.status == 200:
-                        break
-            except aiohttp.ClientError:
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(0.1)
-        tasks = [asyncio.create_task(client(session)) for _ in range(clients)]
-        await asyncio.sleep(WARMUP_S)
-        counting = True
-        t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
-        await asyncio.sleep(seconds)
-        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
-        counting = False
-        stop = True
-        await asyncio.gather(*tasks)
-    latencies.sort()
+    # the naive receiver may go round the payloads; see `sent` for the exporter
+    latencies, elapsed, cpu = await closed_loop(
+        f"{url}/v1/traces", itertools.cycle(payloads), PROTOBUF, clients, seconds, pid
+    )
     return {
         "spans_per_s": len(latencies) * spans / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
