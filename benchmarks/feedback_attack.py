@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,31 +39,14 @@ from typing import Any
 import aiohttp
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.attack_common import JSON, PROBE_TIMEOUT_S, Prober, free_port, peak_rss_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "cx-support.slo.yaml"
-JSON = {"Content-Type": "application/json"}
 READY_TIMEOUT_S = 60.0
-PROBE_INTERVAL_S = 0.05
-PROBE_TIMEOUT_S = 120.0  # a frozen exporter is measured, not given up on
 FLOOD_CLIENTS = 4
 FLOOD_BATCH = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set (VmHWM), MiB; 0 when /proc is not there."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def session(sid: str, text: str) -> dict[str, Any]:
@@ -84,46 +65,6 @@ def session(sid: str, text: str) -> dict[str, Any]:
 def prose(kib: int) -> str:
     sentence = "Your refund for order A-1001 was approved on 2026-11-20 and will arrive soon. "
     return (sentence * (kib * 1024 // len(sentence) + 1))[: kib * 1024]
-
-
-class Prober:
-    """Asks /healthz and POST /v1/events every PROBE_INTERVAL_S; keeps each answer's latency."""
-
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http, self.base = http, base
-        self.latency: dict[str, list[float]] = {"healthz": [], "events": []}
-        self._stop = asyncio.Event()
-        event = {"type": "turn", "agent": "cx-support", "flow": "refund", "kind": "turn", "latency_s": 0.5}
-        self._event = orjson.dumps([event])
-
-    async def _one(self, name: str) -> None:
-        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
-        started = time.perf_counter()
-        if name == "healthz":
-            async with self.http.get(f"{self.base}/healthz", timeout=timeout) as r:
-                await r.read()
-        else:
-            async with self.http.post(
-                f"{self.base}/v1/events", data=self._event, headers=JSON, timeout=timeout
-            ) as r:
-                await r.read()
-        self.latency[name].append(time.perf_counter() - started)
-
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            await asyncio.gather(self._one("healthz"), self._one("events"))
-            await asyncio.sleep(PROBE_INTERVAL_S)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def report(self) -> str:
-        parts = []
-        for name, values in self.latency.items():
-            if values:
-                worst, median = max(values) * 1000, statistics.median(values) * 1000
-                parts.append(f"{name}: worst {worst:.0f} ms, median {median:.1f} ms ({len(values)} asks)")
-        return "; ".join(parts)
 
 
 async def judging(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
