@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +11,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from tests.doubles import schemathesis_run
 from tests.doubles.schemathesis_run import SCHEMATHESIS
+from tests.doubles.serve import free_port, serving
 
 # the CLI beside this interpreter (.venv/bin is not on PATH when pytest runs as .venv/bin/python), else PATH's
 TOKEN = "schemathesis-token"
@@ -34,50 +30,17 @@ slos:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("st")
     (tmp / "bot.slo.yaml").write_text(SPEC)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentslo.cli",
-            "serve",
-            str(tmp / "bot.slo.yaml"),
-            "--port",
-            str(port),
-            "--db",
-            str(tmp / "c.db"),
-            "--token",
-            TOKEN,
-            "--prometheus-url",
-            f"http://127.0.0.1:{free_port()}",
-        ],
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "AGENT_SLO_JUDGE_PROCESS": "0"},  # these tests send no sessions
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+    prometheus = f"http://127.0.0.1:{free_port()}"  # nothing there: the autonomy API fails safe
+    args = ("--db", str(tmp / "c.db"), "--token", TOKEN, "--prometheus-url", prometheus)
+    # these tests send no sessions: no judge child process
+    with serving(
+        tmp / "bot.slo.yaml", *args, log=tmp / "server.log", env={"AGENT_SLO_JUDGE_PROCESS": "0"}
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_document_is_valid_openapi(server: str) -> None:

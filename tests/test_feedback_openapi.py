@@ -3,12 +3,7 @@ responses match the OpenAPI document `agentslo.feedback.openapi.OPENAPI_PATHS` c
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +14,7 @@ from openapi_spec_validator import validate as validate_openapi
 from agentslo.feedback.openapi import OPENAPI_PATHS
 from tests.doubles import schemathesis_run
 from tests.doubles.schemathesis_run import SCHEMATHESIS
+from tests.doubles.serve import serving
 
 # the CLI beside this interpreter (.venv/bin is not on PATH when pytest runs as .venv/bin/python), else PATH's
 TOKEN = "judges-schemathesis-token"
@@ -40,46 +36,13 @@ slos:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("judges-st")
     (tmp / "bot.slo.yaml").write_text(SPEC)
-    port = free_port()
-    env = os.environ | {"AGENT_SLO_SESSIONS_DB": str(tmp / "sessions.db")}
-    # The server's log goes to a file: a pipe nobody reads fills up and stalls it, and is never closed.
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentslo.cli",
-            "serve",
-            str(tmp / "bot.slo.yaml"),
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+    env = {"AGENT_SLO_SESSIONS_DB": str(tmp / "sessions.db")}
+    with serving(tmp / "bot.slo.yaml", "--token", TOKEN, log=tmp / "server.log", env=env) as url:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
         # Something to review, so the label and dataset routes see real items as well as made-up ids.
         body = [
             {
@@ -96,10 +59,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ]
         assert requests.post(f"{url}/v1/sessions", json=body, headers=headers, timeout=5).status_code == 202
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def test_judges_paths_are_in_a_valid_document(server: str) -> None:
