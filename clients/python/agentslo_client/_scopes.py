@@ -23,9 +23,10 @@ import time
 import uuid
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any, Callable, Protocol, TypeVar, cast
+from typing import Any, Callable, Generic, Protocol, TypeVar, cast
 
 F = TypeVar("F", bound=Callable[..., Any])
+_V = TypeVar("_V")  # what a scope gives its `with` block
 
 MAX_TOOL_CALLS_KEPT = 1_000  # per task, for the session document (the exporter's own limit)
 ESCALATE_OUTCOME = "escalated"
@@ -215,6 +216,26 @@ def task_fields(
     }
 
 
+class _Scope(Generic[_V]):
+    """What every scope shares: `async with` is `with` (nothing in a scope awaits)."""
+
+    def __enter__(self) -> _V:
+        raise NotImplementedError
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> _V:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
 def _decorated(fn: F, scope: Callable[[], Any]) -> F:
     """`fn` (a sync or async function) run inside a fresh `scope()` on every call."""
     if inspect.iscoroutinefunction(fn):
@@ -234,7 +255,7 @@ def _decorated(fn: F, scope: Callable[[], Any]) -> F:
     return cast(F, run)
 
 
-class TaskScope:
+class TaskScope(_Scope[Task]):
     """`with client.task(...) as task`, `async with ...`, or `@client.task(...)` on a function."""
 
     def __init__(self, owner: Owner, flow: str | None, fields: dict[str, Any]) -> None:
@@ -258,14 +279,6 @@ class TaskScope:
             pass
         self._owner._task_done(task, exc)
 
-    async def __aenter__(self) -> Task:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
     def __call__(self, fn: F) -> F:
         """Each call of `fn` is a task of its own (sync or async functions)."""
         owner, flow, fields = self._owner, self._flow, self._fields
@@ -286,7 +299,7 @@ class ToolCall:
         self._started = time.perf_counter()
 
 
-class ToolScope:
+class ToolScope(_Scope[ToolCall]):
     """`with client.tool("get_order") as call`, or `@client.tool()` on a tool function."""
 
     def __init__(self, owner: Owner, name: str | None, flow: str | None) -> None:
@@ -308,14 +321,6 @@ class ToolScope:
         if exc is not None and call.outcome is None:
             call.outcome = "error"
         self._owner._tool_done(call, _CURRENT.get())
-
-    async def __aenter__(self) -> ToolCall:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
         """Each call of `fn` is a tool call of its own, named for `fn` unless a name was given."""
@@ -344,7 +349,7 @@ class Turn:
             self.model = model
 
 
-class TurnScope:
+class TurnScope(_Scope[Turn]):
     """`with client.turn() as turn`, or `@client.turn()` on the function that produces a reply."""
 
     def __init__(self, owner: Owner, kind: str, flow: str | None) -> None:
@@ -364,14 +369,6 @@ class TurnScope:
         turn = self._stack.pop()
         turn.latency_s = time.perf_counter() - turn._started
         self._owner._turn_done(turn, _CURRENT.get())
-
-    async def __aenter__(self) -> Turn:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
         """Each call of `fn` is a turn of its own."""
