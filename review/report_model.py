@@ -1,0 +1,285 @@
+"""The weekly SLO review as plain, immutable data: what `agent-slo report` knows before it renders.
+
+`review.report` fills a `Report` from Prometheus history (through `review.history`) and renders it
+as HTML (`review.svg` draws the charts) or Markdown. Keeping the numbers here, apart from both
+renderers, is what makes the two formats say the same thing: every figure a reader sees is a
+property of these objects, formatted once by the `fmt_*` helpers below.
+
+    >>> review = SLOReview(agent="cx", slo="task-success", flow="refund", sli_kind="task",
+    ...     objective=97.0, week=Counts(970, 1000), period=Counts(2910, 3000))
+    >>> fmt_pct(review.week.sli), fmt_pct(review.budget_left)
+    ('97.000%', '0.0%')
+
+The decisions section applies the seeds' guidance to these numbers (`decisions()`): an objective met
+with a wide margin in every week of the period may be tightened; a budget spent in full in several
+weeks needs an investigation, or a looser objective with a written reason; a flow whose traffic is
+too thin for its fastest page to mean anything needs a `min_events` guard, longer windows or
+synthetic traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Final
+
+# A time series as (unix seconds, value) pairs, oldest first.
+Series = tuple[tuple[float, float], ...]
+
+# "Met with a wide margin": every week spent at most this share of its error budget.
+WIDE_MARGIN_BUDGET_SHARE: Final = 0.5
+# "Exhausted repeatedly": this many weeks (or more) each spent their whole error budget.
+REPEATED_EXHAUSTION_WEEKS: Final = 2
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Good and total events over an interval (excluded events already left out)."""
+
+    good: float
+    total: float
+
+    @property
+    def bad(self) -> float:
+        return self.total - self.good
+
+    @property
+    def sli(self) -> float | None:
+        """Percent of good events, or None without events (an SLI of nothing is not 100%)."""
+        return 100.0 * self.good / self.total if self.total > 0 else None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One burn-rate alert tier drawn on the burn-rate chart, as a burn rate (×budget)."""
+
+    tier: str  # page_fast, page_slow, ticket_fast, ticket_slow
+    severity: str  # critical or warning
+    long: str  # the tier's long window (the chart plots this window's burn)
+    burn: float  # the threshold as a burn rate: the tier's error ratio / the error budget
+
+
+@dataclass(frozen=True)
+class AlertSpan:
+    """One firing interval of an alert, from Prometheus' `ALERTS{alertstate="firing"}`."""
+
+    alertname: str
+    severity: str
+    burn_tier: str | None
+    start: float
+    end: float | None  # None: still firing at the end of the report
+
+    def duration(self, until: float) -> float:
+        return (self.end if self.end is not None else until) - self.start
+
+
+@dataclass(frozen=True)
+class Release:
+    """A build change (`agent_slo_build_info` took a new version, prompt version or model)."""
+
+    at: float
+    version: str
+    prompt_version: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        parts = [self.version] + [p for p in (self.prompt_version, self.model) if p]
+        return " / ".join(p for p in parts if p) or "build change"
+
+
+@dataclass(frozen=True)
+class StateSpan:
+    """An interval in one autonomy state (healthy, warning, critical, exhausted)."""
+
+    state: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class JudgeReview:
+    """One judge version on one flow: agreement with human labels and the drift of its daily mean."""
+
+    judge: str
+    version: str
+    daily_mean: Series  # mean score per day
+    agreement: float | None = None  # latest agreement ratio with human labels (0-1), if measured
+
+    @property
+    def drift(self) -> float | None:
+        """Change of the daily mean score from the first to the last day with verdicts."""
+        if len(self.daily_mean) < 2:
+            return None
+        return self.daily_mean[-1][1] - self.daily_mean[0][1]
+
+
+@dataclass(frozen=True)
+class SLOReview:
+    """One SLO on one flow over the report window (`week`) and the SLO's period (`period`)."""
+
+    agent: str
+    slo: str
+    flow: str
+    sli_kind: str
+    objective: float  # percent
+    week: Counts
+    period: Counts
+    weekly: tuple[Counts, ...] = ()  # each whole week of the period, oldest first
+    daily_sli: Series = ()  # percent good per day of the report window (days without events left out)
+    burn_down: Series = ()  # share of the period's error budget left, over the period so far
+    ideal: Series = ()  # the even-spend line: the budget reaching 0 exactly at the period's end
+    burn_rate: Series = ()  # the fastest page tier's long-window burn rate over the report window
+    burn_window: str = "1h"
+    thresholds: tuple[Threshold, ...] = ()
+    alerts: tuple[AlertSpan, ...] = ()
+    min_events_per_hour: float = 0.0  # below this, one bad event alone crosses the fastest page tier
+
+    @property
+    def budget(self) -> float:
+        """The error budget as a ratio (1 − objective)."""
+        return 1 - self.objective / 100
+
+    @property
+    def budget_spent(self) -> float | None:
+        """Share of the period's error budget spent (1 = all of it; above 1 overspent)."""
+        if self.period.total <= 0:
+            return None
+        return self.period.bad / (self.budget * self.period.total)
+
+    @property
+    def budget_left(self) -> float | None:
+        spent = self.budget_spent
+        return None if spent is None else 1 - spent
+
+    @property
+    def pages(self) -> int:
+        return sum(1 for a in self.alerts if a.severity == "critical")
+
+    @property
+    def tickets(self) -> int:
+        return sum(1 for a in self.alerts if a.severity == "warning")
+
+
+@dataclass(frozen=True)
+class FlowReview:
+    """One agent's flow: its SLOs and what explains them (failures, judges, probes, autonomy)."""
+
+    agent: str
+    flow: str
+    events_per_day: float  # tasks (or the busiest SLO's events) per day over the report window
+    slos: tuple[SLOReview, ...]
+    failure_modes: tuple[tuple[str, float], ...] = ()  # (failure mode, count in the window), top first
+    judges: tuple[JudgeReview, ...] = ()
+    synthetic: Counts | None = None  # prober runs passed / run (None: no probes on this flow)
+    autonomy: tuple[StateSpan, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One point for the review meeting: what the numbers suggest, and why."""
+
+    kind: str  # tighten, investigate, low_traffic
+    agent: str
+    slo: str
+    flow: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """The whole review: the window, what history covered, each agent's flows and releases."""
+
+    start: float
+    end: float
+    days: int  # asked for
+    history_start: float | None  # first sample Prometheus holds for these agents (None: nothing)
+    flows: tuple[FlowReview, ...]
+    releases: tuple[tuple[str, Release], ...] = ()  # (agent, release) in the report window
+    notes: tuple[str, ...] = ()  # what readers must know (history shorter than asked, …)
+    decisions: tuple[Decision, ...] = field(default=())
+
+    @property
+    def covered_days(self) -> float:
+        """Days of the window that history covers."""
+        if self.history_start is None:
+            return 0.0
+        return max(0.0, (self.end - max(self.start, self.history_start)) / 86400)
+
+
+def decisions(flows: tuple[FlowReview, ...]) -> tuple[Decision, ...]:
+    """The seeds' guidance applied to each SLO and flow (see the module docstring)."""
+    out: list[Decision] = []
+    for flow in flows:
+        for s in flow.slos:
+            weeks = [w for w in s.weekly if w.total > 0]
+            shares = [w.bad / (s.budget * w.total) for w in weeks]
+            if len(weeks) >= 2 and max(shares) <= WIDE_MARGIN_BUDGET_SHARE:
+                best = min(w.sli or 0.0 for w in weeks)
+                out.append(
+                    Decision(
+                        "tighten",
+                        s.agent,
+                        s.slo,
+                        s.flow,
+                        f"met with a wide margin in all {len(weeks)} weeks (worst week {fmt_pct(best)}, "
+                        f"never more than {fmt_share(max(shares))} of the budget against {s.objective:g}%): "
+                        "tighten the objective?",
+                    )
+                )
+            exhausted = sum(1 for share in shares if share >= 1)
+            if exhausted >= REPEATED_EXHAUSTION_WEEKS:
+                out.append(
+                    Decision(
+                        "investigate",
+                        s.agent,
+                        s.slo,
+                        s.flow,
+                        f"budget spent in full in {exhausted} of {len(weeks)} weeks: investigate the cause, "
+                        "or loosen the objective with a written reason",
+                    )
+                )
+            per_hour = flow.events_per_day / 24
+            if s.min_events_per_hour > 0 and per_hour < s.min_events_per_hour:
+                out.append(
+                    Decision(
+                        "low_traffic",
+                        s.agent,
+                        s.slo,
+                        s.flow,
+                        f"{fmt_count(flow.events_per_day)} events/day: under "
+                        f"{fmt_count(s.min_events_per_hour)}/h a single bad event crosses the "
+                        f"{s.burn_window} page threshold, so its burn alerts say little; add an "
+                        "alerting.min_events guard, use longer windows, or add synthetic traffic",
+                    )
+                )
+    return tuple(out)
+
+
+# --- formatting, shared by both renderers so they print the same numbers ---
+
+
+def fmt_pct(value: float | None) -> str:
+    """An SLI in percent, with enough digits to tell 99.9 from 99.95."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}%"
+
+
+def fmt_share(value: float | None) -> str:
+    """A share of a budget (1 = 100%), as a percentage with one decimal."""
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def fmt_count(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+
+
+def fmt_duration(seconds: float) -> str:
+    """A duration as `2h05m`, `45m`, `3d04h`."""
+    minutes = round(seconds / 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{mins:02d}m"
+    return f"{mins}m"
