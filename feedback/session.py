@@ -10,7 +10,7 @@ counting of those SLIs stays with `POST /v1/events` (a session never counts twic
      "messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}],
      "context": ["Refunds are issued within 10 days."],
      "tool_calls": [{"tool": "issue_refund", "input": {"order": "A-1"}, "output": {"ok": true},
-                     "outcome": "ok"}],
+                     "outcome": "ok", "input_hash": "sha256:9f2c…", "parent_task_id": "t-1"}],
      "outcome": "success", "failure_mode": null, "version": "2026-11-20", "model": "gpt-4o",
      "time": "2026-11-22T04:00:00Z"}
 """
@@ -60,6 +60,15 @@ class ToolCall(BaseModel):
     output: Any = None
     outcome: Literal["ok", "wrong_tool", "invalid_params", "empty_result", "error"] | None = None
     latency_s: NonNegative | None = None
+    # Evidence, as on `tool_call` events: digests of what went in and came out, and the task the call
+    # served. Kept with the stored session (see `SessionStore.encode`), never a label.
+    input_hash: Id | None = None
+    output_hash: Id | None = None
+    parent_task_id: Id | None = None
+
+
+# The tool-call fields that make a call traceable (`ToolCall` above, `tool_call` events).
+EVIDENCE = ("input_hash", "output_hash", "parent_task_id")
 
 
 class Session(BaseModel):
@@ -109,6 +118,7 @@ _TOOL_CALL = {
         "output": {},
         "latency_s": {"type": "number", "minimum": 0},
         "outcome": {"enum": ["ok", "wrong_tool", "invalid_params", "empty_result", "error"]},
+        **{f: {"type": "string", "minLength": 1, "maxLength": MAX_ID} for f in EVIDENCE},
     },
 }
 SESSION_SCHEMA: dict[str, Any] = {

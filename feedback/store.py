@@ -24,9 +24,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
 import orjson
+import re2
 
 from agentslo.feedback.datasets import CORRECT, EDGE_CASE, FALSE_POSITIVE, REAL_FAILURE, human_pass
 from agentslo.feedback.redact import Redactor
+from agentslo.feedback.session import EVIDENCE
 
 # Review labels (POST /v1/review/{id}/label): the verdict was right; flagged but fine; a real failure
 # (whatever the verdict said); ambiguous (kept out of calibration). See datasets.human_pass.
@@ -38,6 +40,8 @@ DEFAULT_RETENTION_S: Final = 7 * 86_400.0  # a week of unlabelled sessions cover
 DEFAULT_LABELLED_RETENTION_S: Final = 90 * 86_400.0  # labelled sessions are the calibration datasets
 DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024  # session bodies (JSON); the file adds indexes on top
 _KEY_BYTES = 32  # the pseudonyms' key (blake2b takes up to 64)
+# A tool call's input/output hash kept verbatim: hex digits, optionally named (`sha256:9f2c…`).
+_DIGEST: Final = re2.compile(r"(?:[A-Za-z0-9_-]{1,32}:)?[0-9a-fA-F]{16,}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -172,6 +176,8 @@ class SessionStore:
         body = self.redactor.value(record.body)
         if isinstance(body, dict) and "session_id" in body:
             body["session_id"] = sid  # the same pseudonym as the column, not a second redaction
+        if isinstance(body, dict):
+            self._keep_evidence(record.body.get("tool_calls"), body.get("tool_calls"))
         redacted = replace(
             record,
             session_id=sid,
@@ -181,6 +187,21 @@ class SessionStore:
             tool=self._ident(record.tool),
         )
         return EncodedSession(redacted, orjson.dumps(body))
+
+    def _keep_evidence(self, posted: Any, redacted: Any) -> None:
+        """Put the tool calls' evidence back after the body's redaction, so a call stays traceable:
+        a hex digest verbatim (a one-way hash holds no personal data, yet about one sha256 in 500 holds
+        a Luhn-valid digit run the text redactor would cut out as a card), anything else, the parent
+        task id included, pseudonymised like a session id."""
+        if not (isinstance(posted, list) and isinstance(redacted, list) and len(posted) == len(redacted)):
+            return
+        for call, out in zip(posted, redacted, strict=True):
+            if not (isinstance(call, dict) and isinstance(out, dict)):
+                continue
+            for key in EVIDENCE:
+                value = call.get(key)
+                if isinstance(value, str):
+                    out[key] = value if _DIGEST.fullmatch(value) else self.redactor.ident(value)
 
     def add(self, records: Iterable[SessionRecord], reviews: Iterable[ReviewRecord] = ()) -> int:
         """Store sessions (redacted) and reviews in one transaction; returns how many were new."""

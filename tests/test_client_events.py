@@ -90,7 +90,9 @@ def test_every_helper_counts_what_its_event_counts(exporter: Exporter, client: C
     client.record_connection(False, flow="order-status")
     client.record_escalation(required=False, performed=False)
     client.record_turn(2.5)
-    client.record_tool_call("issue_refund", "invalid_params", latency_s=0.2)
+    client.record_tool_call(
+        "issue_refund", "invalid_params", latency_s=0.2, input_hash="ab" * 16, parent_task_id="t-1"
+    )
     client.record_task("failure", duration_s=6.0, cost_usd=0.2, steps=4, input_tokens=7, model="gpt-4o-mini")
     client.record({"type": "turn", "kind": "tool_turn", "latency_s": 0.3, "flow": "order-status"})
     assert client.flush(10)
@@ -140,6 +142,8 @@ def test_every_helper_counts_what_its_event_counts(exporter: Exporter, client: C
             "tool": "issue_refund",
             "outcome": "invalid_params",
             "latency_s": 0.2,
+            "input_hash": "ab" * 16,  # evidence: accepted, never a label, so the counts are the same
+            "parent_task_id": "t-1",
         },
         {
             "type": "task",

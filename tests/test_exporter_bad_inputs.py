@@ -37,6 +37,7 @@ B = {"agent": "bot", "flow": "refund"}
 TASK = {"type": "task", **B, "outcome": "success"}
 TURN = {"type": "turn", **B, "latency_s": 0.5}
 JUDGE = {"type": "judge", **B, "judge": "faith", "score": 0.9}
+TOOL = {"type": "tool_call", **B, "tool": "get_order", "outcome": "ok"}
 
 
 def config(**overrides: Any) -> ExporterConfig:
@@ -166,6 +167,12 @@ CORPUS: list[tuple[str, bytes, int, tuple[int | None, str]]] = [
     ),
     ("newline-in-version", events({**TASK, "version": "1.0\n# TYPE x counter"}), 422, (0, "version")),
     ("second-event-bad", events(TASK, {**TASK, "outcome": 7}), 422, (1, "outcome")),
+    # tool-call evidence: ids (1-256 characters), never numbers or objects
+    ("input-hash-number", events({**TOOL, "input_hash": 12345}), 422, (0, "input_hash")),
+    ("output-hash-object", events({**TOOL, "output_hash": {"sha256": "ab"}}), 422, (0, "output_hash")),
+    ("parent-task-id-empty", events({**TOOL, "parent_task_id": ""}), 422, (0, "parent_task_id")),
+    ("input-hash-too-long", events({**TOOL, "input_hash": "a" * 257}), 422, (0, "input_hash")),
+    ("evidence-on-a-task", events({**TASK, "input_hash": "ab"}), 422, (0, "input_hash")),
 ]
 
 

@@ -300,3 +300,18 @@ def test_the_document_the_validator_and_the_fronts_accept_the_same_events(
         # only in categorical ones (a batch that is valid but for such a null is counted whole).
         kinds = FIELDS[event["type"]]
         assert any(v is None and kinds[f].kind not in PLANNED for f, v in event.items()), (event, problems)
+
+
+def test_tool_call_evidence_is_taken_by_every_front_and_counts_nothing_more() -> None:
+    """`input_hash`, `output_hash` and `parent_task_id` are ids: the scanner itself accepts them (no
+    fallback), and the counts are those of the same call without them (never a label)."""
+    call = {"type": "tool_call", "agent": SPEC.agent, "flow": next(iter(SPEC.flows)), "outcome": "ok",
+            "tool": SPEC.tools[0], "latency_s": 0.2}  # fmt: skip
+    evidence = {"input_hash": "sha256:" + "a" * 64, "output_hash": "sha256:" + "b" * 64,
+                "parent_task_id": "task-42"}  # fmt: skip
+    with_evidence, _ = _both([{**call, **evidence}])
+    without, _ = _both([call])
+    assert with_evidence is not None and with_evidence == without
+    if wire.SCANNER is not None:
+        scanned = wire.decode(orjson.dumps([{**call, **evidence}]))
+        assert scanned is not None and scanned.reports is not None, "the scanner fell back to msgspec"

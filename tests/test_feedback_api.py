@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from agentslo import feedback
 from agentslo.feedback.config import SessionsConfig
 from agentslo.feedback.pipeline import PipelineConfig
+from agentslo.feedback.store import SessionStore
 from agentslo.spec import Spec, parse_spec
 from tests.doubles.fake_provider import FakeProvider, Step
 
@@ -269,6 +270,11 @@ async def test_a_resent_session_is_judged_once(aiohttp_client: Client, provider:
         (session("x") | {"messags": []}, "messags"),
         (session("x") | {"cost_usd": -1}, "cost_usd"),
         (session("x") | {"bad_slos": ["nope"]}, "bad_slos[0]"),
+        (session("x") | {"tool_calls": [{"tool": "get_order", "input_hash": 7}]}, "tool_calls.0.input_hash"),
+        (
+            session("x") | {"tool_calls": [{"tool": "get_order", "parent_task_id": ""}]},
+            "tool_calls.0.parent_task_id",
+        ),
     ],
 )
 async def test_invalid_sessions_are_refused_with_the_field(
@@ -313,6 +319,37 @@ async def test_pii_never_reaches_the_sqlite_file(
     for value in pii:
         assert value.encode() not in raw, value
     assert b"[EMAIL]" in raw and b"[CARD]" in raw and b"[PHONE]" in raw
+
+
+async def test_tool_call_evidence_is_kept_with_the_stored_session(
+    aiohttp_client: Client, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Hashes stay verbatim through redaction, even one whose digits pass for a card number (the text
+    redactor would cut it); a parent task id holding personal data is pseudonymised like a session id."""
+    db = tmp_path / "sessions.db"
+    client = await make_client(aiohttp_client, make_spec(provider.base_url), FakeIngestor(), db_path=str(db))
+    card_like = "b1ac3a14adbfd6d9c4c4641a18c04de2b5370726980041058edfa926a49a9fb5"  # holds a Luhn run
+    calls = [
+        {"tool": "get_order", "outcome": "ok", "input_hash": f"sha256:{card_like}", "output_hash": "ab" * 16,
+         "parent_task_id": "task-7"},
+        {"tool": "issue_refund", "outcome": "error", "parent_task_id": "task-jane@example.com"},
+    ]  # fmt: skip
+    resp = await client.post("/v1/sessions", json=session("ev-1", outcome="failure", tool_calls=calls))
+    assert resp.status == 202
+    await drained(client)
+    store = SessionStore(str(db))
+    try:
+        stored = store.session("ev-1")
+    finally:
+        store.close()
+    assert stored is not None
+    first, second = stored["session"]["tool_calls"]
+    assert (first["input_hash"], first["output_hash"], first["parent_task_id"]) == (
+        f"sha256:{card_like}",
+        "ab" * 16,
+        "task-7",
+    )
+    assert "[EMAIL]~" in second["parent_task_id"] and "jane" not in second["parent_task_id"]
 
 
 async def test_tail_based_retention_keeps_every_flagged_session_and_only_the_sample(

@@ -260,11 +260,20 @@ class Client:
         session_id: str | None = None,
         trace_id: str | None = None,
         exclude: str | None = None,
+        input_hash: str | None = None,
+        output_hash: str | None = None,
+        parent_task_id: str | None = None,
     ) -> None:
-        """One tool call: `ok`, `wrong_tool`, `invalid_params`, `empty_result` or `error`."""
+        """One tool call: `ok`, `wrong_tool`, `invalid_params`, `empty_result` or `error`.
+
+        `input_hash`, `output_hash` and `parent_task_id` make the call traceable (digests of what
+        went in and came out, the task it served); the server keeps them with the session, never
+        as labels."""
         event: dict[str, Any] = {"type": "tool_call", "tool": tool, "outcome": outcome}
         if latency_s is not None:
             event["latency_s"] = latency_s
+        evidence = {"input_hash": input_hash, "output_hash": output_hash, "parent_task_id": parent_task_id}
+        event |= {k: v for k, v in evidence.items() if v is not None}
         task = active_task()
         if task is not None:
             task._note_step()
