@@ -70,7 +70,7 @@ TurnKind = Annotated[Literal["turn", "first_response", "tool_turn"], "name"]
 
 
 class Tokens(Struct, forbid_unknown_fields=True, gc=False):
-    """Tokens a task used, by direction (at least one)."""
+    """Tokens a task or a turn used, by direction (at least one)."""
 
     input: Count | None = None
     output: Count | None = None
@@ -106,11 +106,14 @@ class Task(Event, tag="task", kw_only=True):
 
 
 class Turn(Event, tag="turn", kw_only=True):
-    """One turn's latency: the `latency` SLIs of its kind."""
+    """One turn's latency: the `latency` SLIs of its kind; and its tokens, by its model, when the turn
+    carries them (an LLM call outside any task, e.g. from OTLP). Tokens go on the turn or on its
+    task, never both: each is counted where it is sent."""
 
-    plan_key = ("kind",)
+    plan_key = ("kind", "model")
     kind: TurnKind | None = None  # "turn" when absent
     latency_s: Seconds
+    tokens: Annotated[Tokens, Meta(extra_json_schema={"minProperties": 1}), "tokens"] | None = None
 
 
 class ToolCall(Event, tag="tool_call", kw_only=True):
@@ -120,11 +123,6 @@ class ToolCall(Event, tag="tool_call", kw_only=True):
     tool: Name  # an undeclared one (even "") counts as `other`
     outcome: ToolOutcome
     latency_s: Seconds | None = None
-    # Evidence that makes a call traceable (hashes of what went in and came out, the task it served):
-    # ids, never labels; kept with the stored session, never on a series.
-    input_hash: Id | None = None
-    output_hash: Id | None = None
-    parent_task_id: Id | None = None
 
 
 class Judge(Event, tag="judge", kw_only=True):

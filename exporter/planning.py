@@ -197,15 +197,9 @@ def _task(
             return "failure_mode", f"must be a string, got {failure_mode!r:.64}"
         mode = b.fold(names.L_FAILURE_MODE, failure_mode, b.spec.failure_modes)
         b.plan.incs.append(b.c.store.slot(names.FAILURE_MODES_TOTAL, (b.agent, b.flow, mode)))
-    model_label = ""
-    if model is not None:
-        if type(model) is not str:
-            return "model", f"must be a string, got {model!r:.64}"
-        model_label = b.fold(names.L_MODEL, model, b.spec.models)
-    st = b.c.store
-    b.plan.tokens = tuple(  # type: ignore[assignment]
-        st.slot(names.TOKENS_TOTAL, (b.agent, b.flow, model_label, kind)) for kind in TOKEN_TYPES
-    )
+    problem = _tokens(b, model)
+    if problem is not None:
+        return problem
     slos = b.spec.slos
     latency = [(s, slos[s].sli.latency.under) for s in b.slos("latency") if slos[s].sli.latency.of == "task"]  # type: ignore[union-attr]
     b.number("duration_s", names.TASK_DURATION_SECONDS, (b.agent, b.flow), latency)
@@ -215,10 +209,27 @@ def _task(
     return None
 
 
-def _turn(b: _Builder, kind: Any) -> Problem | None:
+def _tokens(b: _Builder, model: Any) -> Problem | None:
+    """The token counters of an event that may carry tokens: by its model (undeclared ones folded)."""
+    model_label = ""
+    if model is not None:
+        if type(model) is not str:
+            return "model", f"must be a string, got {model!r:.64}"
+        model_label = b.fold(names.L_MODEL, model, b.spec.models)
+    st = b.c.store
+    b.plan.tokens = tuple(  # type: ignore[assignment]
+        st.slot(names.TOKENS_TOTAL, (b.agent, b.flow, model_label, kind)) for kind in TOKEN_TYPES
+    )
+    return None
+
+
+def _turn(b: _Builder, kind: Any, model: Any) -> Problem | None:
     kind = "turn" if kind is None else kind
     if kind not in TURN_KINDS or type(kind) is not str:
         return "kind", _one_of(kind, TURN_KINDS)
+    problem = _tokens(b, model)
+    if problem is not None:
+        return problem
     slos = b.spec.slos
     latency = [(s, slos[s].sli.latency.under) for s in b.slos("latency") if slos[s].sli.latency.of == kind]  # type: ignore[union-attr]
     b.number("latency_s", names.TURN_LATENCY_SECONDS, (b.agent, b.flow, kind), latency)

@@ -49,7 +49,6 @@ from agentslo.exporter.events import (
     TYPES,
     AnyEvent,
     Event,
-    Task,
 )
 
 NDJSON = "application/x-ndjson"
@@ -88,6 +87,12 @@ _KEY_END = re.compile(rb'"\s*:')
 _SPACED_KEY_END = re.compile(rb'"\s+:')
 _WHITESPACE = (b" ", b"\t", b"\n", b"\r")
 _tokens_of = attrgetter("tokens")
+_TOKENED = tuple(cls for cls in TYPES.values() if "tokens" in cls.__struct_fields__)  # may carry tokens
+
+
+def _has_tokens(event: Event) -> bool:
+    return isinstance(event, _TOKENED)
+
 
 KIND = {cls: name for name, cls in TYPES.items()}
 _rank_of = attrgetter("rank")
@@ -163,7 +168,7 @@ def _keys_set(events: Sequence[Event]) -> int:
     """How many keys the decoded events had at least: each one's tag and fields that are not null."""
     rows = list(map(astuple, events))
     count = len(rows) + sum(map(len, rows)) - sum(map(tuple.count, rows, repeat(None)))
-    tokens = [t for t in map(_tokens_of, filter(Task.__instancecheck__, events)) if t is not None]
+    tokens = [t for t in map(_tokens_of, filter(_has_tokens, events)) if t is not None]
     return count + sum(t.input is not None for t in tokens) + sum(t.output is not None for t in tokens)
 
 

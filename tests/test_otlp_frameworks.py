@@ -90,6 +90,36 @@ def test_openai_instrumentation_counts_turns_tokens_and_cost(exporter: Exporter)
     assert exporter.value("agent_slo_task_cost_usd_sum") == pytest.approx((1000 * 2.5 + 200 * 10.0) / 1e6)
 
 
+def test_a_chat_call_outside_any_agent_span_counts_its_turn_and_tokens(exporter: Exporter) -> None:
+    """A plain instrumented LLM call (no agent, no task): the agent and flow come from the resource,
+    and the turn carries the chat span's tokens by its model."""
+    tracer_provider = provider(exporter, **{"service.name": "bot", "agent_slo.flow": "order-status"})
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        with FakeChat([Reply(text="Shipped.", usage=(300, 40)), Reply(text="Yes.", usage=(20, 5))]) as chat:
+            client = openai.OpenAI(base_url=chat.base_url, api_key="test")
+            for model in ("gpt-4o", "gpt-4o-mini"):
+                client.chat.completions.create(model=model, messages=[{"role": "user", "content": "A-1?"}])
+    finally:
+        instrumentor.uninstrument()
+        tracer_provider.shutdown()
+    assert turns(exporter) == 2
+    assert exporter.value("agent_slo_task_duration_seconds_count") == 0  # no task: nothing to sum into
+    tokens = {
+        (model, kind): exporter.value("agent_slo_tokens_total", flow="order-status", model=model, type=kind)
+        for model in ("gpt-4o", "gpt-4o-mini")
+        for kind in ("input", "output")
+    }
+    assert tokens == {
+        ("gpt-4o", "input"): 300,
+        ("gpt-4o", "output"): 40,
+        ("gpt-4o-mini", "input"): 20,
+        ("gpt-4o-mini", "output"): 5,
+    }
+    assert exporter.value("agent_slo_tokens_total") == 365  # counted once, nowhere else
+
+
 def _pydantic_agent(chat: FakeChat, tracer_provider: TracerProvider) -> Agent[None, str]:
     model = OpenAIChatModel("gpt-4o", provider=OpenAIProvider(base_url=chat.base_url, api_key="test"))
     agent: Agent[None, str] = Agent(model, name="bot")

@@ -7,8 +7,9 @@ names both; see DESIGN.md, "OTLP ingest"), and a spec's `otel:` section override
 - flow: the first of `otel.flow_attributes` (default `agent_slo.flow`) on the span, its nearest
   ancestor that has one, or the resource; else the first matching `otel.flow_rules`;
 - `invoke_agent` (the `otel.task_operations`; of nested spans of one agent, the innermost) → `task`
-  (outcome from `agent_slo.outcome`, else status ERROR → failure; tokens, cost and steps from its
-  chat and tool spans); `chat` / `text_completion` / `generate_content` → `turn`; `execute_tool` →
+  (outcome from `agent_slo.outcome`, else status ERROR → failure; cost and steps from its chat and
+  tool spans); `chat` / `text_completion` / `generate_content` → `turn` (with its span's tokens,
+  counted once by its model, inside a task or not: the task never repeats them); `execute_tool` →
   `tool_call`; a `gen_ai.evaluation.result` span event or log record → `judge`.
 
 Spans that are not GenAI operations (HTTP, database...) are ignored, not refused. What cannot be
@@ -252,10 +253,7 @@ def _task(
             event[name] = attrs[key]
     turns = [n for n in notes if n.kind == "turn"]
     event["steps"] = len(turns) + sum(1 for n in notes if n.kind == "tool")
-    ins = [n.tokens[0] for n in turns if n.tokens[0] is not None]
-    outs = [n.tokens[1] for n in turns if n.tokens[1] is not None]
-    if ins or outs:
-        event["tokens"] = {k: sum(v) for k, v in (("input", ins), ("output", outs)) if v}
+    # no tokens: each chat span's turn counts its own, by its model (the task would count them again)
     cost = _cost(otel, turns)
     if cost is not None:
         event["cost_usd"] = cost
@@ -264,6 +262,14 @@ def _task(
         if model is not None:
             event["model"] = model
     return event
+
+
+def _tokens(note: SpanNote | None) -> dict[str, int] | None:
+    """A chat span's token usage as the `tokens` of its turn (None when it reports none)."""
+    if note is None:
+        return None
+    tokens = {k: v for k, v in zip(("input", "output"), note.tokens, strict=True) if v is not None}
+    return tokens or None
 
 
 def _tool(fields: dict[str, Any], span: Any, attrs: dict[str, Any], duration_s: float) -> dict[str, Any]:
@@ -413,6 +419,9 @@ def _map_span(
             "kind": "turn",
             "latency_s": duration_s,
         }
+        tokens = _tokens(note)
+        if tokens is not None:
+            event["tokens"] = tokens
     elif op == TOOL_OPERATION:
         event = _tool(_versions(dict(common), otel, attrs, None), span, attrs, duration_s)
     if event is not None:

@@ -199,6 +199,7 @@ def events(
                         "model": step.model,
                         "kind": "turn",
                         "latency_s": (end - at) / S,
+                        "tokens": {"input": step.input_tokens, "output": step.output_tokens},
                     }
                 )
                 judged = [
@@ -229,11 +230,7 @@ def events(
             "duration_s": (at - start) / S,
             "steps": len(turns) + len(t.tools),
         }
-        if turns:
-            task["tokens"] = {
-                "input": sum(x.input_tokens for x in turns),
-                "output": sum(x.output_tokens for x in turns),
-            }
+        if turns:  # the turns count the tokens; the task prices them
             task["model"] = turns[0].model
             priced = [x for x in turns if x.model in prices]
             if priced:
