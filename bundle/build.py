@@ -13,7 +13,8 @@ writes, all regenerated from the specs:
 
 Run Prometheus with `--storage.tsdb.retention.time` of at least the retention printed (the longest
 SLO period plus a week; the default 15d would silently shorten a 30d budget). With `--check` nothing
-is written and the exit code is 1 when the files on disk differ.
+is written and the exit code is 1 when the files on disk differ. `--target kubernetes` writes
+Kubernetes manifests for kube-prometheus instead (`bundle.kubernetes`).
 
 It composes the rules and dashboards wings (their generators, unchanged) with the configs of
 `bundle.configs`; nothing here decides a rule or a panel.
@@ -29,7 +30,7 @@ from typing import Any, Final, TextIO
 import yaml
 
 from agentslo import dashboards, rules
-from agentslo.bundle import configs
+from agentslo.bundle import configs, kubernetes
 from agentslo.output import write_or_check
 from agentslo.spec import Spec, load_specs
 
@@ -120,20 +121,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="base URL of the Alertmanager webhook receivers (default: a placeholder to replace)",
     )
     parser.add_argument(
-        "--prometheus-url", default="http://prometheus:9090", help="Prometheus URL Grafana's datasource uses"
+        "--prometheus-url",
+        default=None,
+        help="Prometheus URL Grafana's datasource (or, on Kubernetes, the exporter) uses",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("standalone", "kubernetes"),
+        default="standalone",
+        help="standalone: Prometheus/Alertmanager/Grafana files (default); kubernetes: manifests for "
+        "kube-prometheus and a kustomization (bundle/kubernetes.py)",
+    )
+    parser.add_argument("--namespace", default=kubernetes.DEFAULT_NAMESPACE, help="kubernetes: namespace")
+    parser.add_argument("--image", default=kubernetes.DEFAULT_IMAGE, help="kubernetes: the agent-slo image")
+    parser.add_argument(
+        "--replicas", type=int, default=kubernetes.DEFAULT_REPLICAS, help="kubernetes: exporter replicas"
     )
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     specs = load_specs(args.specs)
-    files = generate(
-        specs,
-        exporter_targets=args.exporter or (configs.DEFAULT_EXPORTER_TARGET,),
-        alertmanager_targets=args.alertmanager or (configs.DEFAULT_ALERTMANAGER_TARGET,),
-        prometheus_url=args.prometheus_url,
-        webhook_base_url=args.webhook_base,
-    )
+    if args.target == "kubernetes":
+        files = kubernetes.generate(
+            specs,
+            namespace=args.namespace,
+            image=args.image,
+            replicas=args.replicas,
+            prometheus_url=args.prometheus_url or kubernetes.DEFAULT_PROMETHEUS_URL,
+            webhook_base_url=args.webhook_base,
+        )
+    else:
+        files = generate(
+            specs,
+            exporter_targets=args.exporter or (configs.DEFAULT_EXPORTER_TARGET,),
+            alertmanager_targets=args.alertmanager or (configs.DEFAULT_ALERTMANAGER_TARGET,),
+            prometheus_url=args.prometheus_url or "http://prometheus:9090",
+            webhook_base_url=args.webhook_base,
+        )
     code = write_or_check(files, args.output, args.check, out=out)
     if not args.check:
         print(f"wrote {len(files)} file(s) to {args.output}", file=out)
