@@ -178,10 +178,66 @@ def parse_spec(text: str, file: str = "<spec>") -> m.Spec:
     if spec is not None:
         for path, message in _semantic_problems(spec, declared):
             add(path, message)
+    # The entries set aside for structural errors still have their references checked, so a broken
+    # SLO that also names an undeclared owner gets both problems in this one run.
+    for path, message in _set_aside_problems(data, pruned, declared):
+        add(path, message)
     if problems or spec is None:
         raise SpecError(problems)
     spec._source = file
     return spec
+
+
+def _undeclared(
+    path: KeyPath, values: Iterable[str] | str | None, known: set[str], what: str
+) -> list[tuple[KeyPath, str]]:
+    """A problem for each value that is not among the declared names, with the closest as a hint."""
+    out = []
+    single = isinstance(values, str)
+    for i, value in enumerate([values] if isinstance(values, str) else values or ()):
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
+            hint = (
+                f"; did you mean `{close[0]}`?"
+                if close
+                else f"; declared: {', '.join(sorted(known)) or 'none'}"
+            )
+            out.append((path if single else (*path, i), f"{what} `{value}` is not declared{hint}"))
+    return out
+
+
+def _names(value: Any) -> list[str] | None:
+    """A raw list of names as written (None when it is not one: its structural error says so)."""
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+
+
+def _no_flows(path: KeyPath) -> tuple[KeyPath, str]:
+    return (path, "selects no flows, so it would measure nothing; list at least one declared flow")
+
+
+def _set_aside_problems(
+    data: dict[str, Any], pruned: set[KeyPath], declared: dict[str, set[str]]
+) -> list[tuple[KeyPath, str]]:
+    """The reference problems of SLOs and judges set aside for structural errors, read from the raw
+    YAML (only values of the right shape: a wrong shape is already its own structural problem)."""
+    out: list[tuple[KeyPath, str]] = []
+    for section, name in sorted((str(p[0]), str(p[1])) for p in pruned):
+        entry = data.get(section, {}).get(name) if isinstance(data.get(section), dict) else None
+        if not isinstance(entry, dict):
+            continue
+        base: KeyPath = (section, name)
+        flows = _names(entry.get("flows"))
+        out += _undeclared((*base, "flows"), flows, declared["flows"], "flow")
+        if flows == []:
+            out.append(_no_flows((*base, "flows")))
+        if section != "slos":
+            continue
+        if isinstance(owner := entry.get("owner"), str):
+            out += _undeclared((*base, "owner"), owner, declared["owners"], "owner")
+        sli = entry.get("sli")
+        if isinstance(sli, dict) and isinstance(judge := sli.get("judge"), str):
+            out += _undeclared((*base, "sli", "judge"), judge, declared["judges"], "judge")
+    return out
 
 
 def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tuple[KeyPath, str]]:
@@ -190,16 +246,7 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
     exclusions = set(spec.exclusions) | set(m.BUILTIN_EXCLUSIONS)
 
     def refs(path: KeyPath, values: Iterable[str] | str | None, known: set[str], what: str) -> None:
-        single = isinstance(values, str)
-        for i, value in enumerate([values] if isinstance(values, str) else values or ()):
-            if value not in known:
-                close = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
-                hint = (
-                    f"; did you mean `{close[0]}`?"
-                    if close
-                    else f"; declared: {', '.join(sorted(known)) or 'none'}"
-                )
-                out.append((path if single else (*path, i), f"{what} `{value}` is not declared{hint}"))
+        out.extend(_undeclared(path, values, known, what))
 
     for name, judge in spec.judges.items():
         refs(("judges", name, "flows"), judge.flows, flows, "flow")
@@ -208,6 +255,9 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
         if slo.owner not in declared["owners"]:
             refs((*base, "owner"), slo.owner, declared["owners"], "owner")
         refs((*base, "flows"), slo.flows, flows, "flow")
+        if not spec.flows_of(name):  # `flows: []`, or a judge that judges no flow
+            judge_flows = ("judges", slo.sli.judge or "", "flows")
+            out.append(_no_flows((*base, "flows") if slo.flows is not None else judge_flows))
         refs((*base, "exclusions"), slo.exclusions, exclusions, "exclusion")
         kind = slo.sli.kind
         if kind == "judge" and slo.sli.judge not in judges:

@@ -361,6 +361,49 @@ def test_every_problem_is_reported_in_one_run() -> None:
     } <= paths
     # A structurally broken judge is set aside, but the SLO that names a missing judge is still checked.
     assert "slos.grounded.sli.judge" in paths
+    # A structurally broken SLO is set aside too, and its undeclared owner is still reported.
+    owner = next(p for p in info.value.problems if p.path == "slos.task-success.owner")
+    assert "owner `nobody` is not declared" in owner.message
+
+
+def test_structural_and_semantic_problems_of_one_slo_come_in_one_pass() -> None:
+    text = BASE + (
+        "  broken: {sli: {taks: {}}, objective: 90, owner: nobody, flows: [refnud]}\n"
+        "  wrong-judge: {sli: {judge: grounde}, objective: 200, owner: product}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "one-pass.yaml")
+    found = {p.path: p.message for p in info.value.problems}
+    assert "unknown SLI kind `taks`" in found["slos.broken.sli.taks"]
+    assert "owner `nobody` is not declared" in found["slos.broken.owner"]
+    assert "did you mean `refund`?" in found["slos.broken.flows[0]"]
+    assert "strictly between 0 and 100" in found["slos.wrong-judge.objective"]
+    assert "did you mean `grounded`?" in found["slos.wrong-judge.sli.judge"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        ("  none: {sli: {task: {}}, objective: 90, owner: product, flows: []}\n", "slos.none.flows"),
+        # structurally broken as well: still refused for its empty flows in the same run
+        ("  none: {sli: {task: {}}, objective: 900, owner: product, flows: []}\n", "slos.none.flows"),
+    ],
+    ids=["valid-otherwise", "also-broken"],
+)
+def test_an_slo_that_selects_no_flows_is_refused(extra: str, path: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(BASE + extra, "noflows.yaml")
+    problem = next(p for p in info.value.problems if p.path == path)
+    assert "selects no flows" in problem.message and problem.line == len(BASE.splitlines()) + 1
+
+
+def test_an_slo_whose_judge_judges_no_flow_is_refused() -> None:
+    text = _replace("sample_rate: 0.1", "sample_rate: 0.1\n    flows: []")
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "judge.yaml")
+    assert any(
+        p.path == "judges.grounded.flows" and "selects no flows" in p.message for p in info.value.problems
+    )
 
 
 def test_duplicate_agents_across_files_are_refused(tmp_path: Path) -> None:
