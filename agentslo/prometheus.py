@@ -9,7 +9,9 @@
     except PrometheusError as exc:
         print(exc)  # says which Prometheus, which query and what went wrong
 
-The release gate (a CLI) calls `query`, over urllib; the exporter's autonomy API awaits `aquery`,
+The release gate (a CLI) calls `query`, over urllib; the SLO review (`report`, `suggest`, `backtest`)
+reads history with `query_range` (a range query: the expression at every step) and `query_matrix`
+(a range selector's raw samples), also over urllib; the exporter's autonomy API awaits `aquery`,
 over aiohttp, on the event loop. Both share everything but the transport: the URL, the headers
 (a bearer token or basic auth) and the TLS settings (a CA bundle, or no verification) are built
 here once, and every answer is checked and parsed by the same code. Failures are one of four
@@ -34,8 +36,8 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, Final, NamedTuple, TypeVar
 
 import aiohttp
 import orjson
@@ -44,6 +46,10 @@ from agentslo import __version__
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 QUERY_PATH: Final = "/api/v1/query"
+QUERY_RANGE_PATH: Final = "/api/v1/query_range"
+# Prometheus refuses a range query of more than 11,000 points per series; callers pick a step under it.
+MAX_POINTS_PER_SERIES: Final = 11_000
+_T = TypeVar("_T")
 
 
 class PrometheusError(RuntimeError):
@@ -85,6 +91,14 @@ class Sample(NamedTuple):
     labels: Mapping[str, str]
     value: float
     timestamp: float
+
+
+class Series(NamedTuple):
+    """One series of a range query (or of a range selector): its labels and (unix time, value) points,
+    oldest first."""
+
+    labels: Mapping[str, str]
+    points: list[tuple[float, float]]
 
 
 class PrometheusClient:
@@ -148,7 +162,11 @@ class PrometheusClient:
         )
 
     def _samples(self, status: int, body: bytes, promql: str) -> list[Sample]:
-        """Check an answer and parse its result; raises the PrometheusError that says what is wrong."""
+        """Check an answer and parse its instant result (or raise the PrometheusError saying why not)."""
+        return self._parsed(status, body, promql, _parse_result)
+
+    def _parsed(self, status: int, body: bytes, promql: str, parse: Callable[[Any], _T]) -> _T:
+        """Check an answer and hand its `data` to `parse` (or raise the PrometheusError saying why not)."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -179,7 +197,7 @@ class PrometheusClient:
                 query=promql,
             )
         try:
-            return _parse_result(payload["data"])
+            return parse(payload["data"])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise PrometheusBadResponse(
                 f"Prometheus at {self.url} answered {promql!r} with an unusable result: {exc}",
@@ -191,16 +209,41 @@ class PrometheusClient:
 
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
         """Run an instant query and return its samples (blocking)."""
-        request = urllib.request.Request(self.query_url(promql, at), headers=self.headers)
+        status, body = self._get(QUERY_PATH, self.params(promql, at), promql)
+        return self._samples(status, body, promql)
+
+    def _get(self, path: str, params: Mapping[str, str], promql: str) -> tuple[int, bytes]:
+        """GET `path` with `params` (blocking); an error status is an answer, no answer raises."""
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        request = urllib.request.Request(url, headers=self.headers)
         try:
             context = self._ssl_context() if self.url.startswith("https:") else None
             with urllib.request.urlopen(request, timeout=self.timeout, context=context) as resp:
-                status, body = resp.status, resp.read()
+                return resp.status, resp.read()
         except urllib.error.HTTPError as exc:  # an answer, with an error status: the body says more
-            status, body = exc.code, exc.read()
+            return exc.code, exc.read()
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, dropped connections
             raise self._unreachable(promql, exc) from None
-        return self._samples(status, body, promql)
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
+        """Evaluate `promql` at `start`, `start + step`, ... up to `end` (one range query, blocking).
+
+        Each step is the instant query at that time, so a range query of a rule's expression gives
+        exactly what the rule would have recorded at those times. Prometheus refuses more than
+        `MAX_POINTS_PER_SERIES` steps; `history` splits longer ranges."""
+        params = {
+            "query": promql,
+            "start": repr(float(start)),
+            "end": repr(float(end)),
+            "step": repr(float(step)),
+        }
+        status, body = self._get(QUERY_RANGE_PATH, params, promql)
+        return self._parsed(status, body, promql, _parse_matrix)
+
+    def query_matrix(self, promql: str, at: float | None = None) -> list[Series]:
+        """An instant query whose result is a range vector (`metric[1h]`): the raw stored samples."""
+        status, body = self._get(QUERY_PATH, self.params(promql, at), promql)
+        return self._parsed(status, body, promql, _parse_matrix)
 
     # --- asynchronous: aiohttp ---
 
@@ -240,3 +283,13 @@ def _parse_result(data: Any) -> list[Sample]:
     if kind == "scalar":
         return [Sample({}, float(result[1]), float(result[0]))]
     raise ValueError(f"a {kind} result, where an instant vector or a scalar was expected")
+
+
+def _parse_matrix(data: Any) -> list[Series]:
+    """A range query's (or a range selector's) `data`: a matrix of series with [time, "value"] points."""
+    if data["resultType"] != "matrix":
+        raise ValueError(f"a {data['resultType']} result, where a range vector (matrix) was expected")
+    return [
+        Series(dict(item["metric"]), [(float(t), float(v)) for t, v in item["values"]])
+        for item in data["result"]
+    ]
