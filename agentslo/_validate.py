@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agentslo import names
 from agentslo import spec_model as m
 from agentslo._yamlmap import Path as KeyPath
 from agentslo._yamlmap import line_for, load_with_lines
@@ -287,6 +288,11 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
                                 "(risk: faq, account, billing or medical)",
                             )
                         )
+        if kind == "workflow" and (wf := slo.sli.workflow) is not None:
+            if wf.name not in spec.workflows:
+                refs((*base, "sli", "workflow", "name"), wf.name, set(spec.workflows), "workflow")
+            elif wf.step is not None and wf.step not in spec.workflows[wf.name].steps:
+                refs((*base, "sli", "workflow", "step"), wf.step, set(spec.workflows[wf.name].steps), "step")
         if kind == "synthetic" and spec.synthetic is None:
             out.append(
                 (
@@ -294,6 +300,19 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
                     "a synthetic SLI needs a top-level `synthetic:` section (target and scenarios)",
                 )
             )
+    for name, workflow in spec.workflows.items():
+        refs(("workflows", name, "flows"), workflow.flows, flows, "flow")
+        if len(set(workflow.steps)) != len(workflow.steps):
+            out.append((("workflows", name, "steps"), "each step of a workflow must have its own name"))
+    if spec.pipeline is not None and len(set(spec.pipeline.stages)) != len(spec.pipeline.stages):
+        out.append((("pipeline", "stages"), "each stage must be named once"))
+    if spec.health is not None and spec.health.window not in names.SLI_WINDOWS:
+        out.append(
+            (
+                ("health", "window"),
+                f"the health score reads recorded windows: use one of {', '.join(names.SLI_WINDOWS)}",
+            )
+        )
     refs(("autonomy", "governed_by"), spec.autonomy.governed_by, slos, "SLO")
     refs(("release_gate", "slos"), spec.release_gate.slos, slos, "SLO")
     for kind_name, kind_slos in spec.release_gate.change_kinds.items():

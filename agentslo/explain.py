@@ -3,6 +3,12 @@
 For every SLO and objective it prints the error budget per period, what that means in events at a
 given daily volume, and each burn-rate tier's error-ratio threshold and time to fire on a full
 outage, saying when a tier had to be capped because the objective is too low for its factor.
+
+Workflows get their compound arithmetic: steps that each succeed p of the time succeed pⁿ of the
+time end to end (10 steps at 99% → 90.4%), so an end-to-end target T needs every step at T^(1/n):
+
+    >>> chain_success(0.99, 10), round(step_objective_for(0.95, 3), 5)
+    (0.9043820750088044, 0.98305)
 """
 
 from __future__ import annotations
@@ -26,7 +32,16 @@ UNIT: dict[str, str] = {
     "connection": "connections",
     "synthetic": "probe runs",
     "promql": "events",
+    "workflow": "workflow runs",
 }
+ESCALATION_UNIT = {
+    "correct": "escalation decisions",
+    "recall": "decisions that required a hand-off",
+    "unnecessary": "hand-offs",
+    "context": "hand-offs",
+}
+# Per-step success the compound arithmetic is shown at when a workflow has no per-step SLOs.
+EXAMPLE_STEP_SUCCESS = 0.99
 LATENCY_UNIT = {
     "task": "tasks",
     "turn": "turns",
@@ -58,7 +73,59 @@ def unit_of(spec: Spec, slo: str) -> str:
     sli = spec.slos[slo].sli
     if sli.latency is not None:
         return LATENCY_UNIT[sli.latency.of]
+    if sli.escalation is not None:
+        return ESCALATION_UNIT[sli.escalation.of]
+    if sli.workflow is not None and sli.workflow.step is not None:
+        return f"`{sli.workflow.step}` steps"
     return UNIT[sli.kind]
+
+
+def chain_success(step_success: float, steps: int) -> float:
+    """End-to-end success of `steps` independent steps that each succeed `step_success` of the time."""
+    return float(step_success**steps)
+
+
+def step_objective_for(end_to_end: float, steps: int) -> float:
+    """The per-step success every one of `steps` steps needs for an end-to-end success `end_to_end`."""
+    return float(end_to_end ** (1 / steps))
+
+
+def explain_workflows(spec: Spec) -> list[str]:
+    """Each workflow's compound arithmetic: the chain its step objectives give, and what each step
+    needs for the end-to-end objective (from its SLOs when it has them)."""
+    lines = []
+    for name, workflow in spec.workflows.items():
+        n = len(workflow.steps)
+        lines.append(f"  workflow {name}: {n} steps ({' → '.join(workflow.steps)})")
+        slos = {s: slo.sli.workflow for s, slo in spec.slos.items() if slo.sli.workflow is not None}
+        step_objectives = {
+            w.step: float(spec.slos[s].objective)
+            for s, w in slos.items()
+            if w is not None and w.name == name and w.step is not None and spec.slos[s].objective != "auto"
+        }
+        at = EXAMPLE_STEP_SUCCESS
+        lines.append(
+            f"    {n} steps at {_pct(at * 100)} each succeed {_pct(round(chain_success(at, n) * 100, 2))} "
+            "of the time end to end"
+        )
+        if step_objectives:
+            product = 1.0
+            for step in workflow.steps:
+                product *= step_objectives.get(step, 100.0) / 100
+            given = ", ".join(f"{st} {_pct(o)}" for st, o in step_objectives.items())
+            lines.append(
+                f"    the step objectives ({given}; other steps taken as perfect) allow at best "
+                f"{_pct(round(product * 100, 3))} end to end"
+            )
+        for s, w in slos.items():
+            if w is None or w.name != name or w.step is not None or spec.slos[s].objective == "auto":
+                continue
+            target = float(spec.slos[s].objective) / 100
+            lines.append(
+                f"    end-to-end objective {_pct(target * 100)} (SLO {s}) needs every step at "
+                f"{_pct(round(step_objective_for(target, n) * 100, 3))} or better"
+            )
+    return lines
 
 
 def explain_slo(spec: Spec, slo: str, volume_per_day: float) -> list[str]:
@@ -122,8 +189,35 @@ def explain(spec: Spec, volume_per_day: float) -> str:
         out.append(
             f"  synthetic: every {spec.synthetic.interval} ({parse_duration(spec.synthetic.interval)} s)"
         )
+    out.extend(explain_workflows(spec))
+    out.extend(explain_extras(spec))
     out.extend(explain_otel(spec))
     return "\n".join(out)
+
+
+def explain_extras(spec: Spec) -> list[str]:
+    """The pipeline stages, the health score's weights and the budget tiers, in one line each."""
+    lines = []
+    if spec.pipeline is not None:
+        lines.append(f"  pipeline: stage latency by {', '.join(spec.pipeline.stages)} (P50/P95/P99, share)")
+    if (health := spec.health) is not None:
+        total = sum(health.weights.values())
+        weights = ", ".join(f"{c} {w / total:.0%}" for c, w in health.weights.items() if w > 0)
+        lines.append(
+            f"  health score over {health.window}: {weights} (steps ≤ {health.max_steps}, turns ≤ "
+            f"{health.llm_latency_under:g}s); triage only, never alerts"
+        )
+    if (alloc := spec.budget_allocation) is not None and alloc.end_to_end != "auto":
+        tiers = ", ".join(
+            f"{t} {_pct(100 - float(tier.objective))}"
+            for t, tier in alloc.tiers.items()
+            if tier.objective != "auto"
+        )
+        lines.append(
+            f"  budget tiers sharing {_pct(100 - float(alloc.end_to_end))} end to end: {tiers}; "
+            "a tier that spends its share tickets (AgentSLOBudgetTierSpent)"
+        )
+    return lines
 
 
 def explain_otel(spec: Spec) -> list[str]:

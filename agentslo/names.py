@@ -142,11 +142,13 @@ ALERT_FAILURE_MODE_EMERGED: Final = "AgentSLOFailureModeEmerged"
 ALERT_JUDGE_AGREEMENT_LOW: Final = "AgentSLOJudgeAgreementLow"
 ALERT_TELEMETRY_ABSENT: Final = "AgentSLOTelemetryAbsent"
 ALERT_SPEC_MISMATCH: Final = "AgentSLOSpecMismatch"
+# A budget allocation tier (or the whole stack, tier `end_to_end`) has spent its share (a ticket).
+ALERT_BUDGET_TIER_SPENT: Final = "AgentSLOBudgetTierSpent"
 
 ALL_ALERTS: Final = (
     ALERT_BURN_RATE, ALERT_BUDGET_LOW, ALERT_BUDGET_EXHAUSTED, ALERT_RARE_EVENT, ALERT_SYNTHETIC_FAILING,
     ALERT_JUDGE_DRIFT, ALERT_FAILURE_MODE_EMERGED, ALERT_JUDGE_AGREEMENT_LOW, ALERT_TELEMETRY_ABSENT,
-    ALERT_SPEC_MISMATCH,
+    ALERT_SPEC_MISMATCH, ALERT_BUDGET_TIER_SPENT,
 )
 
 # --- autonomy and release states (codes recorded by the rules, read by the API and the gate) ---
@@ -174,3 +176,38 @@ L_LABEL: Final = "label"  # agent_slo_label_folded_total: which label had a valu
 # `result` of agent_slo_ingest_events_total.
 INGEST_ACCEPTED: Final = "accepted"
 INGEST_REJECTED: Final = "rejected"
+
+# --- voice pipeline, workflows, health score, budget tiers (issue 16) ---
+# Per-stage latency of a voice pipeline (`stage` events): which stage owns the P95/P99 of a turn.
+STAGE_LATENCY_SECONDS: Final = "agent_slo_stage_latency_seconds"
+# Steps of declared workflows (`workflow_step` events), by outcome good/bad.
+WORKFLOW_STEPS_TOTAL: Final = "agent_slo_workflow_steps_total"
+L_STAGE: Final = "stage"
+L_WORKFLOW: Final = "workflow"
+L_STEP: Final = "step"
+L_COMPONENT: Final = "component"  # health score component
+L_TIER: Final = "tier"  # budget allocation tier (infrastructure, provider, execution, quality)
+STAGE_WINDOW: Final = "5m"  # stage quantiles and shares: the dashboards' resolution
+STAGE_QUANTILES: Final = (0.5, 0.95, 0.99)
+
+
+def stage_latency_quantile(quantile: float) -> str:
+    """`agent_slo:stage_latency_seconds:p<q>_rate5m` per agent, flow and stage (p50, p95, p99)."""
+    return f"agent_slo:stage_latency_seconds:p{round(quantile * 100):d}_rate{STAGE_WINDOW}"
+
+
+# Each stage's share of the summed stage time (0..1) per agent and flow: who owns the latency.
+STAGE_LATENCY_SHARE: Final = f"agent_slo:stage_latency_seconds:share_rate{STAGE_WINDOW}"
+WORKFLOW_WINDOW: Final = "1h"
+# Per step: good / all step events over the hour; per workflow: the product over its steps (the
+# compound success 10 steps at 99% give: 90.4%), and the measured end-to-end success.
+WORKFLOW_STEP_SUCCESS: Final = f"agent_slo:workflow_step_success:ratio_rate{WORKFLOW_WINDOW}"
+WORKFLOW_CHAIN_SUCCESS: Final = f"agent_slo:workflow_chain_success:ratio_rate{WORKFLOW_WINDOW}"
+# The health score (0..1) per agent and flow, its components and their weights; never alerted on.
+HEALTH_COMPONENT: Final = "agent_slo:health_component:ratio"
+HEALTH_WEIGHT: Final = "agent_slo:health_weight:ratio"
+HEALTH_SCORE: Final = "agent_slo:health_score:ratio"
+# Budget allocation: share of each tier's budget spent over the period (1 = spent), tier `end_to_end`
+# for the whole stack, and the alert when a tier has spent its share.
+BUDGET_TIER_CONSUMED: Final = "agent_slo:budget_tier_consumed:ratio"
+BUDGET_TIER_END_TO_END: Final = "end_to_end"

@@ -47,6 +47,7 @@ SLI_KINDS = (
     "connection",
     "synthetic",
     "promql",
+    "workflow",
 )
 BUILTIN_EXCLUSIONS = ("synthetic",)
 # The prober's own failures (a bug or crash of the prober, not the agent's answer): sent to the
@@ -54,6 +55,19 @@ BUILTIN_EXCLUSIONS = ("synthetic",)
 # Honoured by synthetic SLOs only.
 PROBER_ERROR_EXCLUSION = "prober_error"
 BURN_TIER_NAMES = ("page_fast", "page_slow", "ticket_fast", "ticket_slow")
+# A voice pipeline's stages, in the order a turn passes them, when `pipeline:` names none.
+DEFAULT_STAGES = ("telephony", "asr", "llm", "tts", "tools")
+# What an `escalation` SLI measures (see EscalationSLI); `correct` is the combined one.
+ESCALATION_MEASURES = ("correct", "recall", "unnecessary", "context")
+HealthComponent = Literal["task_completion", "synthetic_pass_rate", "step_count", "escalation", "llm_latency"]
+# The health score's default weights (percent), by component: the usual voice/CX triage score.
+DEFAULT_HEALTH_WEIGHTS: Mapping[HealthComponent, float] = {
+    "task_completion": 30.0,
+    "synthetic_pass_rate": 30.0,
+    "step_count": 20.0,
+    "escalation": 10.0,
+    "llm_latency": 10.0,
+}
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -252,6 +266,25 @@ class CostSLI(Model):
     under_usd: float = Field(gt=0)
 
 
+class EscalationSLI(Model):
+    """Which part of the hand-off decision is measured, each targetable on its own.
+
+    `correct` (default): escalated exactly when required, with context preserved (every decision);
+    `recall`: escalated when required (decisions that required one); `unnecessary`: the hand-off was
+    required (escalations performed; bad = an unnecessary one); `context`: context preserved on
+    hand-off (escalations performed)."""
+
+    of: Literal["correct", "recall", "unnecessary", "context"] = "correct"
+
+
+class WorkflowSLI(Model):
+    """A declared workflow's success: one `step`'s success, or end to end when no step is given
+    (a run is good when its last step succeeds, bad when any step fails)."""
+
+    name: Name
+    step: Name | None = None
+
+
 class SyntheticSLI(Model):
     scenarios: tuple[str, ...] | None = None  # None: every scenario of the SLO's flows
 
@@ -281,10 +314,11 @@ class SLI(Model):
     judge: Name | None = None
     latency: LatencySLI | None = None
     cost: CostSLI | None = None
-    escalation: Empty | None = None
+    escalation: EscalationSLI | None = None
     connection: Empty | None = None
     synthetic: SyntheticSLI | None = None
     promql: PromqlSLI | None = None
+    workflow: WorkflowSLI | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -407,6 +441,37 @@ class BudgetAllocation(Model):
     tiers: dict[Literal["infrastructure", "provider", "execution", "quality"], BudgetTier]
 
 
+class Pipeline(Model):
+    """A voice pipeline's stages: `stage` events report each stage's latency, so dashboards show
+    which stage owns the P95/P99 of a turn."""
+
+    stages: tuple[Name, ...] = Field(DEFAULT_STAGES, min_length=1)
+
+
+class Workflow(Model):
+    """A multi-step workflow: its ordered steps (at least two), each reported by `workflow_step` events."""
+
+    steps: tuple[Name, ...] = Field(min_length=2)
+    flows: tuple[Name, ...] | None = None  # None: every flow
+    description: str = ""
+
+
+class Health(Model):
+    """A triage score per flow, 0..1: the weighted mean of components, secondary to the SLOs (never
+    alerted on). Each component is normalised to 0..1 over `window` (see README, "Health score")."""
+
+    window: Duration = "1h"
+    weights: dict[HealthComponent, float] = Field(default_factory=lambda: dict(DEFAULT_HEALTH_WEIGHTS))
+    max_steps: int = Field(8, ge=1, le=1000)  # step_count: a task within this many steps is good
+    llm_latency_under: Seconds = 2.0  # llm_latency: a turn at or under this is good
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> Health:
+        if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
+            raise ValueError("health weights must be ≥ 0 and at least one above 0")
+        return self
+
+
 class Telemetry(Model):
     absent_for: Duration = "30m"
     scrape_job: str = "agent-slo"
@@ -468,6 +533,9 @@ class Spec(Model):
     release_gate: ReleaseGate = ReleaseGate()
     synthetic: Synthetic | None = None
     budget_allocation: BudgetAllocation | None = None
+    pipeline: Pipeline | None = None
+    workflows: dict[Name, Workflow] = {}
+    health: Health | None = None
     telemetry: Telemetry = Telemetry()
     otel: Otel = Otel()
 
@@ -493,6 +561,8 @@ class Spec(Model):
             return s.flows
         if s.sli.judge is not None and (judge := self.judges.get(s.sli.judge)) and judge.flows is not None:
             return judge.flows
+        if s.sli.workflow is not None and s.sli.workflow.name in self.workflows:
+            return self.workflow_flows(s.sli.workflow.name)
         return tuple(self.flows)
 
     def objective_for(self, slo: str, flow: str) -> float:
@@ -527,6 +597,11 @@ class Spec(Model):
     def all_exclusions(self) -> tuple[str, ...]:
         builtin = (*BUILTIN_EXCLUSIONS, PROBER_ERROR_EXCLUSION)
         return (*builtin, *(e for e in self.exclusions if e not in builtin))
+
+    def workflow_flows(self, workflow: str) -> tuple[str, ...]:
+        """The flows a workflow runs in: its own list, else every flow."""
+        own = self.workflows[workflow].flows
+        return own if own is not None else tuple(self.flows)
 
     def governing_slos(self) -> tuple[str, ...]:
         return self.autonomy.governed_by if self.autonomy.governed_by is not None else tuple(self.slos)

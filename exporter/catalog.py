@@ -57,6 +57,8 @@ def _help() -> dict[str, str]:
         n.INGEST_REJECTED_TOTAL: "Requests refused by the ingest API, by reason.",
         n.LABEL_FOLDED_TOTAL: "Undeclared label values folded into `other` (cardinality guard), by label.",
         n.CLIENT_DROPPED_EVENTS_TOTAL: "Events client SDKs had to drop (queue full, closed), as they report.",
+        n.STAGE_LATENCY_SECONDS: "Latency of one voice-pipeline stage of a turn (ASR, LLM, TTS...).",
+        n.WORKFLOW_STEPS_TOTAL: "Steps of declared workflows by outcome (good: the step succeeded).",
     }
 
 
@@ -96,6 +98,8 @@ class Catalog:
         n, st, h = names, self.store, _help()
         costs = [s.sli.cost.under_usd for sp in self.specs.values() for s in sp.slos.values() if s.sli.cost]
         thresholds = [j.pass_threshold for sp in self.specs.values() for j in sp.judges.values()]
+        # The health score's step and LLM-latency components read the bucket at their bound.
+        health = [sp.health for sp in self.specs.values() if sp.health is not None]
         st.family(
             n.EVENTS_TOTAL,
             "counter",
@@ -121,7 +125,20 @@ class Catalog:
             "histogram",
             h[n.TURN_LATENCY_SECONDS],
             (n.L_AGENT, n.L_FLOW, n.L_KIND),
-            (*TURN_SECONDS, *self._bounds(TURN_KINDS)),
+            (*TURN_SECONDS, *self._bounds(TURN_KINDS), *(hp.llm_latency_under for hp in health)),
+        )
+        st.family(
+            n.STAGE_LATENCY_SECONDS,
+            "histogram",
+            h[n.STAGE_LATENCY_SECONDS],
+            (n.L_AGENT, n.L_FLOW, n.L_STAGE),
+            TURN_SECONDS,
+        )
+        st.family(
+            n.WORKFLOW_STEPS_TOTAL,
+            "counter",
+            h[n.WORKFLOW_STEPS_TOTAL],
+            (n.L_AGENT, n.L_FLOW, n.L_WORKFLOW, n.L_STEP, n.L_OUTCOME),
         )
         st.family(
             n.TOOL_CALL_LATENCY_SECONDS,
@@ -133,7 +150,13 @@ class Catalog:
         st.family(
             n.TASK_COST_USD, "histogram", h[n.TASK_COST_USD], (n.L_AGENT, n.L_FLOW), (*COST_USD, *costs)
         )
-        st.family(n.TASK_STEPS, "histogram", h[n.TASK_STEPS], (n.L_AGENT, n.L_FLOW), STEPS)
+        st.family(
+            n.TASK_STEPS,
+            "histogram",
+            h[n.TASK_STEPS],
+            (n.L_AGENT, n.L_FLOW),
+            (*STEPS, *(hp.max_steps for hp in health)),
+        )
         st.family(n.TOKENS_TOTAL, "counter", h[n.TOKENS_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_MODEL, n.L_TYPE))
         st.family(
             n.TOOL_CALLS_TOTAL, "counter", h[n.TOOL_CALLS_TOTAL], (n.L_AGENT, n.L_FLOW, n.L_TOOL, n.L_OUTCOME)
@@ -199,6 +222,14 @@ class Catalog:
                     st.slot(n.TOKENS_TOTAL, (a, flow, model, kind))
             for mode in (*spec.failure_modes, n.OTHER):
                 st.slot(n.FAILURE_MODES_TOTAL, (a, flow, mode))
+        for flow in spec.flows if spec.pipeline is not None else ():
+            for stage in spec.pipeline.stages:  # type: ignore[union-attr]
+                st.slot(n.STAGE_LATENCY_SECONDS, (a, flow, stage))
+        for workflow_name, workflow in spec.workflows.items():
+            for flow in spec.workflow_flows(workflow_name):
+                for step in workflow.steps:
+                    for outcome in (n.GOOD, n.BAD):
+                        st.slot(n.WORKFLOW_STEPS_TOTAL, (a, flow, workflow_name, step, outcome))
         for judge_name, judge in spec.judges.items():
             self.judge_versions.setdefault((a, judge_name), set()).add(judge.version)
             for flow in judge.flows if judge.flows is not None else spec.flows:

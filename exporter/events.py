@@ -159,7 +159,24 @@ class Synthetic(Event, tag="synthetic", kw_only=True):
     duration_s: Seconds | None = None
 
 
-AnyEvent = Task | Turn | ToolCall | Judge | Escalation | Connection | Synthetic
+class Stage(Event, tag="stage", kw_only=True):
+    """One voice-pipeline stage's latency in a turn (a stage the spec's `pipeline` declares)."""
+
+    plan_key = ("stage",)
+    stage: Name  # telephony, asr, llm, tts, tools unless the spec declares others
+    latency_s: Seconds
+
+
+class WorkflowStep(Event, tag="workflow_step", kw_only=True):
+    """One step of a declared workflow run: per-step and end-to-end `workflow` SLIs."""
+
+    plan_key = ("workflow", "step", "ok")
+    workflow: Name
+    step: Name
+    ok: Flag
+
+
+AnyEvent = Task | Turn | ToolCall | Judge | Escalation | Connection | Synthetic | Stage | WorkflowStep
 
 # --- derived from the classes above ---
 

@@ -284,7 +284,61 @@ def _escalation(b: _Builder, required: Any, performed: Any, context_preserved: A
     if isinstance(kept, tuple):
         return "context_preserved", "is required (true or false) when performed is true"
     for slo in b.slos("escalation"):
-        b.count(slo, done == req and (not done or kept))
+        verdict = _escalation_verdict(b.spec.slos[slo].sli.escalation.of, req, done, bool(kept))  # type: ignore[union-attr]
+        if verdict is not None:
+            b.count(slo, verdict)
+    return None
+
+
+def _escalation_verdict(measure: str, required: bool, performed: bool, kept: bool) -> bool | None:
+    """Good/bad for one escalation SLI measure, or None when the decision is not in its population:
+    `correct` judges every decision, `recall` those that required a hand-off, `unnecessary` and
+    `context` the hand-offs performed."""
+    if measure == "correct":
+        return performed == required and (not performed or kept)
+    if measure == "recall":
+        return performed if required else None
+    if not performed:
+        return None
+    return required if measure == "unnecessary" else kept
+
+
+def _stage(b: _Builder, stage: Any) -> Problem | None:
+    if b.spec.pipeline is None:
+        return "stage", "this agent's spec declares no `pipeline:`, so stage latencies are not taken"
+    if stage not in b.spec.pipeline.stages or type(stage) is not str:
+        return "stage", _one_of(stage, b.spec.pipeline.stages) if stage is not None else "is required"
+    b.number("latency_s", names.STAGE_LATENCY_SECONDS, (b.agent, b.flow, stage), [])
+    return None
+
+
+def _workflow_step(b: _Builder, workflow: Any, step: Any, ok: Any) -> Problem | None:
+    if workflow not in b.spec.workflows or type(workflow) is not str:
+        declared = tuple(b.spec.workflows) or ("(none declared)",)
+        return "workflow", _one_of(workflow, declared) if workflow is not None else "is required"
+    if b.flow not in b.spec.workflow_flows(workflow):
+        return "flow", f"workflow {workflow!r} does not run in flow {b.flow!r}"
+    steps = b.spec.workflows[workflow].steps
+    if step not in steps or type(step) is not str:
+        return "step", _one_of(step, steps) if step is not None else "is required"
+    good = _need_bool(ok, "ok")
+    if isinstance(good, tuple):
+        return good
+    slot = b.c.store.slot(
+        names.WORKFLOW_STEPS_TOTAL, (b.agent, b.flow, workflow, step, names.GOOD if good else names.BAD)
+    )
+    b.plan.incs.append(slot)
+    b.plan.exemplar_slots.append(slot)
+    for slo in b.slos("workflow"):
+        sli = b.spec.slos[slo].sli.workflow
+        assert sli is not None
+        if sli.name != workflow:
+            continue
+        if sli.step is not None:  # one step's success
+            if sli.step == step:
+                b.count(slo, good)
+        elif not good or step == steps[-1]:  # end to end: a failed step, or the last one done
+            b.count(slo, good)
     return None
 
 
@@ -337,6 +391,8 @@ _TYPED: dict[str, Callable[..., Problem | None]] = {
     "escalation": _escalation,
     "connection": _connection,
     "synthetic": _synthetic,
+    "stage": _stage,
+    "workflow_step": _workflow_step,
 }
 
 

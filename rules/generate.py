@@ -4,6 +4,9 @@ Groups, each evaluated every minute with its whole chain inside it (so no alert 
 
 - `agent-slo:<agent>:slo`: constants, event counts, ratios, burn rates, budget, states, and every
   alert that reads them (burn tiers, budget floors, rare events, silent flows);
+  and, when the spec has them, the health score and the budget tiers (with their alert);
+- `agent-slo:<agent>:attribution` (a spec with `pipeline:` or `workflows:`): stage latency
+  quantiles and shares, workflow step and chain success;
 - `agent-slo:<agent>:judges`: judge score means, their baseline, and the drift alert;
 - `agent-slo:<agent>:signals`: synthetic failures, judge agreement, failure modes, spec mismatch, scrape.
 """
@@ -16,7 +19,7 @@ from typing import Any, Final
 import yaml
 
 from agentslo.durations import parse_duration
-from agentslo.rules import alerts, recording
+from agentslo.rules import alerts, attribution, recording
 from agentslo.rules._plan import BUCKET, EVAL_INTERVAL, Plan
 from agentslo.spec import Spec
 
@@ -57,8 +60,19 @@ def groups(spec: Spec, eval_interval: str = EVAL_INTERVAL) -> list[dict[str, Any
         *alerts.budget_alerts(plan),
         *alerts.rare_event_alerts(plan),
         alerts.silent_flow_alert(plan),
+        *attribution.health_rules(plan),
+        *attribution.budget_tier_rules(plan),
+        *attribution.budget_tier_alert(plan),
     ]
     out = [{"name": f"agent-slo:{spec.agent}:slo", "interval": eval_interval, "rules": slo_rules}]
+    chains = [
+        *(attribution.pipeline_rules(plan) if spec.pipeline is not None else []),
+        *(attribution.workflow_rules(plan) if spec.workflows else []),
+    ]
+    if chains:
+        out.append(
+            {"name": f"agent-slo:{spec.agent}:attribution", "interval": eval_interval, "rules": chains}
+        )
     if spec.judges:
         judge_rules = [*recording.judge_rules(plan), alerts.drift_alert(plan)]
         out.append(

@@ -31,7 +31,7 @@ def test_validate_prints_budget_in_events_at_volume(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     # refund is a billing flow: auto → 97%: 3% of 10,000 a day, 9,000 over 30 days.
     assert "at 10,000 tasks/day, 97% allows 300 bad tasks/day, 9,000 per 30d" in out
-    assert "cx-support: 8 SLOs over 3 flows, OK" in out
+    assert "cx-support: 10 SLOs over 3 flows, OK" in out
 
 
 def test_validate_explains_tiers_and_caps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,3 +84,36 @@ def test_bad_volume_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as info:
         main(["validate", CX, "--volume", "lots"])
     assert info.value.code == 2
+
+
+def test_validate_prints_the_compound_arithmetic_of_a_workflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steps = ", ".join(f"s{i}" for i in range(10))
+    spec = tmp_path / "chain.slo.yaml"
+    spec.write_text(
+        "version: agent-slo/v1\nagent: chain\nowners: {o: {team: t}}\nflows: {f: {}}\n"
+        f"workflows: {{w: {{steps: [{steps}]}}}}\n"
+        "slos:\n"
+        "  e2e: {sli: {workflow: {name: w}}, objective: 95, owner: o}\n"
+        "  s3: {sli: {workflow: {name: w, step: s3}}, objective: 99, owner: o}\n"
+    )
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "10 steps at 99% each succeed 90.44% of the time end to end" in out
+    # 0.95 ** (1/10) = 0.994883...: what every step needs for a 95% end-to-end objective
+    assert "end-to-end objective 95% (SLO e2e) needs every step at 99.488% or better" in out
+
+
+def test_a_workflow_sli_naming_an_undeclared_step_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "bad.slo.yaml"
+    spec.write_text(
+        "version: agent-slo/v1\nagent: chain\nowners: {o: {team: t}}\nflows: {f: {}}\n"
+        "workflows: {w: {steps: [a, b]}}\n"
+        "slos:\n  s: {sli: {workflow: {name: w, step: c}}, objective: 99, owner: o}\n"
+    )
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "slos.s.sli.workflow.step" in err and "step `c` is not declared" in err
