@@ -5,10 +5,16 @@ as HTML (`review.svg` draws the charts) or Markdown. Keeping the numbers here, a
 renderers, is what makes the two formats say the same thing: every figure a reader sees is a
 property of these objects, formatted once by the `fmt_*` helpers below.
 
-    >>> review = SLOReview(agent="cx", slo="task-success", flow="refund", sli_kind="task",
-    ...     objective=97.0, week=Counts(970, 1000), period=Counts(2910, 3000))
-    >>> fmt_pct(review.week.sli), fmt_pct(review.budget_left)
-    ('97.000%', '0.0%')
+    >>> from agentslo.review.history import WEEK, EventCounts, SLOKey
+    >>> key = SLOKey("cx", "task-success", "refund")
+    >>> review = SLOReview(key, sli_kind="task", objective=97.0,
+    ...     week=EventCounts(key, 0, WEEK, good=985, bad=15),
+    ...     period=EventCounts(key, 0, 4 * WEEK, good=3940, bad=60))
+    >>> fmt_pct(review.week.sli), fmt_share(review.budget_spent), fmt_share(review.budget_left)
+    ('98.500%', '50.0%', '50.0%')
+
+The events, alert intervals, releases and autonomy intervals are `review.history`'s own objects:
+the review adds what the spec says (objectives, thresholds) and what is derived for reading.
 
 The decisions section applies the seeds' guidance to these numbers (`decisions()`): an objective met
 with a wide margin in every week of the period may be tightened; a budget spent in full in several
@@ -23,6 +29,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Final
 
+from agentslo.review.history import AlertInterval, BuildChange, EventCounts, SLOKey, StateInterval
+
 # A time series as (unix seconds, value) pairs, oldest first.
 Series = tuple[tuple[float, float], ...]
 
@@ -33,23 +41,6 @@ REPEATED_EXHAUSTION_WEEKS: Final = 2
 
 
 @dataclass(frozen=True)
-class Counts:
-    """Good and total events over an interval (excluded events already left out)."""
-
-    good: float
-    total: float
-
-    @property
-    def bad(self) -> float:
-        return self.total - self.good
-
-    @property
-    def sli(self) -> float | None:
-        """Percent of good events, or None without events (an SLI of nothing is not 100%)."""
-        return 100.0 * self.good / self.total if self.total > 0 else None
-
-
-@dataclass(frozen=True)
 class Threshold:
     """One burn-rate alert tier drawn on the burn-rate chart, as a burn rate (×budget)."""
 
@@ -57,44 +48,6 @@ class Threshold:
     severity: str  # critical or warning
     long: str  # the tier's long window (the chart plots this window's burn)
     burn: float  # the threshold as a burn rate: the tier's error ratio / the error budget
-
-
-@dataclass(frozen=True)
-class AlertSpan:
-    """One firing interval of an alert, from Prometheus' `ALERTS{alertstate="firing"}`."""
-
-    alertname: str
-    severity: str
-    burn_tier: str | None
-    start: float
-    end: float | None  # None: still firing at the end of the report
-
-    def duration(self, until: float) -> float:
-        return (self.end if self.end is not None else until) - self.start
-
-
-@dataclass(frozen=True)
-class Release:
-    """A build change (`agent_slo_build_info` took a new version, prompt version or model)."""
-
-    at: float
-    version: str
-    prompt_version: str
-    model: str
-
-    @property
-    def label(self) -> str:
-        parts = [self.version] + [p for p in (self.prompt_version, self.model) if p]
-        return " / ".join(p for p in parts if p) or "build change"
-
-
-@dataclass(frozen=True)
-class StateSpan:
-    """An interval in one autonomy state (healthy, warning, critical, exhausted)."""
-
-    state: str
-    start: float
-    end: float
 
 
 @dataclass(frozen=True)
@@ -118,22 +71,32 @@ class JudgeReview:
 class SLOReview:
     """One SLO on one flow over the report window (`week`) and the SLO's period (`period`)."""
 
-    agent: str
-    slo: str
-    flow: str
+    key: SLOKey
     sli_kind: str
     objective: float  # percent
-    week: Counts
-    period: Counts
-    weekly: tuple[Counts, ...] = ()  # each whole week of the period, oldest first
+    week: EventCounts
+    period: EventCounts
+    weekly: tuple[EventCounts, ...] = ()  # each whole week of the period, oldest first
     daily_sli: Series = ()  # percent good per day of the report window (days without events left out)
     burn_down: Series = ()  # share of the period's error budget left, over the period so far
     ideal: Series = ()  # the even-spend line: the budget reaching 0 exactly at the period's end
     burn_rate: Series = ()  # the fastest page tier's long-window burn rate over the report window
     burn_window: str = "1h"
     thresholds: tuple[Threshold, ...] = ()
-    alerts: tuple[AlertSpan, ...] = ()
+    alerts: tuple[AlertInterval, ...] = ()
     min_events_per_hour: float = 0.0  # below this, one bad event alone crosses the fastest page tier
+
+    @property
+    def agent(self) -> str:
+        return self.key.agent
+
+    @property
+    def slo(self) -> str:
+        return self.key.slo
+
+    @property
+    def flow(self) -> str:
+        return self.key.flow
 
     @property
     def budget(self) -> float:
@@ -171,8 +134,10 @@ class FlowReview:
     slos: tuple[SLOReview, ...]
     failure_modes: tuple[tuple[str, float], ...] = ()  # (failure mode, count in the window), top first
     judges: tuple[JudgeReview, ...] = ()
-    synthetic: Counts | None = None  # prober runs passed / run (None: no probes on this flow)
-    autonomy: tuple[StateSpan, ...] = ()
+    synthetic: EventCounts | None = None  # prober runs passed / run (None: no probes on this flow)
+    autonomy: tuple[StateInterval, ...] = ()
+    autonomy_derived: bool = False  # computed here from the SLIs: the rules' recording was not found
+    alerts: tuple[AlertInterval, ...] = ()  # the flow's alerts that belong to no one SLO (judge drift, …)
 
 
 @dataclass(frozen=True)
@@ -193,18 +158,10 @@ class Report:
     start: float
     end: float
     days: int  # asked for
-    history_start: float | None  # first sample Prometheus holds for these agents (None: nothing)
     flows: tuple[FlowReview, ...]
-    releases: tuple[tuple[str, Release], ...] = ()  # (agent, release) in the report window
+    releases: tuple[BuildChange, ...] = ()  # build changes in the report window
     notes: tuple[str, ...] = ()  # what readers must know (history shorter than asked, …)
     decisions: tuple[Decision, ...] = field(default=())
-
-    @property
-    def covered_days(self) -> float:
-        """Days of the window that history covers."""
-        if self.history_start is None:
-            return 0.0
-        return max(0.0, (self.end - max(self.start, self.history_start)) / 86400)
 
 
 def decisions(flows: tuple[FlowReview, ...]) -> tuple[Decision, ...]:
@@ -214,7 +171,9 @@ def decisions(flows: tuple[FlowReview, ...]) -> tuple[Decision, ...]:
         for s in flow.slos:
             weeks = [w for w in s.weekly if w.total > 0]
             shares = [w.bad / (s.budget * w.total) for w in weeks]
-            if len(weeks) >= 2 and max(shares) <= WIDE_MARGIN_BUDGET_SHARE:
+            low_traffic = s.min_events_per_hour > 0 and flow.events_per_day / 24 < s.min_events_per_hour
+            # a thin flow's clean weeks prove little: it gets the low-traffic point, not "tighten"
+            if len(weeks) >= 2 and max(shares) <= WIDE_MARGIN_BUDGET_SHARE and not low_traffic:
                 best = min(w.sli or 0.0 for w in weeks)
                 out.append(
                     Decision(
@@ -239,8 +198,7 @@ def decisions(flows: tuple[FlowReview, ...]) -> tuple[Decision, ...]:
                         "or loosen the objective with a written reason",
                     )
                 )
-            per_hour = flow.events_per_day / 24
-            if s.min_events_per_hour > 0 and per_hour < s.min_events_per_hour:
+            if low_traffic:
                 out.append(
                     Decision(
                         "low_traffic",

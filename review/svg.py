@@ -26,6 +26,7 @@ from typing import Final
 
 WIDTH: Final = 720
 HEIGHT: Final = 240
+STATE_HEIGHT: Final = 130  # a timeline is one band: it needs less room than a line chart
 # Plot area inside the chart: room on the left for y tick labels, below for dates and the legend.
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 58
 FONT: Final = 'font-family="sans-serif" font-size="11"'
@@ -105,10 +106,10 @@ def _day_label(t: float) -> str:
 class _Frame:
     """Maps data to pixels inside the plot area and writes the axes."""
 
-    def __init__(self, x0: float, x1: float, y0: float, y1: float) -> None:
+    def __init__(self, x0: float, x1: float, y0: float, y1: float, height: int = HEIGHT) -> None:
         self.x0, self.x1 = x0, (x1 if x1 > x0 else x0 + 1)
         self.y0, self.y1 = y0, (y1 if y1 > y0 else y0 + 1)
-        self.w, self.h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+        self.w, self.h = WIDTH - LEFT - RIGHT, height - TOP - BOTTOM
 
     def x(self, t: float) -> float:
         return LEFT + (t - self.x0) / (self.x1 - self.x0) * self.w
@@ -132,11 +133,13 @@ class _Frame:
             )
         for t in _time_ticks(self.x0, self.x1):
             x = self.x(t)
+            # a label at the plot's right edge would be cut off: end it there instead of centring it
+            anchor = "end" if x > LEFT + self.w - 20 else "middle"
             out.append(
                 f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + self.h}" stroke="{GRID_COLOUR}"/>'
             )
             out.append(
-                f'<text x="{x:.1f}" y="{TOP + self.h + 14}" text-anchor="middle" fill="{TEXT_COLOUR}">'
+                f'<text x="{x:.1f}" y="{TOP + self.h + 14}" text-anchor="{anchor}" fill="{TEXT_COLOUR}">'
                 f"{escape(_day_label(t))}</text>"
             )
         if y_label:
@@ -151,9 +154,9 @@ class _Frame:
         return out
 
 
-def _legend(entries: list[tuple[str, str, str]]) -> list[str]:
+def _legend(entries: list[tuple[str, str, str]], height: int = HEIGHT) -> list[str]:
     """One row under the plot: (name, colour, kind) with kind line, dash or box."""
-    out, x, y = [], float(LEFT), HEIGHT - 10
+    out, x, y = [], float(LEFT), height - 10
     for name, colour, kind in entries:
         if kind == "box":
             out.append(f'<rect x="{x:.1f}" y="{y - 8}" width="14" height="9" fill="{colour}" opacity="0.5"/>')
@@ -168,10 +171,10 @@ def _legend(entries: list[tuple[str, str, str]]) -> list[str]:
     return out
 
 
-def _open(title: str, kind: str) -> str:
+def _open(title: str, kind: str, height: int = HEIGHT) -> str:
     return (
-        f'<svg class="chart {kind}" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" {FONT}>'
+        f'<svg class="chart {kind}" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(title)}" {FONT}>'
         f"<title>{escape(title)}</title>"
         f'<text x="{LEFT}" y="16" font-size="13" font-weight="bold" fill="{TEXT_COLOUR}">'
         f"{escape(title)}</text>"
@@ -241,10 +244,9 @@ def line_chart(
 def state_chart(title: str, spans: Sequence[tuple[str, float, float]], x_range: tuple[float, float]) -> str:
     """A timeline of (state, start, end) intervals, one colour per state, with a legend."""
     x0, x1 = x_range
-    frame = _Frame(x0, x1, 0, 1)
-    out = [_open(title, "states")]
-    out += frame.axes()
-    band_top, band_h = TOP + frame.h * 0.25, frame.h * 0.5
+    frame = _Frame(x0, x1, 0, 1, STATE_HEIGHT)
+    out = [_open(title, "states", STATE_HEIGHT), *frame.axes()]
+    band_top, band_h = TOP + frame.h * 0.15, frame.h * 0.7
     for state, start, end in spans:
         a, b = frame.x(max(start, x0)), frame.x(min(end, x1))
         out.append(
@@ -252,18 +254,20 @@ def state_chart(title: str, spans: Sequence[tuple[str, float, float]], x_range: 
             f'width="{max(b - a, 1.0):.1f}" height="{band_h:.1f}" fill="{STATE_COLOURS.get(state, "#999")}">'
             f"<title>{escape(state)}</title></rect>"
         )
-    out += _legend([(s, c, "box") for s, c in STATE_COLOURS.items()])
+    out += _legend([(s, c, "box") for s, c in STATE_COLOURS.items()], STATE_HEIGHT)
     out.append("</svg>")
     return "".join(out)
 
 
-def sparkline(values: Sequence[float]) -> str:
-    """A one-line text chart (▁▂▃▄▅▆▇█) for Markdown, scaled between the values' min and max."""
+def sparkline(values: Sequence[float], low: float | None = None, high: float | None = None) -> str:
+    """A one-line text chart (▁▂▃▄▅▆▇█) for Markdown, scaled between `low` and `high` (default: the
+    values' min and max; give a fixed scale, such as objective to 100%, so noise is not magnified)."""
     bars = "▁▂▃▄▅▆▇█"
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return ""
-    low, high = min(finite), max(finite)
+    low = min(finite) if low is None else min(low, *finite)
+    high = max(finite) if high is None else max(high, *finite)
     if high == low:
         return bars[-1] * len(finite)
     return "".join(bars[round((v - low) / (high - low) * (len(bars) - 1))] for v in finite)

@@ -1,0 +1,432 @@
+"""`agent-slo report`: the weekly SLO review, as one self-contained HTML page or as Markdown.
+
+    agent-slo report examples/cx-support.slo.yaml --prometheus http://127.0.0.1:9090 -o review.html
+    agent-slo report examples/cx-support.slo.yaml --prometheus http://127.0.0.1:9090 \\
+        --days 7 --format markdown -o review.md
+
+For every SLO and flow of the specs it shows the objective, the SLI over the window (`--days`, 7 by
+default) and over the SLO's period, the error budget spent and left, a burn-down chart (the budget
+left against the even-spend line), the burn rate of the fastest page tier's long window with every
+tier's threshold, the alerts that fired (Prometheus' own `ALERTS`) with start and duration, release
+markers (changes of `agent_slo_build_info`), top failure modes, judge agreement and drift, the
+synthetic pass rate and the autonomy-state timeline; then a short list of decisions (see
+`review.report_model.decisions`).
+
+Where the numbers come from: `review.history` reads the raw event counters, so the review works on
+any Prometheus that scraped the exporter, whether or not it ran the rules. Window and period counts
+are `increase()` over exactly those intervals; the burn-down is the period's hourly counts summed
+(the budget left after each hour, against the budget of all the period's events); the burn rate is
+the error ratio over the tier's long window divided by the error budget. The autonomy timeline is
+the recorded `agent_slo:autonomy_state:code` where the rules ran; otherwise it is derived here from
+the same inputs the rule uses (the 1h burn rate and the budget left over the rolling period), and the
+report says so. Failure modes, judge scores and synthetic runs are read with a few bounded queries
+(one instant query each, or one point per day).
+
+History shorter than `--days` is refused with a clear message (exit 2), as `suggest` and `backtest`
+do, unless `--allow-short`: then the report covers what there is and says so at the top. A period
+longer than the history (a new agent's 30d SLO) is always reported, with a note. An unreachable
+Prometheus is one line on stderr and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+from agentslo import burn, names
+from agentslo.durations import parse_duration
+from agentslo.prometheus import DEFAULT_TIMEOUT_S, PrometheusClient, PrometheusError
+from agentslo.review.history import (
+    DAY,
+    WEEK,
+    EventCounts,
+    History,
+    HistoryError,
+    SLOKey,
+    Span,
+    StateInterval,
+    iso,
+)
+from agentslo.review.report_model import (
+    FlowReview,
+    JudgeReview,
+    Report,
+    Series,
+    SLOReview,
+    Threshold,
+    decisions,
+)
+from agentslo.review.report_render import render_html, render_markdown
+from agentslo.spec import Spec, load_specs
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+HOUR: Final = 3600
+TOP_FAILURE_MODES: Final = 5
+# ALERTS are read every 5 minutes: alert starts and durations to 5 minutes, whatever the window
+# (the series are sparse, so the finer step costs a few range queries, not memory).
+ALERTS_STEP_S: Final = 300
+FORMATS: Final = ("html", "markdown")
+
+
+def _q(value: str) -> str:
+    """A PromQL string literal's body."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _slo_keys(spec: Spec) -> list[SLOKey]:
+    """Every SLO × flow the spec defines that the event counter carries (not `promql` SLIs)."""
+    return [
+        SLOKey(spec.agent, slo, flow)
+        for flow in spec.flows
+        for slo, s in spec.slos.items()
+        if s.sli.kind != "promql" and flow in spec.flows_of(slo)
+    ]
+
+
+def _by_key(counts: Iterable[EventCounts]) -> dict[SLOKey, list[EventCounts]]:
+    out: dict[SLOKey, list[EventCounts]] = {}
+    for c in counts:
+        out.setdefault(c.key, []).append(c)
+    return out
+
+
+def _empty(key: SLOKey, span: Span) -> EventCounts:
+    return EventCounts(key, span.start, span.end, 0.0, 0.0)
+
+
+def _page_window(spec: Spec, slo: str, objective: float) -> tuple[str, float]:
+    """The fastest page tier's long window and error-ratio threshold (1h and 14.4 × budget for 30d)."""
+    tiers = burn.tiers(spec, slo, objective)
+    page = next((t for t in tiers if t.name in burn.PAGE_TIERS), None) or (tiers[0] if tiers else None)
+    if page is None:  # no burn alerts at all: the page_fast window of the catalog, for the chart
+        long, _, factor = burn.catalog(spec, spec.period_seconds(slo))["page_fast"]
+        return long, min(factor * (1 - objective / 100), 1.0)
+    return page.long, page.error_ratio
+
+
+def _burn_down(
+    hourly: Sequence[EventCounts], start: float, period_s: float, budget: float
+) -> tuple[Series, Series]:
+    """Budget left after each hour since `start` against the period's budget, and the even-spend line."""
+    hours = [c for c in hourly if c.start >= start - 1]
+    total = sum(c.total for c in hours)
+    if not hours or total <= 0:
+        return (), ()
+    allowed = budget * total
+    left, bad = [(start, 1.0)], 0.0
+    for c in hours:
+        bad += c.bad
+        left.append((c.end, 1 - bad / allowed))
+    end = hours[-1].end
+    return tuple(left), ((start, 1.0), (end, 1 - (end - start) / period_s))
+
+
+def _hourly_states(
+    spec: Spec, hourly: Sequence[EventCounts], period_s: float, budget: float
+) -> list[tuple[float, int]]:
+    """The autonomy rule's code (rules/recording.py `autonomy_rule`) for one SLO after each hour: from
+    that hour's burn rate and the budget left over the rolling period ending with it. With x = budget
+    left ≤ 0, y = burn ≥ warning, z = burn ≥ critical: exhausted (3) x and y, critical (2) z or x
+    alone, warning (1) y, healthy (0)."""
+    out: list[tuple[float, int]] = []
+    good = bad = 0.0
+    first = 0
+    for c in hourly:
+        good, bad = good + c.good, bad + c.bad
+        while hourly[first].end <= c.end - period_s:
+            good, bad = good - hourly[first].good, bad - hourly[first].bad
+            first += 1
+        x = good + bad > 0 and bad >= budget * (good + bad)
+        rate = c.bad / (budget * c.total) if c.total > 0 else 0.0
+        y, z = rate >= spec.autonomy.warning_burn, rate >= spec.autonomy.critical_burn
+        out.append((c.end, (2 + y) if x else (y + z)))
+    return out
+
+
+def _derive_autonomy(
+    spec: Spec,
+    flow: str,
+    reviews: Sequence[SLOReview],
+    hourly: Mapping[SLOKey, list[EventCounts]],
+    span: Span,
+) -> tuple[StateInterval, ...]:
+    """The autonomy timeline of a flow where the rules' recording is missing: each hour of the window,
+    the worst state over the flow's governing SLOs."""
+    codes: dict[float, int] = {}
+    governing = set(spec.governing_slos())
+    for r in reviews:
+        if r.slo in governing:
+            for t, code in _hourly_states(spec, hourly.get(r.key, []), spec.period_seconds(r.slo), r.budget):
+                if t > span.start:
+                    codes[t] = max(codes.get(t, 0), code)
+    out: list[StateInterval] = []
+    for t in sorted(codes):
+        state = names.AUTONOMY_STATES[codes[t]]
+        if out and out[-1].state == state:
+            continue
+        if out:
+            out[-1] = StateInterval(flow, out[-1].state, out[-1].start, t - HOUR)
+        out.append(StateInterval(flow, state, t - HOUR, None))
+    return tuple(out)
+
+
+class _Extras:
+    """Failure modes, judge scores and agreement, synthetic runs of one agent over a span: what
+    explains the SLIs. One bounded query each (instant, or one point per day)."""
+
+    def __init__(self, client: PrometheusClient, spec: Spec, span: Span) -> None:
+        agent = f'{names.L_AGENT}="{_q(spec.agent)}"'
+        window = f"{max(60, int(span.seconds))}s"
+        fm = names.L_FAILURE_MODE
+        self.failure_modes: dict[str, list[tuple[str, float]]] = {}
+        promql = (
+            f"topk by ({names.L_FLOW}) ({TOP_FAILURE_MODES}, sum by ({names.L_FLOW}, {fm}) "
+            f"(increase({names.FAILURE_MODES_TOTAL}{{{agent}}}[{window}])) > 0)"
+        )
+        for s in client.query(promql, at=span.end):
+            self.failure_modes.setdefault(s.labels.get(names.L_FLOW, ""), []).append(
+                (s.labels.get(fm, ""), s.value)
+            )
+        for modes in self.failure_modes.values():
+            modes.sort(key=lambda m: (-m[1], m[0]))
+
+        self.synthetic: dict[str, EventCounts] = {}
+        promql = (
+            f"sum by ({names.L_FLOW}, {names.L_OUTCOME}) "
+            f"(increase({names.SYNTHETIC_RUNS_TOTAL}{{{agent}}}[{window}]))"
+        )
+        runs: dict[str, dict[str, float]] = {}
+        for s in client.query(promql, at=span.end):
+            runs.setdefault(s.labels.get(names.L_FLOW, ""), {})[s.labels.get(names.L_OUTCOME, "")] = s.value
+        for flow, outcomes in runs.items():
+            key = SLOKey(spec.agent, "", flow)  # prober errors are the prober's, not the agent's: left out
+            passed = outcomes.get(names.SYNTHETIC_PASSED, 0.0)
+            failed = outcomes.get(names.SYNTHETIC_FAILED, 0.0)
+            if passed + failed > 0:
+                self.synthetic[flow] = EventCounts(key, span.start, span.end, passed, failed)
+
+        judge = (names.L_FLOW, names.L_JUDGE, names.L_JUDGE_VERSION)
+        by = ", ".join(judge)
+        score = f"sum by ({by}) (increase({names.JUDGE_SCORE}_sum{{{agent}}}[1d]))"
+        count = f"sum by ({by}) (increase({names.JUDGE_SCORE}_count{{{agent}}}[1d]))"
+        first_day = span.start + DAY if span.seconds >= DAY else span.end
+        self.judge_means: dict[tuple[str, str, str], Series] = {}
+        for series in client.query_range(f"{score} / ({count} > 0)", first_day, span.end, DAY):
+            k = tuple(series.labels.get(label, "") for label in judge)
+            self.judge_means[(k[0], k[1], k[2])] = tuple((t, v) for t, v in series.points if math.isfinite(v))
+        agreement = (
+            f"max by ({names.L_JUDGE}, {names.L_JUDGE_VERSION}) "
+            f"(last_over_time({names.JUDGE_AGREEMENT_RATIO}{{{agent}}}[{window}]))"
+        )
+        self.agreement = {
+            (s.labels.get(names.L_JUDGE, ""), s.labels.get(names.L_JUDGE_VERSION, "")): s.value
+            for s in client.query(agreement, at=span.end)
+        }
+
+    def judges(self, flow: str) -> tuple[JudgeReview, ...]:
+        return tuple(
+            JudgeReview(judge, version, means, self.agreement.get((judge, version)))
+            for (f, judge, version), means in sorted(self.judge_means.items())
+            if f == flow
+        )
+
+
+def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> list[FlowReview]:
+    """The review of one agent's flows over `span` (its SLOs' periods end where the span ends)."""
+    agent = spec.agent
+    keys = _slo_keys(spec)
+    week = history.totals(span, agent)
+    daily = _by_key(history.counts(span, agent, DAY))
+    alerts = history.alerts(span, agent, step=ALERTS_STEP_S)
+    recorded = history.autonomy(span, agent)
+    extras = _Extras(history.client, spec, span)
+
+    period_of = {k: spec.period_seconds(k.slo) for k in keys}
+    objectives = {k: spec.objective_for(k.slo, k.flow) for k in keys}
+    pages = {k: _page_window(spec, k.slo, objectives[k]) for k in keys}
+    budgets = {(k.slo, k.flow): 1 - objectives[k] / 100 for k in keys}
+    # Per distinct period: the period's span, totals, weeks and hours (rolling: a period before the window).
+    period: dict[SLOKey, EventCounts] = {}
+    weekly: dict[SLOKey, list[EventCounts]] = {}
+    hourly: dict[SLOKey, list[EventCounts]] = {}
+    period_start: dict[int, float] = {}
+    for seconds in sorted(set(period_of.values())):
+        pspan = history.span(agent, seconds / DAY, end=span.end, allow_short=True)
+        period_start[seconds] = pspan.start
+        if pspan.short:
+            notes.append(
+                f"{agent}: the period SLI and budget ({seconds // DAY}d period) cover only "
+                f"{pspan.seconds / DAY:.1f} days of history (since {iso(pspan.first_sample)})."
+            )
+        mine = [k for k in keys if period_of[k] == seconds]
+        totals = history.totals(pspan, agent)
+        weeks = _by_key(history.counts(pspan, agent, WEEK)) if pspan.seconds >= WEEK else {}
+        # hours from one period before the window opens: the rolling period at each hour of the window
+        rolling = Span(span.start - seconds, span.end, span.seconds + seconds, None)
+        hours = _by_key(history.counts(rolling, agent, HOUR))
+        for k in mine:
+            period[k] = totals.get(k, _empty(k, pspan))
+            weekly[k] = weeks.get(k, [])
+            hourly[k] = hours.get(k, [])
+    burns: dict[SLOKey, list[tuple[float, float]]] = {}
+    for window in sorted({w for w, _ in pages.values()}):
+        for key, points in history.burn_rates(span, agent, window, budgets).items():
+            if pages.get(key, ("",))[0] == window:
+                burns[key] = points
+
+    flows: list[FlowReview] = []
+    for flow in spec.flows:
+        reviews = []
+        for k in (k for k in keys if k.flow == flow):
+            budget = 1 - objectives[k] / 100
+            long, ratio = pages[k]
+            down, ideal = _burn_down(hourly[k], period_start[period_of[k]], period_of[k], budget)
+            thresholds = tuple(
+                Threshold(t.name, t.severity, t.long, t.error_ratio / budget)
+                for t in burn.tiers(spec, k.slo, objectives[k])
+            )
+            reviews.append(
+                SLOReview(
+                    k,
+                    sli_kind=spec.slos[k.slo].sli.kind,
+                    objective=objectives[k],
+                    week=week.get(k, _empty(k, span)),
+                    period=period[k],
+                    weekly=tuple(weekly[k]),
+                    daily_sli=tuple((c.end, c.sli) for c in daily.get(k, []) if c.sli is not None),
+                    burn_down=down,
+                    ideal=ideal,
+                    burn_rate=tuple(burns.get(k, [])),
+                    burn_window=long,
+                    thresholds=thresholds,
+                    alerts=tuple(a for a in alerts if a.key == k),
+                    min_events_per_hour=(1 / ratio) / (parse_duration(long) / HOUR) if ratio > 0 else 0.0,
+                )
+            )
+        autonomy = tuple(recorded.get(flow, ()))
+        derived = not autonomy and bool(reviews)
+        if derived:
+            autonomy = _derive_autonomy(spec, flow, reviews, hourly, span)
+        flows.append(
+            FlowReview(
+                agent,
+                flow,
+                events_per_day=max((r.week.per_day for r in reviews), default=0.0),
+                slos=tuple(reviews),
+                failure_modes=tuple(extras.failure_modes.get(flow, [])),
+                judges=extras.judges(flow),
+                synthetic=extras.synthetic.get(flow),
+                autonomy=autonomy,
+                autonomy_derived=derived and bool(autonomy),
+                alerts=tuple(a for a in alerts if not a.key.slo and a.key.flow == flow),
+            )
+        )
+    return flows
+
+
+def build_report(
+    history: History, specs: Sequence[Spec], days: int, *, end: float | None = None, allow_short: bool = False
+) -> Report:
+    """Read history for every spec's agent and assemble the review (raises HistoryError, PrometheusError)."""
+    notes: list[str] = []
+    flows: list[FlowReview] = []
+    releases = []
+    spans = []
+    for spec in specs:
+        span = history.span(spec.agent, days, end=end, allow_short=allow_short)
+        end = span.end  # every agent's window ends at the same minute
+        spans.append(span)
+        if span.short:
+            notes.append(
+                f"History is shorter than asked: {span.seconds / DAY:.1f} days of history for agent "
+                f"{spec.agent!r} (since {iso(span.first_sample)}), {days} asked; the report covers what "
+                "there is."
+            )
+        flows += _agent_flows(history, spec, span, notes)
+        # the build already running when the window opens is no release in it
+        first_step = span.start + span.step(history.max_points)
+        releases += [r for r in history.releases(span, spec.agent) if r.at > first_step]
+    flows_t = tuple(flows)
+    return Report(
+        start=min(s.start for s in spans),
+        end=max(s.end for s in spans),
+        days=days,
+        flows=flows_t,
+        releases=tuple(sorted(releases, key=lambda r: (r.at, r.agent))),
+        notes=tuple(notes),
+        decisions=decisions(flows_t),
+    )
+
+
+def _time(text: str) -> float:
+    """`--end`: unix seconds, or an RFC 3339 time with an offset (`2026-12-06T00:00:00Z`)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use RFC 3339 with an offset (2026-12-06T00:00:00Z) or unix seconds"
+        )
+    return moment.timestamp()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("specs", nargs="+", metavar="SPEC", help="the agents' SLO specs")
+    parser.add_argument("--prometheus", required=True, metavar="URL", help="Prometheus base URL")
+    parser.add_argument("--days", type=int, default=7, help="the review window in days (default: 7)")
+    parser.add_argument("-o", "--output", default="-", metavar="FILE", help="write here (default: stdout)")
+    parser.add_argument("--format", choices=FORMATS, default="html", help="html (default) or markdown")
+    parser.add_argument(
+        "--allow-short",
+        action="store_true",
+        help="history shorter than --days: report what there is (and say so) instead of exit 2",
+    )
+    parser.add_argument(
+        "--end",
+        type=_time,
+        metavar="TIME",
+        help="the window's end, RFC 3339 or unix seconds (default: now): a review of a past week",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per Prometheus query"
+    )
+    parser.add_argument(
+        "--bearer-token-env", metavar="NAME", help="environment variable holding a token for Prometheus"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    specs = load_specs(args.specs)
+    if args.days < 1:
+        print(f"agent-slo report: --days must be at least 1, not {args.days}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    token = os.environ.get(args.bearer_token_env) if args.bearer_token_env else None
+    history = History(PrometheusClient(args.prometheus, timeout=args.timeout, token=token))
+    try:
+        report = build_report(history, specs, args.days, end=args.end, allow_short=args.allow_short)
+    except (HistoryError, PrometheusError) as exc:
+        print(f"agent-slo report: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = render_html(report) if args.format == "html" else render_markdown(report)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(
+            f"wrote {args.output} ({len(report.flows)} flows, {len(report.decisions)} decisions)",
+            file=sys.stderr,
+        )
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return EXIT_OK
