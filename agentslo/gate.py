@@ -9,7 +9,15 @@ else every SLO) on every flow the change touches (default: all the SLO's flows),
 ship or 1 to hold when any of them is at or past `release_gate.block_at`, saying which SLO, how
 much budget is left and how fast it burns. It fails closed: when Prometheus cannot be reached, or
 the state was never recorded, the answer is hold. `--override REASON` ships anyway (an incident fix
-through an exhausted budget) and records who and why as one JSON log line on stderr.
+through an exhausted budget) and records who and why as one JSON log line on stderr; with
+`--exporter URL` it is also counted there (`POST /v1/gate/overrides`, one per flow the change
+touches, feeding `agent_slo_release_overrides_total`), so dashboards and the weekly review see it:
+
+    agent-slo gate cx.slo.yaml --prometheus http://prometheus:9090 --flow refund \\
+        --override "INC-42 hotfix" --exporter http://exporter:9120 --exporter-token-env AGENT_SLO_TOKEN
+
+An exporter that cannot take the count does not stop the fix: the override still ships, and stderr
+says the counter missed it (the JSON line and `--audit-log` still hold it).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import math
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, TextIO
@@ -187,6 +197,38 @@ def apply_override(
     decision.ship = True
 
 
+def record_override(
+    exporter: str,
+    decision: Decision,
+    flows: Sequence[str],
+    *,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> list[str]:
+    """POST the decision's override to the exporter, once per flow (once for the whole agent when no
+    flow is given); returns the problems, empty when every one was counted."""
+    assert decision.override is not None, "apply_override first"
+    url = exporter.rstrip("/") + names.OVERRIDES_PATH
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    problems = []
+    for flow in flows or (None,):
+        body = {
+            "agent": decision.agent,
+            "reason": decision.override["reason"],
+            "who": decision.override["who"],
+        }
+        body |= {"flow": flow} if flow is not None else {}
+        request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                resp.read()
+        except urllib.error.HTTPError as exc:
+            problems.append(f"{url} answered {exc.code}: {exc.read()[:300].decode(errors='replace')}")
+        except (urllib.error.URLError, OSError) as exc:
+            problems.append(f"{url} could not be reached: {exc}")
+    return problems
+
+
 def report(decision: Decision, out: TextIO) -> None:
     """The plain explanation: the answer first, then the SLOs that decide it, then the rest."""
     held = bool(decision.blocking or decision.problem)
@@ -215,6 +257,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--change-kind", metavar="K", help="kind of change (release_gate.change_kinds)")
     parser.add_argument("--override", metavar="REASON", help="ship even if held; recorded with who and why")
     parser.add_argument("--who", default=None, help="who overrides (default: $USER)")
+    parser.add_argument(
+        "--exporter", metavar="URL", help="also count an override at this exporter (POST /v1/gate/overrides)"
+    )
+    parser.add_argument(
+        "--exporter-token-env", metavar="NAME", help="environment variable holding the exporter's token"
+    )
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per Prometheus query"
     )
@@ -250,6 +298,10 @@ def run(args: argparse.Namespace) -> int:
         if args.audit_log:
             with open(args.audit_log, "a", encoding="utf-8") as audit:
                 audit.write(line + "\n")
+        if args.exporter:
+            exporter_token = os.environ.get(args.exporter_token_env) if args.exporter_token_env else None
+            for problem in record_override(args.exporter, decision, args.flow, token=exporter_token):
+                print(f"agent-slo gate: the override ships but was not counted: {problem}", file=sys.stderr)
     if args.json:
         body = asdict(decision) | {"blocking": [asdict(v) for v in decision.blocking]}
         print(json.dumps(body, indent=2))

@@ -177,6 +177,16 @@ L_LABEL: Final = "label"  # agent_slo_label_folded_total: which label had a valu
 INGEST_ACCEPTED: Final = "accepted"
 INGEST_REJECTED: Final = "rejected"
 
+# --- release-gate overrides, prober freshness, runbooks (issue 16, part B) ---
+# Overrides of a held release gate (`POST /v1/gate/overrides`, sent by `agent-slo gate --override`), by
+# agent and flow (`""`: the whole agent). Who and why go to the exporter's log, never to a label.
+RELEASE_OVERRIDES_TOTAL: Final = "agent_slo_release_overrides_total"
+OVERRIDES_PATH: Final = "/v1/gate/overrides"  # the exporter's route that counts them
+# When each scenario's latest run reached the exporter (Unix seconds; 0 until the first run), so
+# `time() - agent_slo_synthetic_last_run_timestamp_seconds` says how stale the prober is.
+SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS: Final = "agent_slo_synthetic_last_run_timestamp_seconds"
+RUNBOOK_URL: Final = "runbook_url"  # the alert annotation `alerting.runbook_base_url` fills per alert
+
 # --- voice pipeline, workflows, health score, budget tiers (issue 16) ---
 # Per-stage latency of a voice pipeline (`stage` events): which stage owns the P95/P99 of a turn.
 STAGE_LATENCY_SECONDS: Final = "agent_slo_stage_latency_seconds"

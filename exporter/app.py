@@ -36,6 +36,9 @@ from agentslo.exporter.intake import browser_problem, read_body
 from agentslo.exporter.openapi import document
 from agentslo.exporter.otlp.receiver import OtlpReceiver
 from agentslo.exporter.otlp.routes import OtlpRoutes
+from agentslo.exporter.overrides import PATH as OVERRIDES_PATH
+from agentslo.exporter.overrides import OverrideError
+from agentslo.exporter.overrides import parse as parse_override
 from agentslo.exporter.wire import IngestResult, error
 from agentslo.exporter.writer import Writer
 from agentslo.spec import Spec
@@ -229,6 +232,32 @@ async def get_autonomy(request: web.Request) -> web.StreamResponse:
     return web.json_response(await request.app[AUTONOMY].state(agent, flow))
 
 
+async def post_override(request: web.Request) -> web.StreamResponse:
+    """A release-gate override (`exporter.overrides`): counted in agent_slo_release_overrides_total,
+    who and why logged as one JSON line; a body with any wrong field is a 400 naming each, uncounted."""
+    raw = await read_body(request, request.app[CONFIG], request.app[_READING])
+    if isinstance(raw, IngestResult):
+        return _json(raw)
+    try:
+        override = parse_override(orjson.loads(raw), {s.agent: s for s in request.app[SPECS]})
+    except orjson.JSONDecodeError as exc:
+        return _fail(400, "the body is not JSON", problem=str(exc))
+    except OverrideError as exc:
+        detail = [{"index": None, "field": field, "problem": problem} for field, problem in exc.problems]
+        return _json(error(400, "not a release-gate override", detail))
+    ingestor = request.app[INGESTOR]
+    try:  # off the event loop: the count commits to the exporter's database like a batch does
+        await asyncio.get_running_loop().run_in_executor(
+            None, ingestor.record_override, override.agent, override.flow
+        )
+    except Exception as exc:
+        log.error("override not recorded: %s", exc)
+        return _fail(503, "could not store the override; retry", retry_after=RETRY_AFTER_UNAVAILABLE_S)
+    log.warning("%s", orjson.dumps(override.log_record()).decode())
+    body = {"agent": override.agent, "flow": override.flow, "recorded": True}
+    return web.json_response(body, status=201)
+
+
 async def _cleanup(app: web.Application) -> None:
     await app[AUTONOMY].close()
     await app[_WRITER].close()
@@ -254,6 +283,7 @@ def create_app(specs: list[Spec], config: ExporterConfig) -> web.Application:
     app.router.add_post("/v1/traces", otlp.post_traces)
     app.router.add_post("/v1/logs", otlp.post_logs)
     app.router.add_get("/v1/autonomy", get_autonomy)
+    app.router.add_post(OVERRIDES_PATH, post_override)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -53,6 +53,8 @@ def _help() -> dict[str, str]:
         n.JUDGE_COST_USD_TOTAL: "Judge cost in US dollars by outcome.",
         n.SYNTHETIC_RUNS_TOTAL: "Synthetic scenario runs by outcome.",
         n.SYNTHETIC_CONSECUTIVE_FAILURES: "Consecutive failed runs of a synthetic scenario (0 after a pass).",
+        n.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS: "When a scenario last ran (Unix seconds; 0: never).",
+        n.RELEASE_OVERRIDES_TOTAL: 'Overrides of a held release gate, by agent and flow ("": all flows).',
         n.INGEST_EVENTS_TOTAL: "Events received by the ingest API, by result.",
         n.INGEST_REJECTED_TOTAL: "Requests refused by the ingest API, by reason.",
         n.LABEL_FOLDED_TOTAL: "Undeclared label values folded into `other` (cardinality guard), by label.",
@@ -187,6 +189,13 @@ class Catalog:
             h[n.SYNTHETIC_CONSECUTIVE_FAILURES],
             (n.L_AGENT, n.L_FLOW, n.L_SCENARIO),
         )
+        st.family(
+            n.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS,
+            "gauge",
+            h[n.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS],
+            (n.L_AGENT, n.L_FLOW, n.L_SCENARIO),
+        )
+        st.family(n.RELEASE_OVERRIDES_TOTAL, "counter", h[n.RELEASE_OVERRIDES_TOTAL], (n.L_AGENT, n.L_FLOW))
         st.family(n.INGEST_EVENTS_TOTAL, "counter", h[n.INGEST_EVENTS_TOTAL], (n.L_RESULT,))
         st.family(n.INGEST_REJECTED_TOTAL, "counter", h[n.INGEST_REJECTED_TOTAL], (n.L_REASON,))
         st.family(n.LABEL_FOLDED_TOTAL, "counter", h[n.LABEL_FOLDED_TOTAL], (n.L_AGENT, n.L_LABEL))
@@ -240,6 +249,8 @@ class Catalog:
         for label in FOLDABLE:
             st.slot(n.LABEL_FOLDED_TOTAL, (a, label))
         st.slot(n.CLIENT_DROPPED_EVENTS_TOTAL, (a,))
+        for flow in ("", *spec.flows):  # "": an override of the whole agent
+            st.slot(n.RELEASE_OVERRIDES_TOTAL, (a, flow))
         st.values[st.slot(n.SPEC_INFO, (a, spec.spec_hash), persist=False)] = 1.0
 
     def begin(self) -> None:
@@ -255,7 +266,7 @@ class Catalog:
         return undone
 
     def scenario_series(self, agent: str, flow: str, scenario: str) -> None:
-        """A scenario's runs (every outcome) and streak gauge, at 0 unless they exist already."""
+        """A scenario's runs (every outcome), streak and last-run gauges, at 0 unless they exist already."""
         seen = self.scenarios.setdefault((agent, flow), set())
         if scenario not in seen:
             seen.add(scenario)
@@ -263,6 +274,7 @@ class Catalog:
         for outcome in (names.SYNTHETIC_PASSED, names.SYNTHETIC_FAILED, names.SYNTHETIC_PROBER_ERROR):
             self.store.slot(names.SYNTHETIC_RUNS_TOTAL, (agent, flow, scenario, outcome))
         self.store.slot(names.SYNTHETIC_CONSECUTIVE_FAILURES, (agent, flow, scenario))
+        self.store.slot(names.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS, (agent, flow, scenario))
 
     def adopt_restored(self) -> None:
         """After a restart: count restored scenarios and judge versions against their bounds, and

@@ -223,6 +223,7 @@ class Classifier:
         self.planner = planner
         self.catalog = planner.catalog
         self._pending: dict[int, float] = {}
+        self._now = 0.0  # the batch being counted arrived at this time (synthetic last-run gauges)
         # Plans by key as sent: safe because boolean columns were type-checked and a non-string never
         # equals a string, so no invalid value can hit a valid entry. Bounded against hostile variety.
         self._fast: dict[tuple[Any, ...], Plan] = {}
@@ -256,7 +257,7 @@ class Classifier:
                 groups[kind] = ordered[start : start + sizes[kind]]
                 start += sizes[kind]
         deltas = Deltas(events=len(events))
-        self._pending = pending or {}
+        self._pending, self._now = pending or {}, now
         for kind, group in groups.items():
             present = set().union(*group)
             if not present <= ALLOWED[kind]:
@@ -273,7 +274,7 @@ class Classifier:
         if not events:
             return None
         deltas = Deltas(events=len(events))
-        self._pending = pending or {}
+        self._pending, self._now = pending or {}, now
         if events.reports is not None:
             scans: Iterable[Scan | None] = (self._scan_report(report, now) for report in events.reports)
         else:
@@ -432,6 +433,7 @@ class Classifier:
                 d.gather(slots[kid if mask is None else kid[mask]], vals)
         if kind == "synthetic":
             self._streaks(plans, kid.tolist(), d)
+            self._last_runs(plans, d)
         self._exemplars(plans, scan.traces, d)
         self._builds(scan.builds, d)
         return True
@@ -475,6 +477,12 @@ class Classifier:
                 slot, passed = streak
                 previous = d.sets.get(slot, self._pending.get(slot, values[slot]))
                 d.sets[slot] = 0.0 if passed else previous + 1.0
+
+    def _last_runs(self, plans: list[Plan], d: Deltas) -> None:
+        """Each scenario's last-run gauge is the time its latest run arrived (as events are counted)."""
+        for plan in plans:
+            if plan.last_run is not None:
+                d.sets[plan.last_run] = self._now
 
     def _exemplars(self, plans: list[Plan], traces: list[tuple[int, Any]], d: Deltas) -> None:
         """Each exemplar slot gets the trace id of the latest event it counted that had a usable one."""

@@ -434,6 +434,14 @@ class Ingestor:
                 deltas.adds[slot] = deltas.adds.get(slot, 0.0) + 1.0
             self._commit(deltas, time.time())
 
+    def record_override(self, agent: str, flow: str) -> None:
+        """Count one override of a held release gate (agent_slo_release_overrides_total), durably.
+        `flow` is a declared flow of the agent, or "" for the whole agent (validated by the caller)."""
+        with self.lock:
+            deltas = Deltas(events=0)
+            deltas.adds[self.store.slot(names.RELEASE_OVERRIDES_TOTAL, (agent, flow))] = 1.0
+            self._commit(deltas, time.time())
+
     def set_judge_agreement(self, agent: str, judge: str, judge_version: str, ratio: float) -> None:
         """Set agent_slo_judge_agreement_ratio for a judge version (persisted, so it survives restarts)."""
         if not (type(ratio) in (int, float) and 0 <= ratio <= 1):

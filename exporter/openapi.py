@@ -15,7 +15,9 @@ from typing import Any
 import msgspec
 
 from agentslo import names
+from agentslo.exporter import overrides
 from agentslo.exporter.events import FIELDS, MAX_COUNT, PLANNED, TYPES, Field
+from agentslo.exporter.overrides import PATH as OVERRIDES_PATH
 
 _JSON = "application/json"
 _PROTOBUF = "application/x-protobuf"
@@ -272,6 +274,24 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    OVERRIDES_PATH: {
+        "post": {
+            "summary": "Count a release-gate override (agent_slo_release_overrides_total); log who and why",
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Override"}}},
+            },
+            "responses": {
+                "201": {
+                    "description": "counted",
+                    "content": {_JSON: {"schema": {"$ref": "#/components/schemas/OverrideRecorded"}}},
+                },
+                **_errors(400, 401, 408, 413),
+                **_retry(429),
+                **_retry(503),
+            },
+        }
+    },
     "/metrics": {
         "get": {
             "summary": "Prometheus text or OpenMetrics (with exemplars), by content negotiation",
@@ -301,6 +321,29 @@ PATHS: dict[str, Any] = {
 }
 
 
+def _text(most: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": most}
+
+
+OVERRIDE: dict[str, Any] = {
+    "type": "object",
+    "description": "flow absent: the whole agent; agent and flow must be the served spec's",
+    "required": list(overrides.REQUIRED),
+    "additionalProperties": False,
+    "properties": {
+        "agent": _text(overrides.MAX_WHO_CHARS),
+        "flow": _text(overrides.MAX_WHO_CHARS),
+        "reason": _text(overrides.MAX_REASON_CHARS),
+        "who": _text(overrides.MAX_WHO_CHARS),
+    },
+}
+OVERRIDE_RECORDED: dict[str, Any] = {
+    "type": "object",
+    "required": ["agent", "flow", "recorded"],
+    "properties": {"agent": {"type": "string"}, "flow": {"type": "string"}, "recorded": {"type": "boolean"}},
+}
+
+
 def document(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
     paths = dict(PATHS)
     for path, item in (extra_paths or {}).items():
@@ -316,6 +359,14 @@ def document(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": ERROR, "Event": EVENT, **EVENTS, "Accepted": ACCEPTED, "Autonomy": AUTONOMY},
+            "schemas": {
+                "Error": ERROR,
+                "Event": EVENT,
+                **EVENTS,
+                "Accepted": ACCEPTED,
+                "Autonomy": AUTONOMY,
+                "Override": OVERRIDE,
+                "OverrideRecorded": OVERRIDE_RECORDED,
+            },
         },
     }

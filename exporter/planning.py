@@ -57,6 +57,7 @@ class Plan:
     judge: tuple[int, list[tuple[int, int]]] | None = None  # (threshold index in score bounds, [(good, bad)])
     tokens: tuple[int, int] | None = None  # (input slot, output slot)
     streak: tuple[int, bool] | None = None  # synthetic: (consecutive-failures gauge slot, passed)
+    last_run: int | None = None  # synthetic: the last-run timestamp gauge slot (every run, prober errors too)
 
 
 class Planner:
@@ -370,6 +371,7 @@ def _synthetic(b: _Builder, scenario: Any, passed: Any) -> Problem | None:
         b.plan.incs.append(folded)
     b.c.scenario_series(b.agent, b.flow, label)
     st = b.c.store
+    b.plan.last_run = st.slot(names.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS, (b.agent, b.flow, label))
     if b.exclude == PROBER_ERROR_EXCLUSION:  # the prober failed, not the agent: counted, no streak
         outcome = names.SYNTHETIC_PROBER_ERROR
     else:

@@ -3,6 +3,7 @@ as such, spends no budget and never joins a failure streak; the agent's failures
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -88,3 +89,18 @@ async def test_series_for_prober_errors_exist_from_the_start_only_where_they_can
         if name == names.EVENTS_TOTAL:
             exclusions.setdefault(dict(labels)["slo"], set()).add(dict(labels)["exclusion"])
     assert "prober_error" in exclusions["probes"] and "prober_error" not in exclusions["tasks"]
+
+
+async def test_every_run_sets_its_scenarios_last_run_time_prober_errors_too(aiohttp_client: Any) -> None:
+    """The prober is alive when it runs, whoever failed: a prober error moves the gauge as a pass does."""
+    client = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig()))
+    headers = {"Content-Type": "application/json"}
+    last = names.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS
+    stamps = []
+    for run in (_run(True), _run(False, "prober_error")):
+        sent = time.time()
+        resp = await client.post("/v1/events", data=orjson.dumps([run]), headers=headers)
+        assert resp.status == 200, await resp.text()
+        stamps.append(_value(await _samples(client), last, agent="bot", flow="refund", scenario="s"))
+        assert sent <= stamps[-1] <= time.time()
+    assert stamps[0] < stamps[1]

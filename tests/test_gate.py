@@ -8,13 +8,16 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import cli, names
 from agentslo.demo.servers import Prometheus, find_binary, free_port
 from agentslo.gate import Reading, decide, scope
 from agentslo.prometheus import PrometheusClient
 from agentslo.spec import parse_spec
+from tests.doubles.serve import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"
@@ -170,6 +173,27 @@ def test_override_ships_and_records_who_and_why(prometheus, spec_file, capsys, m
     assert record["reason"] == "INC-42 hotfix for refund tool"
     assert record["blocked_by"] == ["refund/task-success:freeze"]
     assert json.loads(audit.read_text()) == record
+
+
+def test_override_with_an_exporter_is_counted_there(prometheus, spec_file, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("GATE_TEST_TOKEN", "t0k")
+    with serving(spec_file, "--token", "t0k", log=tmp_path / "exporter.log") as url:
+        args = ["--prometheus", prometheus.url, "--change-kind", "prompt", "--override", "INC-42"]
+        exporter = ["--exporter", url, "--exporter-token-env", "GATE_TEST_TOKEN"]
+        code, _, err = gate(capsys, str(spec_file), *args, "--flow", "refund", *exporter)
+        assert code == 0 and "not counted" not in err, err
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        counted = {
+            s.labels["flow"]: s.value
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples
+            if s.name == names.RELEASE_OVERRIDES_TOTAL
+        }
+        assert counted["refund"] == 1 and counted[""] == 0 and counted["order-status"] == 0
+        # a wrong token: the fix still ships, and stderr says the counter missed it
+        monkeypatch.setenv("GATE_TEST_TOKEN", "wrong")
+        code, _, err = gate(capsys, str(spec_file), *args, "--flow", "refund", *exporter)
+        assert code == 0 and "the override ships but was not counted" in err and "401" in err
 
 
 def test_unreachable_prometheus_fails_closed(spec_file, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,6 +69,15 @@ def streak(metrics: dict[Any, float], scenario: str) -> float:
     )
 
 
+def last_runs(metrics: dict[Any, float]) -> dict[str, float]:
+    """Each scenario's last-run timestamp gauge."""
+    return {
+        dict(labels)["scenario"]: v
+        for (name, labels), v in metrics.items()
+        if name == names.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS
+    }
+
+
 async def probe(*args: str) -> int:
     # The CLI runs its own event loop (asyncio.run), so it runs in a thread beside the test's servers.
     return await asyncio.to_thread(cli.main, ["probe", *args])
@@ -89,16 +99,21 @@ async def judge_env(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeProvid
 async def test_once_passes_writes_junit_and_the_exporter_counts(tmp_path: Path, judge_env, capsys) -> None:
     junit = tmp_path / "probe.xml"
     async with exporter() as url, running_fake_agent("good") as agent:
+        before, started = last_runs(await scrape(url)), time.time()
         code = await probe(
             str(CX), "--once", "--junit", str(junit), "--exporter", url, "--target-url", agent.base_url
         )
-        metrics = await scrape(url)
+        metrics, finished = await scrape(url), time.time()
     out = capsys.readouterr().out
     assert code == 0, out
     assert "5/5 scenario(s) passed" in out
     assert runs(metrics, "refund-delivered-order", names.SYNTHETIC_PASSED) == 1
     assert runs(metrics, "refund-delivered-order", names.SYNTHETIC_FAILED) == 0
     assert streak(metrics, "refund-delivered-order") == 0
+    # each scenario's run sets its last-run gauge to when it arrived (none had run before)
+    assert set(before.values()) <= {0.0}
+    after = last_runs(metrics)
+    assert len(after) == 5 and all(started <= t <= finished for t in after.values()), after
     root = ET.parse(junit).getroot()
     assert root.get("failures") == "0" and root.get("errors") == "0"
     assert len(root.findall("testsuite")) == 5
