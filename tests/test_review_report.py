@@ -14,10 +14,11 @@ import contextlib
 import io
 import itertools
 import json
+import math
 import re
-import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,17 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from agentslo import names
 from agentslo.cli import main
+from agentslo.demo.backfill import create_blocks
+from agentslo.demo.servers import Prometheus, free_port
+from agentslo.demo.traffic import history_openmetrics
 from agentslo.prometheus import PrometheusClient
 from agentslo.review import report
 from agentslo.review.history import DAY, History
-from agentslo.review.report_model import Report, fmt_duration
+from agentslo.review.report_model import FlowReview, Report, fmt_duration
 from agentslo.review.report_render import render_html, render_markdown
+from agentslo.spec import load_spec
 from tests.doubles import history as h
 from tests.doubles.history import ReviewHistory, needs_prometheus
 
@@ -130,6 +136,114 @@ def test_the_quiet_flow_is_flagged_as_too_thin_for_its_alerts(built: Report) -> 
 
 def test_a_period_longer_than_the_history_is_said(built: Report) -> None:
     assert any("30d period" in n and "28.0 days" in n for n in built.notes), built.notes
+
+
+# --- what explains the SLIs: failure modes, judges, probes; autonomy where the rules never ran ---
+
+EXTRAS_DAYS = 3
+EXTRAS_STEP_S = 300
+EXTRAS_OUTAGE_H = 36  # the hour (from the start) in which half the tasks fail
+EXTRAS_SPEC = """\
+version: agent-slo/v1
+agent: review-extras
+owners: {product: {team: product}}
+flows: {refund: {risk: billing}}
+slos:
+  task-success: {sli: {task: {}}, objective: 97, owner: product}
+"""
+
+
+def _extras_openmetrics(start: float) -> str:
+    """Three days of agent `review-extras` on flow `refund`, every 5 minutes: 100 tasks/h, 1% failing
+    but half in hour 36; failure modes `loop` (one a step) and `wrong_tool` (one every 4th); the
+    `faithfulness` judge v3 scoring 2 verdicts a step, its mean falling from 0.9 to 0.8; agreement
+    0.82; a probe passing every step, failing once an hour, a prober error every 4h. No recordings."""
+    agent = {names.L_AGENT: "review-extras", names.L_FLOW: "refund"}
+    judge = {**agent, names.L_JUDGE: "faithfulness", names.L_JUDGE_VERSION: "3"}
+    steps = EXTRAS_DAYS * DAY // EXTRAS_STEP_S
+    good = bad = score = 0.0
+    rows: list[tuple[float, str, dict[str, str], float]] = []
+    for i in range(steps + 1):
+        t, n = start + i * EXTRAS_STEP_S, 100 * EXTRAS_STEP_S / 3600
+        failing = (
+            0.5 if (i - 1) * EXTRAS_STEP_S // 3600 == EXTRAS_OUTAGE_H else 0.01
+        )  # of the step ending at t
+        good, bad = good + (n * (1 - failing) if i else 0), bad + (n * failing if i else 0)
+        score += 2 * (0.9 - 0.1 * i / steps) if i else 0
+        for outcome, value in ((names.GOOD, good), (names.BAD, bad)):
+            labels = {**agent, names.L_SLO: "task-success", names.L_OUTCOME: outcome, names.L_EXCLUSION: ""}
+            rows.append((t, names.EVENTS_TOTAL, labels, value))
+        rows.append((t, names.FAILURE_MODES_TOTAL, {**agent, names.L_FAILURE_MODE: "loop"}, i))
+        rows.append((t, names.FAILURE_MODES_TOTAL, {**agent, names.L_FAILURE_MODE: "wrong_tool"}, i // 4))
+        rows.append((t, f"{names.JUDGE_SCORE}_sum", judge, score))
+        rows.append((t, f"{names.JUDGE_SCORE}_count", judge, 2 * i))
+        agreement = {
+            names.L_AGENT: "review-extras",
+            names.L_JUDGE: "faithfulness",
+            names.L_JUDGE_VERSION: "3",
+        }
+        rows.append((t, names.JUDGE_AGREEMENT_RATIO, agreement, 0.82))
+        for outcome, value in (
+            (names.SYNTHETIC_PASSED, i),
+            (names.SYNTHETIC_FAILED, i // 12),
+            (names.SYNTHETIC_PROBER_ERROR, i // 48),
+        ):
+            runs = {**agent, names.L_SCENARIO: "refund-window", names.L_OUTCOME: outcome}
+            rows.append((t, names.SYNTHETIC_RUNS_TOTAL, runs, value))
+    counters = (names.EVENTS_TOTAL, names.FAILURE_MODES_TOTAL, names.SYNTHETIC_RUNS_TOTAL)
+    # the histogram's _sum and _count are written as plain series: Prometheus stores them the same way
+    types = dict.fromkeys(counters, "counter") | {
+        f"{names.JUDGE_SCORE}_sum": "gauge",
+        f"{names.JUDGE_SCORE}_count": "gauge",
+        names.JUDGE_AGREEMENT_RATIO: "gauge",
+    }
+    rows.sort(key=lambda r: r[1])
+    return history_openmetrics(rows, types)
+
+
+@pytest.fixture(scope="module")
+def extras(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Report, float]]:
+    """The review of `review-extras` over its three days (built once), and the history's start."""
+    work = tmp_path_factory.mktemp("review-extras")
+    end = math.floor(time.time() / DAY) * DAY
+    start = end - EXTRAS_DAYS * DAY
+    create_blocks(_extras_openmetrics(start), work / "data")
+    (work / "spec.yaml").write_text(EXTRAS_SPEC, encoding="utf-8")
+    with Prometheus.start(
+        work / "prometheus", {"global": {}}, data_dir=work / "data", retention="30d"
+    ) as prom:
+        history = History(PrometheusClient(prom.url))
+        yield report.build_report(history, [load_spec(work / "spec.yaml")], EXTRAS_DAYS, end=end), start
+
+
+def test_failure_modes_judges_and_probes_are_read_for_their_flow(extras: tuple[Report, float]) -> None:
+    built, _ = extras
+    [flow] = built.flows
+    assert [m for m, _ in flow.failure_modes] == ["loop", "wrong_tool"]
+    steps = EXTRAS_DAYS * DAY / EXTRAS_STEP_S
+    assert dict(flow.failure_modes) == pytest.approx({"loop": steps, "wrong_tool": steps / 4}, rel=0.02)
+    [judge] = flow.judges
+    assert (judge.judge, judge.version) == ("faithfulness", "3")
+    assert judge.agreement == pytest.approx(0.82)
+    assert len(judge.daily_mean) == EXTRAS_DAYS  # one mean per day
+    assert judge.drift is not None and -0.09 < judge.drift < -0.04  # the mean fell by 0.1 over 3 days
+    assert flow.synthetic is not None  # prober errors are neither passes nor failures
+    assert flow.synthetic.sli == pytest.approx(100 * 12 / 13, abs=0.2)
+    md = render_markdown(built)
+    assert "| loop | 864 |" in md and "| faithfulness | 3 | 82.0% |" in md and "Synthetic probes: 92.3" in md
+
+
+def test_the_autonomy_timeline_is_derived_where_the_rules_never_ran(extras: tuple[Report, float]) -> None:
+    built, start = extras
+    flow: FlowReview = built.flows[0]
+    assert flow.autonomy_derived
+    # 50% failing against a 3% budget burns ×16.7 that hour: critical (≥ 5), then healthy again
+    assert [(a.state, a.start - start, a.end and a.end - start) for a in flow.autonomy] == [
+        ("healthy", 0, EXTRAS_OUTAGE_H * 3600),
+        ("critical", EXTRAS_OUTAGE_H * 3600, (EXTRAS_OUTAGE_H + 1) * 3600),
+        ("healthy", (EXTRAS_OUTAGE_H + 1) * 3600, None),
+    ]
+    assert "derived from the SLIs" in render_html(built)
 
 
 # --- the two formats say the same ---
@@ -332,9 +446,7 @@ def test_history_shorter_than_asked_is_exit_2_or_a_said_note(
 
 
 def test_an_unreachable_prometheus_is_one_clear_line_and_exit_2(review_history: ReviewHistory) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    port = free_port()
     code, out, err = _cli(
         "report", str(review_history.spec_path), "--prometheus", f"http://127.0.0.1:{port}", "--timeout", "2"
     )
