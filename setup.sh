@@ -56,3 +56,6 @@ if .venv/bin/python -c 'import agentslo.exporter._scan' 2>/dev/null; then
 else
   echo "setup: ready (.venv/bin/agent-slo; C++ ingest scanner NOT built: ingest runs in pure Python, slower)"
 fi
+if ! .venv/bin/python -c 'import agentslo.exporter.otlp._reader' 2>/dev/null; then
+  echo "setup: C++ OTLP trace reader NOT built (needs protoc and libprotobuf-dev): /v1/traces reads spans in pure Python, slower"
+fi

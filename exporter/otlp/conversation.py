@@ -14,6 +14,7 @@ input, then each chat's output in order, the tool calls with inputs, outputs and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -66,12 +67,14 @@ def _messages(value: Any) -> list[dict[str, Any]]:
     return out
 
 
-def content_of(span: Any, attrs: dict[str, Any], kind: str | None) -> tuple[dict[str, Any] | None, int]:
-    """The content a chat or tool span carries and its size in bytes, or (None, 0) (content capture
-    off, too much of it, or another span)."""
+def content_of(
+    name: str, start: int, status: int, events: Iterable[Any], attrs: dict[str, Any], kind: str | None
+) -> tuple[dict[str, Any] | None, int]:
+    """The content a chat or tool span (its name, start, status code, span events and attributes)
+    carries and its size in bytes, or (None, 0) (content capture off, too much of it, another span)."""
     if kind == "turn":
         inputs, outputs = _messages(attrs.get(INPUT_MESSAGES)), _messages(attrs.get(OUTPUT_MESSAGES))
-        for event in span.events:  # the older conventions
+        for event in events:  # the older conventions
             role = MESSAGE_EVENTS.get(event.name)
             fields = {kv.key: kv.value.string_value for kv in event.attributes}
             if role is not None and fields.get("content"):
@@ -83,16 +86,16 @@ def content_of(span: Any, attrs: dict[str, Any], kind: str | None) -> tuple[dict
                     outputs.append({"role": "assistant", "content": str(text)})
         if not inputs and not outputs:
             return None, 0
-        content: dict[str, Any] = {"start": span.start_time_unix_nano, "inputs": inputs, "outputs": outputs}
+        content: dict[str, Any] = {"start": start, "inputs": inputs, "outputs": outputs}
     elif kind == "tool":
         if TOOL_ARGUMENTS not in attrs and TOOL_RESULT not in attrs:
             return None, 0
         content = {
-            "start": span.start_time_unix_nano,
-            "tool": attrs.get("gen_ai.tool.name") or span.name.partition(" ")[2],
+            "start": start,
+            "tool": attrs.get("gen_ai.tool.name") or name.partition(" ")[2],
             "input": _json(attrs.get(TOOL_ARGUMENTS)),
             "output": _json(attrs.get(TOOL_RESULT)),
-            "outcome": "error" if span.status.code == 2 or "error.type" in attrs else "ok",
+            "outcome": "error" if status == 2 or "error.type" in attrs else "ok",
         }
     else:
         return None, 0

@@ -43,6 +43,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from agentslo.exporter.events import TOOL_OUTCOMES
 from agentslo.exporter.otlp.conversation import content_of, session_of
 from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
+from agentslo.exporter.otlp.rows import OWN_PREFIX, Rows, SpanRow, read_message, row_of, wanted
 from agentslo.exporter.otlp.semconv import (
     CONVERSATION,
     ERROR_TYPE,
@@ -272,14 +273,16 @@ def _tokens(note: SpanNote | None) -> dict[str, int] | None:
     return tokens or None
 
 
-def _tool(fields: dict[str, Any], span: Any, attrs: dict[str, Any], duration_s: float) -> dict[str, Any]:
+def _tool(
+    fields: dict[str, Any], name: str, status: int, attrs: dict[str, Any], duration_s: float
+) -> dict[str, Any]:
     outcome = attrs.get(TOOL_OUTCOME)
     if outcome is None or outcome not in TOOL_OUTCOMES:
-        failed = span.status.code == STATUS_ERROR or ERROR_TYPE in attrs
+        failed = status == STATUS_ERROR or ERROR_TYPE in attrs
         outcome = outcome if outcome is not None else ("error" if failed else "ok")
     tool = attrs.get(TOOL_NAME)
     if tool is None:  # the span name is "execute_tool {gen_ai.tool.name}"
-        tool = span.name.partition(" ")[2] or span.name
+        tool = name.partition(" ")[2] or name
     return {"type": "tool_call", **fields, "tool": tool, "outcome": outcome, "latency_s": duration_s}
 
 
@@ -309,55 +312,55 @@ def _versions(event: dict[str, Any], otel: Otel, attrs: dict[str, Any], model: A
 
 
 def map_spans(
-    request: ExportTraceServiceRequest, specs: dict[str, Spec], memory: TraceMemory, now: float | None = None
+    request: Rows | ExportTraceServiceRequest,
+    specs: dict[str, Spec],
+    memory: TraceMemory,
+    now: float | None = None,
 ) -> Mapped:
-    """The events of a trace export request (see the module docstring for the reading)."""
+    """The events of a trace export request, read into `Rows` (see the module docstring for the
+    reading); a decoded message is read by the pure-Python reader first."""
     now = time.time() if now is None else now
+    rows = request if isinstance(request, Rows) else read_message(request, wanted(specs.values()))
     reader, mapped = _Reader(specs, memory, now), Mapped()
-    todo: list[tuple[Any, dict[str, Any], dict[str, Any], dict[bytes, SpanNote]]] = []
+    todo: list[tuple[Rows, SpanRow, dict[bytes, SpanNote]]] = []
     task_ops = reader.task_operations
     retry: set[bytes] = set()
+    span_of = rows.span
     # First every span's note, so that a child finds its parent from the same request.
-    for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                mapped.total += 1
-                if (
-                    len(span.trace_id) != 16
-                    or len(span.span_id) != 8
-                    or not any(span.trace_id)
-                    or not any(span.span_id)
-                ):
-                    mapped.refuse(
-                        "missing_ids",
-                        f"span {span.name[:60]!r}",
-                        "needs a 16-byte trace id and an 8-byte span id",
-                    )
-                    continue
-                attrs = attributes(span.attributes)
-                op = operation(span.name, attrs, task_ops)
-                spans = memory.trace(span.trace_id, now)
-                note = SpanNote(span.parent_span_id, op, attrs)
-                memory.keep_content(note, *content_of(span, attrs, note.kind))
-                memory.note(span.trace_id, span.span_id, note, now)
-                todo.append((span, attrs, resource, spans))
-                if span.span_id in memory.awaited.get(span.trace_id, ()):
-                    retry.add(span.trace_id)
+    for row in rows.spans:
+        _, trace_id, span_id, parent, name, start, _, status, attrs, events, index = row
+        mapped.total += 1
+        if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
+            mapped.refuse(
+                "missing_ids", f"span {name[:60]!r}", "needs a 16-byte trace id and an 8-byte span id"
+            )
+            continue
+        op = operation(name, attrs, task_ops)
+        spans = memory.trace(trace_id, now)
+        note = SpanNote(parent, op, attrs)
+        if note.kind is not None:
+            span_events = span_of(index).events if events else ()
+            memory.keep_content(note, *content_of(name, start, status, span_events, attrs, note.kind))
+        memory.note(trace_id, span_id, note, now)
+        todo.append((rows, row, spans))
+        if span_id in memory.awaited.get(trace_id, ()):
+            retry.add(trace_id)
     # Then the spans deferred in these traces, which a span of this request may complete (first: they
     # ended earlier, and the latest model seen must be the same as if they had come in order).
-    earlier: list[tuple[Any, dict[str, Any], dict[str, Any], dict[bytes, SpanNote]]] = []
+    earlier: list[tuple[Rows, SpanRow, dict[bytes, SpanNote]]] = []
+    keys = wanted(specs.values())
     for trace_id in retry:
         spans = memory.trace(trace_id, now)
         for raw_span, raw_resource, since in memory.take_deferred(trace_id):
             span = Span.FromString(raw_span)
             reader.since[(trace_id, span.span_id)] = since
             mapped.retried.append((trace_id, span.span_id))
-            resource = attributes(Resource.FromString(raw_resource).attributes)
-            earlier.append((span, attributes(span.attributes), resource, spans))
+            resource = attributes(Resource.FromString(raw_resource).attributes, keys, OWN_PREFIX)
+            held = Rows([resource], [row_of(span, 0, 0, keys)], _messages=[span])
+            earlier.append((held, held.spans[0], spans))
     mapped.expired = memory.expire(now)
-    for span, attrs, resource, spans in earlier + todo:
-        _map_span(reader, mapped, span, attrs, resource, spans)
+    for held, row, spans in earlier + todo:
+        _map_span(reader, mapped, held, row, spans)
     return mapped
 
 
@@ -370,25 +373,21 @@ def _missing(reader: _Reader, spans: dict[bytes, SpanNote], span_id: bytes) -> b
 
 
 def _map_span(
-    reader: _Reader,
-    mapped: Mapped,
-    span: Any,
-    attrs: dict[str, Any],
-    resource: dict[str, Any],
-    spans: dict[bytes, SpanNote],
+    reader: _Reader, mapped: Mapped, rows: Rows, row: SpanRow, spans: dict[bytes, SpanNote]
 ) -> None:
-    trace_id, span_id = span.trace_id, span.span_id
+    resource_index, trace_id, span_id, _, name, start, end, status, attrs, events, index = row
+    resource = rows.resources[resource_index]
     item = _item(trace_id, span_id)
     note = spans.get(span_id)
     op = note.op if note is not None else None
-    evaluations = [e for e in span.events if e.name == EVALUATION]
+    evaluations = [e for e in rows.span(index).events if e.name == EVALUATION] if events else []
     if op not in reader.operations and not evaluations:  # HTTP, database, embeddings...: not ours
         mapped.ignored += 1
         return
     scoped = reader.scope(spans, span_id, attrs, resource)
     if isinstance(scoped[1], str):
         reason, why = scoped
-        raw, awaited = span.SerializeToString(), _missing(reader, spans, span_id)
+        raw, awaited = rows.span(index).SerializeToString(), _missing(reader, spans, span_id)
         since = reader.since.get((trace_id, span_id), reader.now)
         packed = resource_bytes(resource)
         if awaited is not None and reader.memory.defer(trace_id, span_id, raw, packed, since, awaited):
@@ -399,16 +398,14 @@ def _map_span(
     fields, otel = scoped
     spec = reader.specs[fields["agent"]]
     key = f"{trace_id.hex()}{span_id.hex()}"
-    duration_s = max(span.end_time_unix_nano - span.start_time_unix_nano, 0) / 1e9
-    common = _common(fields, trace_id, span.end_time_unix_nano, attrs)
+    duration_s = max(end - start, 0) / 1e9
+    common = _common(fields, trace_id, end, attrs)
     model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
     event: dict[str, Any] | None = None
     if op in otel.task_operations:
         if _task_of(reader, spans, span_id, fields["agent"], resource):
             notes = _descendants(spans, span_id)
-            event = _task(
-                _versions(dict(common), otel, attrs, model), otel, attrs, span.status.code, duration_s, notes
-            )
+            event = _task(_versions(dict(common), otel, attrs, model), otel, attrs, status, duration_s, notes)
             session = session_of(event, [n.content for n in notes if n.content is not None])
             if session is not None:  # judged once the task counts (never for a retried task span)
                 mapped.sessions.append((len(mapped.events), session))
@@ -423,7 +420,7 @@ def _map_span(
         if tokens is not None:
             event["tokens"] = tokens
     elif op == TOOL_OPERATION:
-        event = _tool(_versions(dict(common), otel, attrs, None), span, attrs, duration_s)
+        event = _tool(_versions(dict(common), otel, attrs, None), name, status, attrs, duration_s)
     if event is not None:
         mapped.add(event, key, item)
     elif not evaluations:

@@ -41,6 +41,7 @@ from agentslo.exporter.classify import Deltas
 from agentslo.exporter.ingest import Batch, Ingestor
 from agentslo.exporter.otlp.mapping import Mapped, map_logs, map_spans
 from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
+from agentslo.exporter.otlp.rows import Rows, wanted
 from agentslo.exporter.otlp.semconv import attributes, operation
 from agentslo.exporter.persist import SPAN_MARK
 from agentslo.spec import Spec
@@ -67,6 +68,7 @@ class OtlpReceiver:
         # where sessions assembled from traces with content go (the feedback wing's intake, when wired)
         self.on_session = on_session
         self.specs = {spec.agent: spec for spec in specs}
+        self.wanted = wanted(specs)  # the attribute keys the mapping reads (`rows`)
         self.memory = TraceMemory()
         self._memory_lock = threading.Lock()
         # without a database, counted span keys are remembered here (bounded, oldest forgotten first)
@@ -107,7 +109,7 @@ class OtlpReceiver:
             self.memory.note(span.trace_id, span.span_id, note, now)
             self.memory.defer(span.trace_id, span.span_id, raw_span, raw_resource, created, awaited)
 
-    def traces(self, request: ExportTraceServiceRequest) -> ExportTraceServiceResponse:
+    def traces(self, request: Rows | ExportTraceServiceRequest) -> ExportTraceServiceResponse:
         with self._memory_lock:
             mapped = map_spans(request, self.specs, self.memory)
         rejected, message = self._apply(mapped, TRACES)

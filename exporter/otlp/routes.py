@@ -18,8 +18,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agentslo.exporter.config import ExporterConfig
-from agentslo.exporter.otlp.decode import JSON, OtlpError, decode, encode, status_body
+from agentslo.exporter.otlp.decode import JSON, PROTOBUF, OtlpError, decode, encode, inflate, status_body
 from agentslo.exporter.otlp.receiver import OtlpReceiver
+from agentslo.exporter.otlp.rows import Rows, read_body, read_message
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ class OtlpRoutes:
             limit = self.config.max_body_bytes * INFLATE_FACTOR
 
             def work() -> message.Message:
-                request = decode(cls, raw, content_type, encoding, limit)
-                items = _items(request)
+                request = self._read(cls, raw, content_type, encoding, limit)
+                items = len(request.spans) if isinstance(request, Rows) else _items(request)
                 if items > self.config.max_batch_events:  # the limit of /v1/events, per span or record
                     most = self.config.max_batch_events
                     raise OtlpError(413, f"{items} spans or records; at most {most} per request, split it")
@@ -99,6 +100,19 @@ class OtlpRoutes:
         finally:
             self.pending -= 1
         return web.Response(body=encode(reply, content_type), content_type=content_type)
+
+    def _read(
+        self, cls: type[message.Message], raw: bytes, content_type: str, encoding: str, limit: int
+    ) -> Any:
+        """The request: trace requests as `Rows` (binary ones by the C++ reader when it is built),
+        log requests as the decoded message."""
+        if cls is not ExportTraceServiceRequest:
+            return decode(cls, raw, content_type, encoding, limit)
+        if content_type == PROTOBUF:
+            return read_body(inflate(raw, encoding, limit), self.receiver.wanted)
+        return read_message(
+            decode(ExportTraceServiceRequest, raw, content_type, encoding, limit), self.receiver.wanted
+        )
 
 
 def _items(request: Any) -> int:

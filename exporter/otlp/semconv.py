@@ -49,9 +49,15 @@ def value_of(any_value: AnyValue) -> Any:
     return getattr(any_value, which)
 
 
-def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+def attributes(
+    kvs: Iterable[KeyValue], keys: frozenset[str] | None = None, prefix: str = ""
+) -> dict[str, Any]:
+    """key → value of the attributes (only `keys` and those starting with `prefix` when `keys` is
+    given); a repeated key keeps its last value."""
     out: dict[str, Any] = {}
     for kv in kvs:
+        if keys is not None and kv.key not in keys and not kv.key.startswith(prefix):
+            continue
         value = kv.value
         which = value.WhichOneof("value")
         # scalars inline (most attributes are): a call per attribute is most of the cost
