@@ -60,7 +60,10 @@ from agentslo.review.report_model import (
     Series,
     SLOReview,
     Threshold,
+    autonomy_codes,
+    burn_down,
     decisions,
+    state_timeline,
 )
 from agentslo.review.report_render import render_html, render_markdown
 from agentslo.spec import Spec, load_specs
@@ -105,48 +108,12 @@ def _page_window(spec: Spec, slo: str, objective: float) -> tuple[str, float]:
     tiers = burn.tiers(spec, slo, objective)
     page = next((t for t in tiers if t.name in burn.PAGE_TIERS), None) or (tiers[0] if tiers else None)
     if page is None:  # no burn alerts at all: the page_fast window of the catalog, for the chart
-        long, _, factor = burn.catalog(spec, spec.period_seconds(slo))["page_fast"]
+        tiers_of_period = burn.catalog(spec, spec.period_seconds(slo))
+        long, _, factor = tiers_of_period.get("page_fast") or min(
+            tiers_of_period.values(), key=lambda t: parse_duration(t[0])
+        )
         return long, min(factor * (1 - objective / 100), 1.0)
     return page.long, page.error_ratio
-
-
-def _burn_down(
-    hourly: Sequence[EventCounts], start: float, period_s: float, budget: float
-) -> tuple[Series, Series]:
-    """Budget left after each hour since `start` against the period's budget, and the even-spend line."""
-    hours = [c for c in hourly if c.start >= start - 1]
-    total = sum(c.total for c in hours)
-    if not hours or total <= 0:
-        return (), ()
-    allowed = budget * total
-    left, bad = [(start, 1.0)], 0.0
-    for c in hours:
-        bad += c.bad
-        left.append((c.end, 1 - bad / allowed))
-    end = hours[-1].end
-    return tuple(left), ((start, 1.0), (end, 1 - (end - start) / period_s))
-
-
-def _hourly_states(
-    spec: Spec, hourly: Sequence[EventCounts], period_s: float, budget: float
-) -> list[tuple[float, int]]:
-    """The autonomy rule's code (rules/recording.py `autonomy_rule`) for one SLO after each hour: from
-    that hour's burn rate and the budget left over the rolling period ending with it. With x = budget
-    left ≤ 0, y = burn ≥ warning, z = burn ≥ critical: exhausted (3) x and y, critical (2) z or x
-    alone, warning (1) y, healthy (0)."""
-    out: list[tuple[float, int]] = []
-    good = bad = 0.0
-    first = 0
-    for c in hourly:
-        good, bad = good + c.good, bad + c.bad
-        while hourly[first].end <= c.end - period_s:
-            good, bad = good - hourly[first].good, bad - hourly[first].bad
-            first += 1
-        x = good + bad > 0 and bad >= budget * (good + bad)
-        rate = c.bad / (budget * c.total) if c.total > 0 else 0.0
-        y, z = rate >= spec.autonomy.warning_burn, rate >= spec.autonomy.critical_burn
-        out.append((c.end, (2 + y) if x else (y + z)))
-    return out
 
 
 def _derive_autonomy(
@@ -161,19 +128,14 @@ def _derive_autonomy(
     codes: dict[float, int] = {}
     governing = set(spec.governing_slos())
     for r in reviews:
-        if r.slo in governing:
-            for t, code in _hourly_states(spec, hourly.get(r.key, []), spec.period_seconds(r.slo), r.budget):
-                if t > span.start:
-                    codes[t] = max(codes.get(t, 0), code)
-    out: list[StateInterval] = []
-    for t in sorted(codes):
-        state = names.AUTONOMY_STATES[codes[t]]
-        if out and out[-1].state == state:
+        if r.slo not in governing:
             continue
-        if out:
-            out[-1] = StateInterval(flow, out[-1].state, out[-1].start, t - HOUR)
-        out.append(StateInterval(flow, state, t - HOUR, None))
-    return tuple(out)
+        period_s = spec.period_seconds(r.slo)
+        warning, critical = spec.autonomy.warning_burn, spec.autonomy.critical_burn
+        for t, code in autonomy_codes(hourly.get(r.key, []), period_s, r.budget, warning, critical):
+            if t > span.start:
+                codes[t] = max(codes.get(t, 0), code)
+    return state_timeline(flow, codes, HOUR)
 
 
 class _Extras:
@@ -286,7 +248,7 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
         for k in (k for k in keys if k.flow == flow):
             budget = 1 - objectives[k] / 100
             long, ratio = pages[k]
-            down, ideal = _burn_down(hourly[k], period_start[period_of[k]], period_of[k], budget)
+            down, ideal = burn_down(hourly[k], period_start[period_of[k]], period_of[k], budget)
             thresholds = tuple(
                 Threshold(t.name, t.severity, t.long, t.error_ratio / budget)
                 for t in burn.tiers(spec, k.slo, objectives[k])
@@ -307,6 +269,7 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
                     thresholds=thresholds,
                     alerts=tuple(a for a in alerts if a.key == k),
                     min_events_per_hour=(1 / ratio) / (parse_duration(long) / HOUR) if ratio > 0 else 0.0,
+                    min_events=spec.alerting_for(k.slo).min_events,
                 )
             )
         autonomy = tuple(recorded.get(flow, ()))

@@ -26,9 +26,11 @@ synthetic traffic.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from agentslo import names
 from agentslo.review.history import AlertInterval, BuildChange, EventCounts, SLOKey, StateInterval
 
 # A time series as (unix seconds, value) pairs, oldest first.
@@ -85,6 +87,7 @@ class SLOReview:
     thresholds: tuple[Threshold, ...] = ()
     alerts: tuple[AlertInterval, ...] = ()
     min_events_per_hour: float = 0.0  # below this, one bad event alone crosses the fastest page tier
+    min_events: int = 1  # the SLO's alerting.min_events guard
 
     @property
     def agent(self) -> str:
@@ -207,10 +210,71 @@ def decisions(flows: tuple[FlowReview, ...]) -> tuple[Decision, ...]:
                         s.flow,
                         f"{fmt_count(flow.events_per_day)} events/day: under "
                         f"{fmt_count(s.min_events_per_hour)}/h a single bad event crosses the "
-                        f"{s.burn_window} page threshold, so its burn alerts say little; add an "
-                        "alerting.min_events guard, use longer windows, or add synthetic traffic",
+                        f"{s.burn_window} page threshold, so its burn alerts say little; "
+                        + (
+                            "add an alerting.min_events guard, use longer windows, or add synthetic traffic"
+                            if s.min_events <= 1
+                            else f"its min_events guard ({s.min_events}) keeps that page quiet, so it "
+                            "misses outages too: use longer windows, or add synthetic traffic"
+                        ),
                     )
                 )
+    return tuple(out)
+
+
+# --- derived series ---
+
+
+def burn_down(
+    hourly: Sequence[EventCounts], start: float, period_s: float, budget: float
+) -> tuple[Series, Series]:
+    """The burn-down: share of the budget left after each hour since `start` (the budget of all the
+    events counted since), and the even-spend line that reaches 0 at the period's end."""
+    hours = [c for c in hourly if c.start >= start - 1]
+    total = sum(c.total for c in hours)
+    if not hours or total <= 0:
+        return (), ()
+    allowed = budget * total
+    left, bad = [(start, 1.0)], 0.0
+    for c in hours:
+        bad += c.bad
+        left.append((c.end, 1 - bad / allowed))
+    end = hours[-1].end
+    return tuple(left), ((start, 1.0), (end, 1 - (end - start) / period_s))
+
+
+def autonomy_codes(
+    hourly: Sequence[EventCounts], period_s: float, budget: float, warning_burn: float, critical_burn: float
+) -> list[tuple[float, int]]:
+    """The autonomy rule's state code (rules/recording.py `autonomy_rule`) of one SLO after each hour,
+    from that hour's burn rate and the budget left over the rolling period ending with it. With
+    x = budget left ≤ 0, y = burn ≥ warning, z = burn ≥ critical: exhausted (3) x and y, critical (2)
+    z or x alone, warning (1) y, healthy (0)."""
+    out: list[tuple[float, int]] = []
+    good = bad = 0.0
+    first = 0
+    for c in hourly:
+        good, bad = good + c.good, bad + c.bad
+        while hourly[first].end <= c.end - period_s:  # slide the period's window past old hours
+            good, bad = good - hourly[first].good, bad - hourly[first].bad
+            first += 1
+        x = good + bad > 0 and bad >= budget * (good + bad)
+        rate = c.bad / (budget * c.total) if c.total > 0 else 0.0
+        y, z = rate >= warning_burn, rate >= critical_burn
+        out.append((c.end, (2 + y) if x else (y + z)))
+    return out
+
+
+def state_timeline(flow: str, codes: Mapping[float, int], step: float) -> tuple[StateInterval, ...]:
+    """Runs of equal state codes, each code covering the `step` before its time; the last run is open."""
+    out: list[StateInterval] = []
+    for t in sorted(codes):
+        state = names.AUTONOMY_STATES[codes[t]]
+        if out and out[-1].state == state:
+            continue
+        if out:
+            out[-1] = StateInterval(flow, out[-1].state, out[-1].start, t - step)
+        out.append(StateInterval(flow, state, t - step, None))
     return tuple(out)
 
 

@@ -8,10 +8,10 @@ shapes, every text escaped. Two kinds cover the review:
   shaded intervals (alerts) and vertical markers (releases);
 - `state_chart`: a timeline of coloured intervals (`<rect class="state">`), for the autonomy state.
 
-    >>> from review.svg import Line, line_chart
+    >>> from agentslo.review.svg import Line, line_chart
     >>> svg = line_chart("Budget left", [Line("actual", ((0, 1.0), (3600, 0.8)), "#1f77b4")],
     ...                  y_label="budget left", y_format="{:.0%}")
-    >>> svg.startswith('<svg class="chart"')
+    >>> svg.startswith('<svg class="chart line"')
     True
 """
 
