@@ -25,6 +25,7 @@ SECTIONS: dict[str, str] = {
     "ReleaseGate": "`release_gate`",
     "Synthetic": "`synthetic`",
     "Target": "`synthetic.target`",
+    "BusinessHours": "`synthetic.business_hours`",
     "BudgetAllocation": "`budget_allocation`",
     "BudgetTier": "`budget_allocation.tiers.<tier>`",
     "Pipeline": "`pipeline` (voice pipeline attribution)",
@@ -99,6 +100,10 @@ DESCRIPTIONS: dict[str, str] = {
     "Alerting.any_bad": "`page` or `ticket`: any counted bad event alerts (rare-event SLOs).",
     "Alerting.runbook_url": "Runbook linked from alerts and dashboards.",
     "Alerting.dashboard_url": "Dashboard linked from alerts.",
+    "Alerting.runbook_base_url": (
+        "Where the runbooks `agent-slo build` writes are published: every alert without a `runbook_url` "
+        "links `<base>/<agent>/<slo or alert>.md`."
+    ),
     "Alerting.max_error_ratio": "Cap on a tier's error-ratio threshold when factor × budget would reach it (default 0.5).",
     "LLMJudge.type": "`llm`.",
     "LLMJudge.model": "Pinned model name.",
@@ -157,6 +162,12 @@ DESCRIPTIONS: dict[str, str] = {
     "Synthetic.timeout": "Per-scenario timeout.",
     "Synthetic.concurrency": "Scenarios run at once.",
     "Synthetic.jitter": "Random share of the interval added to spread runs.",
+    "Synthetic.business_hours": (
+        "When synthetic failures page; outside these hours they open a ticket (default: page at any hour)."
+    ),
+    "BusinessHours.days": "Days that have business hours (`monday` … `sunday`).",
+    "BusinessHours.hours": "The hours of those days, `HH:MM-HH:MM` on a 24-hour clock (end up to `24:00`).",
+    "BusinessHours.time_zone": "IANA time zone the hours are in (`Europe/Berlin`, `America/New_York`, `UTC`).",
     "Target.type": "`openai-chat` (chat completions) or `http` (generic JSON).",
     "Target.base_url": "openai-chat: base URL of the OpenAI-compatible API.",
     "Target.url": "http: the endpoint URL.",

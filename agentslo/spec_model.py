@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zoneinfo
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -360,6 +361,9 @@ class Alerting(Model):
     min_events: int = Field(1, ge=1)
     any_bad: Literal["page", "ticket"] | None = None
     runbook_url: str | None = None
+    # Every generated alert without a runbook_url links `<base>/<agent>/<slo or alert>.md`, the pages
+    # `agent-slo build` writes under runbooks/ (publish that folder at this URL).
+    runbook_base_url: str | None = None
     dashboard_url: str | None = None
     max_error_ratio: float = Field(0.5, gt=0, le=1)
 
@@ -422,6 +426,47 @@ class Target(Model):
         return self
 
 
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_HOURS_RE = re.compile(r"^((?:[01]\d|2[0-3]):[0-5]\d)-((?:[01]\d|2[0-3]):[0-5]\d|24:00)$")
+
+
+def _hours(value: str) -> str:
+    found = _HOURS_RE.match(value)
+    if not found:
+        raise ValueError(
+            f"{value!r} is not HH:MM-HH:MM on a 24-hour clock (such as 09:00-17:00; end up to 24:00)"
+        )
+    if found[1] >= found[2]:
+        raise ValueError(f"{value!r} ends before it starts; an overnight span is two days' hours")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+    return value
+
+
+def _distinct_days(value: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError("each day may be listed once")
+    return value
+
+
+class BusinessHours(Model):
+    """When synthetic failures page; outside these hours they open a ticket (Alertmanager time intervals)."""
+
+    days: Annotated[tuple[Weekday, ...], Field(min_length=1), AfterValidator(_distinct_days)] = (
+        "monday", "tuesday", "wednesday", "thursday", "friday",
+    )  # fmt: skip
+    hours: Annotated[str, AfterValidator(_hours)] = "09:00-17:00"
+    time_zone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+
+
 class Synthetic(Model):
     interval: Duration = "5m"
     target: Target | None = None
@@ -429,6 +474,7 @@ class Synthetic(Model):
     timeout: Seconds = 60.0
     concurrency: int = Field(10, ge=1, le=1000)
     jitter: Ratio = 0.1
+    business_hours: BusinessHours | None = None  # None: synthetic failures page at any hour
 
 
 class BudgetTier(Model):

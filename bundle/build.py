@@ -10,6 +10,10 @@ writes, all regenerated from the specs:
     DIR/rules-tests/*.yaml                   promtool unit tests of those rules (`promtool test rules`)
     DIR/grafana/dashboards/*.json            the dashboards (`agent-slo dashboards`)
     DIR/grafana/provisioning/...             Grafana datasource and dashboard provider
+    DIR/runbooks/<agent>/<slo or alert>.md   a runbook per SLO and agent-wide alert (`bundle.runbooks`)
+    DIR/runbooks/postmortem-template.md      the blameless postmortem template the runbooks point to
+
+Publish `runbooks/` where `alerting.runbook_base_url` says, and every alert links its page.
 
 Run Prometheus with `--storage.tsdb.retention.time` of at least the retention printed (the longest
 SLO period plus a week; the default 15d would silently shorten a 30d budget). With `--check` nothing
@@ -30,11 +34,13 @@ from typing import Any, Final, TextIO
 import yaml
 
 from agentslo import dashboards, rules
-from agentslo.bundle import configs, kubernetes
+from agentslo.bundle import configs, kubernetes, runbooks
 from agentslo.output import write_or_check
 from agentslo.spec import Spec, load_specs
 
 RULES_DIR: Final = "rules"
+RUNBOOKS_DIR: Final = "runbooks"
+DEFAULT_GRAFANA_URL: Final = "http://localhost:3000"  # where people open Grafana (docker-compose maps it)
 RULES_TESTS_DIR: Final = "rules-tests"
 GRAFANA_DIR: Final = "grafana"
 DASHBOARDS_DIR: Final = f"{GRAFANA_DIR}/dashboards"
@@ -75,11 +81,19 @@ def generate(
     prometheus_url: str = "http://prometheus:9090",
     webhook_base_url: str = configs.PLACEHOLDER_WEBHOOK_BASE,
     grafana_dashboards_path: str = "/var/lib/grafana/dashboards/agent-slo",
+    grafana_url: str = DEFAULT_GRAFANA_URL,
 ) -> dict[str, str]:
     """Relative path → content: every file of the bundle."""
     rule_files = _rules(specs)
     files = rule_files | _rules_tests(specs, sorted(rule_files))
     files |= _dashboards(specs, prometheus_url, grafana_dashboards_path)
+    pages = runbooks.generate(
+        specs,
+        exporter_url=f"http://{exporter_targets[0]}" if exporter_targets else runbooks.DEFAULT_EXPORTER_URL,
+        prometheus_url=prometheus_url,
+        grafana_url=grafana_url,
+    )
+    files |= _prefixed(pages, RUNBOOKS_DIR)
     files["prometheus.yml"] = _yaml(
         configs.prometheus_config(
             specs,
@@ -126,6 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Prometheus URL Grafana's datasource (or, on Kubernetes, the exporter) uses",
     )
     parser.add_argument(
+        "--grafana-url", default=DEFAULT_GRAFANA_URL, help="Grafana URL the runbooks link dashboards at"
+    )
+    parser.add_argument(
         "--target",
         choices=("standalone", "kubernetes"),
         default="standalone",
@@ -158,6 +175,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             alertmanager_targets=args.alertmanager or (configs.DEFAULT_ALERTMANAGER_TARGET,),
             prometheus_url=args.prometheus_url or "http://prometheus:9090",
             webhook_base_url=args.webhook_base,
+            grafana_url=args.grafana_url,
         )
     code = write_or_check(files, args.output, args.check, out=out)
     if not args.check:

@@ -13,6 +13,7 @@ from typing import Any, Final
 from agentslo import burn, names
 from agentslo.rules._plan import BUCKET, Plan
 from agentslo.rules._promql import BY_SLO, ON_SLO, num, percent, selector
+from agentslo.spec import Spec
 
 Rule = dict[str, Any]
 
@@ -45,6 +46,27 @@ def _alert(
     rule["labels"] = dict(labels)
     rule["annotations"] = {"summary": summary, "description": description, **(urls or {})}
     return rule
+
+
+def runbook_page(agent: str, rule: Rule) -> str:
+    """An alert's runbook page, relative to the runbooks folder: its SLO's page (`<agent>/<slo>.md`)
+    when the alert is about one SLO, else the alert's own (`<agent>/<AlertName>.md`)."""
+    return f"{agent}/{rule['labels'].get(names.L_SLO) or rule['alert']}.md"
+
+
+def link_runbooks(spec: Spec, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every alert that has no `runbook_url` of its own `alerting.runbook_base_url` + its page
+    (the SLO's alerting options when the alert is about an SLO, else the spec's)."""
+    for group in groups:
+        for rule in group["rules"]:
+            if "alert" not in rule or names.RUNBOOK_URL in rule["annotations"]:
+                continue
+            slo = rule["labels"].get(names.L_SLO)
+            base = (spec.alerting_for(slo) if slo in spec.slos else spec.alerting).runbook_base_url
+            if base:
+                page = runbook_page(spec.agent, rule)
+                rule["annotations"][names.RUNBOOK_URL] = f"{base.rstrip('/')}/{page}"
+    return groups
 
 
 def _urls(plan: Plan, slo: str | None = None) -> dict[str, str]:

@@ -85,7 +85,7 @@ def groups(spec: Spec, eval_interval: str = EVAL_INTERVAL) -> list[dict[str, Any
             "rules": alerts.signal_alerts(plan),
         }
     )
-    return out
+    return alerts.link_runbooks(spec, out)
 
 
 def rule_file_name(spec: Spec, fmt: str = "prometheus") -> str:

@@ -450,3 +450,25 @@ def test_example_scenarios_match_the_scenario_schema(path: Path) -> None:
     from agentslo.scenario import scenario_schema
 
     jsonschema.validate(yaml.safe_load(path.read_text()), scenario_schema())
+
+
+@pytest.mark.parametrize(
+    ("hours", "path", "fragment"),
+    [
+        ("{hours: '17:00-09:00'}", "synthetic.business_hours.hours", "ends before it starts"),
+        ("{hours: '9-5'}", "synthetic.business_hours.hours", "HH:MM-HH:MM"),
+        ("{time_zone: Mars/Olympus}", "synthetic.business_hours.time_zone", "unknown time zone"),
+        ("{days: [monday, monday]}", "synthetic.business_hours.days", "listed once"),
+        ("{days: [someday]}", "synthetic.business_hours.days[0]", "must be 'monday'"),
+    ],
+    ids=["reversed", "not-hh-mm", "time-zone", "repeated-day", "unknown-day"],
+)
+def test_wrong_business_hours_are_refused_naming_the_key(hours: str, path: str, fragment: str) -> None:
+    text = (
+        BASE
+        + f"synthetic:\n  target: {{type: http, url: 'http://127.0.0.1:1/'}}\n  business_hours: {hours}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "hours.yaml")
+    problem = next((p for p in info.value.problems if p.path == path), None)
+    assert problem is not None and fragment in problem.message, str(info.value)
