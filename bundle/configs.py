@@ -16,6 +16,7 @@ cut a 30d error budget in half: every launcher here passes `retention(specs)` in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -40,6 +41,9 @@ GROUP_BY: Final = ("alertname", names.L_AGENT, names.L_SLO, names.L_FLOW)
 # Pages repeat hourly while firing; tickets and budget notices daily (they are not urgent by design).
 PAGE_REPEAT: Final = "1h"
 TICKET_REPEAT: Final = "24h"
+# Receivers of synthetic failures when the spec sets `synthetic.business_hours`: `<agent>.synthetic.page`
+# inside those hours, `<agent>.synthetic.ticket` outside them.
+SYNTHETIC_RECEIVER: Final = "synthetic"
 
 
 def retention(specs: Sequence[Spec]) -> str:
@@ -138,11 +142,62 @@ def _owner_routes(spec: Spec) -> list[dict[str, Any]]:
     return routes
 
 
+def business_hours_name(spec: Spec) -> str:
+    """`cx-support.business-hours`: the Alertmanager time interval of a spec's business hours."""
+    return f"{spec.agent}.business-hours"
+
+
+def time_intervals(specs: Sequence[Spec]) -> list[dict[str, Any]]:
+    """Alertmanager `time_intervals` for the specs' `synthetic.business_hours` (in their time zone)."""
+    out = []
+    for spec in specs:
+        hours = spec.synthetic.business_hours if spec.synthetic is not None else None
+        if hours is None:
+            continue
+        start, end = hours.hours.split("-")
+        interval = {"weekdays": list(hours.days), "times": [{"start_time": start, "end_time": end}],
+                    "location": hours.time_zone}  # fmt: skip
+        out.append({"name": business_hours_name(spec), "time_intervals": [interval]})
+    return out
+
+
+def _synthetic_routes(spec: Spec) -> list[dict[str, Any]]:
+    """Synthetic failures (AgentSLOSyntheticFailing, and the pages of synthetic SLOs) page inside the
+    spec's business hours and open a ticket outside them.
+
+    Each goes to both children: the page child is active only in business hours and `continue`s to
+    the ticket child, which is muted in them; so exactly one of the two notifies at any time."""
+    if spec.synthetic is None or spec.synthetic.business_hours is None:
+        return []
+    interval = business_hours_name(spec)
+    page, ticket = (receiver_name(spec.agent, SYNTHETIC_RECEIVER, kind) for kind in ("page", "ticket"))
+    by_hours = [
+        {
+            "receiver": page,
+            "active_time_intervals": [interval],
+            "repeat_interval": PAGE_REPEAT,
+            "continue": True,
+        },
+        {"receiver": ticket, "mute_time_intervals": [interval], "repeat_interval": TICKET_REPEAT},
+    ]
+    routes = [
+        {"matchers": [f'alertname="{names.ALERT_SYNTHETIC_FAILING}"'], "receiver": ticket, "routes": by_hours}
+    ]
+    synthetic_slos = [name for name, slo in spec.slos.items() if slo.sli.kind == "synthetic"]
+    if synthetic_slos:
+        pattern = _escape("|".join(re.escape(name) for name in synthetic_slos))
+        matchers = [f'{names.L_SLO}=~"{pattern}"', f'{names.L_SEVERITY}="critical"']
+        routes.append({"matchers": matchers, "receiver": ticket, "routes": by_hours})
+    return routes
+
+
 def receivers_of(specs: Sequence[Spec]) -> list[str]:
     """Every receiver name the routing tree uses, default first."""
     out = [DEFAULT_RECEIVER]
     for spec in specs:
         out.append(receiver_name(spec.agent, "default", "ticket"))
+        if _synthetic_routes(spec):
+            out += [receiver_name(spec.agent, SYNTHETIC_RECEIVER, k) for k in ("page", "ticket")]
         for owner in dict.fromkeys(slo.owner for slo in spec.slos.values()):
             if spec.owners[owner]:
                 out += [receiver_name(spec.agent, owner, "ticket"), receiver_name(spec.agent, owner, "page")]
@@ -177,7 +232,8 @@ def alertmanager_config(
     resolve_timeout: str = "5m",
 ) -> dict[str, Any]:
     """alertmanager.yml as data: route by agent, then by each owner's routing labels, then pages
-    (severity critical) apart from tickets; page alerts inhibit the same SLO's ticket alerts.
+    (severity critical) apart from tickets; page alerts inhibit the same SLO's ticket alerts. With
+    `synthetic.business_hours`, synthetic failures page in those hours and open a ticket outside.
 
     Every receiver is a webhook at `<webhook_base_url>/<receiver name>`: replace them with your pager
     and chat integrations (the names say who and how urgent), or point the base at a relay.
@@ -189,10 +245,10 @@ def alertmanager_config(
             {
                 "matchers": [f'{names.L_AGENT}="{_escape(spec.agent)}"'],
                 "receiver": receiver_name(spec.agent, "default", "ticket"),
-                "routes": _owner_routes(spec),
+                "routes": _synthetic_routes(spec) + _owner_routes(spec),
             }
         )
-    return {
+    config: dict[str, Any] = {
         "global": {"resolve_timeout": resolve_timeout},
         "route": {
             "receiver": DEFAULT_RECEIVER,
@@ -208,3 +264,6 @@ def alertmanager_config(
             for r in receivers_of(specs)
         ],
     }
+    if intervals := time_intervals(specs):
+        config["time_intervals"] = intervals
+    return config

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from agentslo import names
 from agentslo.bundle import configs
@@ -20,7 +23,7 @@ from agentslo.demo.servers import (
     http_post_json,
     write_yaml,
 )
-from agentslo.spec import load_spec
+from agentslo.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cx-support.slo.yaml"
@@ -151,3 +154,84 @@ def test_real_alertmanager_delivers_pages_and_inhibits_the_same_slos_tickets(spe
             assert states["task-success"]["state"] == "suppressed"
             assert states["task-success"]["inhibitedBy"], "the ticket should name the page that inhibits it"
             assert states["e2e-latency"]["state"] == "active"
+
+
+ZONE = "Asia/Kolkata"  # UTC+05:30: the hours are read in the spec's zone, not the machine's
+
+
+def _hours_spec(agent: str, hours: str):
+    """The example under another agent name, with business hours every day at `hours` in ZONE."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["agent"] = agent
+    days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    data["synthetic"]["business_hours"] = {"days": days, "hours": hours, "time_zone": ZONE}
+    return parse_spec(yaml.safe_dump(data, sort_keys=False), f"{agent}.yaml")
+
+
+def _around_now() -> tuple[str, str]:
+    """(hours holding now, hours an hour or more away from now), in ZONE, from the test's own clock."""
+    hour = datetime.now(ZoneInfo(ZONE)).hour
+    inside = f"{max(hour - 1, 0):02d}:00-{min(hour + 2, 24):02d}:00"
+    away = hour + 2 if hour < 12 else hour - 3
+    return inside, f"{away:02d}:00-{away + 1:02d}:00"
+
+
+def test_business_hours_become_time_intervals_that_amtool_accepts(tmp_path: Path) -> None:
+    spec = _hours_spec("voice-bot", "08:30-18:00")
+    config = configs.alertmanager_config([spec])
+    assert config["time_intervals"] == [
+        {
+            "name": "voice-bot.business-hours",
+            "time_intervals": [
+                {
+                    "weekdays": [
+                        "monday",
+                        "tuesday",
+                        "wednesday",
+                        "thursday",
+                        "friday",
+                        "saturday",
+                        "sunday",
+                    ],
+                    "times": [{"start_time": "08:30", "end_time": "18:00"}],
+                    "location": ZONE,
+                }
+            ],
+        }
+    ]
+    path = write_yaml(tmp_path / "alertmanager.yml", config)
+    out = subprocess.run([AMTOOL, "check-config", str(path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # amtool ignores time: a synthetic failure goes to both children (the page one continues)
+    labels = {"agent": "voice-bot", "alertname": names.ALERT_SYNTHETIC_FAILING, "severity": "critical"}
+    assert route_for(path, **labels) == "voice-bot.synthetic.page,voice-bot.synthetic.ticket"
+    assert route_for(path, **{**labels, "alertname": names.ALERT_BURN_RATE, "team": "cx-product"}) == (
+        "voice-bot.product.page"
+    )
+
+
+@pytest.mark.timeout(60)
+def test_real_alertmanager_pages_synthetic_failures_in_business_hours_and_tickets_them_outside(
+    tmp_path: Path,
+) -> None:
+    inside, outside = _around_now()
+    specs = [_hours_spec("open-bot", inside), _hours_spec("closed-bot", outside)]
+    with WebhookSink() as sink:
+        config = configs.alertmanager_config(
+            specs, webhook_base_url=sink.url, group_wait="1s", group_interval="2s"
+        )
+        with Alertmanager.start(tmp_path, config) as am:
+            failing = [
+                {"labels": {"alertname": names.ALERT_SYNTHETIC_FAILING, "agent": agent, "flow": "refund",
+                            "scenario": "refund-delivered-order", "severity": "critical"},
+                 "annotations": {"summary": "a scenario keeps failing"}}
+                for agent in ("open-bot", "closed-bot")
+            ]  # fmt: skip
+            status, body = http_post_json(am.url + "/api/v2/alerts", failing)
+            assert status == 200, body
+            for agent, receiver in (("open-bot", "page"), ("closed-bot", "ticket")):
+                got = sink.wait_for(lambda _, a, agent=agent: a["labels"]["agent"] == agent, timeout=20)
+                assert got is not None and got[0] == f"{agent}.synthetic.{receiver}", (inside, outside, got)
+            time.sleep(3)  # a group interval more: the muted twin of each must still be silent
+            paths = sorted({path for path, _ in sink.alerts()})
+            assert paths == ["closed-bot.synthetic.ticket", "open-bot.synthetic.page"], (inside, outside)
