@@ -123,6 +123,11 @@ class ToolCall(Event, tag="tool_call", kw_only=True):
     tool: Name  # an undeclared one (even "") counts as `other`
     outcome: ToolOutcome
     latency_s: Seconds | None = None
+    # Evidence that makes a call traceable (hashes of what went in and came out, the task it served):
+    # ids, never labels; kept with the stored session, never on a series.
+    input_hash: Id | None = None
+    output_hash: Id | None = None
+    parent_task_id: Id | None = None
 
 
 class Judge(Event, tag="judge", kw_only=True):
