@@ -269,8 +269,10 @@ def _tokens(note: SpanNote | None) -> dict[str, int] | None:
     """A chat span's token usage as the `tokens` of its turn (None when it reports none)."""
     if note is None:
         return None
-    tokens = {k: v for k, v in zip(("input", "output"), note.tokens, strict=True) if v is not None}
-    return tokens or None
+    ins, outs = note.tokens
+    if ins is None:
+        return None if outs is None else {"output": outs}
+    return {"input": ins} if outs is None else {"input": ins, "output": outs}
 
 
 def _tool(
@@ -341,7 +343,7 @@ def map_spans(
         if note.kind is not None:
             span_events = span_of(index).events if events else ()
             memory.keep_content(note, *content_of(name, start, status, span_events, attrs, note.kind))
-        memory.note(trace_id, span_id, note, now)
+        memory.note(trace_id, span_id, note, now, spans)
         todo.append((rows, row, spans))
         if span_id in memory.awaited.get(trace_id, ()):
             retry.add(trace_id)

@@ -21,6 +21,8 @@ from agentslo.exporter.otlp.semconv import (
     first_int,
 )
 
+NO_TOKENS: tuple[int | None, int | None] = (None, None)
+
 
 class SpanNote:
     """What later spans of the same trace may need from one span (kept in `TraceMemory`)."""
@@ -33,7 +35,12 @@ class SpanNote:
         self.attrs = {k: v for k, v in attrs.items() if k.startswith("agent_slo.")}  # flow, exclusion...
         self.kind = "turn" if op in TURN_OPERATIONS else "tool" if op == TOOL_OPERATION else None
         self.model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
-        self.tokens = (first_int(attrs, INPUT_TOKENS), first_int(attrs, OUTPUT_TOKENS))
+        # token usage is read on chat spans only (their turn counts it, their task prices it)
+        self.tokens = (
+            (first_int(attrs, INPUT_TOKENS), first_int(attrs, OUTPUT_TOKENS))
+            if self.kind == "turn"
+            else NO_TOKENS
+        )
         self.content: dict[str, Any] | None = None  # messages or tool input/output, when captured
         self.content_size = 0
 
@@ -118,8 +125,16 @@ class TraceMemory:
             note.content, note.content_size = content, size
             self.content_bytes += size
 
-    def note(self, trace_id: bytes, span_id: bytes, note: SpanNote, now: float) -> None:
-        spans = self.trace(trace_id, now)
+    def note(
+        self,
+        trace_id: bytes,
+        span_id: bytes,
+        note: SpanNote,
+        now: float,
+        spans: dict[bytes, SpanNote] | None = None,
+    ) -> None:
+        """Remember a span's note (`spans`: its trace's notes, when the caller has just asked for them)."""
+        spans = self.trace(trace_id, now) if spans is None else spans
         old = spans.get(span_id)
         if old is not None:  # the same span again (a retry): its content is held once
             self.content_bytes -= old.content_size
