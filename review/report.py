@@ -45,6 +45,7 @@ from agentslo.prometheus import DEFAULT_TIMEOUT_S, PrometheusClient, PrometheusE
 from agentslo.review.history import (
     DAY,
     WEEK,
+    BuildChange,
     EventCounts,
     History,
     HistoryError,
@@ -218,6 +219,7 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
     weekly: dict[SLOKey, list[EventCounts]] = {}
     hourly: dict[SLOKey, list[EventCounts]] = {}
     period_start: dict[int, float] = {}
+    markers: tuple[BuildChange, ...] = ()
     for seconds in sorted(set(period_of.values())):
         pspan = history.span(agent, seconds / DAY, end=span.end, allow_short=True)
         period_start[seconds] = pspan.start
@@ -226,6 +228,9 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
                 f"{agent}: the period SLI and budget ({seconds // DAY}d period) cover only "
                 f"{pspan.seconds / DAY:.1f} days of history (since {iso(pspan.first_sample)})."
             )
+        if seconds == max(period_of.values()):  # release markers over the longest burn-down
+            first_step = pspan.start + pspan.step(history.max_points)
+            markers = tuple(r for r in history.releases(pspan, agent) if r.at > first_step)
         mine = [k for k in keys if period_of[k] == seconds]
         totals = history.totals(pspan, agent)
         weeks = _by_key(history.counts(pspan, agent, WEEK)) if pspan.seconds >= WEEK else {}
@@ -288,6 +293,7 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
                 autonomy=autonomy,
                 autonomy_derived=derived and bool(autonomy),
                 alerts=tuple(a for a in alerts if not a.key.slo and a.key.flow == flow),
+                markers=markers,
             )
         )
     return flows

@@ -141,6 +141,7 @@ class FlowReview:
     autonomy: tuple[StateInterval, ...] = ()
     autonomy_derived: bool = False  # computed here from the SLIs: the rules' recording was not found
     alerts: tuple[AlertInterval, ...] = ()  # the flow's alerts that belong to no one SLO (judge drift, …)
+    markers: tuple[BuildChange, ...] = ()  # the agent's releases over the period (the charts' markers)
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,8 @@ def _slo_html(s: SLOReview, report: Report, markers: list[Marker]) -> str:
 
 
 def _flow_html(flow: FlowReview, report: Report) -> str:
-    markers = [Marker(build_label(r), r.at) for r in report.releases if r.agent == flow.agent]
+    # the period's releases: the burn-down shows them all, the burn-rate chart those in the window
+    markers = [Marker(build_label(r), r.at) for r in flow.markers]
     parts = [
         f'<section class="flow"><h2>{escape(flow.agent)} / {escape(flow.flow)}</h2>',
         f"<p>{escape(fmt_count(flow.events_per_day))} events per day over the window.</p>",

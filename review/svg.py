@@ -155,11 +155,12 @@ class _Frame:
 
 
 def _legend(entries: list[tuple[str, str, str]], height: int = HEIGHT) -> list[str]:
-    """One row under the plot: (name, colour, kind) with kind line, dash or box."""
+    """One row under the plot: (name, colour, kind) with kind line, dash, box (light) or solid."""
     out, x, y = [], float(LEFT), height - 10
     for name, colour, kind in entries:
-        if kind == "box":
-            out.append(f'<rect x="{x:.1f}" y="{y - 8}" width="14" height="9" fill="{colour}" opacity="0.5"/>')
+        if kind in {"box", "solid"}:  # a shaded interval's box is as light as the shading
+            opacity = ' opacity="0.5"' if kind == "box" else ""
+            out.append(f'<rect x="{x:.1f}" y="{y - 8}" width="14" height="9" fill="{colour}"{opacity}/>')
         else:
             dash = ' stroke-dasharray="5 3"' if kind == "dash" else ""
             out.append(
@@ -254,7 +255,7 @@ def state_chart(title: str, spans: Sequence[tuple[str, float, float]], x_range: 
             f'width="{max(b - a, 1.0):.1f}" height="{band_h:.1f}" fill="{STATE_COLOURS.get(state, "#999")}">'
             f"<title>{escape(state)}</title></rect>"
         )
-    out += _legend([(s, c, "box") for s, c in STATE_COLOURS.items()], STATE_HEIGHT)
+    out += _legend([(s, c, "solid") for s, c in STATE_COLOURS.items()], STATE_HEIGHT)
     out.append("</svg>")
     return "".join(out)
 

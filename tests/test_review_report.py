@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -298,6 +299,14 @@ def test_markdown_and_html_print_the_same_numbers(built: Report, html_file: Path
     assert len(summary) == 1 + 4  # header + one row per flow
     assert {row[1] for row in summary[1:]} == {"steady", "outage", "drift", "quiet"}
     assert all(re.fullmatch(r"\d+\.\d{3}%", row[4]) for row in summary[1:])  # SLIs, not n/a
+
+
+def test_every_string_from_history_is_escaped_in_the_page(built: Report) -> None:
+    hostile = "<img src=x onerror=alert(1)>&amp;"
+    release = dataclasses.replace(built.releases[0], version=hostile, model='"><script>x()</script>')
+    page = render_html(dataclasses.replace(built, releases=(release,)))
+    assert "<img" not in page and "<script" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;&amp;amp;" in page  # in the list and on every chart marker
 
 
 # --- the page in a real browser ---
