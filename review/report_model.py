@@ -185,8 +185,9 @@ def decisions(flows: tuple[FlowReview, ...]) -> tuple[Decision, ...]:
                         s.agent,
                         s.slo,
                         s.flow,
-                        f"met with a wide margin in all {len(weeks)} weeks (worst week {fmt_pct(best)}, "
-                        f"never more than {fmt_share(max(shares))} of the budget against {s.objective:g}%): "
+                        f"met with a wide margin in each of the period's {len(weeks)} weeks "
+                        f"(worst week {fmt_pct(best)}, never more than {fmt_share(max(shares))} of the "
+                        f"budget against {s.objective:g}%): "
                         "tighten the objective?",
                     )
                 )
