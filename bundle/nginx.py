@@ -30,6 +30,8 @@ from typing import Final
 # Requests larger than the exporter's own limit (8 MiB) still reach it, so the client gets the
 # exporter's JSON 413 naming the limit rather than nginx's HTML page.
 CLIENT_MAX_BODY: Final = "16m"
+# A 1,000-event batch (~250 KiB) stays in memory: the router writes no temporary file for it.
+CLIENT_BODY_BUFFER: Final = "1m"
 # Longer than the exporter's queue (10 s) and body read (30 s) timeouts, so the exporter answers first.
 PROXY_READ_TIMEOUT: Final = "60s"
 # Idle keep-alive connections per nginx worker to the replicas (saves a TCP handshake per batch).
@@ -94,6 +96,7 @@ def render(
         "server {",
         f"    listen {listen};",
         f"    client_max_body_size {CLIENT_MAX_BODY};",
+        f"    client_body_buffer_size {CLIENT_BODY_BUFFER};",
         "    proxy_http_version 1.1;",
         '    proxy_set_header Connection "";',
         "    proxy_set_header Host $host;",
@@ -122,11 +125,13 @@ def shipped() -> str:
     return render(SHIPPED_SERVERS, header=SHIPPED_HEADER)
 
 
-def main_conf(snippet_path: str, *, prefix: str) -> str:
-    """A whole nginx.conf around the snippet, for running nginx unprivileged in the foreground
-    (`nginx -p PREFIX -c nginx.conf`): tests, benchmarks, a laptop."""
+def main_conf(snippet_path: str, *, prefix: str, user: str | None = None) -> str:
+    """A whole nginx.conf around the snippet, for running nginx in the foreground
+    (`nginx -p PREFIX -c nginx.conf`): tests, benchmarks, a laptop. Started as root, nginx's workers
+    run as `user` (default `nobody`), who must be able to write PREFIX's temporary directories."""
     return "\n".join(
         [
+            *([f"user {user};"] if user else []),
             "daemon off;",
             "worker_processes 1;",
             f"pid {prefix}/nginx.pid;",

@@ -133,7 +133,9 @@ def nginx_router(addresses: Sequence[str], directory: Path) -> Iterator[Server]:
     snippet = prefix / "agent-slo.conf"
     snippet.write_text(router_snippet(addresses, f"127.0.0.1:{port}"), encoding="utf-8")
     conf = prefix / "nginx.conf"
-    conf.write_text(nginx.main_conf(str(snippet), prefix=str(prefix)), encoding="utf-8")
+    # as root (a container), the workers keep root's identity so they can write under the private tmp dir
+    user = "root" if os.geteuid() == 0 else None
+    conf.write_text(nginx.main_conf(str(snippet), prefix=str(prefix), user=user), encoding="utf-8")
     log_path = prefix / "stderr.log"
     out: Any = log_path.open("wb")
     argv = [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
