@@ -1,6 +1,7 @@
 """`agent-slo build --target kubernetes`: what `kubectl kustomize` renders is valid Kubernetes (the
 schemas `kubernetes-validate` ships), valid Prometheus Operator objects (the operator's own CRD
-schemas, vendored in deploy/kubernetes/crds), rules promtool accepts and dashboards equal the files."""
+schemas, vendored in deploy/kubernetes/crds), rules promtool and vmalert accept, and dashboards equal
+the generated files."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from agentslo.spec import load_specs
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [str(ROOT / "examples" / "cx-support.slo.yaml"), str(ROOT / "examples" / "voice-booking.slo.yaml")]
 CRDS = ROOT / "deploy" / "kubernetes" / "crds"
-KUBECTL, PROMTOOL = find_binary("kubectl"), find_binary("promtool")
+KUBECTL, PROMTOOL, VMALERT = find_binary("kubectl"), find_binary("promtool"), find_binary("vmalert")
 OPERATOR_KINDS = ("PrometheusRule", "ServiceMonitor", "AlertmanagerConfig")
 
 
