@@ -12,18 +12,19 @@ from typing import Any, Final
 
 from agentslo import names
 from agentslo.dashboards import _panels as p
+from agentslo.dashboards import attribution
 from agentslo.dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 from agentslo.spec import Spec
 
 TITLE: Final = "agent-slo · flow drill-down"
 BURN_WINDOWS: Final = ("5m", "1h", "6h", "1d", "3d")  # each tier's short or long window, shortest first
-QUANTILES: Final = (("p50", 0.5), ("p95", 0.95))
+QUANTILES: Final = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))  # P99 beside P50/P95 wherever latency shows
 DEFAULT_TOOL_OBJECTIVE: Final = 0.95  # colours the tool success bars when no spec has a tool_calls SLO
 BY: Final = "agent, flow, slo"
 
 
 def _quantiles(metric: str, by: str = "", legend: str = "") -> list[Any]:
-    """p50/p95 from a histogram's buckets, plus the mean from its _sum/_count."""
+    """p50/p95/p99 from a histogram's buckets, plus the mean from its _sum/_count."""
     group = f"{by}, le" if by else "le"
     out = [
         target(
@@ -142,14 +143,15 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
     grid.add(
         p.panel(
             "timeseries",
-            "Tool-call latency per tool (p95)",
-            "95th percentile latency of each tool's calls: the tool share of a slow turn.",
+            "Tool-call latency per tool (p95, p99)",
+            "95th and 99th percentile latency of each tool's calls: the tool share of a slow turn.",
             [
                 target(
-                    f"histogram_quantile(0.95, sum by (tool, le) (rate("
+                    f"histogram_quantile({q}, sum by (tool, le) (rate("
                     f"{sel(names.TOOL_CALL_LATENCY_SECONDS + '_bucket', AGENT, FLOW)}[$__rate_interval])))",
-                    "{{tool}}",
+                    f"{{{{tool}}}} {name}",
                 )
+                for name, q in QUANTILES[1:]
             ],
             unit="s",
         ),
@@ -161,9 +163,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Turn latency by kind",
-            "p50, p95 and mean latency of turns, first responses and tool turns. Pipeline "
-            "attribution (LLM, tool, "
-            "ASR/TTS, telephony) appears here as far as the agent reports each as its own turn kind.",
+            "p50, p95, p99 and mean latency of turns, first responses and tool turns. Which pipeline "
+            "stage (telephony, ASR, LLM, TTS, tools) owns them: the Pipeline attribution row.",
             _quantiles(names.TURN_LATENCY_SECONDS, "kind", "{{kind}}"),
             unit="s",
         ),
@@ -174,7 +175,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Task duration",
-            "End-to-end task time including tool calls: p50, p95 and mean.",
+            "End-to-end task time including tool calls: p50, p95, p99 and mean.",
             _quantiles(names.TASK_DURATION_SECONDS),
             unit="s",
         ),
@@ -185,7 +186,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Cost per task",
-            "USD per task (every outcome): p50, p95 and mean.",
+            "USD per task (every outcome): p50, p95, p99 and mean.",
             _quantiles(names.TASK_COST_USD),
             unit="currencyUSD",
         ),
@@ -196,7 +197,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         p.panel(
             "timeseries",
             "Steps per task",
-            "LLM calls plus tool calls per task: p50, p95 and mean; a rising p95 often means loops.",
+            "LLM calls plus tool calls per task: p50, p95, p99 and mean; a rising p95 often means loops.",
             _quantiles(names.TASK_STEPS),
             unit="short",
         ),
@@ -219,6 +220,8 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         8,
         8,
     )
+    attribution.pipeline_row(grid, specs)
+    attribution.workflow_row(grid, specs)
     grid.row("Failure modes")
     grid.add(
         p.panel(

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from agentslo import names
 from agentslo.dashboards import _panels as p
+from agentslo.dashboards import attribution
 from agentslo.dashboards._panels import AGENT, FLOW, SLO, sel, steps, target
 from agentslo.spec import Spec
 
@@ -186,6 +187,7 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
         5,
     )
     grid.add(_slo_table(specs), 24, 9)
+    attribution.health_row(grid, specs)
     grid.row("Which SLO is burning?")
     grid.add(
         p.panel(

@@ -57,6 +57,7 @@ from agentslo.demo.faults import (
     simulate,
 )
 from agentslo.demo.policy import ESCALATE_RE, Action, backend, classify_flow, plan
+from agentslo.demo.traffic import attribution_events
 from agentslo.spec import Spec, load_spec
 from agentslo.synthetic.targets import SESSION_HEADER, SYNTHETIC_HEADER
 
@@ -282,7 +283,10 @@ async def _finish(request: web.Request, taken: Step, session_id: str) -> None:
         state.reported.pop(next(iter(state.reported)))
     if state.reporter is not None:
         synthetic = bool(request.headers.get(SYNTHETIC_HEADER))
-        for event in events_for(state.spec, conv, session_id=session_id):
+        events = events_for(state.spec, conv, session_id=session_id)
+        # the pipeline's stages and the workflow's steps, as a voice or workflow runtime reports them
+        events += attribution_events(state.spec, conv, session_id=session_id)
+        for event in events:
             # never blocks: a bounded queue and a background sender (batches, retries, idempotency)
             state.reporter.record(event | {"exclude": "synthetic"} if synthetic else event)
 

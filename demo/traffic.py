@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 
 import aiohttp
 
-from agentslo.demo.faults import Faults, events_for, simulate
+from agentslo.demo.faults import Conversation, Faults, events_for, simulate
 from agentslo.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class StopFlag(Protocol):
 
 
 POST_TIMEOUT_S: Final = 10.0
+# How a simulated turn's latency splits over the pipeline stages the demo can tell apart (the rest of
+# a stage set gets these shares too when the spec declares it): the model takes most of a chat turn.
+STAGE_SHARES: Final = {"telephony": 0.05, "asr": 0.15, "llm": 0.55, "tts": 0.15, "tools": 0.1}
 # The customers' opening lines by flow (they match the demo agent's policy and the example scenarios).
 USER_SCRIPTS: Final = {
     "refund": (
@@ -76,8 +79,49 @@ def generate(
     for i in range(count):
         flow = rng.choices(flows, shares)[0]
         conv = simulate(spec, flow, rng, faults or Faults(), elapsed_s=elapsed_s, version=version)
-        events += events_for(spec, conv, session_id=f"{session_prefix}-{first_index + i}")
+        session_id = f"{session_prefix}-{first_index + i}"
+        events += events_for(spec, conv, session_id=session_id)
+        events += attribution_events(spec, conv, session_id=session_id)
     return events
+
+
+def attribution_events(spec: Spec, conv: Conversation, *, session_id: str) -> list[dict[str, Any]]:
+    """The `stage` and `workflow_step` events an instrumented runtime sends for one conversation,
+    for the stages and workflows the spec declares.
+
+    Stages: each turn's latency split by `STAGE_SHARES` over the declared stages, and each tool call's
+    latency as the `tools` stage. Workflow steps run in order: a step named after a tool succeeds when
+    every call of that tool did; any other step (such as `confirm`) when the task succeeded; the run
+    stops at the first failed step, and an escalated or abandoned run stops before its last step."""
+    common: dict[str, Any] = {"agent": spec.agent, "flow": conv.flow, "session_id": session_id}
+    out: list[dict[str, Any]] = []
+    if spec.pipeline is not None:
+        stages = [st for st in spec.pipeline.stages if st != "tools"]
+        weights = {st: STAGE_SHARES.get(st, 0.1) for st in stages}
+        total = sum(weights.values()) or 1.0
+        for latency in conv.turn_latencies_s:
+            out += [
+                common | {"type": "stage", "stage": st, "latency_s": round(latency * w / total, 4)}
+                for st, w in weights.items()
+            ]
+        if "tools" in spec.pipeline.stages:
+            out += [
+                common | {"type": "stage", "stage": "tools", "latency_s": round(c.latency_s, 4)}
+                for c in conv.tool_calls
+            ]
+    for name, workflow in spec.workflows.items():
+        if conv.flow not in spec.workflow_flows(name):
+            continue
+        for i, step in enumerate(workflow.steps):
+            calls = [c for c in conv.tool_calls if c.tool == step]
+            ok = all(c.outcome == "ok" for c in calls) if calls else conv.outcome == "success"
+            last = i == len(workflow.steps) - 1
+            if ok and last and conv.outcome in ("escalated", "abandoned"):
+                break  # handed off or dropped before the end: no verdict on the run
+            out.append(common | {"type": "workflow_step", "workflow": name, "step": step, "ok": ok})
+            if not ok:
+                break
+    return out
 
 
 @dataclass

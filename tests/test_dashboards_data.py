@@ -170,6 +170,17 @@ def exporter_history(spec: Spec, times: list[int]) -> str:
                 )
         for mode in spec.failure_modes:
             om.counter(names.FAILURE_MODES_TOTAL, {**f, names.L_FAILURE_MODE: mode}, [0.1] * n, times)
+        for stage in spec.pipeline.stages if spec.pipeline is not None else ():
+            om.histogram(
+                names.STAGE_LATENCY_SECONDS, {**f, names.L_STAGE: stage}, SECONDS_CDF, 0.3, [12.0] * n, times
+            )
+        for workflow, w in spec.workflows.items():
+            if flow not in spec.workflow_flows(workflow):
+                continue
+            for step in w.steps:
+                for outcome, rate in ((names.GOOD, 5.0), (names.BAD, 0.05)):
+                    labels = {**f, names.L_WORKFLOW: workflow, names.L_STEP: step, names.L_OUTCOME: outcome}
+                    om.counter(names.WORKFLOW_STEPS_TOTAL, labels, [rate] * n, times)
         for judge, j in spec.judges.items():
             if j.flows is None or flow in j.flows:
                 om.histogram(

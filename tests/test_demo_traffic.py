@@ -127,7 +127,27 @@ def test_events_carry_the_required_fields_and_declared_label_values(spec):
             assert e["outcome"] in ("success", "failure", "abandoned", "escalated")
             assert e.get("failure_mode") in (None, *spec.failure_modes)
     kinds = {e["type"] for e in events}
-    assert kinds == {"turn", "tool_call", "task", "escalation", "judge"}  # no connection SLI in this spec
+    # no connection SLI in this spec; its pipeline's stages and its refund workflow's steps
+    assert kinds == {"turn", "tool_call", "task", "escalation", "judge", "stage", "workflow_step"}
+    for e in events:
+        if e["type"] == "stage":
+            assert e["stage"] in spec.pipeline.stages and e["latency_s"] >= 0
+        if e["type"] == "workflow_step":
+            assert e["flow"] in spec.workflow_flows(e["workflow"])
+            assert e["step"] in spec.workflows[e["workflow"]].steps
+
+
+def test_workflow_runs_stop_at_their_first_failed_step(spec):
+    events = generate(spec, random.Random(7), 300, faults=Faults(wrong_tool_rate=0.3))
+    runs: dict[str, list[tuple[str, bool]]] = {}
+    for e in events:
+        if e["type"] == "workflow_step":
+            runs.setdefault(e["session_id"], []).append((e["step"], e["ok"]))
+    steps = spec.workflows["refund"].steps
+    assert runs and any(not ok for run in runs.values() for _, ok in run)
+    for run in runs.values():
+        assert [s for s, _ in run] == list(steps[: len(run)])  # in order, from the first
+        assert all(ok for _, ok in run[:-1])  # nothing after a failed step
 
 
 def test_fractional_rates_carry_over_between_ticks(spec):

@@ -325,6 +325,37 @@ class Client:
         """Whether the user reached the agent and got its greeting (voice and chat channels)."""
         self._emit({"type": "connection", "ok": ok}, flow, session_id, trace_id, exclude, active_task())
 
+    def record_stage(
+        self,
+        stage: str,
+        latency_s: float,
+        *,
+        flow: str | None = None,
+        session_id: str | None = None,
+        trace_id: str | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        """One pipeline stage's latency in a turn (a stage the spec's `pipeline` declares: by default
+        telephony, asr, llm, tts, tools), so dashboards show which stage owns a slow turn."""
+        event = {"type": "stage", "stage": stage, "latency_s": latency_s}
+        self._emit(event, flow, session_id, trace_id, exclude, active_task())
+
+    def record_workflow_step(
+        self,
+        workflow: str,
+        step: str,
+        ok: bool,
+        *,
+        flow: str | None = None,
+        session_id: str | None = None,
+        trace_id: str | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        """One step of a workflow the spec declares: per-step success, and end to end (a run is good
+        when its last step succeeds, bad when any step fails)."""
+        event = {"type": "workflow_step", "workflow": workflow, "step": step, "ok": ok}
+        self._emit(event, flow, session_id, trace_id, exclude, active_task())
+
     def record(self, event: Mapping[str, Any]) -> None:
         """Any event of the exporter's format as a mapping; `agent`, `flow` (when absent), the task's
         ids, the client's version and `time` are filled in."""
