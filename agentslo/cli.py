@@ -40,6 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("agentslo.gate", "release gate: may a change ship, given the error budgets?"),
     "schema": ("agentslo.schema", "print the JSON Schema of the SLO YAML"),
     "demo": ("agentslo.demo.command", "the whole loop on this machine, no API key or Docker needed"),
+    "report": ("agentslo.review.report", "the weekly SLO review (HTML or Markdown) from Prometheus history"),
+    "suggest": ("agentslo.review.suggest", "objectives per SLO and flow suggested from Prometheus history"),
+    "backtest": ("agentslo.review.backtest", "which alerts a spec would have fired over Prometheus history"),
 }
 
 

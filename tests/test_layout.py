@@ -9,6 +9,7 @@ are the design's layout table:
 - a feature wing (exporter, rules, dashboards, synthetic, feedback) imports the core and itself; the
   exporter may import the feedback wing's package, and only that (its one setup call);
 - `bundle` (the build: rules + dashboards + configs) imports the core, rules and dashboards;
+- `review` (report, suggest, backtest) imports the core and rules (it evaluates the generated rules);
 - the demo is a composition and may import any wing; nothing imports the demo but the CLI;
 - no product module imports the test suite or a bare top-level wing name (`exporter`, `rules`, ...).
 """
@@ -25,8 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "agentslo"
 WINGS = frozenset({"exporter", "rules", "dashboards", "synthetic", "feedback"})
-BUILD, DEMO = "bundle", "demo"
-TOP_LEVEL_FOLDERS = WINGS | {BUILD, DEMO}
+BUILD, DEMO, REVIEW = "bundle", "demo", "review"
+TOP_LEVEL_FOLDERS = WINGS | {BUILD, DEMO, REVIEW}
 
 
 def _modules() -> dict[str, Path]:
@@ -141,6 +142,8 @@ def _allowed(source: str, target: str) -> bool:
         return True
     if src == BUILD:
         return dst in {"rules", "dashboards"}
+    if src == REVIEW:  # the SLO review evaluates the generated rules (backtest), like the build
+        return dst == "rules"
     return src == "exporter" and target == "agentslo.feedback"
 
 
