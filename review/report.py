@@ -31,9 +31,7 @@ Prometheus is one line on stderr and exit 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -41,19 +39,19 @@ from typing import Final
 
 from agentslo import burn, names
 from agentslo.durations import parse_duration
-from agentslo.prometheus import DEFAULT_TIMEOUT_S, PrometheusClient, PrometheusError
+from agentslo.prometheus import PrometheusClient
 from agentslo.review.history import (
     DAY,
     WEEK,
     BuildChange,
     EventCounts,
     History,
-    HistoryError,
     SLOKey,
     Span,
     StateInterval,
     iso,
 )
+from agentslo.review.options import add_history_arguments, guarded, history_from
 from agentslo.review.report_model import (
     FlowReview,
     JudgeReview,
@@ -69,7 +67,8 @@ from agentslo.review.report_model import (
 from agentslo.review.report_render import render_html, render_markdown
 from agentslo.spec import Spec, load_specs
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK: Final = 0
+DEFAULT_DAYS: Final = 7
 HOUR: Final = 3600
 TOP_FAILURE_MODES: Final = 5
 # ALERTS are read every 5 minutes: alert starts and durations to 5 minutes, whatever the window
@@ -300,7 +299,12 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
 
 
 def build_report(
-    history: History, specs: Sequence[Spec], days: int, *, end: float | None = None, allow_short: bool = False
+    history: History,
+    specs: Sequence[Spec],
+    days: float,
+    *,
+    end: float | None = None,
+    allow_short: bool = False,
 ) -> Report:
     """Read history for every spec's agent and assemble the review (raises HistoryError, PrometheusError)."""
     notes: list[str] = []
@@ -314,7 +318,7 @@ def build_report(
         if span.short:
             notes.append(
                 f"History is shorter than asked: {span.seconds / DAY:.1f} days of history for agent "
-                f"{spec.agent!r} (since {iso(span.first_sample)}), {days} asked; the report covers what "
+                f"{spec.agent!r} (since {iso(span.first_sample)}), {days:g} asked; the report covers what "
                 "there is."
             )
         flows += _agent_flows(history, spec, span, notes)
@@ -333,27 +337,8 @@ def build_report(
     )
 
 
-def _time(text: str) -> float:
-    """`--end`: unix seconds, or an RFC 3339 time with an offset (`2026-12-06T00:00:00Z`)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time: use RFC 3339 with an offset (2026-12-06T00:00:00Z) or unix seconds"
-        )
-    return moment.timestamp()
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("specs", nargs="+", metavar="SPEC", help="the agents' SLO specs")
-    parser.add_argument("--prometheus", required=True, metavar="URL", help="Prometheus base URL")
-    parser.add_argument("--days", type=int, default=7, help="the review window in days (default: 7)")
+    add_history_arguments(parser, days=DEFAULT_DAYS)
     parser.add_argument("-o", "--output", default="-", metavar="FILE", help="write here (default: stdout)")
     parser.add_argument("--format", choices=FORMATS, default="html", help="html (default) or markdown")
     parser.add_argument(
@@ -361,32 +346,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="history shorter than --days: report what there is (and say so) instead of exit 2",
     )
-    parser.add_argument(
-        "--end",
-        type=_time,
-        metavar="TIME",
-        help="the window's end, RFC 3339 or unix seconds (default: now): a review of a past week",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per Prometheus query"
-    )
-    parser.add_argument(
-        "--bearer-token-env", metavar="NAME", help="environment variable holding a token for Prometheus"
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     specs = load_specs(args.specs)
-    if args.days < 1:
-        print(f"agent-slo report: --days must be at least 1, not {args.days}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    token = os.environ.get(args.bearer_token_env) if args.bearer_token_env else None
-    history = History(PrometheusClient(args.prometheus, timeout=args.timeout, token=token))
-    try:
-        report = build_report(history, specs, args.days, end=args.end, allow_short=args.allow_short)
-    except (HistoryError, PrometheusError) as exc:
-        print(f"agent-slo report: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return guarded("agent-slo report", lambda: _report(args, specs))
+
+
+def _report(args: argparse.Namespace, specs: Sequence[Spec]) -> int:
+    """Read, render, then write: a failed read leaves no file behind."""
+    report = build_report(history_from(args), specs, args.days, end=args.end, allow_short=args.allow_short)
     text = render_html(report) if args.format == "html" else render_markdown(report)
     if args.output == "-":
         sys.stdout.write(text)

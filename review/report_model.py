@@ -161,7 +161,7 @@ class Report:
 
     start: float
     end: float
-    days: int  # asked for
+    days: float  # asked for
     flows: tuple[FlowReview, ...]
     releases: tuple[BuildChange, ...] = ()  # build changes in the report window
     notes: tuple[str, ...] = ()  # what readers must know (history shorter than asked, …)

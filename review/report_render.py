@@ -112,7 +112,7 @@ def title(report: Report) -> str:
 
 
 def window(report: Report) -> str:
-    return f"{_when(report.start)} to {_when(report.end)} UTC ({report.days} days)"
+    return f"{_when(report.start)} to {_when(report.end)} UTC ({report.days:g} days)"
 
 
 def summary_table(report: Report) -> Table:
