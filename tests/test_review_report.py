@@ -144,6 +144,7 @@ def test_a_period_longer_than_the_history_is_said(built: Report) -> None:
 EXTRAS_DAYS = 3
 EXTRAS_STEP_S = 300
 EXTRAS_OUTAGE_H = 36  # the hour (from the start) in which half the tasks fail
+EXTRAS_DRIFT_ALERT_H = 50  # the judge drift alert fires for two hours from here: an alert of no one SLO
 EXTRAS_SPEC = """\
 version: agent-slo/v1
 agent: review-extras
@@ -184,6 +185,14 @@ def _extras_openmetrics(start: float) -> str:
             names.L_JUDGE_VERSION: "3",
         }
         rows.append((t, names.JUDGE_AGREEMENT_RATIO, agreement, 0.82))
+        if EXTRAS_DRIFT_ALERT_H * 3600 <= i * EXTRAS_STEP_S < (EXTRAS_DRIFT_ALERT_H + 2) * 3600:
+            drift = {
+                **judge,
+                "alertname": names.ALERT_JUDGE_DRIFT,
+                "alertstate": "firing",
+                "severity": "warning",
+            }
+            rows.append((t, names.PROMETHEUS_ALERTS, drift, 1))
         for outcome, value in (
             (names.SYNTHETIC_PASSED, i),
             (names.SYNTHETIC_FAILED, i // 12),
@@ -197,6 +206,7 @@ def _extras_openmetrics(start: float) -> str:
         f"{names.JUDGE_SCORE}_sum": "gauge",
         f"{names.JUDGE_SCORE}_count": "gauge",
         names.JUDGE_AGREEMENT_RATIO: "gauge",
+        names.PROMETHEUS_ALERTS: "gauge",
     }
     rows.sort(key=lambda r: r[1])
     return history_openmetrics(rows, types)
@@ -232,6 +242,18 @@ def test_failure_modes_judges_and_probes_are_read_for_their_flow(extras: tuple[R
     assert flow.synthetic.sli == pytest.approx(100 * 12 / 13, abs=0.2)
     md = render_markdown(built)
     assert "| loop | 864 |" in md and "| faithfulness | 3 | 82.0% |" in md and "Synthetic probes: 92.3" in md
+
+
+def test_an_alert_of_no_one_slo_is_listed_under_its_flow(extras: tuple[Report, float]) -> None:
+    built, start = extras
+    [flow] = built.flows
+    [alert] = flow.alerts
+    assert (alert.alertname, alert.severity) == (names.ALERT_JUDGE_DRIFT, "warning")
+    assert abs(alert.start - (start + EXTRAS_DRIFT_ALERT_H * 3600)) <= report.ALERTS_STEP_S
+    assert all(not s.alerts for s in flow.slos)  # not counted as the SLO's page or ticket
+    assert "Other alerts on this flow" in render_html(
+        built
+    ) and "| AgentSLOJudgeScoreDrift |" in render_markdown(built)
 
 
 def test_the_autonomy_timeline_is_derived_where_the_rules_never_ran(extras: tuple[Report, float]) -> None:
