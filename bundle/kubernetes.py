@@ -339,9 +339,32 @@ def _route(route: Mapping[str, Any]) -> dict[str, Any]:
     ):
         if key in route:
             out[camel] = route[key]
+    for key, camel in (
+        ("active_time_intervals", "activeTimeIntervals"),
+        ("mute_time_intervals", "muteTimeIntervals"),
+    ):
+        if key in route:
+            out[camel] = list(route[key])
+    if route.get("continue"):
+        out["continue"] = True
     if route.get("routes"):
         out["routes"] = [_route(r) for r in route["routes"]]
     return out
+
+
+def _time_interval(interval: Mapping[str, Any]) -> dict[str, Any]:
+    """An Alertmanager time interval as an AlertmanagerConfig `muteTimeIntervals` entry. The CRD has
+    no time zone (operator 0.93), so only UTC hours translate exactly; others are refused, not shifted."""
+    out = []
+    for part in interval["time_intervals"]:
+        if part.get("location", "UTC") != "UTC":
+            raise ValueError(
+                f"time interval {interval['name']!r} is in {part['location']}, but an AlertmanagerConfig's "
+                "time intervals have no time zone: give synthetic.business_hours in UTC for Kubernetes"
+            )
+        times = [{"startTime": t["start_time"], "endTime": t["end_time"]} for t in part["times"]]
+        out.append({"weekdays": list(part["weekdays"]), "times": times})
+    return {"name": interval["name"], "timeIntervals": out}
 
 
 def alertmanager_config(specs: Sequence[Spec], webhook_base_url: str) -> dict[str, Any]:
@@ -369,7 +392,16 @@ def alertmanager_config(specs: Sequence[Spec], webhook_base_url: str) -> dict[st
         "apiVersion": "monitoring.coreos.com/v1alpha1",
         "kind": "AlertmanagerConfig",
         "metadata": _meta(NAME, "alerting"),
-        "spec": {"route": _route(plain["route"]), "receivers": receivers, "inhibitRules": inhibit},
+        "spec": {
+            "route": _route(plain["route"]),
+            "receivers": receivers,
+            "inhibitRules": inhibit,
+            **(
+                {"muteTimeIntervals": [_time_interval(t) for t in plain["time_intervals"]]}
+                if plain.get("time_intervals")
+                else {}
+            ),
+        },
     }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import re2
 import yaml
 
 from agentslo import cli, dashboards
@@ -71,6 +72,16 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
+def _go_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """CRD patterns are Go (RE2) syntax, such as a `(?i)` flag mid-expression (the weekdays of a time
+    interval), which Python's re refuses: match them with RE2, as the API server does."""
+    if validator.is_type(instance, "string") and not re2.search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_CrdValidator = jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern": _go_pattern})
+
+
 @pytest.fixture(scope="module")
 def validators() -> dict[tuple[str, str], jsonschema.Draft7Validator]:
     """(apiVersion, kind) → a validator of the operator's CRD schema for it."""
@@ -80,7 +91,7 @@ def validators() -> dict[tuple[str, str], jsonschema.Draft7Validator]:
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             schema = _strict(version["schema"]["openAPIV3Schema"])
-            out[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+            out[(f"{group}/{version['name']}", kind)] = _CrdValidator(schema)
     return out
 
 
@@ -192,3 +203,21 @@ def test_the_shipped_nginx_config_is_the_generated_one() -> None:
 def test_zero_replicas_is_refused_with_the_flag_named() -> None:
     with pytest.raises(ValueError, match="--replicas must be at least 1"):
         kubernetes.generate(load_specs(SPECS[:1]), replicas=0)
+
+
+def test_business_hours_reach_the_alertmanager_config_in_utc_only() -> None:
+    """The voice example's business hours (UTC) become muteTimeIntervals its synthetic routes name;
+    a zone the CRD cannot express is refused, never silently shifted."""
+    voice = load_specs([SPECS[1]])
+    spec = kubernetes.alertmanager_config(voice, "http://hooks")["spec"]
+    (interval,) = spec["muteTimeIntervals"]
+    assert interval["timeIntervals"][0]["times"] == [{"startTime": "07:00", "endTime": "17:00"}]
+    children = spec["route"]["routes"][0]["routes"][0]["routes"]
+    assert children[0]["activeTimeIntervals"] == [interval["name"]] and children[0]["continue"] is True
+    assert children[1]["muteTimeIntervals"] == [interval["name"]]
+    hours = voice[0].synthetic.business_hours.model_copy(update={"time_zone": "Europe/Berlin"})
+    berlin = voice[0].model_copy(
+        update={"synthetic": voice[0].synthetic.model_copy(update={"business_hours": hours})}
+    )
+    with pytest.raises(ValueError, match="no time zone"):
+        kubernetes.alertmanager_config([berlin], "http://hooks")
