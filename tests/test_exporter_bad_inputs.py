@@ -346,3 +346,21 @@ async def test_same_key_in_flight_is_409(durable: Any) -> None:
     release.set()
     assert (await first).status == 200
     assert _task_good(await counters(durable)) == 1.0
+
+
+async def test_tool_call_evidence_counts_exactly_the_call_and_never_becomes_a_label(client: Any) -> None:
+    """Golden: a tool call with its evidence moves the tool-call counter by one and nothing else; the
+    hashes and the parent task id appear nowhere on /metrics."""
+    evidence = {"input_hash": "sha256:" + "c0ffee" * 10, "output_hash": "9" * 64, "parent_task_id": "task-77"}
+    before = await counters(client)
+    resp = await client.post("/v1/events", data=events({**TOOL, **evidence}), headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    after = await counters(client)
+    moved = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    key = (
+        names.TOOL_CALLS_TOTAL,
+        (("agent", "bot"), ("flow", "refund"), ("outcome", "ok"), ("tool", "get_order")),
+    )
+    assert moved == {key: 1.0}
+    text = await (await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})).text()
+    assert not any(value in text for value in evidence.values())
