@@ -207,6 +207,21 @@ def explain_extras(spec: Spec) -> list[str]:
             f"  health score over {health.window}: {weights} (steps ≤ {health.max_steps}, turns ≤ "
             f"{health.llm_latency_under:g}s); triage only, never alerts"
         )
+        kinds = {slo.sli.kind for slo in spec.slos.values()}
+        sourceless = [
+            c
+            for c, missing in (
+                ("task_completion", "task" not in kinds),
+                ("synthetic_pass_rate", spec.synthetic is None),
+                ("escalation", "escalation" not in kinds),
+            )
+            if missing and {str(k): w for k, w in health.weights.items()}.get(c, 0) > 0
+        ]
+        if sourceless:
+            lines.append(
+                f"    no source for {', '.join(sourceless)} (no such SLO or no synthetic section): left out, "
+                "the other weights re-normalised"
+            )
     if (alloc := spec.budget_allocation) is not None and alloc.end_to_end != "auto":
         tiers = ", ".join(
             f"{t} {_pct(100 - float(tier.objective))}"

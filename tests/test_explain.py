@@ -117,3 +117,17 @@ def test_a_workflow_sli_naming_an_undeclared_step_is_refused(
     assert main(["validate", str(spec)]) == 2
     err = capsys.readouterr().err
     assert "slos.s.sli.workflow.step" in err and "step `c` is not declared" in err
+
+
+def test_validate_says_which_health_components_have_no_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "health.slo.yaml"
+    spec.write_text(
+        "version: agent-slo/v1\nagent: h\nowners: {o: {team: t}}\nflows: {f: {}}\nhealth: {}\n"
+        "slos:\n  t: {sli: {task: {}}, objective: 90, owner: o}\n"
+    )
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "task_completion 30%, synthetic_pass_rate 30%, step_count 20%" in out
+    assert "no source for synthetic_pass_rate, escalation" in out
