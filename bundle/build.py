@@ -185,4 +185,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         "(longest SLO period plus a week; the 15d default would cut the budget window short)",
         file=out,
     )
+    if args.target == "kubernetes":
+        print(
+            f"on kube-prometheus: `retention: {configs.retention(specs)}` in the Prometheus object's spec "
+            "(the operator's default is 24h); see deploy/kubernetes/README.md",
+            file=out,
+        )
     return code

@@ -16,67 +16,60 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from agentslo.bundle import nginx
 from agentslo.demo.servers import Server, free_port
-from tests.doubles.serve import wait_ready
+from tests.doubles.serve import READY_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONF = ROOT / "deploy" / "nginx" / "agent-slo.conf"
-STOP_TIMEOUT_S = 10.0
 
 
 class Replica:
-    """One `agent-slo serve` child with its own port and SQLite file."""
+    """One `agent-slo serve` child with its own port and SQLite file; `server` is its current life."""
 
     def __init__(self, spec: Path, directory: Path, index: int, args: Sequence[str]) -> None:
         self.spec, self.index, self.args = spec, index, list(args)
+        self.directory = directory
         self.port = free_port()
         self.db = directory / f"replica-{index}.db"
         self.log = directory / f"replica-{index}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._out: IO[bytes] | None = None
+        self.server: Server | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.server.proc if self.server else None
+
     def start(self) -> None:
         argv = [sys.executable, "-m", "agentslo.cli", "serve", str(self.spec), "--port", str(self.port)]
-        self._out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [*argv, "--db", str(self.db), *self.args], stdout=subprocess.DEVNULL, stderr=self._out
+        out = self.log.open("ab")  # appended across restarts: one log per replica
+        proc = subprocess.Popen(
+            [*argv, "--db", str(self.db), *self.args], stdout=subprocess.DEVNULL, stderr=out
         )
-        wait_ready(self.url, self.proc, self.log)
+        self.server = Server(
+            f"exporter-{self.index}", self.port, proc, self.directory, self.log, "/readyz", out
+        )
+        self.server.wait_ready(READY_TIMEOUT_S)
 
     def kill(self) -> None:
         """SIGKILL and reap: a crash, not a shutdown."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(STOP_TIMEOUT_S)
-        self._close()
+        if self.server is not None:
+            self.server.proc.kill()
+            self.server.stop()  # reaps it and closes the log
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT_S)
-        self._close()
-
-    def _close(self) -> None:
-        if self._out is not None:
-            self._out.close()
-            self._out = None
+        if self.server is not None:
+            self.server.stop()
 
 
 class ExporterReplicas:

@@ -29,20 +29,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Return once the exporter at `url` answers /readyz; fail with its log if it exits or hangs."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        try:
-            if requests.get(f"{url}/readyz", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None, f"the exporter exited: {log.read_text()[-2000:]}"
-        assert time.monotonic() < deadline, f"the exporter was not ready: {log.read_text()[-2000:]}"
-        time.sleep(0.1)
-
-
 @contextmanager
 def serving(spec: Path, *args: str, log: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
     """The base URL of a ready exporter serving `spec` with the extra `serve` arguments `args`."""
@@ -54,7 +40,16 @@ def serving(spec: Path, *args: str, log: Path, env: Mapping[str, str] | None = N
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, proc, log)
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while True:
+                try:
+                    if requests.get(f"{url}/readyz", timeout=1).ok:
+                        break
+                except requests.RequestException:
+                    pass
+                assert proc.poll() is None, f"the exporter exited: {log.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, f"the exporter was not ready: {log.read_text()[-2000:]}"
+                time.sleep(0.1)
             yield url
         finally:
             proc.terminate()
