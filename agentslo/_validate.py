@@ -256,7 +256,7 @@ def _semantic_problems(spec: m.Spec, declared: dict[str, set[str]]) -> list[tupl
         if slo.owner not in declared["owners"]:
             refs((*base, "owner"), slo.owner, declared["owners"], "owner")
         refs((*base, "flows"), slo.flows, flows, "flow")
-        if not spec.flows_of(name):  # `flows: []`, or a judge that judges no flow
+        if not spec.flows_of(name) and spec.flows:  # `flows: []`, or a judge that judges no flow
             judge_flows = ("judges", slo.sli.judge or "", "flows")
             out.append(_no_flows((*base, "flows") if slo.flows is not None else judge_flows))
         refs((*base, "exclusions"), slo.exclusions, exclusions, "exclusion")

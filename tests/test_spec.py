@@ -472,3 +472,13 @@ def test_wrong_business_hours_are_refused_naming_the_key(hours: str, path: str, 
         parse_spec(text, "hours.yaml")
     problem = next((p for p in info.value.problems if p.path == path), None)
     assert problem is not None and fragment in problem.message, str(info.value)
+
+
+def test_a_broken_flows_section_is_one_problem_not_a_cascade() -> None:
+    text = BASE.replace("flows:\n  refund: {risk: billing}\n  browse: {}\n", "flows: [refund, browse]\n")
+    text = text.replace("owner: product}\n  grounded", "owner: nobody}\n  grounded")
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "flows.yaml")
+    paths = [p.path for p in info.value.problems]
+    assert "flows" in paths and "slos.task-success.owner" in paths
+    assert not [p for p in info.value.problems if "selects no flows" in p.message], str(info.value)
