@@ -339,9 +339,17 @@ _CHARTS_JS = """JSON.stringify([...document.querySelectorAll('svg.chart')].map(s
   points: [...svg.querySelectorAll('polyline.series')].reduce((n, p) => n + p.points.numberOfItems, 0),
   states: svg.querySelectorAll('rect.state').length})))"""
 
+_BREAKS_JS = (
+    "JSON.stringify([...document.querySelectorAll('section.flow')].map(s => getComputedStyle(s).breakBefore))"
+)
 
-async def _open_in_chromium(page: Path, screenshot: Path, profile: Path) -> tuple[list[dict[str, Any]], Any]:
-    """Load `page` in headless Chromium; return the DevTools events seen and the charts' data points."""
+
+async def _open_in_chromium(
+    page: Path, screenshot: Path, profile: Path
+) -> tuple[list[dict[str, Any]], Any, bytes, list[str]]:
+    """Load `page` in headless Chromium; return the DevTools events seen, the charts' data points, the
+    page printed as PDF and, in print media, each flow section's page break (a screenshot is written
+    to `screenshot`)."""
     args = [
         CHROMIUM,
         "--headless",
@@ -386,7 +394,15 @@ async def _open_in_chromium(page: Path, screenshot: Path, profile: Path) -> tupl
                 result = await call("Runtime.evaluate", expression=_CHARTS_JS, returnByValue=True)
                 shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
-                return events, json.loads(result["result"]["value"])
+                pdf = base64.b64decode((await call("Page.printToPDF"))["data"])
+                await call("Emulation.setEmulatedMedia", media="print")
+                breaks = await call("Runtime.evaluate", expression=_BREAKS_JS, returnByValue=True)
+                return (
+                    events,
+                    json.loads(result["result"]["value"]),
+                    pdf,
+                    json.loads(breaks["result"]["value"]),
+                )
     finally:
         browser.terminate()
         browser.wait(10)
@@ -397,7 +413,7 @@ def test_the_html_page_renders_in_chromium_offline_with_data_in_every_chart(
     html_file: Path, tmp_path: Path
 ) -> None:
     screenshot = tmp_path / "review.png"
-    events, charts = asyncio.run(_open_in_chromium(html_file, screenshot, tmp_path / "profile"))
+    events, charts, pdf, breaks = asyncio.run(_open_in_chromium(html_file, screenshot, tmp_path / "profile"))
     requests = [
         e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"
     ]
@@ -413,6 +429,9 @@ def test_the_html_page_renders_in_chromium_offline_with_data_in_every_chart(
     # every flow: a burn-down and a burn-rate chart per SLO and an autonomy timeline, each with data
     assert len(charts) == 4 * 3
     assert all(c["points"] >= 2 or c["states"] >= 1 for c in charts), charts
+    # printable: it prints, and in print media each of the four flows starts a page of its own
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) >= 1 + 4
+    assert breaks == ["page"] * 4
     assert screenshot.stat().st_size > 0
     with Image.open(screenshot) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20) or []
