@@ -277,6 +277,16 @@ class EscalationSLI(Model):
 
     of: Literal["correct", "recall", "unnecessary", "context"] = "correct"
 
+    def verdict(self, required: bool, performed: bool, context_preserved: bool) -> bool | None:
+        """Good or bad for this measure, or None when the decision is not in its population."""
+        if self.of == "correct":
+            return performed == required and (not performed or context_preserved)
+        if self.of == "recall":
+            return performed if required else None
+        if not performed:
+            return None
+        return required if self.of == "unnecessary" else context_preserved
+
 
 class WorkflowSLI(Model):
     """A declared workflow's success: one `step`'s success, or end to end when no step is given

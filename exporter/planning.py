@@ -285,23 +285,12 @@ def _escalation(b: _Builder, required: Any, performed: Any, context_preserved: A
     if isinstance(kept, tuple):
         return "context_preserved", "is required (true or false) when performed is true"
     for slo in b.slos("escalation"):
-        verdict = _escalation_verdict(b.spec.slos[slo].sli.escalation.of, req, done, bool(kept))  # type: ignore[union-attr]
+        # `correct` judges every decision, `recall` those that required a hand-off, `unnecessary`
+        # and `context` the hand-offs performed (EscalationSLI.verdict)
+        verdict = b.spec.slos[slo].sli.escalation.verdict(req, done, bool(kept))  # type: ignore[union-attr]
         if verdict is not None:
             b.count(slo, verdict)
     return None
-
-
-def _escalation_verdict(measure: str, required: bool, performed: bool, kept: bool) -> bool | None:
-    """Good/bad for one escalation SLI measure, or None when the decision is not in its population:
-    `correct` judges every decision, `recall` those that required a hand-off, `unnecessary` and
-    `context` the hand-offs performed."""
-    if measure == "correct":
-        return performed == required and (not performed or kept)
-    if measure == "recall":
-        return performed if required else None
-    if not performed:
-        return None
-    return required if measure == "unnecessary" else kept
 
 
 def _stage(b: _Builder, stage: Any) -> Problem | None:

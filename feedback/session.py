@@ -231,7 +231,11 @@ def sli_bad_events(spec: Spec, session: Session) -> dict[str, int]:
         elif sli.cost is not None and session.cost_usd is not None:
             n = int(session.cost_usd > sli.cost.under_usd)
         elif sli.escalation is not None and session.outcome is not None:
-            n = int((session.outcome == "escalated") != session.escalation_required)
+            # a session does not say whether context was kept: only the decision is judged here
+            verdict = sli.escalation.verdict(
+                session.escalation_required, session.outcome == "escalated", True
+            )
+            n = int(verdict is False)
         if n:
             bad[name] = max(bad.get(name, 0), n)
     return bad

@@ -184,3 +184,25 @@ def test_the_published_json_schema_agrees_with_the_model(doc: dict[str, Any]) ->
     except ValidationError:
         model_ok = False
     assert schema_ok == model_ok
+
+
+def test_each_escalation_measure_judges_only_its_own_population() -> None:
+    voice = load_spec("examples/voice-booking.slo.yaml")
+
+    def bad(**fields: Any) -> dict[str, int]:
+        found = sli_bad_events(
+            voice, Session.model_validate({"session_id": "s", "agent": "voice-booking"} | fields)
+        )
+        return {k: v for k, v in found.items() if "escalation" in k}
+
+    # required, not escalated: a missed hand-off (recall), not an unnecessary one
+    assert bad(flow="book", outcome="success", escalation_required=True) == {
+        "escalation-correctness": 1,
+        "escalation-recall": 1,
+    }
+    # escalated, not required: an unnecessary hand-off, which recall does not count
+    assert bad(flow="book", outcome="escalated") == {
+        "escalation-correctness": 1,
+        "unnecessary-escalations": 1,
+    }
+    assert bad(flow="book", outcome="escalated", escalation_required=True) == {}
