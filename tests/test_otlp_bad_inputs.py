@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agentslo import names
@@ -190,6 +190,20 @@ async def test_attributes_of_the_wrong_type_and_ten_thousand_attributes_are_refu
     many.attributes.extend(kv(f"x.{i}", i) for i in range(10_000))
     reply = await post(client, request(wrong, many))
     assert reply.partial_success.rejected_spans == 1
+    assert tool_calls(client) == 1
+
+
+async def test_list_and_bytes_values_where_names_or_content_go_are_refused_or_kept_not_5xx(
+    client: Any,
+) -> None:
+    """An array agent name (unhashable: once a 503) and bytes tool arguments (once unserialisable)."""
+    listed = span()
+    listed.attributes.append(KeyValue(key="gen_ai.agent.name", value=AnyValue(array_value={"values": []})))
+    raw = span(**{"gen_ai.tool.call.arguments": None})
+    raw.attributes.append(KeyValue(key="gen_ai.tool.call.arguments", value=AnyValue(bytes_value=b"\xff{")))
+    reply = await post(client, request(listed, raw))
+    assert reply.partial_success.rejected_spans == 1
+    assert "unknown_agent" in reply.partial_success.error_message
     assert tool_calls(client) == 1
 
 

@@ -186,7 +186,7 @@ edits = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(base=st.sampled_from(BODIES), changes=edits)
 def test_mutated_sdk_requests_read_and_count_the_same_by_both_readers(
     base: bytes, changes: list[Any]

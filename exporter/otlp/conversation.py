@@ -99,8 +99,9 @@ def content_of(
         }
     else:
         return None, 0
-    size = len(orjson.dumps(content))
-    return (content, size) if size <= MAX_CONTENT_CHARS else (None, 0)
+    # as JSON, the way a posted session arrives: bytes or other non-JSON attribute values become text
+    raw = orjson.dumps(content, default=str)
+    return (orjson.loads(raw), len(raw)) if len(raw) <= MAX_CONTENT_CHARS else (None, 0)
 
 
 def session_of(task: dict[str, Any], contents: list[dict[str, Any]]) -> dict[str, Any] | None:

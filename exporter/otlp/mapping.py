@@ -79,7 +79,6 @@ class Mapped:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)  # (trace id, span id[, evaluation #]): counted once
-    items: list[str] = field(default_factory=list)  # the span or record each event came from
     rejected: dict[str, list[str]] = field(default_factory=dict)  # reason → items ("span <id>: why")
     ignored: int = 0  # spans that are not GenAI operations
     total: int = 0
@@ -92,14 +91,21 @@ class Mapped:
     def refuse(self, reason: str, item: str, why: str) -> None:
         self.rejected.setdefault(reason, []).append(f"{item}: {why}")
 
-    def add(self, event: dict[str, Any], key: str, item: str) -> None:
+    def add(self, event: dict[str, Any], key: str) -> None:
         self.events.append(event)
         self.keys.append(key)
-        self.items.append(item)
+
+    def item(self, index: int) -> str:
+        """The span or record that event `index` came from, as refusals name it (from its key)."""
+        return _item(self.keys[index])
 
 
-def _item(trace_id: bytes, span_id: bytes) -> str:
-    return f"span {trace_id.hex()}/{span_id.hex()}"
+def _item(key: str) -> str:
+    """A key's span or record: "span <trace>/<span>[ evaluation <i>]", or "log record <hash>"."""
+    if key.startswith("log"):
+        return f"log record {key[3:15]}"
+    evaluation = f" evaluation {key[49:]}" if len(key) > 48 else ""
+    return f"span {key[:32]}/{key[32:48]}{evaluation}"
 
 
 class _Reader:
@@ -137,11 +143,15 @@ class _Reader:
         first = None
         for note in chain:
             if note.agent is not None:
-                if note.agent in self.specs:
+                if self.serves(note.agent):
                     return note.agent
                 first = note.agent if first is None else first
         service = resource.get(SERVICE_NAME)
-        return service if service in self.specs or first is None else first
+        return service if self.serves(service) or first is None else first
+
+    def serves(self, agent: Any) -> bool:
+        """Whether an attribute value names an agent of this exporter (any value: lists included)."""
+        return type(agent) is str and agent in self.specs
 
     def scope(
         self,
@@ -183,10 +193,10 @@ def _rule_flow(otel: Otel, attrs: dict[str, Any], resource: dict[str, Any]) -> s
     return None
 
 
-def _common(fields: dict[str, Any], trace_id: bytes, end_ns: int, attrs: dict[str, Any]) -> dict[str, Any]:
+def _common(fields: dict[str, Any], trace_hex: str, end_ns: int, attrs: dict[str, Any]) -> dict[str, Any]:
     conversation = attrs.get(CONVERSATION)
-    fields["session_id"] = conversation if conversation is not None else trace_id.hex()
-    fields["trace_id"] = trace_id.hex()
+    fields["session_id"] = conversation if conversation is not None else trace_hex
+    fields["trace_id"] = trace_hex
     if end_ns > 0:
         fields["time"] = end_ns / 1e9
     return fields
@@ -203,7 +213,7 @@ def _task_of(
     service = resource.get(SERVICE_NAME)
     for note in _descendants(spans, span_id):
         if note.op in reader.task_operations:
-            inner = note.agent if note.agent in reader.specs else service
+            inner = note.agent if reader.serves(note.agent) else service
             if inner == agent:
                 return False
     return True
@@ -228,7 +238,7 @@ def _cost(otel: Otel, notes: list[SpanNote]) -> float | None:
         return None
     cost, priced = 0.0, False
     for note in notes:
-        price = otel.prices.get(note.model) if note.model is not None else None
+        price = otel.prices.get(note.model) if type(note.model) is str else None
         if price is not None and note.kind == "turn":
             cost += (
                 (note.tokens[0] or 0) * price.input_per_mtok + (note.tokens[1] or 0) * price.output_per_mtok
@@ -379,7 +389,6 @@ def _map_span(
 ) -> None:
     resource_index, trace_id, span_id, _, name, start, end, status, attrs, events, index = row
     resource = rows.resources[resource_index]
-    item = _item(trace_id, span_id)
     note = spans.get(span_id)
     op = note.op if note is not None else None
     evaluations = [e for e in rows.span(index).events if e.name == EVALUATION] if events else []
@@ -395,13 +404,14 @@ def _map_span(
         if awaited is not None and reader.memory.defer(trace_id, span_id, raw, packed, since, awaited):
             mapped.deferred.append((trace_id, span_id, raw, packed, awaited))
         else:
-            mapped.refuse(reason, item, why)
+            mapped.refuse(reason, _item(trace_id.hex() + span_id.hex()), why)
         return
     fields, otel = scoped
     spec = reader.specs[fields["agent"]]
-    key = f"{trace_id.hex()}{span_id.hex()}"
+    trace_hex = trace_id.hex()
+    key = trace_hex + span_id.hex()
     duration_s = max(end - start, 0) / 1e9
-    common = _common(fields, trace_id, end, attrs)
+    common = _common(fields, trace_hex, end, attrs)
     model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
     event: dict[str, Any] | None = None
     if op in otel.task_operations:
@@ -412,29 +422,25 @@ def _map_span(
             if session is not None:  # judged once the task counts (never for a retried task span)
                 mapped.sessions.append((len(mapped.events), session))
     elif op in TURN_OPERATIONS:
-        event = {
-            "type": "turn",
-            **_versions(dict(common), otel, attrs, model),
-            "kind": "turn",
-            "latency_s": duration_s,
-        }
+        event = _versions({"type": "turn", **common}, otel, attrs, model)
+        event["kind"], event["latency_s"] = "turn", duration_s
         tokens = _tokens(note)
         if tokens is not None:
             event["tokens"] = tokens
     elif op == TOOL_OPERATION:
         event = _tool(_versions(dict(common), otel, attrs, None), name, status, attrs, duration_s)
     if event is not None:
-        mapped.add(event, key, item)
+        mapped.add(event, key)
     elif not evaluations:
         mapped.ignored += 1
     for i, evaluation in enumerate(evaluations):
         eval_attrs = attributes(evaluation.attributes)
-        judged = _judge(dict(common), eval_attrs, spec, mapped, f"{item} evaluation {i}")
+        judged = _judge(dict(common), eval_attrs, spec, mapped, _item(f"{key}e{i}"))
         if judged is not None:
             when = evaluation.time_unix_nano
             if when > 0:
                 judged["time"] = when / 1e9
-            mapped.add(judged, f"{key}e{i}", f"{item} evaluation {i}")
+            mapped.add(judged, f"{key}e{i}")
 
 
 def map_logs(
@@ -460,17 +466,17 @@ def map_logs(
                 if len(span_id) == 8 and span_id not in spans:
                     # the evaluated span may not have arrived: read the record's own attributes
                     spans = {**spans, span_id: SpanNote(b"", None, attrs)}
-                item = f"log record {key[3:15]}"
+                item = _item(key)
                 scoped = reader.scope(spans, span_id, attrs, resource)
                 if isinstance(scoped[1], str):
                     mapped.refuse(scoped[0], item, scoped[1])
                     continue
                 fields = scoped[0]
                 when = record.time_unix_nano or record.observed_time_unix_nano
-                common = _common(fields, trace_id, when, attrs) if len(trace_id) == 16 else dict(fields)
+                common = _common(fields, trace_id.hex(), when, attrs) if len(trace_id) == 16 else dict(fields)
                 if len(trace_id) != 16 and when > 0:
                     common["time"] = when / 1e9
                 judged = _judge(common, attrs, reader.specs[fields["agent"]], mapped, item)
                 if judged is not None:
-                    mapped.add(judged, key, item)
+                    mapped.add(judged, key)
     return mapped

@@ -149,7 +149,7 @@ class OtlpReceiver:
                 for i in sorted(refused):
                     p = problems.get(i, {})
                     why = f"{p.get('field', '')} {p.get('problem', 'invalid')}".strip()
-                    mapped.refuse("invalid", mapped.items[fresh[i]], why)
+                    mapped.refuse("invalid", mapped.item(fresh[i]), why)
                 if ingestor.db is None:
                     self._remember([k for i, k in enumerate(keys) if i not in refused], now)
                 counted = len(events) - len(refused)
