@@ -41,6 +41,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from agentslo import names
 from agentslo.durations import parse_duration
 from agentslo.prometheus import MAX_POINTS_PER_SERIES, PrometheusClient, Series
@@ -202,6 +205,15 @@ class StateInterval:
     state: str
     start: float
     end: float | None
+
+
+@dataclass(frozen=True)
+class RawSeries:
+    """Every stored sample of one raw counter series (one replica's): times and values, oldest first."""
+
+    labels: Mapping[str, str]
+    t: npt.NDArray[np.float64]
+    v: npt.NDArray[np.float64]
 
 
 def _events(agent: str, extra: str = "") -> str:
@@ -404,20 +416,27 @@ class History:
 
     # --- raw samples (backtest) ---
 
-    def raw_counters(self, agent: str, start: float, end: float) -> list[Series]:
+    def raw_counters(self, agent: str, start: float, end: float) -> list[RawSeries]:
         """Every stored sample of the agent's counted event series (`exclusion=""`) in [start, end],
-        one Series per stored series (per replica), read in day-long chunks of range selectors."""
+        one RawSeries per stored series (per replica), read in day-long chunks of range selectors and
+        kept as arrays (30 days of 1,000 series is tens of millions of samples)."""
         self._guard(f"count({_events(agent)})", end, "raw event series")
-        merged: dict[tuple[tuple[str, str], ...], Points] = {}
+        chunks: dict[tuple[tuple[str, str], ...], list[npt.NDArray[np.float64]]] = {}
         t = end
         while t > start:
             length = min(RAW_CHUNK_S, t - start)
             # `[length]` includes both edges on Prometheus 2.x: the next chunk stops 1 ms short.
             selector = f"{_events(agent)}[{int(length * 1000)}ms]"
             for s in self.client.query_matrix(selector, at=t):
-                merged.setdefault(tuple(sorted(s.labels.items())), []).extend(s.points)
+                points = np.asarray(s.points, dtype=np.float64).reshape(-1, 2)
+                chunks.setdefault(tuple(sorted(s.labels.items())), []).append(points)
             t -= length + 0.001
-        return [Series(dict(key), sorted(points)) for key, points in merged.items()]
+        out = []
+        for key, parts in chunks.items():
+            points = np.concatenate(parts[::-1])  # chunks were read newest first
+            order = np.argsort(points[:, 0], kind="stable")
+            out.append(RawSeries(dict(key), points[order, 0].copy(), points[order, 1].copy()))
+        return out
 
     # --- plumbing ---
 

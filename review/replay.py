@@ -49,8 +49,7 @@ import numpy.typing as npt
 
 from agentslo import burn, names
 from agentslo.durations import parse_duration
-from agentslo.prometheus import Series
-from agentslo.review.history import AlertInterval
+from agentslo.review.history import AlertInterval, RawSeries
 from agentslo.rules import alerts
 from agentslo.rules._plan import BUCKET, Plan
 from agentslo.rules._promql import ROUND_DIGITS, percent
@@ -74,9 +73,7 @@ class _Counter:
     adjusted: Floats
 
 
-def _counter(points: Sequence[tuple[float, float]]) -> _Counter:
-    arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    t, v = arr[:, 0], arr[:, 1]
+def _counter(t: Floats, v: Floats) -> _Counter:
     drops = np.zeros_like(v)
     if len(v) > 1:
         # A drop is a reset: Prometheus adds the value before it to the increase.
@@ -146,7 +143,9 @@ def _bucket_sums(
     return out
 
 
-def replay(spec: Spec, raw: Sequence[Series], start: float, end: float, *, left_open: bool = False) -> Replay:
+def replay(
+    spec: Spec, raw: Sequence[RawSeries], start: float, end: float, *, left_open: bool = False
+) -> Replay:
     """Record `agent_slo:events:increase<w>` for every window the spec's rules use, over [start, end]
     at the rules' evaluation interval, from the agent's raw counter series (all replicas)."""
     plan = Plan(spec)
@@ -154,14 +153,14 @@ def replay(spec: Spec, raw: Sequence[Series], start: float, end: float, *, left_
     at = np.arange(math.ceil(start / iv) * iv, end + 1e-9, iv, dtype=np.float64)
     counters: dict[tuple[str, str, str], list[_Counter]] = {}
     for s in raw:
-        if s.labels.get(names.L_EXCLUSION, "") != "" or len(s.points) == 0:
+        if s.labels.get(names.L_EXCLUSION, "") != "" or len(s.t) == 0:
             continue
         key = (
             s.labels.get(names.L_SLO, ""),
             s.labels.get(names.L_FLOW, ""),
             s.labels.get(names.L_OUTCOME, ""),
         )
-        counters.setdefault(key, []).append(_counter(s.points))
+        counters.setdefault(key, []).append(_counter(s.t, s.v))
     raw_windows = [w for w in plan.windows if plan.is_raw(w)]
     if BUCKET not in raw_windows:
         raw_windows.insert(0, BUCKET)

@@ -106,7 +106,7 @@ def _promtool_test(
     (work / "rules.yaml").write_text(dump(rules), encoding="utf-8")
     series = []
     for s in raw:
-        values = dict(s.points)
+        values = dict(zip(s.t.tolist(), s.v.tolist(), strict=True))
         steps = range(0, int(length) + 1, h.STEP_S)
         text = " ".join(f"{values[origin + t]:g}" if origin + t in values else "_" for t in steps)
         labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()) if k != "__name__")
