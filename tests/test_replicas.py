@@ -25,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import names
@@ -226,3 +227,42 @@ def test_a_batch_committed_but_unanswered_when_its_replica_dies_is_replayed_by_i
     for key in mine:
         assert asyncio.run(send(key)) == (200, stack.replicas.addresses[victim], True)
     assert _direct_sum(stack) - before == len(sent) * BATCH_EVENTS  # each batch once
+
+
+def _failover(conf: str) -> str:
+    """The design this config rules out: a write whose owner is down goes to the next replica."""
+    assert "proxy_next_upstream off;" in conf and " max_fails=0;" in conf
+    return conf.replace("proxy_next_upstream off;", "proxy_next_upstream error timeout;").replace(
+        " max_fails=0;", " max_fails=1 fail_timeout=30s;"
+    )
+
+
+def test_failing_writes_over_to_another_replica_would_count_a_committed_batch_twice(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # The same crash under the rejected alternative: every committed-but-unanswered batch of the dead
+    # replica is counted again by the replica its retry fails over to. This is what the shipped
+    # config's `proxy_next_upstream off` + `max_fails=0` prevent (and what the tests above would catch).
+    with nginx_router(stack.replicas.addresses, tmp_path, edit=_failover) as router:
+        before = _direct_sum(stack)
+        body = _batch(0)
+
+        def send(key: str) -> tuple[int, str]:
+            headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+            r = requests.post(f"{router.url}/v1/events", data=body, headers=headers, timeout=15)
+            return r.status_code, r.headers.get(nginx.REPLICA_HEADER, "")
+
+        sent = {key: send(key)[1] for key in (str(uuid.uuid4()) for _ in range(12))}
+        victim = next(i for i, address in enumerate(stack.replicas.addresses) if address in sent.values())
+        mine = [k for k, rep in sent.items() if rep == stack.replicas.addresses[victim]]
+        stack.replicas[victim].kill()
+        try:
+            retried = [send(key) for key in mine]
+        finally:
+            stack.replicas[victim].start()
+        assert all(status == 200 for status, _ in retried)
+        # $upstream_addr lists every replica tried: the dead owner first, the one that answered last
+        assert all(replica.split(", ")[-1] != stack.replicas.addresses[victim] for _, replica in retried)
+        double = _direct_sum(stack) - before - len(sent) * BATCH_EVENTS
+        print(f"\nfailover alternative: {len(mine)} retried batches moved, {double:.0f} events counted twice")
+        assert double == len(mine) * BATCH_EVENTS

@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -113,18 +113,22 @@ def router_snippet(addresses: Sequence[str], listen: str) -> str:
 
 
 @contextmanager
-def nginx_router(addresses: Sequence[str], directory: Path) -> Iterator[Server]:
-    """nginx in the foreground with the shipped config routing to `addresses`; ready once /healthz
-    answers through it (a read, so any live replica will do)."""
+def nginx_router(
+    addresses: Sequence[str], directory: Path, edit: Callable[[str], str] | None = None
+) -> Iterator[Server]:
+    """nginx in the foreground with the shipped config routing to `addresses` (changed by `edit`, for
+    a test of what the config rules out); ready once /healthz answers through it (a read, so any
+    live replica will do)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(binary, os.X_OK):
         raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx)")
-    prefix = directory / "nginx"
+    prefix = directory / ("nginx" if edit is None else "nginx-edited")
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
     port = free_port()
     snippet = prefix / "agent-slo.conf"
-    snippet.write_text(router_snippet(addresses, f"127.0.0.1:{port}"), encoding="utf-8")
+    text = router_snippet(addresses, f"127.0.0.1:{port}")
+    snippet.write_text(edit(text) if edit else text, encoding="utf-8")
     conf = prefix / "nginx.conf"
     # as root (a container), the workers keep root's identity so they can write under the private tmp dir
     user = "root" if os.geteuid() == 0 else None
