@@ -34,8 +34,12 @@ SLICE = (17 * DAY + 4 * 3600, 17 * DAY + 16 * 3600)  # the outage, with the drif
 SLO_ALERTS = (names.ALERT_BURN_RATE, names.ALERT_BUDGET_LOW, names.ALERT_BUDGET_EXHAUSTED)
 
 
-def backtest(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["backtest", *argv])
+def backtest(
+    capsys: pytest.CaptureFixture[str], history: ReviewHistory, *argv: str, url: str | None = None
+) -> tuple[int, str, str]:
+    """`agent-slo backtest` of the history's spec, up to the history's end (or against `url`)."""
+    prometheus = ["--prometheus", url or history.url, "--end", str(history.end)]
+    code = cli.main(["backtest", str(history.spec_path), *prometheus, *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -44,17 +48,7 @@ def test_backtest_finds_the_outage_and_the_drift_and_nothing_in_the_healthy_week
     review_history: ReviewHistory,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = backtest(
-        capsys,
-        str(review_history.spec_path),
-        "--prometheus",
-        review_history.url,
-        "--days",
-        str(h.DAYS),
-        "--end",
-        str(review_history.end),
-        "--json",
-    )
+    code, out, err = backtest(capsys, review_history, "--days", str(h.DAYS), "--json")
     assert code == 0, err
     alerts = json.loads(out)["alerts"]
     assert alerts and set(alerts[0]) >= {
@@ -166,7 +160,7 @@ def test_unreachable_prometheus_is_a_message_and_exit_2(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    code, out, err = backtest(capsys, str(review_history.spec_path), "--prometheus", url, "--timeout", "2")
+    code, out, err = backtest(capsys, review_history, "--timeout", "2", url=url)
     assert code == 2 and out == ""
     assert "could not be reached" in err and url in err and "Traceback" not in err
 
@@ -175,16 +169,7 @@ def test_history_shorter_than_asked_is_a_message_and_exit_2(
     review_history: ReviewHistory,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = backtest(
-        capsys,
-        str(review_history.spec_path),
-        "--prometheus",
-        review_history.url,
-        "--days",
-        "40",
-        "--end",
-        str(review_history.end),
-    )
+    code, out, err = backtest(capsys, review_history, "--days", "40")
     assert code == 2 and out == ""
     assert "28 days of history" in err and "40 days asked" in err and "Traceback" not in err
 
@@ -196,18 +181,7 @@ def test_against_prints_both_specs_side_by_side(
 ) -> None:
     looser = tmp_path / "looser.slo.yaml"
     looser.write_text(h.SPEC_YAML.replace(f"objective: {h.OBJECTIVE:g}", "objective: 95"), encoding="utf-8")
-    code, out, err = backtest(
-        capsys,
-        str(review_history.spec_path),
-        "--prometheus",
-        review_history.url,
-        "--days",
-        "7",
-        "--end",
-        str(review_history.end),
-        "--against",
-        str(looser),
-    )
+    code, out, err = backtest(capsys, review_history, "--days", "7", "--against", str(looser))
     assert code == 0, err
     assert "side by side:" in out and "pages/week" in out and "tickets/week" in out
     side = out.split("side by side:")[1]
