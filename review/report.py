@@ -65,6 +65,7 @@ from agentslo.review.report_model import (
     state_timeline,
 )
 from agentslo.review.report_render import render_html, render_markdown
+from agentslo.review.suggest import low_traffic_advice
 from agentslo.spec import Spec, load_specs
 
 EXIT_OK: Final = 0
@@ -103,17 +104,15 @@ def _empty(key: SLOKey, span: Span) -> EventCounts:
     return EventCounts(key, span.start, span.end, 0.0, 0.0)
 
 
-def _page_window(spec: Spec, slo: str, objective: float) -> tuple[str, float]:
-    """The fastest page tier's long window and error-ratio threshold (1h and 14.4 × budget for 30d)."""
+def _page_window(spec: Spec, slo: str, objective: float) -> str:
+    """The long window of the SLO's fastest page tier (as `suggest` picks it), else of its fastest
+    tier, else the catalog's fastest: the window whose burn rate the chart draws (1h for 30d)."""
     tiers = burn.tiers(spec, slo, objective)
-    page = next((t for t in tiers if t.name in burn.PAGE_TIERS), None) or (tiers[0] if tiers else None)
-    if page is None:  # no burn alerts at all: the page_fast window of the catalog, for the chart
-        tiers_of_period = burn.catalog(spec, spec.period_seconds(slo))
-        long, _, factor = tiers_of_period.get("page_fast") or min(
-            tiers_of_period.values(), key=lambda t: parse_duration(t[0])
-        )
-        return long, min(factor * (1 - objective / 100), 1.0)
-    return page.long, page.error_ratio
+    pages = [t for t in tiers if t.name in burn.PAGE_TIERS] or tiers
+    if pages:
+        return min(pages, key=lambda t: parse_duration(t.long)).long
+    catalog = burn.catalog(spec, spec.period_seconds(slo)).values()
+    return min((long for long, _, _ in catalog), key=parse_duration)
 
 
 def _derive_autonomy(
@@ -241,9 +240,9 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
             weekly[k] = weeks.get(k, [])
             hourly[k] = hours.get(k, [])
     burns: dict[SLOKey, list[tuple[float, float]]] = {}
-    for window in sorted({w for w, _ in pages.values()}):
+    for window in sorted(set(pages.values())):
         for key, points in history.burn_rates(span, agent, window, budgets).items():
-            if pages.get(key, ("",))[0] == window:
+            if pages.get(key) == window:
                 burns[key] = points
 
     flows: list[FlowReview] = []
@@ -251,7 +250,7 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
         reviews = []
         for k in (k for k in keys if k.flow == flow):
             budget = 1 - objectives[k] / 100
-            long, ratio = pages[k]
+            this_week = week.get(k, _empty(k, span))
             down, ideal = burn_down(hourly[k], period_start[period_of[k]], period_of[k], budget)
             thresholds = tuple(
                 Threshold(t.name, t.severity, t.long, t.error_ratio / budget)
@@ -262,18 +261,19 @@ def _agent_flows(history: History, spec: Spec, span: Span, notes: list[str]) -> 
                     k,
                     sli_kind=spec.slos[k.slo].sli.kind,
                     objective=objectives[k],
-                    week=week.get(k, _empty(k, span)),
+                    week=this_week,
                     period=period[k],
                     weekly=tuple(weekly[k]),
                     daily_sli=tuple((c.end, c.sli) for c in daily.get(k, []) if c.sli is not None),
                     burn_down=down,
                     ideal=ideal,
                     burn_rate=tuple(burns.get(k, [])),
-                    burn_window=long,
+                    burn_window=pages[k],
                     thresholds=thresholds,
                     alerts=tuple(a for a in alerts if a.key == k),
-                    min_events_per_hour=(1 / ratio) / (parse_duration(long) / HOUR) if ratio > 0 else 0.0,
-                    min_events=spec.alerting_for(k.slo).min_events,
+                    low_traffic=low_traffic_advice(spec, k.slo, objectives[k], this_week.per_day)
+                    if this_week.total > 0
+                    else "",
                 )
             )
         autonomy = tuple(recorded.get(flow, ()))

@@ -19,8 +19,8 @@ the review adds what the spec says (objectives, thresholds) and what is derived 
 The decisions section applies the seeds' guidance to these numbers (`decisions()`): an objective met
 with a wide margin in every week of the period may be tightened; a budget spent in full in several
 weeks needs an investigation, or a looser objective with a written reason; a flow whose traffic is
-too thin for its fastest page to mean anything needs a `min_events` guard, longer windows or
-synthetic traffic.
+too thin for its fastest page to mean anything (`suggest`'s criterion and advice, so both commands say
+the same) needs a `min_events` guard, longer windows or synthetic traffic.
 """
 
 from __future__ import annotations
@@ -86,8 +86,7 @@ class SLOReview:
     burn_window: str = "1h"
     thresholds: tuple[Threshold, ...] = ()
     alerts: tuple[AlertInterval, ...] = ()
-    min_events_per_hour: float = 0.0  # below this, one bad event alone crosses the fastest page tier
-    min_events: int = 1  # the SLO's alerting.min_events guard
+    low_traffic: str = ""  # why the traffic is too thin for burn-rate alerting, and what to do (suggest's)
 
     @property
     def agent(self) -> str:
@@ -175,7 +174,7 @@ def decisions(flows: tuple[FlowReview, ...]) -> tuple[Decision, ...]:
         for s in flow.slos:
             weeks = [w for w in s.weekly if w.total > 0]
             shares = [w.bad / (s.budget * w.total) for w in weeks]
-            low_traffic = s.min_events_per_hour > 0 and flow.events_per_day / 24 < s.min_events_per_hour
+            low_traffic = bool(s.low_traffic)
             # a thin flow's clean weeks prove little: it gets the low-traffic point, not "tighten"
             if len(weeks) >= 2 and max(shares) <= WIDE_MARGIN_BUDGET_SHARE and not low_traffic:
                 best = min(w.sli or 0.0 for w in weeks)
@@ -210,15 +209,7 @@ def decisions(flows: tuple[FlowReview, ...]) -> tuple[Decision, ...]:
                         s.agent,
                         s.slo,
                         s.flow,
-                        f"{fmt_count(flow.events_per_day)} events/day: under "
-                        f"{fmt_count(s.min_events_per_hour)}/h a single bad event crosses the "
-                        f"{s.burn_window} page threshold, so its burn alerts say little; "
-                        + (
-                            "add an alerting.min_events guard, use longer windows, or add synthetic traffic"
-                            if s.min_events <= 1
-                            else f"its min_events guard ({s.min_events}) keeps that page quiet, so it "
-                            "misses outages too: use longer windows, or add synthetic traffic"
-                        ),
+                        f"{fmt_count(s.week.per_day)} events/day, {s.low_traffic}",
                     )
                 )
     return tuple(out)
