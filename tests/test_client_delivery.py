@@ -91,6 +91,22 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_counted_once(tmp_path: P
         assert (client.stats().delivered, client.stats().retries) == (50, 1)
 
 
+def test_a_session_post_is_retried_under_the_same_key_and_the_next_gets_its_own() -> None:
+    """The key routes a retry to the replica that may hold the sessions (deploy/nginx)."""
+    script = [Answer(503, {"error": "busy"}, {"Retry-After": "0"}), Answer(200), Answer(200)]
+    with ScriptedExporter(script) as server:
+        client = Client(server.url, agent="bot", flow="refund", **FAST)
+        client.submit_session([{"role": "user", "content": "refund?"}], session_id="s-1")
+        assert client.flush(10)
+        client.submit_session([{"role": "user", "content": "again?"}], session_id="s-2")
+        assert client.flush(10)
+        client.close(1)
+    first, retry, other = server.seen
+    assert first.path == retry.path == other.path == "/v1/sessions"
+    assert (first.headers["Idempotency-Key"], first.body) == (retry.headers["Idempotency-Key"], retry.body)
+    assert other.headers["Idempotency-Key"] != first.headers["Idempotency-Key"]
+
+
 def test_retry_after_is_honoured_with_the_same_key_and_body() -> None:
     script = [Answer(503, {"error": "busy"}, {"Retry-After": "1"}), Answer(200)]
     with ScriptedExporter(script) as server:

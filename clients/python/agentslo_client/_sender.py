@@ -20,7 +20,8 @@ to `/v1/events?partial=true`:
   (gunicorn, uwsgi) neither lose nor duplicate events.
 
 Sessions for the judges (`POST /v1/sessions`, deduplicated by session id on the server) take a
-second queue, bounded in bytes, encoded when submitted.
+second queue, bounded in bytes, encoded when submitted; each POST carries an `Idempotency-Key` of its
+own, the same on every retry, so a router hashing by the key sends a retry to the same replica.
 """
 
 from __future__ import annotations
@@ -345,7 +346,12 @@ class Sender:
 
     def _send_sessions(self, transport: Transport, bodies: list[bytes]) -> bool:
         body = b"[" + b",".join(bodies) + b"]"
-        headers = {**self._headers, "Content-Type": "application/json"}
+        with self._lock:
+            self._seq += 1
+            key = f"{self._client_id}-{os.getpid()}-{self._seq}"
+        # The server dedupes sessions by id; the key (kept across retries) makes a router that
+        # hashes by Idempotency-Key send a retry to the replica that may already hold the sessions.
+        headers = {**self._headers, "Content-Type": "application/json", "Idempotency-Key": key}
         answer = self._post(transport, SESSIONS_PATH, body, headers)
         if answer is None:
             return False
