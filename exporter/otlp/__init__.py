@@ -1,6 +1,8 @@
 """OTLP/HTTP ingest: OpenTelemetry GenAI traces and evaluation logs become the exporter's events.
 
 - `decode`: request bodies (protobuf, JSON, gzip) to the official generated messages, and answers;
+- `rows`: a trace request as one row per span with only the attributes the mapping reads, by the C++
+  reader (`_reader.cpp`, protobuf's generated C++ classes) or by its pure-Python twin;
 - `semconv`: the GenAI conventions' names and readers of OTLP attribute values;
 - `memory`: the recent spans of recent traces, and spans waiting for their ancestors (bounded);
 - `mapping`: spans and log records to `POST /v1/events` events, per the conventions and the spec's
