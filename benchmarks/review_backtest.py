@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,17 @@ def _openmetrics(traffic: Traffic, replicas: int, lo: int, hi: int, step: int) -
     return "\n".join(lines) + "\n"
 
 
+def _backfill(traffic: Traffic, args: argparse.Namespace, start: int, data: Path) -> None:
+    """One promtool run per day, two at a time (promtool re-reads its input for every 2h block)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        days = range(args.days)
+        texts = (
+            _openmetrics(traffic, args.replicas, start + d * DAY, start + (d + 1) * DAY + 1, args.step)
+            for d in days
+        )
+        list(pool.map(lambda text: create_blocks(text, data), texts))
+
+
 def _timed(argv: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float, int]:
     """Run a child; (wall seconds, peak RSS MiB, exit status)."""
     began = time.monotonic()
@@ -84,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slos", type=int, default=25, help="SLOs (x 4 flows = pairs)")
     parser.add_argument("--replicas", type=int, default=5)
     parser.add_argument("--step", type=int, default=150, help="seconds between stored samples")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="keep the backfilled blocks here and reuse them when run again the same day",
+    )
     args = parser.parse_args(argv)
     spec = _spec(args.slos, FLOWS)
     with tempfile.TemporaryDirectory(prefix="bench-backtest-") as tmp:
@@ -92,18 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         start = end - args.days * DAY
         traffic = Traffic([(s, f) for s in spec.slos for f in spec.flows], start, args.days * 24 + 1)
         began = time.monotonic()
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(
-                pool.map(
-                    lambda d: create_blocks(
-                        _openmetrics(
-                            traffic, args.replicas, start + d * DAY, start + (d + 1) * DAY + 1, args.step
-                        ),
-                        work / "data",
-                    ),
-                    range(args.days),
-                )
-            )
+        data = Path(args.data) if args.data else work / "data"
+        stamp = data / f"bench-{args.days}d-{args.slos}s-{args.replicas}r-{args.step}s-{end}"
+        if not stamp.exists():
+            shutil.rmtree(data, ignore_errors=True)
+            _backfill(traffic, args, start, data)
+            stamp.touch()
         samples = len(traffic.pairs) * 2 * args.replicas * (args.days * DAY // args.step)
         print(
             f"history: {args.days} days, {len(traffic.pairs)} pairs, {args.replicas} replicas,"
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         spec_path = work / "bench.slo.yaml"
         spec_path.write_text(yaml.safe_dump(spec.dump(), sort_keys=False), encoding="utf-8")
-        with Prometheus.start(work / "prom", {"global": {}}, data_dir=work / "data", retention="90d") as prom:
+        with Prometheus.start(work / "prom", {"global": {}}, data_dir=data, retention="90d") as prom:
             backtest = [
                 sys.executable, "-m", "agentslo.cli", "backtest", str(spec_path), "--prometheus", prom.url,
                 "--days", str(args.days), "--end", str(end), "--json", "--timeout", "600",

@@ -116,16 +116,6 @@ def _sum(parts: Sequence[Recorded], n: int) -> Recorded:
     return value, present
 
 
-@dataclass(frozen=True)
-class Replay:
-    """The evaluation grid and the per-(slo, flow, outcome) event counts recorded on it."""
-
-    spec: Spec
-    plan: Plan
-    at: Floats  # evaluation times in the backtest range
-    events: dict[str, dict[tuple[str, str, str], Recorded]]  # window → (slo, flow, outcome) → series
-
-
 def _bucket_sums(
     buckets: Mapping[tuple[str, str, str], Recorded],
     bucket_at: Floats,
@@ -143,15 +133,64 @@ def _bucket_sums(
     return out
 
 
+Key = tuple[str, str, str]  # (slo, flow, outcome)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The evaluation grid and the raw counters, per (slo, flow, outcome); `events(slo)` records
+    one SLO's event counts on the grid (one SLO at a time keeps memory to one SLO's windows)."""
+
+    spec: Spec
+    plan: Plan
+    at: Floats  # evaluation times in the backtest range
+    bucket_at: Floats  # the evaluations that keep a 5m bucket, from as far back as the longest window
+    counters: Mapping[Key, Sequence[_Counter]]
+    left_open: bool
+
+    def events(self, slo: str) -> dict[str, dict[Key, Recorded]]:
+        """window → (slo, flow, outcome) → `agent_slo:events:increase<window>` of one SLO."""
+        plan, at = self.plan, self.at
+        counters = {k: cs for k, cs in self.counters.items() if k[0] == slo}
+        raw_windows = [w for w in plan.windows if plan.is_raw(w)]
+        if BUCKET not in raw_windows:
+            raw_windows.insert(0, BUCKET)
+        out: dict[str, dict[Key, Recorded]] = {}
+        for w in raw_windows:
+            seconds = parse_duration(w)
+            out[w] = {
+                key: _sum([increase(c, at, seconds, left_open=self.left_open) for c in cs], len(at))
+                for key, cs in counters.items()
+            }
+        buckets = {
+            key: _sum(
+                [increase(c, self.bucket_at, BUCKET_S, left_open=self.left_open) for c in cs],
+                len(self.bucket_at),
+            )
+            for key, cs in counters.items()
+        }
+        five = out[BUCKET]
+        for w in _long_windows(plan):
+            summed = _bucket_sums(buckets, self.bucket_at, at, parse_duration(w))
+            # `or` the current 5m increase: only for series without any bucket in the window.
+            out[w] = {key: (np.where(p, v, five[key][0]), p | five[key][1]) for key, (v, p) in summed.items()}
+        return out
+
+
+def _long_windows(plan: Plan) -> list[str]:
+    """Windows (and periods) recorded as sums of 5m buckets."""
+    return [w for w in plan.windows if not plan.is_raw(w)] + list(plan.period_only)
+
+
 def replay(
     spec: Spec, raw: Sequence[RawSeries], start: float, end: float, *, left_open: bool = False
 ) -> Replay:
-    """Record `agent_slo:events:increase<w>` for every window the spec's rules use, over [start, end]
-    at the rules' evaluation interval, from the agent's raw counter series (all replicas)."""
+    """The replay of `spec`'s rules over [start, end] at the rules' evaluation interval, from the
+    agent's raw counter series (all replicas; samples before `start` feed the long windows)."""
     plan = Plan(spec)
     iv = plan.interval_seconds
     at = np.arange(math.ceil(start / iv) * iv, end + 1e-9, iv, dtype=np.float64)
-    counters: dict[tuple[str, str, str], list[_Counter]] = {}
+    counters: dict[Key, list[_Counter]] = {}
     for s in raw:
         if s.labels.get(names.L_EXCLUSION, "") != "" or len(s.t) == 0:
             continue
@@ -161,44 +200,22 @@ def replay(
             s.labels.get(names.L_OUTCOME, ""),
         )
         counters.setdefault(key, []).append(_counter(s.t, s.v))
-    raw_windows = [w for w in plan.windows if plan.is_raw(w)]
-    if BUCKET not in raw_windows:
-        raw_windows.insert(0, BUCKET)
-    long_windows = [w for w in plan.windows if not plan.is_raw(w)] + list(plan.period_only)
-    longest = max((parse_duration(w) for w in long_windows), default=0)
+    longest = max((parse_duration(w) for w in _long_windows(plan)), default=0)
     # Buckets: the 5m increase at the one evaluation of each 5-minute slot, from `longest` before start.
-    first_raw = min((c.t[0] for cs in counters.values() for c in cs if len(c.t)), default=start)
+    first_raw = min((c.t[0] for cs in counters.values() for c in cs), default=start)
     bucket_start = max(start - longest, first_raw)
     bucket_at = np.arange(
         math.ceil(bucket_start / BUCKET_S) * BUCKET_S, end + 1e-9, BUCKET_S, dtype=np.float64
     )
-    buckets: dict[tuple[str, str, str], Recorded] = {
-        key: _sum([increase(c, bucket_at, BUCKET_S, left_open=left_open) for c in cs], len(bucket_at))
-        for key, cs in counters.items()
-    }
-    events: dict[str, dict[tuple[str, str, str], Recorded]] = {}
-    for w in raw_windows:
-        seconds = parse_duration(w)
-        events[w] = {
-            key: _sum([increase(c, at, seconds, left_open=left_open) for c in cs], len(at))
-            for key, cs in counters.items()
-        }
-    for w in long_windows:
-        summed = _bucket_sums(buckets, bucket_at, at, parse_duration(w))
-        five = events[BUCKET]
-        # `or` the current 5m increase: only for series without any bucket in the window.
-        events[w] = {key: (np.where(p, v, five[key][0]), p | five[key][1]) for key, (v, p) in summed.items()}
-    return Replay(spec, plan, at, events)
+    return Replay(spec, plan, at, bucket_at, counters, left_open)
 
 
-def _ratio(rep: Replay, window: str, slo: str) -> dict[str, tuple[Recorded, Recorded]]:
+def _ratio(events: Mapping[Key, Recorded], n: int) -> dict[str, tuple[Recorded, Recorded]]:
     """flow → (error ratio, all events) of one SLO over a window, as the ratio rule records them:
     bad / all when there were events, 0 when the window saw none, absent without series."""
-    n = len(rep.at)
     flows: dict[str, dict[str, Recorded]] = {}
-    for (s, flow, outcome), rec in rep.events[window].items():
-        if s == slo:
-            flows.setdefault(flow, {})[outcome] = rec
+    for (_, flow, outcome), rec in events.items():
+        flows.setdefault(flow, {})[outcome] = rec
     out = {}
     for flow, outcomes in flows.items():
         total = _sum(list(outcomes.values()), n)
@@ -252,7 +269,8 @@ def alerts_of(rep: Replay) -> list[AlertInterval]:
         windows = {period} | {
             w for o in plan.objectives(slo) for t in burn.tiers(spec, slo, o) for w in (t.long, t.short)
         }
-        ratio = {w: _ratio(rep, w, slo) for w in windows}
+        recorded = rep.events(slo)
+        ratio = {w: _ratio(recorded[w], n) for w in windows}
         spec_flows = spec.flows_of(slo)
         for objective, flows in plan.objectives(slo).items():
             # The rule selects these flows by regex only when the objective does not cover them all.
@@ -292,8 +310,8 @@ def alerts_of(rep: Replay) -> list[AlertInterval]:
                 out += _fired(rep, cond & guard, 0, alertname, labels)
         if alerting.any_bad is not None:
             rule = next(r for r in rare_rules if r["labels"][names.L_SLO] == slo)
-            for (s, flow, outcome), (value, present) in sorted(rep.events[BUCKET].items()):
-                if s == slo and outcome == names.BAD:
+            for (_, flow, outcome), (value, present) in sorted(recorded[BUCKET].items()):
+                if outcome == names.BAD:
                     labels = {names.L_AGENT: spec.agent, names.L_FLOW: flow, **rule["labels"]}
                     out += _fired(rep, present & (value > 0), 0, names.ALERT_RARE_EVENT, labels)
     return sorted(out, key=lambda a: (a.start, a.alertname, sorted(a.labels.items())))
