@@ -74,10 +74,12 @@ class _Counter:
 
 
 def _counter(t: Floats, v: Floats) -> _Counter:
+    resets = np.flatnonzero(v[1:] < v[:-1]) + 1
+    if len(resets) == 0:
+        return _Counter(t, v, v)  # the usual case: no copy
+    # A drop is a reset: Prometheus adds the value before it to the increase.
     drops = np.zeros_like(v)
-    if len(v) > 1:
-        # A drop is a reset: Prometheus adds the value before it to the increase.
-        drops[1:] = np.where(v[1:] < v[:-1], v[:-1], 0.0)
+    drops[resets] = v[resets - 1]
     return _Counter(t, v, v + np.cumsum(drops))
 
 
@@ -96,13 +98,14 @@ def increase(c: _Counter, at: Floats, window: float, *, left_open: bool = False)
         to_end = at - last_t
         first_v = c.v[lo_c]
         to_zero = np.where(
-            (result > 0) & (first_v >= 0), sampled * first_v / np.where(result > 0, result, 1), np.inf
+            (result > 0) & (first_v >= 0), sampled * (first_v / np.where(result > 0, result, 1)), np.inf
         )
         to_start = np.minimum(to_start, to_zero)
         threshold = average * EXTRAPOLATION_ALLOWANCE
         span = sampled + np.where(to_start < threshold, to_start, average / 2)
         span = span + np.where(to_end < threshold, to_end, average / 2)
-        value = np.where(ok & (sampled > 0), result * span / np.where(sampled > 0, sampled, 1), 0.0)
+        # Prometheus' order of operations, so results agree to the last bit.
+        value = np.where(ok & (sampled > 0), result * (span / np.where(sampled > 0, sampled, 1)), 0.0)
     return value, ok & (sampled > 0)
 
 

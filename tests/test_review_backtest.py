@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -188,3 +189,39 @@ def test_against_prints_both_specs_side_by_side(
     drift_row = next(line for line in side.splitlines() if "drift: page_slow" in line)
     # at 99% the drift's last week pages on and off; at 95% it never burns 6x the budget
     assert drift_row.split()[-2] != "-" and drift_row.split()[-1] == "-"
+
+
+def test_increase_is_prometheus_increase_to_the_bit_with_resets_and_gaps(tmp_path: Path) -> None:
+    # a counter with a reset (20 → 5, 45 → 2) and a gap, every minute; windows of 2, 5 and 10 minutes
+    values = [0, 10, 20, 5, 15, None, None, 30, 40, 45, 2, 4]
+    stored = [(i * 60.0, float(v)) for i, v in enumerate(values) if v is not None]
+    counter = replay._counter(np.array([t for t, _ in stored]), np.array([v for _, v in stored]))
+    at = np.arange(0, 900, 30.0)
+    checks = []
+    for window in (120, 300, 600):
+        value, present = replay.increase(counter, at, float(window))
+        for t, x, ok in zip(at, value, present, strict=True):
+            expected = [{"labels": "{}", "value": float(x)}] if ok else []
+            checks.append(
+                {"expr": f"increase(x[{window}s])", "eval_time": f"{int(t)}s", "exp_samples": expected}
+            )
+    assert sum(1 for c in checks if not c["exp_samples"]) >= 3  # absent where fewer than two samples
+    series = " ".join("_" if v is None else str(v) for v in values)
+    test = {
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": "x", "values": series}],
+                "promql_expr_test": checks,
+            }
+        ]
+    }
+    (tmp_path / "increase.yaml").write_text(yaml.safe_dump(test), encoding="utf-8")
+    result = subprocess.run(
+        [find_binary("promtool") or "promtool", "test", "rules", "increase.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PROMTOOL_TIMEOUT_S,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
