@@ -67,6 +67,15 @@ def _messages(value: Any) -> list[dict[str, Any]]:
     return out
 
 
+CONTENT_ATTRIBUTES = (INPUT_MESSAGES, OUTPUT_MESSAGES, TOOL_ARGUMENTS, TOOL_RESULT)
+
+
+def may_carry(attrs: dict[str, Any]) -> bool:
+    """Whether a span's attributes may hold content (without span events, `content_of` finds none
+    otherwise: the usual case, content capture being off by default)."""
+    return any(key in attrs for key in CONTENT_ATTRIBUTES)
+
+
 def content_of(
     name: str, start: int, status: int, events: Iterable[Any], attrs: dict[str, Any], kind: str | None
 ) -> tuple[dict[str, Any] | None, int]:

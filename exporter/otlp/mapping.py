@@ -41,7 +41,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agentslo.exporter.events import TOOL_OUTCOMES
-from agentslo.exporter.otlp.conversation import content_of, session_of
+from agentslo.exporter.otlp.conversation import content_of, may_carry, session_of
 from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
 from agentslo.exporter.otlp.rows import OWN_PREFIX, Rows, SpanRow, read_message, row_of, wanted
 from agentslo.exporter.otlp.semconv import (
@@ -202,16 +202,14 @@ def _common(fields: dict[str, Any], trace_hex: str, end_ns: int, attrs: dict[str
     return fields
 
 
-def _task_of(
-    reader: _Reader, spans: dict[bytes, SpanNote], span_id: bytes, agent: str, resource: dict[str, Any]
-) -> bool:
-    """Whether an agent span is its agent's task: one task per agent run, however the framework nests
-    its agent spans (a workflow span around `invoke_agent bot`, an agent calling itself). Children end,
-    and so arrive, before their parents, so the innermost agent span of an agent is its task and a
-    span enclosing another agent span of the same agent is not (nor counted again). Another agent's
-    span inside (an agent used as a tool) is that agent's own task."""
+def _task_of(reader: _Reader, descendants: list[SpanNote], agent: str, resource: dict[str, Any]) -> bool:
+    """Whether an agent span (with the notes of its `descendants`) is its agent's task: one task per
+    agent run, however the framework nests its agent spans (a workflow span around `invoke_agent bot`,
+    an agent calling itself). Children end, and so arrive, before their parents, so the innermost
+    agent span of an agent is its task and a span enclosing another agent span of the same agent is
+    not (nor counted again). Another agent's span inside (an agent used as a tool) is its own task."""
     service = resource.get(SERVICE_NAME)
-    for note in _descendants(spans, span_id):
+    for note in descendants:
         if note.op in reader.task_operations:
             inner = note.agent if reader.serves(note.agent) else service
             if inner == agent:
@@ -338,10 +336,10 @@ def map_spans(
     task_ops = reader.task_operations
     retry: set[bytes] = set()
     span_of = rows.span
+    mapped.total = len(rows.spans)
     # First every span's note, so that a child finds its parent from the same request.
     for row in rows.spans:
         _, trace_id, span_id, parent, name, start, _, status, attrs, events, index = row
-        mapped.total += 1
         if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
             mapped.refuse(
                 "missing_ids", f"span {name[:60]!r}", "needs a 16-byte trace id and an 8-byte span id"
@@ -350,7 +348,7 @@ def map_spans(
         op = operation(name, attrs, task_ops)
         spans = memory.trace(trace_id, now)
         note = SpanNote(parent, op, attrs)
-        if note.kind is not None:
+        if note.kind is not None and (events or may_carry(attrs)):
             span_events = span_of(index).events if events else ()
             memory.keep_content(note, *content_of(name, start, status, span_events, attrs, note.kind))
         memory.note(trace_id, span_id, note, now, spans)
@@ -415,8 +413,8 @@ def _map_span(
     model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
     event: dict[str, Any] | None = None
     if op in otel.task_operations:
-        if _task_of(reader, spans, span_id, fields["agent"], resource):
-            notes = _descendants(spans, span_id)
+        notes = _descendants(spans, span_id)
+        if _task_of(reader, notes, fields["agent"], resource):
             event = _task(_versions(dict(common), otel, attrs, model), otel, attrs, status, duration_s, notes)
             session = session_of(event, [n.content for n in notes if n.content is not None])
             if session is not None:  # judged once the task counts (never for a retried task span)
