@@ -13,7 +13,9 @@ semantics written out in numpy:
   A range `[w]` holds the samples in `[t - w, t]` (Prometheus 2.x; 3.x drops the left edge: pass
   `left_open=True`). Fewer than two samples: no result;
 - rules evaluate every `interval` (the rules' `1m`) at multiples of it, in group order, so a
-  recording is seen by later rules at the same instant and is absent (stale) when it was not produced;
+  recording is seen by later rules at the same instant and is absent (stale) when it was not produced
+  (a live Prometheus evaluates each group at its own offset within the interval, so its alert times
+  can differ from these by less than one interval);
 - the 5m event bucket is kept at the one evaluation per 5-minute slot (`time() % 300 < interval`),
   and long windows and the period are `sum_over_time` of buckets in `(t - w, t]`, or the current 5m
   increase while no bucket exists;
