@@ -67,13 +67,12 @@ def _messages(value: Any) -> list[dict[str, Any]]:
     return out
 
 
-CONTENT_ATTRIBUTES = (INPUT_MESSAGES, OUTPUT_MESSAGES, TOOL_ARGUMENTS, TOOL_RESULT)
-
-
 def may_carry(attrs: dict[str, Any]) -> bool:
     """Whether a span's attributes may hold content (without span events, `content_of` finds none
     otherwise: the usual case, content capture being off by default)."""
-    return any(key in attrs for key in CONTENT_ATTRIBUTES)
+    return (
+        INPUT_MESSAGES in attrs or OUTPUT_MESSAGES in attrs or TOOL_ARGUMENTS in attrs or TOOL_RESULT in attrs
+    )
 
 
 def content_of(

@@ -8,8 +8,10 @@ Decoding, reading and counting run on a worker thread so the event loop keeps an
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
@@ -70,12 +72,15 @@ class OtlpRoutes:
             limit = self.config.max_body_bytes * INFLATE_FACTOR
 
             def work() -> message.Message:
-                request = self._read(cls, raw, content_type, encoding, limit)
-                items = len(request.spans) if isinstance(request, Rows) else _items(request)
-                if items > self.config.max_batch_events:  # the limit of /v1/events, per span or record
-                    most = self.config.max_batch_events
-                    raise OtlpError(413, f"{items} spans or records; at most {most} per request, split it")
-                return apply(request)
+                with _no_cyclic_gc():
+                    request = self._read(cls, raw, content_type, encoding, limit)
+                    items = len(request.spans) if isinstance(request, Rows) else _items(request)
+                    if items > self.config.max_batch_events:  # the limit of /v1/events, per span or record
+                        most = self.config.max_batch_events
+                        raise OtlpError(
+                            413, f"{items} spans or records; at most {most} per request, split it"
+                        )
+                    return apply(request)
 
             try:
                 reply = await asyncio.get_running_loop().run_in_executor(None, work)
@@ -113,6 +118,22 @@ class OtlpRoutes:
         return read_message(
             decode(ExportTraceServiceRequest, raw, content_type, encoding, limit), self.receiver.wanted
         )
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Hold the cyclic garbage collector while a request is read and counted. A 1,000-span request
+    allocates some 15,000 short-lived containers (rows, notes, events) that reference counting frees
+    anyway; left on, the collector ran ~20 passes per request over them and, every so often, over the
+    trace memory's 20,000 traces: ~15% of the CPU per span (benchmarks/otlp_ingest.py). It runs as
+    usual once the request is done (never left off by an error; left alone if it was off already)."""
+    held = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if held:
+            gc.enable()
 
 
 def _items(request: Any) -> int:
