@@ -319,7 +319,7 @@ def test_every_problem_is_reported_at_once(spec) -> None:
 def _spec_with_scenarios(tmp_path: Path, globs: list[str], extra_slo: str = "") -> Path:
     spec_text = CX.read_text().replace("scenarios: [scenarios/*.yaml]", f"scenarios: {globs}")
     if extra_slo:
-        spec_text = spec_text.replace("autonomy:", f"  {extra_slo}\nautonomy:")
+        spec_text = spec_text.replace("\nslos:\n", f"\nslos:\n  {extra_slo}\n", 1)
     path = tmp_path / "agent.slo.yaml"
     path.write_text(spec_text)
     return path
