@@ -114,10 +114,9 @@ def attribution_events(spec: Spec, conv: Conversation, *, session_id: str) -> li
             continue
         for i, step in enumerate(workflow.steps):
             calls = [c for c in conv.tool_calls if c.tool == step]
-            ok = all(c.outcome == "ok" for c in calls) if calls else conv.outcome == "success"
-            last = i == len(workflow.steps) - 1
-            if ok and last and conv.outcome in ("escalated", "abandoned"):
+            if i == len(workflow.steps) - 1 and conv.outcome in ("escalated", "abandoned"):
                 break  # handed off or dropped before the end: no verdict on the run
+            ok = all(c.outcome == "ok" for c in calls) if calls else conv.outcome == "success"
             out.append(common | {"type": "workflow_step", "workflow": name, "step": step, "ok": ok})
             if not ok:
                 break

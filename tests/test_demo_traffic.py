@@ -150,6 +150,24 @@ def test_workflow_runs_stop_at_their_first_failed_step(spec):
         assert all(ok for _, ok in run[:-1])  # nothing after a failed step
 
 
+def test_healthy_workflow_runs_meet_their_objective_and_hand_offs_give_no_verdict(spec):
+    """The demo's healthy agent must not burn the workflow's budget (the gate said HOLD before the
+    incident when escalated runs counted as failed at their last step)."""
+    events = generate(spec, random.Random(1), 2000)
+    escalated = {e["session_id"] for e in events if e["type"] == "task" and e["outcome"] == "escalated"}
+    runs: dict[str, list[bool]] = {}
+    for e in events:
+        if e["type"] == "workflow_step":
+            runs.setdefault(e["session_id"], []).append(e["ok"])
+    assert escalated & runs.keys()
+    steps = spec.workflows["refund"].steps
+    assert all(len(runs[sid]) < len(steps) or not all(runs[sid]) for sid in escalated & runs.keys())
+    ended = [run for run in runs.values() if not all(run) or len(run) == len(steps)]
+    bad = sum(not all(run) for run in ended) / len(ended)
+    objective = spec.slos["refund-workflow"].objective
+    assert bad < (100 - objective) / 100 / 2, bad  # well inside the budget
+
+
 def test_fractional_rates_carry_over_between_ticks(spec):
     traffic = EventTraffic(spec, "http://unused", rate_per_s=0.5, tick_s=1.0)
     tasks = [sum(e["type"] == "task" for e in traffic.next_batch()) for _ in range(6)]
