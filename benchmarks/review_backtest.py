@@ -9,7 +9,7 @@ Setup (not timed): one spec with `--slos` SLOs x 4 flows (objective 99.5), the t
 in every 5m window, as `increase()` needs) over `--days`, written with `promtool tsdb
 create-blocks-from openmetrics` one day at a time, and a Prometheus 2.42 serving them.
 
-Timed, each as a child process (wall time; peak RSS from wait4):
+Timed, each as a child process (wall time; peak RSS: the child's VmHWM, polled):
 - backtest: `agent-slo backtest SPEC --days N --json` against that Prometheus: it reads every raw
   sample of the range and replays every SLO alert the spec generates (review.replay);
 - the Prometheus route, first level only: `promtool tsdb create-blocks-from rules` evaluating the
@@ -25,7 +25,6 @@ The Prometheus server answers both routes; its own peak RSS is printed after eac
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from benchmarks.rules_cost import AGENT, DAY, JOB, Traffic, _spec
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = 4
+POLL_S = 0.1  # how often a child's peak RSS is read
 
 
 def _openmetrics(traffic: Traffic, replicas: int, lo: int, hi: int, step: int) -> str:
@@ -79,15 +79,21 @@ def _backfill(traffic: Traffic, args: argparse.Namespace, start: int, data: Path
 
 
 def _timed(argv: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float, int]:
-    """Run a child; (wall seconds, peak RSS MiB, exit status)."""
-    began = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - began
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0 and proc.stderr is not None:
-        print(proc.stderr.read().decode(errors="replace")[-2000:], file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+    """Run a child; (wall seconds, peak RSS MiB, exit status). The peak is the child's own VmHWM,
+    polled: wait4's ru_maxrss would count the benchmark's own memory (Linux keeps the parent's
+    high-water mark across fork and exec)."""
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe nobody reads while it runs
+        began = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=errors)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, peak_rss_mib(proc.pid))
+            time.sleep(POLL_S)
+        wall = time.monotonic() - began
+        if proc.returncode != 0:
+            errors.seek(0)
+            print(errors.read().decode(errors="replace")[-2000:], file=sys.stderr)
+    return wall, peak, proc.returncode
 
 
 def main(argv: list[str] | None = None) -> int:

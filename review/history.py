@@ -56,8 +56,9 @@ DEFAULT_MAX_POINTS: Final = 2_000
 DEFAULT_MAX_SERIES: Final = 5_000
 # Steps a chart may use, smallest first: whole minutes, hours, days, so points line up with clocks.
 NICE_STEPS_S: Final = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, DAY)
-# Raw samples are read one chunk of this length at a time (an instant query of `counter[chunk]`).
-RAW_CHUNK_S: Final = DAY
+# Raw samples are read one chunk of this length at a time (an instant query of `counter[chunk]`):
+# short enough that one answer, parsed, stays small (1,000 series x 6h at 15s is 1.4M samples).
+RAW_CHUNK_S: Final = 6 * 3600
 # How finely `span()` locates the first sample: a coarse scan, at most this many steps over the range.
 FIRST_SAMPLE_SCAN_POINTS: Final = 1_000
 # The SLO labels every SLO series carries; together they identify one SLO on one flow.
@@ -418,8 +419,8 @@ class History:
 
     def raw_counters(self, agent: str, start: float, end: float) -> list[RawSeries]:
         """Every stored sample of the agent's counted event series (`exclusion=""`) in [start, end],
-        one RawSeries per stored series (per replica), read in day-long chunks of range selectors and
-        kept as arrays (30 days of 1,000 series is tens of millions of samples)."""
+        one RawSeries per stored series (per replica), read in `RAW_CHUNK_S` chunks of range selectors
+        and kept as arrays (30 days of 1,000 series is tens of millions of samples)."""
         self._guard(f"count({_events(agent)})", end, "raw event series")
         chunks: dict[tuple[tuple[str, str], ...], list[npt.NDArray[np.float64]]] = {}
         t = end
@@ -432,10 +433,12 @@ class History:
                 chunks.setdefault(tuple(sorted(s.labels.items())), []).append(points)
             t -= length + 0.001
         out = []
-        for key, parts in chunks.items():
+        while chunks:  # each series' chunks are let go as soon as they are joined
+            key, parts = chunks.popitem()
             points = np.concatenate(parts[::-1])  # chunks were read newest first
+            del parts
             order = np.argsort(points[:, 0], kind="stable")
-            out.append(RawSeries(dict(key), points[order, 0].copy(), points[order, 1].copy()))
+            out.append(RawSeries(dict(key), points[order, 0], points[order, 1]))
         return out
 
     # --- plumbing ---
