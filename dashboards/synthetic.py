@@ -20,8 +20,6 @@ TITLE: Final = "agent-slo · synthetic probes"
 BY: Final = "agent, flow, scenario"
 FAILING_RUNS: Final = 3  # AgentSLOSyntheticFailing fires on three consecutive failures (DESIGN.md)
 DEFAULT_INTERVAL: Final = "5m"  # the prober's default schedule
-LAST_RUN_LOOKBACK: Final = "1d"  # how far back "last run" looks; older runs show as no data
-LAST_RUN_STEP: Final = "1m"  # resolution of "last run" (a subquery step)
 PASS_STEPS: Final = steps(("red", None), ("orange", 0.9), ("green", 0.99))
 
 
@@ -66,17 +64,17 @@ def build(specs: Sequence[Spec]) -> dict[str, Any]:
             "Consecutive failures and last run",
             f"Per scenario: failures in a row right now ({FAILING_RUNS} fire "
             "AgentSLOSyntheticFailing) and the time "
-            f"since the prober last ran it (red after three missed intervals; resolution {LAST_RUN_STEP}).",
+            "since its last run reached the exporter (red after three missed intervals).",
             [
                 target(
                     f"max by ({BY}) ({sel(names.SYNTHETIC_CONSECUTIVE_FAILURES, AGENT, FLOW)})",
                     instant=True,
                     table=True,
                 ),
-                # The last evaluation step at which the run counter grew: the scenario's last run.
+                # The exporter's exact last-run time (0 until a scenario's first run: left out).
                 target(
-                    f"time() - max by ({BY}) (max_over_time((timestamp(increase({sel(runs, AGENT, FLOW)}"
-                    f"[{LAST_RUN_STEP}]) > 0))[{LAST_RUN_LOOKBACK}:{LAST_RUN_STEP}]))",
+                    f"time() - max by ({BY}) "
+                    f"({sel(names.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS, AGENT, FLOW)} > 0)",
                     instant=True,
                     table=True,
                 ),

@@ -12,6 +12,7 @@ themselves (group intervals shortened to 5s), so alerts and the newest recording
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -207,6 +208,9 @@ def exporter_history(spec: Spec, times: list[int]) -> str:
         om.gauge(
             names.SYNTHETIC_CONSECUTIVE_FAILURES, scenario, [(t, 3.0 if failing else 0.0) for t in times]
         )
+        ran_at = (float(t) if r else 0.0 for t, r in zip(times, runs, strict=True))
+        last_run = zip(times, itertools.accumulate(ran_at, max), strict=True)
+        om.gauge(names.SYNTHETIC_LAST_RUN_TIMESTAMP_SECONDS, scenario, list(last_run))
     for judge, j in spec.judges.items():
         labels = {**agent, names.L_JUDGE: judge, names.L_JUDGE_VERSION: j.version}
         om.gauge(names.JUDGE_AGREEMENT_RATIO, labels, [(t, 0.91) for t in times])
