@@ -214,10 +214,6 @@ class Scan:
     builds: list[dict[Any, Any]]  # version, prompt_version, model: agent → latest value
 
 
-def _usable_trace(trace: Any) -> bool:
-    return type(trace) is str and len(trace) <= MAX_EXEMPLAR_ID
-
-
 class Classifier:
     def __init__(self, planner: Planner):
         self.planner = planner
@@ -382,10 +378,18 @@ class Classifier:
             numbers.extend(tokens)
         traces: list[tuple[int, Any]] = [(-1, None)] * len(distinct)
         trace_col = col("trace_id")
-        if trace_col is not None:
-            for i, k, trace in zip(range(m), kid.tolist(), trace_col, strict=True):
-                if _usable_trace(trace):
-                    traces[k] = (i, trace)
+        if trace_col is not None:  # each key's latest usable trace: read from the end, until all found
+            missing = len(distinct)
+            kids = kid.tolist()
+            for i in range(m - 1, -1, -1):
+                k = kids[i]
+                if traces[k][0] < 0:
+                    trace = trace_col[i]
+                    if type(trace) is str and len(trace) <= MAX_EXEMPLAR_ID:
+                        traces[k] = (i, trace)
+                        missing -= 1
+                        if not missing:
+                            break
         builds: list[dict[Any, Any]] = [{}, {}, {}]
         agents = col("agent") or repeat(None)
         for part, fname in enumerate(("version", "prompt_version", "model")):

@@ -53,6 +53,7 @@ from agentslo.exporter.otlp.semconv import (
     EVALUATION_SCORE,
     FAILURE_MODE,
     JUDGE_VERSION,
+    OPERATION,
     REQUEST_MODEL,
     RESPONSE_MODEL,
     SERVICE_NAME,
@@ -70,6 +71,7 @@ from agentslo.spec import Spec
 from agentslo.spec_model import Otel
 
 MAX_ANCESTRY = 64  # parent hops followed when looking for a flow or an enclosing task
+NO_TRACE, NO_SPAN = bytes(16), bytes(8)  # all-zero ids are invalid (OTLP/trace)
 DEFAULT_OTEL = Otel()
 
 
@@ -126,29 +128,6 @@ class _Reader:
             note = spans.get(note.parent) if note.parent else None
         return out
 
-    def lookup(self, chain: list[SpanNote], keys: tuple[str, ...], resource: dict[str, Any]) -> Any:
-        for note in chain:
-            for key in keys:
-                if key in note.attrs:
-                    return note.attrs[key]
-        for key in keys:
-            if key in resource:
-                return resource[key]
-        return None
-
-    def agent(self, chain: list[SpanNote], resource: dict[str, Any]) -> Any:
-        """The nearest `gen_ai.agent.name` (self, then ancestors) that this exporter serves, else the
-        resource's `service.name` if served; else the first name seen (for the refusal). Some
-        instrumentations put a placeholder name on their model and tool spans ("OpenAI Agent")."""
-        first = None
-        for note in chain:
-            if note.agent is not None:
-                if self.serves(note.agent):
-                    return note.agent
-                first = note.agent if first is None else first
-        service = resource.get(SERVICE_NAME)
-        return service if self.serves(service) or first is None else first
-
     def serves(self, agent: Any) -> bool:
         """Whether an attribute value names an agent of this exporter (any value: lists included)."""
         return type(agent) is str and agent in self.specs
@@ -160,25 +139,62 @@ class _Reader:
         attrs: dict[str, Any],
         resource: dict[str, Any],
     ) -> tuple[dict[str, Any], Otel] | tuple[str, str]:
-        """The fields every event takes (agent, flow, exclusion), or why not: (reason, problem)."""
-        chain = self.chain(spans, span_id)
-        agent = self.agent(chain, resource)
-        spec = self.specs.get(agent) if type(agent) is str else None
+        """The fields every event takes (agent, flow, exclusion), or why not: (reason, problem).
+
+        One walk up the span's chain (as `chain` gives it) reads both the agent and the agent-slo
+        attributes of the notes that have any (the flow and exclusion are looked up in those,
+        nearest first, then in the resource): this runs once per span. The agent is the nearest
+        `gen_ai.agent.name` this exporter serves, else the resource's `service.name` if served, else
+        the first name seen (for the refusal): some instrumentations put a placeholder name on their
+        model and tool spans ("OpenAI Agent")."""
+        specs = self.specs
+        owned: list[dict[str, Any]] = []  # the chain's agent-slo attributes, nearest first
+        served, first, hops = None, None, 0
+        note = spans.get(span_id)
+        while note is not None and hops < MAX_ANCESTRY:
+            hops += 1
+            if note.attrs:
+                owned.append(note.attrs)
+            name = note.agent
+            if name is not None and served is None:
+                if type(name) is str and name in specs:
+                    served = name
+                elif first is None:
+                    first = name
+            note = spans.get(note.parent) if note.parent else None
+        if served is None:
+            service = resource.get(SERVICE_NAME)
+            agent = service if self.serves(service) or first is None else first
+        else:
+            agent = served
+        spec = specs.get(agent) if type(agent) is str else None
         if spec is None:
-            return "unknown_agent", f"agent {agent!r} is not served here ({', '.join(self.specs)})"
+            return "unknown_agent", f"agent {agent!r} is not served here ({', '.join(specs)})"
         otel = spec.otel
-        flow = self.lookup(chain, otel.flow_attributes, resource)
+        flow = _lookup(owned, otel.flow_attributes, resource)
         if flow is None:
             flow = _rule_flow(otel, attrs, resource)
         if flow is None:
             return "no_flow", f"no {' / '.join(otel.flow_attributes)} on the span, its ancestors or resource"
         fields: dict[str, Any] = {"agent": agent, "flow": flow}
-        exclude = self.lookup(chain, (otel.exclude_attribute,), resource)
-        if exclude is None and self.lookup(chain, (SYNTHETIC,), resource) is True:
+        exclude = _lookup(owned, (otel.exclude_attribute,), resource)
+        if exclude is None and _lookup(owned, (SYNTHETIC,), resource) is True:
             exclude = "synthetic"
         if exclude is not None:
             fields["exclude"] = exclude
         return fields, otel
+
+
+def _lookup(owned: list[dict[str, Any]], keys: tuple[str, ...], resource: dict[str, Any]) -> Any:
+    """The first of `keys` in the nearest attributes of `owned` that has one, else in the resource."""
+    for attrs in owned:
+        for key in keys:
+            if key in attrs:
+                return attrs[key]
+    for key in keys:
+        if key in resource:
+            return resource[key]
+    return None
 
 
 def _rule_flow(otel: Otel, attrs: dict[str, Any], resource: dict[str, Any]) -> str | None:
@@ -220,8 +236,13 @@ def _task_of(reader: _Reader, descendants: list[SpanNote], agent: str, resource:
 def _descendants(spans: dict[bytes, SpanNote], root: bytes) -> list[SpanNote]:
     children: dict[bytes, list[bytes]] = {}
     for span_id, note in spans.items():
-        if note.parent:
-            children.setdefault(note.parent, []).append(span_id)
+        parent = note.parent
+        if parent:
+            siblings = children.get(parent)
+            if siblings is None:
+                children[parent] = [span_id]
+            else:
+                siblings.append(span_id)
     out: list[SpanNote] = []
     todo = list(children.get(root, ()))
     while todo and len(out) < len(spans):
@@ -337,23 +358,29 @@ def map_spans(
     retry: set[bytes] = set()
     span_of = rows.span
     mapped.total = len(rows.spans)
-    # First every span's note, so that a child finds its parent from the same request.
+    awaited = memory.awaited  # trace → ancestors that held spans wait for (usually none)
+    last_trace, spans = b"", {}
+    # First every span's note, so that a child finds its parent from the same request. (This loop
+    # and `_map_span` run once per span: helpers are inlined where a call was a visible cost.)
     for row in rows.spans:
         _, trace_id, span_id, parent, name, start, _, status, attrs, events, index = row
-        if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
+        if len(trace_id) != 16 or len(span_id) != 8 or trace_id == NO_TRACE or span_id == NO_SPAN:
             mapped.refuse(
                 "missing_ids", f"span {name[:60]!r}", "needs a 16-byte trace id and an 8-byte span id"
             )
             continue
-        op = operation(name, attrs, task_ops)
-        spans = memory.trace(trace_id, now)
+        op = attrs.get(OPERATION)
+        if type(op) is not str:
+            op = operation(name, attrs, task_ops)
+        if trace_id != last_trace:  # a trace's spans usually come together
+            spans, last_trace = memory.trace(trace_id, now), trace_id
         note = SpanNote(parent, op, attrs)
         if note.kind is not None and (events or may_carry(attrs)):
             span_events = span_of(index).events if events else ()
             memory.keep_content(note, *content_of(name, start, status, span_events, attrs, note.kind))
         memory.note(trace_id, span_id, note, now, spans)
         todo.append((rows, row, spans))
-        if span_id in memory.awaited.get(trace_id, ()):
+        if awaited and span_id in awaited.get(trace_id, ()):
             retry.add(trace_id)
     # Then the spans deferred in these traces, which a span of this request may complete (first: they
     # ended earlier, and the latest model seen must be the same as if they had come in order).
@@ -405,10 +432,9 @@ def _map_span(
             mapped.refuse(reason, _item(trace_id.hex() + span_id.hex()), why)
         return
     fields, otel = scoped
-    spec = reader.specs[fields["agent"]]
     trace_hex = trace_id.hex()
     key = trace_hex + span_id.hex()
-    duration_s = max(end - start, 0) / 1e9
+    duration_s = (end - start) / 1e9 if end > start else 0.0
     common = _common(fields, trace_hex, end, attrs)
     model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
     event: dict[str, Any] | None = None
@@ -428,9 +454,11 @@ def _map_span(
     elif op == TOOL_OPERATION:
         event = _tool(_versions(dict(common), otel, attrs, None), name, status, attrs, duration_s)
     if event is not None:
-        mapped.add(event, key)
+        mapped.events.append(event)
+        mapped.keys.append(key)
     elif not evaluations:
         mapped.ignored += 1
+    spec = reader.specs[fields["agent"]]
     for i, evaluation in enumerate(evaluations):
         eval_attrs = attributes(evaluation.attributes)
         judged = _judge(dict(common), eval_attrs, spec, mapped, _item(f"{key}e{i}"))

@@ -22,6 +22,7 @@ from agentslo.exporter.otlp.semconv import (
 )
 
 NO_TOKENS: tuple[int | None, int | None] = (None, None)
+NO_ATTRS: dict[str, Any] = {}  # shared by the notes without agent-slo attributes: never written to
 
 
 class SpanNote:
@@ -30,17 +31,21 @@ class SpanNote:
     __slots__ = ("agent", "attrs", "content", "content_size", "kind", "model", "op", "parent", "tokens")
 
     def __init__(self, parent: bytes, op: str | None, attrs: dict[str, Any]):
+        # one of these per span read: written for speed (no helper calls, no empty dicts)
+        get = attrs.get
         self.parent, self.op = parent, op
-        self.agent = attrs.get(AGENT_NAME)
-        self.attrs = {k: v for k, v in attrs.items() if k.startswith("agent_slo.")}  # flow, exclusion...
-        self.kind = "turn" if op in TURN_OPERATIONS else "tool" if op == TOOL_OPERATION else None
-        self.model = attrs.get(RESPONSE_MODEL) or attrs.get(REQUEST_MODEL)
+        self.agent = get(AGENT_NAME)
+        # agent-slo's own attributes (flow, exclusion...), or the shared empty dict (the usual case)
+        own = {k: v for k, v in attrs.items() if k.startswith("agent_slo.")}
+        self.attrs = own if own else NO_ATTRS
+        self.model = get(RESPONSE_MODEL) or get(REQUEST_MODEL)
         # token usage is read on chat spans only (their turn counts it, their task prices it)
-        self.tokens = (
-            (first_int(attrs, INPUT_TOKENS), first_int(attrs, OUTPUT_TOKENS))
-            if self.kind == "turn"
-            else NO_TOKENS
-        )
+        if op in TURN_OPERATIONS:
+            self.kind: str | None = "turn"
+            self.tokens = (first_int(attrs, INPUT_TOKENS), first_int(attrs, OUTPUT_TOKENS))
+        else:
+            self.kind = "tool" if op == TOOL_OPERATION else None
+            self.tokens = NO_TOKENS
         self.content: dict[str, Any] | None = None  # messages or tool input/output, when captured
         self.content_size = 0
 

@@ -135,8 +135,10 @@ class OtlpReceiver:
         with ingestor.lock:  # the seen-check and the commit are one step: a concurrent retry waits
             fresh = self._fresh(mapped, now)
             duplicates = len(mapped.events) - len(fresh)
-            events = [mapped.events[i] for i in fresh]
-            keys = [mapped.keys[i] for i in fresh]
+            if duplicates:
+                events, keys = [mapped.events[i] for i in fresh], [mapped.keys[i] for i in fresh]
+            else:
+                events, keys = mapped.events, mapped.keys
             if events:
                 batch = Batch(events, partial=True, span_keys=keys)
                 result = ingestor.apply_many([batch])[0]
@@ -194,6 +196,8 @@ class OtlpReceiver:
             seen = db.seen(mapped.keys, horizon) if mapped.keys else set()
         else:
             seen = {k for k in mapped.keys if self._seen.get(k, -1.0) >= horizon}
+        if not seen and len(set(mapped.keys)) == len(mapped.keys):
+            return list(range(len(mapped.keys)))  # the usual request: every span new, once
         out: list[int] = []
         for i, key in enumerate(mapped.keys):
             if key not in seen:
