@@ -20,6 +20,10 @@ Timed, each as a child process (wall time; peak RSS: the child's VmHWM, polled):
   bound of that route's cost: a ratio under 1 against it is under 1 against the whole route.
 
 The Prometheus server answers both routes; its own peak RSS is printed after each.
+
+Measured on 2 shared cores (2026-12-06, three runs, blocks reused with --data): backtest 40.8-45.6 s,
+551-552 MiB peak; promtool's first level 198-218 s, 2,344-2,467 MiB; ratio 0.21-0.22x wall,
+0.22-0.23x memory.
 """
 
 from __future__ import annotations
