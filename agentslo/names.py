@@ -79,9 +79,28 @@ OTHER: Final = "other"  # the folded value for undeclared label values
 # Labels the spec's own `labels:` may not use, because rules and alerts already set them.
 RESERVED_LABELS: Final = frozenset(
     {
-        L_AGENT, L_FLOW, L_SLO, L_OUTCOME, L_EXCLUSION, L_JUDGE, L_JUDGE_VERSION, L_KIND, L_SEVERITY,
-        L_BURN_TIER, L_OWNER, L_SLI, L_OBJECTIVE, L_PERIOD, L_TOOL, L_SCENARIO, "alertname", "job",
-        "instance", "le", "quantile", "__name__",
+        L_AGENT,
+        L_FLOW,
+        L_SLO,
+        L_OUTCOME,
+        L_EXCLUSION,
+        L_JUDGE,
+        L_JUDGE_VERSION,
+        L_KIND,
+        L_SEVERITY,
+        L_BURN_TIER,
+        L_OWNER,
+        L_SLI,
+        L_OBJECTIVE,
+        L_PERIOD,
+        L_TOOL,
+        L_SCENARIO,
+        "alertname",
+        "job",
+        "instance",
+        "le",
+        "quantile",
+        "__name__",
     }
 )
 
@@ -146,9 +165,17 @@ ALERT_SPEC_MISMATCH: Final = "AgentSLOSpecMismatch"
 ALERT_BUDGET_TIER_SPENT: Final = "AgentSLOBudgetTierSpent"
 
 ALL_ALERTS: Final = (
-    ALERT_BURN_RATE, ALERT_BUDGET_LOW, ALERT_BUDGET_EXHAUSTED, ALERT_RARE_EVENT, ALERT_SYNTHETIC_FAILING,
-    ALERT_JUDGE_DRIFT, ALERT_FAILURE_MODE_EMERGED, ALERT_JUDGE_AGREEMENT_LOW, ALERT_TELEMETRY_ABSENT,
-    ALERT_SPEC_MISMATCH, ALERT_BUDGET_TIER_SPENT,
+    ALERT_BURN_RATE,
+    ALERT_BUDGET_LOW,
+    ALERT_BUDGET_EXHAUSTED,
+    ALERT_RARE_EVENT,
+    ALERT_SYNTHETIC_FAILING,
+    ALERT_JUDGE_DRIFT,
+    ALERT_FAILURE_MODE_EMERGED,
+    ALERT_JUDGE_AGREEMENT_LOW,
+    ALERT_TELEMETRY_ABSENT,
+    ALERT_SPEC_MISMATCH,
+    ALERT_BUDGET_TIER_SPENT,
 )
 
 # --- autonomy and release states (codes recorded by the rules, read by the API and the gate) ---
