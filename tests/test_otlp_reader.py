@@ -126,6 +126,25 @@ def test_an_undecodable_body_is_declined_by_the_cpp_reader_and_refused_by_the_pu
     assert refused.value.status == 400
 
 
+def test_a_request_of_more_distinct_strings_than_the_reader_shares_reads_the_same() -> None:
+    """The C++ reader makes each short string once per request, up to a bound (a hostile variety of
+    names and values is read without sharing): past it, rows and counts are still the pure reader's."""
+    request = ExportTraceServiceRequest.FromString(BODIES[1])
+    spans = request.resource_spans[0].scope_spans[0].spans
+    template = spans[0]
+    for i in range(5000):  # each span a new name, a new value and a new agent-slo key
+        span = spans.add()
+        span.CopyFrom(template)
+        span.name = f"chat m{i}"
+        span.span_id = (i + 1).to_bytes(8, "big")
+        span.attributes.append(KeyValue(key="gen_ai.request.model", value=AnyValue(string_value=f"m{i}")))
+        span.attributes.append(KeyValue(key=f"agent_slo.x{i}", value=AnyValue(string_value="é" * (i % 70))))
+    native, pure = both(request.SerializeToString())
+    assert native is not None and pure is not None
+    assert same(native.spans, pure.spans)
+    assert same(counted(native), counted(pure))
+
+
 scalars = st.one_of(
     st.text(max_size=8),
     st.booleans(),

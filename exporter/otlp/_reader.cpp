@@ -17,7 +17,7 @@
 #include <google/protobuf/arena.h>
 
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 
@@ -25,27 +25,66 @@ namespace {
 
 namespace pb = opentelemetry::proto;
 
-struct Wanted {
-    std::unordered_set<std::string> keys;
-    std::string prefix;
+// Strings made once per request and shared: a request repeats the same keys, span names and short
+// values (operation and model names, tools, flows) on every span, and one str object each means fewer
+// allocations here and hashes computed once where the mapping and the classifier look them up.
+// The wanted keys are the caller's own str objects (its `wanted` set: the names the mapping uses).
+struct Strings {
+    static constexpr size_t MAX_SIZE = 64;  // longer strings (ids, messages) are rarely repeated
+    static constexpr size_t MAX_COUNT = 4096;  // per request: a bound on a hostile variety
+    std::unordered_map<std::string, PyObject*> made;
 
-    bool operator()(const std::string& key) const {
-        return keys.count(key) != 0 || key.compare(0, prefix.size(), prefix) == 0;
+    ~Strings() {
+        for (auto& entry : made) Py_DECREF(entry.second);
+    }
+    // A new reference to the str of `s`, or nullptr with an exception set (not UTF-8: UnicodeDecodeError).
+    PyObject* get(const std::string& s) {
+        if (s.size() > MAX_SIZE) return PyUnicode_DecodeUTF8(s.data(), (Py_ssize_t)s.size(), nullptr);
+        auto found = made.find(s);
+        if (found != made.end()) {
+            Py_INCREF(found->second);
+            return found->second;
+        }
+        PyObject* out = PyUnicode_DecodeUTF8(s.data(), (Py_ssize_t)s.size(), nullptr);
+        if (out != nullptr && made.size() < MAX_COUNT) {
+            Py_INCREF(out);
+            made.emplace(s, out);
+        }
+        return out;
+    }
+};
+
+struct Wanted {
+    std::unordered_map<std::string, PyObject*> keys;  // borrowed from the caller's set, alive during the call
+    std::string prefix;
+    Strings* strings;
+
+    // A new reference to the key's str when the key is wanted; nullptr without an exception when it is not.
+    PyObject* key(const std::string& key) const {
+        auto found = keys.find(key);
+        if (found != keys.end()) {
+            Py_INCREF(found->second);
+            return found->second;
+        }
+        if (key.compare(0, prefix.size(), prefix) != 0) return nullptr;
+        return strings->get(key);
     }
 };
 
 // New references, or nullptr with an exception set (a string that is not UTF-8: UnicodeDecodeError).
-PyObject* text(const std::string& s) { return PyUnicode_DecodeUTF8(s.data(), (Py_ssize_t)s.size(), nullptr); }
+PyObject* text(const std::string& s, Strings* strings) {
+    return strings != nullptr ? strings->get(s) : PyUnicode_DecodeUTF8(s.data(), (Py_ssize_t)s.size(), nullptr);
+}
 PyObject* bytes(const std::string& s) { return PyBytes_FromStringAndSize(s.data(), (Py_ssize_t)s.size()); }
 
 PyObject* attributes(const google::protobuf::RepeatedPtrField<pb::common::v1::KeyValue>& kvs,
-                     const Wanted* wanted);
+                     const Wanted* wanted, Strings* strings);
 
 // An AnyValue as `semconv.value_of` reads it: str, bool, int, float, bytes, list, dict, or None.
-PyObject* value_of(const pb::common::v1::AnyValue& v) {
+PyObject* value_of(const pb::common::v1::AnyValue& v, Strings* strings) {
     using V = pb::common::v1::AnyValue;
     switch (v.value_case()) {
-        case V::kStringValue: return text(v.string_value());
+        case V::kStringValue: return text(v.string_value(), strings);
         case V::kBoolValue: return PyBool_FromLong(v.bool_value());
         case V::kIntValue: return PyLong_FromLongLong(v.int_value());
         case V::kDoubleValue: return PyFloat_FromDouble(v.double_value());
@@ -55,7 +94,7 @@ PyObject* value_of(const pb::common::v1::AnyValue& v) {
             PyObject* out = PyList_New(values.size());
             if (out == nullptr) return nullptr;
             for (int i = 0; i < values.size(); i++) {
-                PyObject* item = value_of(values[i]);
+                PyObject* item = value_of(values[i], strings);
                 if (item == nullptr) {
                     Py_DECREF(out);
                     return nullptr;
@@ -64,7 +103,7 @@ PyObject* value_of(const pb::common::v1::AnyValue& v) {
             }
             return out;
         }
-        case V::kKvlistValue: return attributes(v.kvlist_value().values(), nullptr);
+        case V::kKvlistValue: return attributes(v.kvlist_value().values(), nullptr, strings);
         default: Py_RETURN_NONE;
     }
 }
@@ -72,13 +111,24 @@ PyObject* value_of(const pb::common::v1::AnyValue& v) {
 // key -> value of the wanted keys (all keys when `wanted` is null: a kvlist value is kept whole);
 // a repeated key keeps its last value, as a Python dict built in order does.
 PyObject* attributes(const google::protobuf::RepeatedPtrField<pb::common::v1::KeyValue>& kvs,
-                     const Wanted* wanted) {
+                     const Wanted* wanted, Strings* strings) {
     PyObject* out = PyDict_New();
     if (out == nullptr) return nullptr;
     for (const auto& kv : kvs) {
-        if (wanted != nullptr && !(*wanted)(kv.key())) continue;
-        PyObject* key = text(kv.key());
-        PyObject* value = key != nullptr ? value_of(kv.value()) : nullptr;
+        PyObject* key;
+        if (wanted != nullptr) {
+            key = wanted->key(kv.key());
+            if (key == nullptr) {
+                if (PyErr_Occurred()) {
+                    Py_DECREF(out);
+                    return nullptr;
+                }
+                continue;  // not wanted
+            }
+        } else {
+            key = text(kv.key(), strings);
+        }
+        PyObject* value = key != nullptr ? value_of(kv.value(), strings) : nullptr;
         if (value == nullptr || PyDict_SetItem(out, key, value) < 0) {
             Py_XDECREF(key);
             Py_XDECREF(value);
@@ -94,9 +144,9 @@ PyObject* attributes(const google::protobuf::RepeatedPtrField<pb::common::v1::Ke
 // (resource attributes, resource index, trace id, span id, parent span id, name, start ns, end ns,
 // status code, attributes, span events, index of the span in the request)
 PyObject* row(const pb::trace::v1::Span& span, Py_ssize_t resource, Py_ssize_t index, const Wanted& wanted) {
-    PyObject* name = text(span.name());
+    PyObject* name = text(span.name(), wanted.strings);
     if (name == nullptr) return nullptr;
-    PyObject* attrs = attributes(span.attributes(), &wanted);
+    PyObject* attrs = attributes(span.attributes(), &wanted, wanted.strings);
     if (attrs == nullptr) {
         Py_DECREF(name);
         return nullptr;
@@ -116,17 +166,20 @@ PyObject* read(PyObject*, PyObject* args) {
     const char* prefix;
     Py_ssize_t prefix_size;
     if (!PyArg_ParseTuple(args, "y*Os#", &body, &keys, &prefix, &prefix_size)) return nullptr;
+    Strings strings;
     Wanted wanted;
     wanted.prefix.assign(prefix, prefix_size);
+    wanted.strings = &strings;
     PyObject* it = PyObject_GetIter(keys);
     if (it == nullptr) {
         PyBuffer_Release(&body);
         return nullptr;
     }
+    // the set's items stay alive while the caller holds the set (for the whole call)
     for (PyObject* key; (key = PyIter_Next(it)) != nullptr; Py_DECREF(key)) {
         Py_ssize_t size;
         const char* data = PyUnicode_AsUTF8AndSize(key, &size);
-        if (data != nullptr) wanted.keys.emplace(data, size);
+        if (data != nullptr) wanted.keys.emplace(std::string(data, size), key);
     }
     Py_DECREF(it);
     if (PyErr_Occurred()) {
@@ -149,7 +202,7 @@ PyObject* read(PyObject*, PyObject* args) {
     bool ok = resources != nullptr && rows != nullptr;
     for (int r = 0; ok && r < request->resource_spans_size(); r++) {
         const auto& rs = request->resource_spans(r);
-        PyObject* resource = attributes(rs.resource().attributes(), &wanted);
+        PyObject* resource = attributes(rs.resource().attributes(), &wanted, &strings);
         ok = resource != nullptr && PyList_Append(resources, resource) == 0;
         Py_XDECREF(resource);
         for (const auto& ss : rs.scope_spans()) {
