@@ -75,6 +75,23 @@ def test_resource_attributes_reach_a_waiting_span() -> None:
     assert all(e["flow"] == "refund" for e in later.events)
 
 
+def test_a_flow_attribute_the_spec_names_is_read_on_the_span_and_inherited_by_its_children() -> None:
+    """`otel.flow_attributes` may name an attribute of the application's own (`app.flow`): it is read
+    on the span, on its ancestors (a child arriving with or after its parent) and on the resource."""
+    spec = parse_spec(SPEC.replace("otel:\n", "otel:\n  flow_attributes: [app.flow, agent_slo.flow]\n"))
+    trace = os.urandom(16)
+    parent = span(op="invoke_agent", trace=trace, **{"agent_slo.flow": None, "app.flow": "order-status"})
+    child = span(trace=trace, parent=parent.span_id, **{"agent_slo.flow": None})
+    own = span(**{"agent_slo.flow": None, "app.flow": "refund"})
+    mapped = map_spans(request(child, parent, own), {"bot": spec}, TraceMemory())  # type: ignore[arg-type]
+    assert not mapped.rejected and not mapped.deferred
+    assert [(e["type"], e["flow"]) for e in mapped.events] == [
+        ("tool_call", "order-status"),
+        ("task", "order-status"),
+        ("tool_call", "refund"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("otel", "problem"),
     [

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,7 @@ class _Reader:
         self.specs, self.memory, self.now = specs, memory, now
         self.since: dict[tuple[bytes, bytes], float] = {}  # when each deferred span read again arrived
         self.task_operations = {op for spec in specs.values() for op in spec.otel.task_operations}
+        self.inherited = inherited(specs.values())
         self.operations = self.task_operations | TURN_OPERATIONS | {TOOL_OPERATION}
 
     def chain(self, spans: dict[bytes, SpanNote], span_id: bytes) -> list[SpanNote]:
@@ -195,6 +197,13 @@ def _lookup(owned: list[dict[str, Any]], keys: tuple[str, ...], resource: dict[s
         if key in resource:
             return resource[key]
     return None
+
+
+def inherited(specs: Iterable[Spec]) -> frozenset[str]:
+    """The attribute names, beyond agent-slo's own, that a span's descendants read from it (`SpanNote`):
+    the specs' `otel.flow_attributes` and `otel.exclude_attribute` when renamed."""
+    names = {name for spec in specs for name in (*spec.otel.flow_attributes, spec.otel.exclude_attribute)}
+    return frozenset(name for name in names if not name.startswith(OWN_PREFIX))
 
 
 def _rule_flow(otel: Otel, attrs: dict[str, Any], resource: dict[str, Any]) -> str | None:
@@ -374,7 +383,7 @@ def map_spans(
             op = operation(name, attrs, task_ops)
         if trace_id != last_trace:  # a trace's spans usually come together
             spans, last_trace = memory.trace(trace_id, now), trace_id
-        note = SpanNote(parent, op, attrs)
+        note = SpanNote(parent, op, attrs, reader.inherited)
         if note.kind is not None and (events or may_carry(attrs)):
             span_events = span_of(index).events if events else ()
             memory.keep_content(note, *content_of(name, start, status, span_events, attrs, note.kind))
@@ -491,7 +500,7 @@ def map_logs(
                 spans = memory.trace(trace_id, now) if len(trace_id) == 16 else {}
                 if len(span_id) == 8 and span_id not in spans:
                     # the evaluated span may not have arrived: read the record's own attributes
-                    spans = {**spans, span_id: SpanNote(b"", None, attrs)}
+                    spans = {**spans, span_id: SpanNote(b"", None, attrs, reader.inherited)}
                 item = _item(key)
                 scoped = reader.scope(spans, span_id, attrs, resource)
                 if isinstance(scoped[1], str):

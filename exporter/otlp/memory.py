@@ -30,13 +30,20 @@ class SpanNote:
 
     __slots__ = ("agent", "attrs", "content", "content_size", "kind", "model", "op", "parent", "tokens")
 
-    def __init__(self, parent: bytes, op: str | None, attrs: dict[str, Any]):
+    def __init__(
+        self, parent: bytes, op: str | None, attrs: dict[str, Any], inherited: frozenset[str] = frozenset()
+    ):
         # one of these per span read: written for speed (no helper calls, no empty dicts)
         get = attrs.get
         self.parent, self.op = parent, op
         self.agent = get(AGENT_NAME)
-        # agent-slo's own attributes (flow, exclusion...), or the shared empty dict (the usual case)
-        own = {k: v for k, v in attrs.items() if k.startswith("agent_slo.")}
+        # the attributes descendants inherit: agent-slo's own (flow, exclusion...) and the spec's other
+        # names for them (`inherited`: an `otel.flow_attributes` entry such as `app.flow`); or the
+        # shared empty dict (the usual case)
+        if inherited:
+            own = {k: v for k, v in attrs.items() if k.startswith("agent_slo.") or k in inherited}
+        else:
+            own = {k: v for k, v in attrs.items() if k.startswith("agent_slo.")}
         self.attrs = own if own else NO_ATTRS
         self.model = get(RESPONSE_MODEL) or get(REQUEST_MODEL)
         # token usage is read on chat spans only (their turn counts it, their task prices it)

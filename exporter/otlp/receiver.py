@@ -39,7 +39,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from agentslo import names
 from agentslo.exporter.classify import Deltas
 from agentslo.exporter.ingest import Batch, Ingestor
-from agentslo.exporter.otlp.mapping import Mapped, map_logs, map_spans
+from agentslo.exporter.otlp.mapping import Mapped, inherited, map_logs, map_spans
 from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
 from agentslo.exporter.otlp.rows import Rows, wanted
 from agentslo.exporter.otlp.semconv import attributes, operation
@@ -101,11 +101,12 @@ class OtlpReceiver:
             return
         now = time.time()
         task_ops = {op for spec in self.specs.values() for op in spec.otel.task_operations}
+        kept = inherited(self.specs.values())
         for _, answer, created in db.filed(PARKED, now - self.memory.max_age_s):
             raw_span, raw_resource, awaited = (base64.b64decode(part) for part in orjson.loads(answer))
             span = Span.FromString(raw_span)
             attrs = attributes(span.attributes)
-            note = SpanNote(span.parent_span_id, operation(span.name, attrs, task_ops), attrs)
+            note = SpanNote(span.parent_span_id, operation(span.name, attrs, task_ops), attrs, kept)
             self.memory.note(span.trace_id, span.span_id, note, now)
             self.memory.defer(span.trace_id, span.span_id, raw_span, raw_resource, created, awaited)
 
