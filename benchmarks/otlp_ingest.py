@@ -1,6 +1,6 @@
 """OTLP ingest throughput: `POST /v1/traces` of the exporter against a naive OTLP receiver.
 
-    python benchmarks/otlp_ingest.py [--seconds 5] [--rounds 3] [--clients 4] [--spans 1000]
+    python benchmarks/otlp_ingest.py [--seconds 5] [--rounds 3] [--clients 4] [--spans 1000] [--previous DIR]
 
 Each server is one process. Requests are binary protobuf `ExportTraceServiceRequest`s of `--spans`
 spans with the GenAI conventions' attribute sets: agent runs of one `invoke_agent` span, four `chat`
@@ -13,7 +13,10 @@ The naive receiver is a plain aiohttp handler: `ExportTraceServiceRequest.FromSt
 loop over the spans calling prometheus-client `labels(...).inc()` per span (and `observe()` of its
 duration), no validation, no dedupe, no durability. Reported: spans/s, p50/p99 request latency,
 server CPU per span (from /proc), and the ratio, per interleaved round. The exporter runs twice:
-with the C++ trace reader (as `serve` runs it when built) and with the pure-Python reader.
+with the C++ trace reader (as `serve` runs it when built) and with the pure-Python reader; with
+`--previous DIR` (a tree of earlier code with its extensions built, e.g. `git archive <commit>` plus
+the `.so` files of that commit) also from that tree, so a change is measured against the code before
+it in the same sitting (the box is shared: only ratios within one run compare).
 """
 
 from __future__ import annotations
@@ -178,6 +181,7 @@ async def load(
 NAIVE = "naive OTLP receiver (FromString + labels().inc())"
 EXPORTER = "exporter, validation + dedupe + SQLite synchronous=full"
 PURE = "  the same, pure-Python reader (AGENT_SLO_PURE_PYTHON=1)"
+PREVIOUS = "  the same, previous code (--previous)"
 
 
 def main() -> int:
@@ -191,6 +195,7 @@ def main() -> int:
     parser.add_argument(
         "--requests", type=int, default=1500, help="distinct requests prepared per measurement"
     )
+    parser.add_argument("--previous", type=Path, help="a tree of earlier code to run as one more variant")
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
@@ -210,6 +215,13 @@ def main() -> int:
             EXPORTER: ([*serve, "--db", f"{tmp}/full.db", "--sync", "full"], None),
             PURE: ([*serve, "--db", f"{tmp}/pure.db", "--sync", "full"], pure),
         }
+        cwd: dict[str, Path] = {}
+        if args.previous is not None:  # its own agentslo first on the path: run from inside the tree
+            previous = args.previous.resolve()
+            spec = str(Path(EXAMPLE).resolve())
+            cmd = [sys.executable, "-m", "agentslo.cli", "serve", spec, "--db", f"{tmp}/previous.db"]
+            variants[PREVIOUS] = ([*cmd, "--sync", "full"], {**os.environ, "PYTHONPATH": str(previous)})
+            cwd[PREVIOUS] = previous
         procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         try:
@@ -217,7 +229,9 @@ def main() -> int:
                 port = free_port()
                 cmd = [*cmd, str(port)] if cmd[-1] == "--naive-server" else [*cmd, "--port", str(port)]
                 procs[name] = (
-                    subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env),
+                    subprocess.Popen(
+                        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd.get(name)
+                    ),
                     f"http://127.0.0.1:{port}",
                 )
             seed = 1
@@ -242,7 +256,7 @@ def main() -> int:
             f"{name:56s} {med(name, 'spans_per_s'):>9,.0f} spans/s   p50 {med(name, 'p50_ms'):6.1f} ms   "
             f"p99 {med(name, 'p99_ms'):6.1f} ms   server CPU {med(name, 'cpu_us_per_span'):5.2f} us/span"
         )
-    for name in (EXPORTER, PURE):
+    for name in (EXPORTER, PURE, PREVIOUS) if args.previous is not None else (EXPORTER, PURE):
         speed = [
             r["spans_per_s"] / n["spans_per_s"] for r, n in zip(rounds[name], rounds[NAIVE], strict=True)
         ]
