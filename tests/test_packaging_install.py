@@ -92,7 +92,10 @@ def test_agent_slo_demo_runs_from_the_installed_wheel_in_any_folder(venv: Path, 
     assert out.startswith("DEMO TIME:"), out
     assert "skipped: Prometheus and Alertmanager (--no-servers)" in out
     assert re.search(r"demo agent \(OpenAI-compatible\): http://127\.0\.0\.1:\d+/v1", out), out
-    assert "prober: 5/5 scenarios pass" in out, out  # the packaged scenarios, against the packaged spec
+    # The five packaged scenarios run against the packaged spec. The demo agent fails a share of its
+    # conversations by design (its baseline failure and tool-error rates), so one may fail.
+    assert re.search(r"prober: [45]/5 scenarios pass", out), out
     assert re.search(r"conversations [1-9]\d*, events reported [1-9]\d*", out), out  # the exporter counts
-    assert "=== agent-slo demo summary ===" in out and "prober: last cycle 5 passed, 0 failed" in out
+    assert "=== agent-slo demo summary ===" in out, out
+    assert re.search(r"prober: last cycle (5 passed, 0|4 passed, 1) failed", out), out
     assert list(tmp_path.iterdir()) == []  # the demo's files go to a temporary work directory
