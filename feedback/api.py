@@ -127,19 +127,8 @@ async def _read_sessions(request: web.Request, pipeline: Pipeline) -> web.Respon
     size = len(raw) // len(parsed)  # each session's share of the body, for the queues' byte bounds
     results = []
     for session in parsed:
-        spec = pipeline.specs[session.agent]
-        record = _record(spec, session, now)
         try:
-            results.append(
-                pipeline.submit(
-                    spec,
-                    record.body | {"time": record.time},
-                    record,
-                    exclude=session.exclude,
-                    trace_id=session.trace_id,
-                    size=size,
-                )
-            )
+            results.append(_submit(pipeline, pipeline.specs[session.agent], session, now, size))
         except Overloaded as exc:
             pipeline.reject("overloaded")
             return _error(503, str(exc), headers=RETRY_AFTER)
@@ -160,20 +149,25 @@ def accept_document(pipeline: Pipeline, document: dict[str, Any]) -> str | None:
     if spec is None or spec_problems(spec, session, now):
         pipeline.reject("invalid_event", 1)
         return "invalid_event"
-    record = _record(spec, session, now)
     try:
-        pipeline.submit(
-            spec,
-            record.body | {"time": record.time},
-            record,
-            exclude=session.exclude,
-            trace_id=session.trace_id,
-            size=len(orjson.dumps(document)),
-        )
+        _submit(pipeline, spec, session, now, len(orjson.dumps(document)))
     except Overloaded:
         pipeline.reject("overloaded", 1)
         return "overloaded"
     return None
+
+
+def _submit(pipeline: Pipeline, spec: Spec, session: Session, now: float, size: int) -> dict[str, Any]:
+    """Queue a validated session for judging (raises Overloaded), whichever door it came through."""
+    record = _record(spec, session, now)
+    return pipeline.submit(
+        spec,
+        record.body | {"time": record.time},
+        record,
+        exclude=session.exclude,
+        trace_id=session.trace_id,
+        size=size,
+    )
 
 
 def _record(spec: Spec, session: Session, now: float) -> st.SessionRecord:
