@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,8 @@ class Batch:
     partial: bool = False
     key: str | None = None
     digest: str | None = None
-    # One dedupe key per event (OTLP: trace and span id), filed with the counts of the events that count.
+    # One dedupe key per event (OTLP: trace and span id), filed with the counts of the events that
+    # count: one row per request (`exporter.otlp.seen`)
     span_keys: list[str] | None = None
     dropped: int = 0  # events the sending client had to drop (X-Agent-SLO-Dropped), counted when applied
 
@@ -178,8 +180,8 @@ class Ingestor:
                         raise
                 else:
                     self.publish(group.deltas, now)
-                    if self.db is None:
-                        self.memory.put(group.answers, now)
+                    if self.db is None:  # span keys are the OTLP receiver's to remember (`otlp.seen`)
+                        self.memory.put((a for a in group.answers if a[1] != SPAN_MARK), now)
         return group.results
 
     def prepare_many(self, batches: list[Batch], now: float) -> Group:
@@ -207,13 +209,12 @@ class Ingestor:
                     if batch.key is not None:
                         body = orjson.dumps(result.body)
                         group.answers.append((batch.key, batch.digest or "", result.status, body))
-                    if batch.span_keys:
+                    if batch.span_keys:  # one row per request: its counted span keys, one a line
                         refused = set(result.body.get("rejected", ()))
-                        group.answers.extend(
-                            (SPAN_MARK + k, SPAN_MARK, 200, b"")
-                            for i, k in enumerate(batch.span_keys)
-                            if i not in refused
-                        )
+                        kept = [k for i, k in enumerate(batch.span_keys) if i not in refused]
+                        if kept:
+                            row = SPAN_MARK + uuid.uuid4().hex
+                            group.answers.append((row, SPAN_MARK, 200, "\n".join(kept).encode()))
             group.deltas.finish()
         return group
 

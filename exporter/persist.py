@@ -103,15 +103,6 @@ class Persistence:
         ).fetchone()
         return (row[0], row[1], row[2]) if row else None
 
-    def seen(self, keys: list[str], since: float = 0.0) -> set[str]:
-        """Which of these span keys (without `SPAN_MARK`) were counted at or after `since`."""
-        rows = self.db.execute(
-            "SELECT substr(key, ?) FROM idempotency"
-            " WHERE created >= ? AND key IN (SELECT value FROM json_each(?))",
-            (len(SPAN_MARK) + 1, since, orjson.dumps([SPAN_MARK + k for k in keys]).decode()),
-        )
-        return {row[0] for row in rows}
-
     def filed(self, mark: str, since: float = 0.0) -> list[tuple[str, str, float]]:
         """(key, answer, time) of the rows filed with `mark` as their body hash at or after `since`
         (OTLP spans held for their ancestors)."""

@@ -236,7 +236,11 @@ PyModuleDef module = {PyModuleDef_HEAD_INIT, "_reader", nullptr, -1, methods};
 
 }  // namespace
 
+int add_mapper(PyObject* module);  // _mapper.cpp
+
 PyMODINIT_FUNC PyInit__reader() {
     GOOGLE_PROTOBUF_VERIFY_VERSION;
-    return PyModule_Create(&module);
+    PyObject* out = PyModule_Create(&module);
+    if (out != nullptr && add_mapper(out) < 0) Py_CLEAR(out);
+    return out;
 }

@@ -3,3 +3,9 @@
 from typing import Any
 
 def read(body: bytes, wanted: Any, prefix: str) -> tuple[list[dict[str, Any]], list[Any]] | None: ...
+
+class Mapper:
+    """The usual binary request mapped to the events JSON of POST /v1/events (exporter/otlp/_mapper.cpp)."""
+
+    def __init__(self, agents: dict[str, tuple[Any, ...]], max_spans: int, max_traces: int) -> None: ...
+    def map(self, body: bytes) -> tuple[bytes, str, bytes, int, int] | None: ...

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from agentslo.exporter.events import TOOL_OUTCOMES
 from agentslo.exporter.otlp.conversation import content_of, may_carry, session_of
 from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
-from agentslo.exporter.otlp.rows import OWN_PREFIX, Rows, SpanRow, read_message, row_of, wanted
+from agentslo.exporter.otlp.rows import OWN_PREFIX, Rows, SpanRow, read_body, read_message, row_of, wanted
 from agentslo.exporter.otlp.semconv import (
     CONVERSATION,
     ERROR_TYPE,
@@ -408,6 +408,26 @@ def map_spans(
     for held, row, spans in earlier + todo:
         _map_span(reader, mapped, held, row, spans)
     return mapped
+
+
+def unread_notes(specs: Iterable[Spec]) -> Callable[[bytes], dict[bytes, dict[bytes, SpanNote]]]:
+    """What a request read by the C++ mapper leaves in the trace memory, made when first asked for
+    (`memory.Unread`): the notes of its spans by trace, as `map_spans`' first loop makes them (such a
+    request has valid, distinct ids and no content: the mapper declines others)."""
+    specs = list(specs)
+    keys, kept = wanted(specs), inherited(specs)
+    task_ops = {op for spec in specs for op in spec.otel.task_operations}
+
+    def read(body: bytes) -> dict[bytes, dict[bytes, SpanNote]]:
+        out: dict[bytes, dict[bytes, SpanNote]] = {}
+        for _, trace_id, span_id, parent, name, _, _, _, attrs, _, _ in read_body(body, keys).spans:
+            op = attrs.get(OPERATION)
+            if type(op) is not str:
+                op = operation(name, attrs, task_ops)
+            out.setdefault(trace_id, {})[span_id] = SpanNote(parent, op, attrs, kept)
+        return out
+
+    return read
 
 
 def _missing(reader: _Reader, spans: dict[bytes, SpanNote], span_id: bytes) -> bytes | None:

@@ -7,7 +7,8 @@ here, and a child the flow that its ancestor names.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from agentslo.exporter.otlp.semconv import (
@@ -57,6 +58,25 @@ class SpanNote:
         self.content_size = 0
 
 
+class Unread:
+    """The traces of a request the C++ mapper read (`OtlpReceiver`): their notes are made from the
+    request's body only when a later span or record of one of them asks (rarely: a trace's spans
+    usually come in one request), once for all its traces."""
+
+    __slots__ = ("body", "notes", "read", "trace_ids")
+
+    def __init__(
+        self, body: bytes, trace_ids: list[bytes], read: Callable[[bytes], dict[bytes, dict[bytes, SpanNote]]]
+    ):
+        self.body, self.trace_ids, self.read = body, trace_ids, read
+        self.notes: dict[bytes, dict[bytes, SpanNote]] | None = None
+
+    def of(self, trace_id: bytes) -> dict[bytes, SpanNote]:
+        if self.notes is None:
+            self.notes = self.read(self.body)
+        return self.notes.get(trace_id, {})
+
+
 class TraceMemory:
     """The recent spans of recent traces: trace id → span id → SpanNote, bounded in every direction."""
 
@@ -67,12 +87,17 @@ class TraceMemory:
         max_age_s: float = 600.0,
         max_deferred: int = 50_000,
         max_content_bytes: int = 64 << 20,
+        max_unread_bytes: int = 64 << 20,
     ):
         self.max_traces, self.max_spans, self.max_age_s = max_traces, max_spans, max_age_s
         self.max_deferred = max_deferred
         self.max_content_bytes = max_content_bytes
         self.content_bytes = 0  # conversation content held by the notes (sessions from traces)
-        self.traces: OrderedDict[bytes, tuple[float, dict[bytes, SpanNote]]] = OrderedDict()
+        self.traces: OrderedDict[bytes, tuple[float, dict[bytes, SpanNote] | Unread]] = OrderedDict()
+        # the requests whose traces are held unread, oldest first, within `max_unread_bytes` of bodies
+        self.max_unread_bytes = max_unread_bytes
+        self.unread: deque[Unread] = deque()
+        self.unread_bytes = 0
         # spans that wait for an ancestor to say their agent or flow: trace → span → (Span, resource, since)
         self.deferred: dict[bytes, dict[bytes, tuple[bytes, bytes, float]]] = {}
         self.deferred_count = 0
@@ -117,19 +142,47 @@ class TraceMemory:
         entry = self.traces.get(trace_id)
         if entry is None:
             entry = self.traces[trace_id] = (now, {})
-            while len(self.traces) > self.max_traces:
-                self._forget()
-            while self.traces:
-                first_seen, _ = next(iter(self.traces.values()))
-                if now - first_seen <= self.max_age_s:
-                    break
-                self._forget()
-        return entry[1]
+            self._bound(now)
+        spans = entry[1]
+        if type(spans) is Unread:
+            spans = spans.of(trace_id)
+            self.traces[trace_id] = (entry[0], spans)
+        return spans  # type: ignore[return-value]
+
+    def knows(self, trace_ids: list[bytes]) -> bool:
+        """Whether any of these traces has spans remembered or spans waiting for an ancestor."""
+        traces, deferred = self.traces, self.deferred
+        return any(t in traces or t in deferred for t in trace_ids)
+
+    def hold_unread(self, unread: Unread, now: float) -> None:
+        """Remember the (new) traces of a request the C++ mapper read, unread until asked for."""
+        for trace_id in unread.trace_ids:
+            self.traces[trace_id] = (now, unread)
+        self.unread.append(unread)
+        self.unread_bytes += len(unread.body)
+        while self.unread_bytes > self.max_unread_bytes and len(self.unread) > 1:
+            oldest = self.unread.popleft()  # its traces still unread are forgotten with its body
+            self.unread_bytes -= len(oldest.body)
+            for trace_id in oldest.trace_ids:
+                entry = self.traces.get(trace_id)
+                if entry is not None and entry[1] is oldest:
+                    del self.traces[trace_id]
+        self._bound(now)
+
+    def _bound(self, now: float) -> None:
+        while len(self.traces) > self.max_traces:
+            self._forget()
+        while self.traces:
+            first_seen, _ = next(iter(self.traces.values()))
+            if now - first_seen <= self.max_age_s:
+                break
+            self._forget()
 
     def _forget(self) -> None:
         """Drop the oldest trace, giving back the content budget its spans held."""
         _, spans = self.traces.popitem(last=False)[1]
-        self.content_bytes -= sum(note.content_size for note in spans.values())
+        if type(spans) is dict:
+            self.content_bytes -= sum(note.content_size for note in spans.values())
 
     def keep_content(self, note: SpanNote, content: dict[str, Any] | None, size: int) -> None:
         """Give a note its conversation content while the memory's content budget lasts."""

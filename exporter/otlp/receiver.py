@@ -21,9 +21,8 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -37,14 +36,23 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agentslo import names
+from agentslo.exporter import wire
 from agentslo.exporter.classify import Deltas
 from agentslo.exporter.ingest import Batch, Ingestor
-from agentslo.exporter.otlp.mapping import Mapped, inherited, map_logs, map_spans
-from agentslo.exporter.otlp.memory import SpanNote, TraceMemory
+from agentslo.exporter.otlp import rows
+from agentslo.exporter.otlp.mapping import Mapped, inherited, map_logs, map_spans, unread_notes
+from agentslo.exporter.otlp.memory import SpanNote, TraceMemory, Unread
 from agentslo.exporter.otlp.rows import Rows, wanted
+from agentslo.exporter.otlp.seen import SpanKeys
 from agentslo.exporter.otlp.semconv import attributes, operation
 from agentslo.exporter.persist import SPAN_MARK
 from agentslo.spec import Spec
+
+Mapper: type[Any] | None
+try:
+    from agentslo.exporter.otlp._reader import Mapper
+except ImportError:  # not built: every request takes the Python mapping
+    Mapper = None
 
 TRACES, LOGS = "traces", "logs"
 RESULTS = ("counted", "duplicate", "ignored", "rejected", "deferred", "expired")
@@ -52,7 +60,18 @@ REASONS = ("unknown_agent", "no_flow", "undeclared_judge", "missing_ids", "inval
 # Rows of spans held for their ancestors, filed beside the span keys: parked until read again.
 PARKED, RESOLVED = "\x1fparked", "\x1fresolved"
 MAX_MESSAGE_ITEMS = 5  # examples per reason in partial_success.error_message
-MAX_REMEMBERED = 200_000  # span keys remembered when the exporter runs without a database
+
+
+class Fast(NamedTuple):
+    """A binary request as the C++ mapper read it (`_mapper.cpp`): the events' JSON, their span keys
+    (48 hex digits each), the request's trace ids (16 bytes each), spans ignored, and spans."""
+
+    body: bytes
+    events: bytes
+    keys: str
+    traces: bytes
+    ignored: int
+    total: int
 
 
 class OtlpReceiver:
@@ -71,8 +90,9 @@ class OtlpReceiver:
         self.wanted = wanted(specs)  # the attribute keys the mapping reads (`rows`)
         self.memory = TraceMemory()
         self._memory_lock = threading.Lock()
-        # without a database, counted span keys are remembered here (bounded, oldest forgotten first)
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.seen = SpanKeys(horizon_s=ingestor.config.idempotency_horizon_s)  # span keys counted
+        self._unread = unread_notes(specs)
+        self.mapper = _mapper(specs, self.memory)
         store = ingestor.store
         with store.lock:
             store.family(
@@ -100,6 +120,7 @@ class OtlpReceiver:
         if db is None:
             return
         now = time.time()
+        self._restore_keys(db.filed(SPAN_MARK, now - self.seen.horizon_s), now)
         task_ops = {op for spec in self.specs.values() for op in spec.otel.task_operations}
         kept = inherited(self.specs.values())
         for _, answer, created in db.filed(PARKED, now - self.memory.max_age_s):
@@ -110,27 +131,66 @@ class OtlpReceiver:
             self.memory.note(span.trace_id, span.span_id, note, now)
             self.memory.defer(span.trace_id, span.span_id, raw_span, raw_resource, created, awaited)
 
+    def _restore_keys(self, filed: list[tuple[str, str, float]], now: float) -> None:
+        """The newest span keys the file holds, into the index (one row per request; one per span
+        in files written before)."""
+        chosen: list[list[str]] = []
+        count = 0
+        for key, answer, _ in sorted(filed, key=lambda row: row[2], reverse=True):
+            keys = answer.split("\n") if answer else [key[len(SPAN_MARK) :]]
+            chosen.append(keys)
+            count += len(keys)
+            if count >= self.seen.most:
+                break
+        for keys in reversed(chosen):
+            self.seen.add(keys, now)
+
+    def map_fast(self, body: bytes) -> Fast | None:
+        """The C++ mapper's reading of a binary request (no lock held: it runs beside other requests),
+        or None when the Python mapping must read it."""
+        if self.mapper is None or rows.PURE:
+            return None
+        out = self.mapper.map(body)
+        return None if out is None else Fast(body, *out)
+
+    def traces_fast(self, fast: Fast) -> ExportTraceServiceResponse | None:
+        """Count a request the C++ mapper read; None when the Python mapping must read it after all
+        (a trace the memory knows, a span counted before: a retry)."""
+        trace_ids = [fast.traces[i : i + 16] for i in range(0, len(fast.traces), 16)]
+        keys = [fast.keys[i : i + 48] for i in range(0, len(fast.keys), 48)]
+        events: Any = (wire.decode(fast.events) or orjson.loads(fast.events)) if keys else None
+        mapped = Mapped(keys=keys, ignored=fast.ignored, total=fast.total)
+        ingestor, now = self.ingestor, time.time()
+        with self._memory_lock:
+            if self.memory.knows(trace_ids):
+                return None
+            with ingestor.lock:
+                if keys and self.seen.any_seen(keys, now):
+                    return None
+                counted = self._commit(mapped, events, keys, list(range(len(keys))), now) if keys else 0
+                self.memory.hold_unread(Unread(fast.body, trace_ids, self._unread), now)
+                mapped.expired = self.memory.expire(now)
+                self._tally(TRACES, mapped, counted, 0)
+        return _trace_reply(mapped)
+
     def traces(self, request: Rows | ExportTraceServiceRequest) -> ExportTraceServiceResponse:
         with self._memory_lock:
             mapped = map_spans(request, self.specs, self.memory)
-        rejected, message = self._apply(mapped, TRACES)
-        reply = ExportTraceServiceResponse()
-        if rejected or message:
-            reply.partial_success.rejected_spans = rejected
-            reply.partial_success.error_message = message
-        return reply
+        self._apply(mapped, TRACES)
+        return _trace_reply(mapped)
 
     def logs(self, request: ExportLogsServiceRequest) -> ExportLogsServiceResponse:
         with self._memory_lock:
             mapped = map_logs(request, self.specs, self.memory)
-        rejected, message = self._apply(mapped, LOGS)
+        self._apply(mapped, LOGS)
         reply = ExportLogsServiceResponse()
+        rejected, message = _refused(mapped)
         if rejected or message:
             reply.partial_success.rejected_log_records = rejected
             reply.partial_success.error_message = message
         return reply
 
-    def _apply(self, mapped: Mapped, signal: str) -> tuple[int, str]:
+    def _apply(self, mapped: Mapped, signal: str) -> None:
         """Count the new events of `mapped` (raises when storage fails: nothing counted, answer 503)."""
         ingestor, now = self.ingestor, time.time()
         with ingestor.lock:  # the seen-check and the commit are one step: a concurrent retry waits
@@ -140,41 +200,43 @@ class OtlpReceiver:
                 events, keys = [mapped.events[i] for i in fresh], [mapped.keys[i] for i in fresh]
             else:
                 events, keys = mapped.events, mapped.keys
-            if events:
-                batch = Batch(events, partial=True, span_keys=keys)
-                result = ingestor.apply_many([batch])[0]
-                if result.status >= 500:
-                    raise RuntimeError(result.body.get("error", "storage failure"))
-                refused = set(result.body.get("rejected", ())) if result.status == 207 else set()
-                if result.status >= 400:  # every event refused by validation
-                    refused = set(range(len(events)))
-                problems = {p.get("index"): p for p in result.body.get("detail", [])}
-                for i in sorted(refused):
-                    p = problems.get(i, {})
-                    why = f"{p.get('field', '')} {p.get('problem', 'invalid')}".strip()
-                    mapped.refuse("invalid", mapped.item(fresh[i]), why)
-                if ingestor.db is None:
-                    self._remember([k for i, k in enumerate(keys) if i not in refused], now)
-                counted = len(events) - len(refused)
-                if self.on_session is not None and mapped.sessions:
-                    counted_tasks = {fresh[i] for i in range(len(events)) if i not in refused}
-                    for index, session in mapped.sessions:
-                        if index in counted_tasks:  # a task counted now: its session is judged once
-                            self.on_session(session)
-            else:
-                counted = 0
-            refused_items = {item.partition(":")[0] for items in mapped.rejected.values() for item in items}
-            self._count(signal, "counted", counted)
-            self._count(signal, "duplicate", duplicates)
-            self._count(signal, "ignored", mapped.ignored)
-            retried = set(mapped.retried)
-            self._count(signal, "deferred", sum((t, s) not in retried for t, s, *_ in mapped.deferred))
-            self._count(signal, "expired", mapped.expired)
+            counted = self._commit(mapped, events, keys, fresh, now) if events else 0
+            self._tally(signal, mapped, counted, duplicates)
             self._park(mapped, now)
-            self._count(signal, "rejected", sum(len(v) for v in mapped.rejected.values()))
-            for reason, items in mapped.rejected.items():
-                self._count(signal, reason, len(items), names.OTLP_REJECTED_TOTAL)
-        return len(refused_items), _message(mapped)
+
+    def _commit(self, mapped: Mapped, events: Any, keys: list[str], fresh: list[int], now: float) -> int:
+        """Apply the fresh events (a list, or the `/v1/events` JSON decoded) as one partial batch, their
+        span keys filed in the same transaction; the refused ones go to `mapped`. How many counted."""
+        result = self.ingestor.apply_many([Batch(events, partial=True, span_keys=keys)])[0]
+        if result.status >= 500:
+            raise RuntimeError(result.body.get("error", "storage failure"))
+        refused = set(result.body.get("rejected", ())) if result.status == 207 else set()
+        if result.status >= 400:  # every event refused by validation
+            refused = set(range(len(keys)))
+        problems = {p.get("index"): p for p in result.body.get("detail", [])}
+        for i in sorted(refused):
+            p = problems.get(i, {})
+            why = f"{p.get('field', '')} {p.get('problem', 'invalid')}".strip()
+            mapped.refuse("invalid", mapped.item(fresh[i]), why)
+        self.seen.add((k for i, k in enumerate(keys) if i not in refused) if refused else keys, now)
+        if self.on_session is not None and mapped.sessions:
+            counted_tasks = {fresh[i] for i in range(len(keys)) if i not in refused}
+            for index, session in mapped.sessions:
+                if index in counted_tasks:  # a task counted now: its session is judged once
+                    self.on_session(session)
+        return len(keys) - len(refused)
+
+    def _tally(self, signal: str, mapped: Mapped, counted: int, duplicates: int) -> None:
+        """What became of a request's items, in agent_slo_otlp_items_total and _rejected_total."""
+        self._count(signal, "counted", counted)
+        self._count(signal, "duplicate", duplicates)
+        self._count(signal, "ignored", mapped.ignored)
+        retried = set(mapped.retried)
+        self._count(signal, "deferred", sum((t, s) not in retried for t, s, *_ in mapped.deferred))
+        self._count(signal, "expired", mapped.expired)
+        self._count(signal, "rejected", sum(len(v) for v in mapped.rejected.values()))
+        for reason, items in mapped.rejected.items():
+            self._count(signal, reason, len(items), names.OTLP_REJECTED_TOTAL)
 
     def _park(self, mapped: Mapped, now: float) -> None:
         """File the spans now held for their ancestors (and unfile those read again), before answering."""
@@ -191,12 +253,7 @@ class OtlpReceiver:
 
     def _fresh(self, mapped: Mapped, now: float) -> list[int]:
         """Indices of the events whose keys were not counted yet (nor repeated earlier in the request)."""
-        horizon = now - self.ingestor.config.idempotency_horizon_s
-        db = self.ingestor.db
-        if db is not None:
-            seen = db.seen(mapped.keys, horizon) if mapped.keys else set()
-        else:
-            seen = {k for k in mapped.keys if self._seen.get(k, -1.0) >= horizon}
+        seen = self.seen.seen(mapped.keys, now) if mapped.keys else set()
         if not seen and len(set(mapped.keys)) == len(mapped.keys):
             return list(range(len(mapped.keys)))  # the usual request: every span new, once
         out: list[int] = []
@@ -206,13 +263,6 @@ class OtlpReceiver:
                 out.append(i)
         return out
 
-    def _remember(self, keys: list[str], now: float) -> None:
-        for key in keys:
-            self._seen[key] = now
-            self._seen.move_to_end(key)
-        while len(self._seen) > MAX_REMEMBERED:
-            self._seen.popitem(last=False)
-
     def _count(self, signal: str, label: str, amount: int, family: str = names.OTLP_ITEMS_TOTAL) -> None:
         if amount:
             store = self.ingestor.store
@@ -221,6 +271,42 @@ class OtlpReceiver:
 
 def _parked_key(trace_id: bytes, span_id: bytes) -> str:
     return f"{SPAN_MARK}parked:{trace_id.hex()}{span_id.hex()}"
+
+
+def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
+    """The C++ mapper set up with the specs' `otel:` sections and the trace memory's bounds, or None
+    when it is not built."""
+    if Mapper is None:
+        return None
+    agents = {
+        spec.agent: (
+            spec.otel.task_operations,
+            spec.otel.flow_attributes,
+            spec.otel.outcome_attribute,
+            spec.otel.version_attribute,
+            spec.otel.prompt_version_attribute,
+            spec.otel.exclude_attribute,
+            bool(spec.otel.flow_rules),
+            {m: (p.input_per_mtok, p.output_per_mtok) for m, p in spec.otel.prices.items()},
+        )
+        for spec in specs
+    }
+    return Mapper(agents, memory.max_spans, memory.max_traces)
+
+
+def _refused(mapped: Mapped) -> tuple[int, str]:
+    """How many items `partial_success` counts as refused, and its error_message."""
+    refused_items = {item.partition(":")[0] for items in mapped.rejected.values() for item in items}
+    return len(refused_items), _message(mapped)
+
+
+def _trace_reply(mapped: Mapped) -> ExportTraceServiceResponse:
+    reply = ExportTraceServiceResponse()
+    rejected, message = _refused(mapped)
+    if rejected or message:
+        reply.partial_success.rejected_spans = rejected
+        reply.partial_success.error_message = message
+    return reply
 
 
 def _message(mapped: Mapped) -> str:

@@ -74,12 +74,15 @@ class OtlpRoutes:
             def work() -> message.Message:
                 with _no_cyclic_gc():
                     request = self._read(cls, raw, content_type, encoding, limit)
-                    items = len(request.spans) if isinstance(request, Rows) else _items(request)
-                    if items > self.config.max_batch_events:  # the limit of /v1/events, per span or record
-                        most = self.config.max_batch_events
-                        raise OtlpError(
-                            413, f"{items} spans or records; at most {most} per request, split it"
-                        )
+                    if type(request) is bytes:  # a binary trace request: the C++ mapper first
+                        fast = self.receiver.map_fast(request)
+                        if fast is not None:
+                            self._most(fast.total)
+                            reply = self.receiver.traces_fast(fast)
+                            if reply is not None:
+                                return reply
+                        request = read_body(request, self.receiver.wanted)
+                    self._most(len(request.spans) if isinstance(request, Rows) else _items(request))
                     return apply(request)
 
             try:
@@ -106,15 +109,20 @@ class OtlpRoutes:
             self.pending -= 1
         return web.Response(body=encode(reply, content_type), content_type=content_type)
 
+    def _most(self, items: int) -> None:
+        if items > self.config.max_batch_events:  # the limit of /v1/events, per span or record
+            most = self.config.max_batch_events
+            raise OtlpError(413, f"{items} spans or records; at most {most} per request, split it")
+
     def _read(
         self, cls: type[message.Message], raw: bytes, content_type: str, encoding: str, limit: int
     ) -> Any:
-        """The request: trace requests as `Rows` (binary ones by the C++ reader when it is built),
-        log requests as the decoded message."""
+        """The request: binary trace requests as their bytes (the C++ mapper's, else `read_body`'s),
+        JSON ones as `Rows`, log requests as the decoded message."""
         if cls is not ExportTraceServiceRequest:
             return decode(cls, raw, content_type, encoding, limit)
         if content_type == PROTOBUF:
-            return read_body(inflate(raw, encoding, limit), self.receiver.wanted)
+            return bytes(inflate(raw, encoding, limit))
         return read_message(
             decode(ExportTraceServiceRequest, raw, content_type, encoding, limit), self.receiver.wanted
         )

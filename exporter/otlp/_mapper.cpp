@@ -1,0 +1,777 @@
+// agentslo.exporter.otlp._reader.Mapper: the usual binary OTLP trace request, read and mapped in C++
+// straight into the JSON batch of `POST /v1/events` that `exporter/otlp/mapping.py` would make.
+//
+// `POST /v1/traces` spent most of its time building a Python row per span and mapping it in Python
+// (a note in the trace memory, the ancestry walk, an event dict). Most requests need none of what
+// makes the mapping subtle: their traces are new to the exporter, every GenAI span finds its agent
+// and flow within the request, and they carry no content and no span events. Such a request is
+// parsed (protobuf's generated C++ classes, arena) and mapped here with the GIL released, into the
+// events' JSON, which the `/v1/events` scanner and classifier then count exactly as for that route.
+//
+// It is a filter, not an authority. Whenever a request needs more (a span with events or content,
+// invalid or repeated ids, an agent or flow it cannot find, a flow rule, a value that is not a plain
+// string, number or boolean, more spans or traces than the trace memory holds), `map()` returns
+// None and the Python mapping reads the request. The receiver also sends it there when a trace of the
+// request is already in the trace memory (`OtlpReceiver`). tests/test_otlp_mapper.py proves the two
+// give the same events and keys on SDK requests, mutated.
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <google/protobuf/arena.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
+
+namespace {
+
+namespace pb = opentelemetry::proto;
+using AnyValue = pb::common::v1::AnyValue;
+using KVs = google::protobuf::RepeatedPtrField<pb::common::v1::KeyValue>;
+using sv = std::string_view;
+
+constexpr int MAX_ANCESTRY = 64;  // as mapping.MAX_ANCESTRY
+constexpr int STATUS_ERROR = 2;
+
+// The attributes the mapping reads, by slot: the conventions' fixed names first, then the specs'.
+enum Fixed {
+    OPERATION, AGENT_NAME, SERVICE_NAME, TOOL_NAME, CONVERSATION, RESPONSE_MODEL, REQUEST_MODEL, ERROR_TYPE,
+    INPUT_TOKENS, PROMPT_TOKENS, OUTPUT_TOKENS, COMPLETION_TOKENS, INPUT_MESSAGES, OUTPUT_MESSAGES,
+    TOOL_ARGUMENTS, TOOL_RESULT, ESCALATION_REQUIRED, FAILURE_MODE, TOOL_OUTCOME, SYNTHETIC, N_FIXED
+};
+const char* FIXED_NAMES[N_FIXED] = {
+    "gen_ai.operation.name", "gen_ai.agent.name", "service.name", "gen_ai.tool.name",
+    "gen_ai.conversation.id", "gen_ai.response.model", "gen_ai.request.model", "error.type",
+    "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens", "gen_ai.input.messages", "gen_ai.output.messages",
+    "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "agent_slo.escalation_required",
+    "agent_slo.failure_mode", "agent_slo.tool_outcome", "agent_slo.synthetic"};
+constexpr int MAX_SLOTS = 64;
+
+struct Agent {
+    std::vector<std::string> task_ops;
+    std::vector<int> flow;  // slots of otel.flow_attributes, in order
+    int outcome, version, prompt_version, exclude;
+    bool rules;
+    std::unordered_map<std::string, std::pair<double, double>> prices;  // model → (input, output) per Mtok
+};
+
+// The read attribute names in an open-addressing table probed from the name's length and three of its
+// bytes (as exporter/_scan.cpp does: hashing every byte of every key was a visible cost).
+constexpr size_t TABLE = 512;
+inline size_t probe_of(sv name) {
+    if (name.empty()) return 0;
+    unsigned char a = name[0], b = name[name.size() / 2], c = name[name.size() - 1];
+    return (name.size() * 131 + a * 31 + b * 7 + c) % TABLE;
+}
+
+struct Slots {
+    sv name[TABLE];
+    int slot[TABLE];
+    Slots() {
+        for (size_t i = 0; i < TABLE; i++) slot[i] = -1;
+    }
+    void add(sv n, int s) {
+        size_t i = probe_of(n);
+        while (slot[i] >= 0) i = (i + 1) % TABLE;
+        name[i] = n;
+        slot[i] = s;
+    }
+    int find(sv n) const {
+        for (size_t i = probe_of(n); slot[i] >= 0; i = (i + 1) % TABLE)
+            if (name[i] == n) return slot[i];
+        return -1;
+    }
+};
+
+struct Config {
+    std::vector<std::string> names;  // slot → attribute name
+    Slots slots;
+    std::unordered_map<std::string, Agent> agents;
+    std::vector<std::string> task_ops;  // of every spec (a span's operation from its name)
+    size_t max_spans, max_traces;
+
+    int slot(const std::string& name) {
+        for (size_t i = 0; i < names.size(); i++)
+            if (names[i] == name) return (int)i;
+        names.push_back(name);
+        return (int)names.size() - 1;
+    }
+    bool task_op(sv op) const {
+        for (const auto& t : task_ops)
+            if (op == t) return true;
+        return false;
+    }
+};
+
+bool is_turn(sv op) { return op == "chat" || op == "text_completion" || op == "generate_content"; }
+
+// The last value of each read attribute (a repeated key keeps its last value, as a dict built in order).
+struct Attrs {
+    const AnyValue* at[MAX_SLOTS];
+    void read(const KVs& kvs, const Config& c) {
+        std::memset(at, 0, sizeof(at));
+        for (const auto& kv : kvs) {
+            int slot = c.slots.find(sv(kv.key()));
+            if (slot >= 0) at[slot] = &kv.value();
+        }
+    }
+};
+
+bool is_str(const AnyValue* v) { return v != nullptr && v->value_case() == AnyValue::kStringValue; }
+bool is_none(const AnyValue* v) { return v == nullptr || v->value_case() == AnyValue::VALUE_NOT_SET; }
+
+// Python's truth of the value (`a or b`).
+bool truthy(const AnyValue* v) {
+    if (v == nullptr) return false;
+    switch (v->value_case()) {
+        case AnyValue::kStringValue: return !v->string_value().empty();
+        case AnyValue::kBoolValue: return v->bool_value();
+        case AnyValue::kIntValue: return v->int_value() != 0;
+        case AnyValue::kDoubleValue: return v->double_value() != 0.0;
+        case AnyValue::kBytesValue: return !v->bytes_value().empty();
+        case AnyValue::kArrayValue: return v->array_value().values_size() > 0;
+        case AnyValue::kKvlistValue: return v->kvlist_value().values_size() > 0;
+        default: return false;
+    }
+}
+
+// `semconv.first_int`: the first of the keys holding an int ≥ 0.
+bool first_int(const Attrs& a, int k1, int k2, int64_t* out) {
+    for (int k : {k1, k2}) {
+        const AnyValue* v = a.at[k];
+        if (v != nullptr && v->value_case() == AnyValue::kIntValue && v->int_value() >= 0) {
+            *out = v->int_value();
+            return true;
+        }
+    }
+    return false;
+}
+
+struct Note {
+    const pb::trace::v1::Span* span;
+    int resource, trace;
+    Attrs attrs;
+    sv op;
+    bool has_op;
+    int kind;  // 0 other, 1 turn, 2 tool
+    const AnyValue* model;  // response or request model (`or`), nullptr for None
+    bool has_in, has_out;
+    int64_t in, out;
+    int parent;  // index of the parent's note in this request, -1 when it is not here
+};
+
+struct Trace {
+    std::string_view id;
+    std::unordered_map<uint64_t, int> spans;  // span id → note
+    std::vector<int> order;  // notes in request order
+    bool children_made = false;
+    std::unordered_map<uint64_t, std::vector<int>> children;  // parent id → notes
+};
+
+uint64_t id64(const std::string& s) {
+    uint64_t v;
+    std::memcpy(&v, s.data(), 8);
+    return v;
+}
+
+// --- JSON ---
+void hex(std::string& out, const std::string& bytes) {
+    static const char digits[] = "0123456789abcdef";
+    size_t at = out.size();
+    out.resize(at + 2 * bytes.size());
+    char* p = &out[at];
+    for (unsigned char c : bytes) {
+        *p++ = digits[c >> 4];
+        *p++ = digits[c & 15];
+    }
+}
+
+struct Out {
+    std::string json, keys;
+    bool first = true;
+
+    void raw(sv s) { json.append(s.data(), s.size()); }
+    void str(sv s) {
+        json.push_back('"');
+        size_t done = 0;
+        for (size_t i = 0; i < s.size(); i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c >= 0x20 && c != '"' && c != '\\') continue;
+            json.append(s.data() + done, i - done);
+            done = i + 1;
+            if (c == '"' || c == '\\') {
+                json.push_back('\\');
+                json.push_back((char)c);
+            } else {
+                char buf[8];
+                std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+                json.append(buf, 6);
+            }
+        }
+        json.append(s.data() + done, s.size() - done);
+        json.push_back('"');
+    }
+    bool number(double d) {
+        if (!std::isfinite(d)) return false;
+        char buf[32];
+        auto r = std::to_chars(buf, buf + sizeof(buf), d);
+        sv text(buf, r.ptr - buf);
+        raw(text);
+        if (text.find_first_of(".e") == sv::npos) raw(".0");  // a float stays a float
+        return true;
+    }
+    void integer(long long v) {
+        char buf[24];
+        auto r = std::to_chars(buf, buf + sizeof(buf), v);
+        json.append(buf, r.ptr - buf);
+    }
+    // A scalar attribute value as JSON; false for what JSON cannot say as Python would (bytes, lists,
+    // maps, NaN and infinities): the Python mapping takes the request.
+    bool value(const AnyValue* v) {
+        if (is_none(v)) {
+            raw("null");
+            return true;
+        }
+        switch (v->value_case()) {
+            case AnyValue::kStringValue: str(v->string_value()); return true;
+            case AnyValue::kBoolValue: raw(v->bool_value() ? "true" : "false"); return true;
+            case AnyValue::kIntValue: integer(v->int_value()); return true;
+            case AnyValue::kDoubleValue: return number(v->double_value());
+            default: return false;
+        }
+    }
+    void key(sv k) {  // ,"k":
+        json.append(",\"", 2);
+        raw(k);
+        json.append("\":", 2);
+    }
+    void hex_str(const std::string& bytes) {
+        json.push_back('"');
+        hex(json, bytes);
+        json.push_back('"');
+    }
+};
+
+struct Request {
+    const Config& c;
+    std::vector<Attrs> resources;
+    std::vector<Note> notes;
+    std::vector<Trace> traces;
+    std::unordered_map<sv, int> trace_index;
+    Out out;
+    long ignored = 0;
+    std::vector<int> chain_, below_, todo_;  // reused per span
+
+    explicit Request(const Config& config) : c(config) {}
+
+    const Attrs& resource(const Note& n) const { return resources[n.resource]; }
+
+    // Notes of every span, in order (mapping.map_spans' first loop); false declines.
+    bool note_all(const pb::collector::trace::v1::ExportTraceServiceRequest& request) {
+        size_t count = 0;
+        for (const auto& rs : request.resource_spans())
+            for (const auto& ss : rs.scope_spans()) count += ss.spans_size();
+        notes.reserve(count);  // a note is not moved once made
+        int r = 0, last = -1;
+        for (const auto& rs : request.resource_spans()) {
+            resources.emplace_back();
+            resources.back().read(rs.resource().attributes(), c);
+            for (const auto& ss : rs.scope_spans()) {
+                for (const auto& span : ss.spans()) {
+                    const std::string &t = span.trace_id(), &s = span.span_id();
+                    static const char zeros[16] = {0};
+                    if (t.size() != 16 || s.size() != 8 || std::memcmp(t.data(), zeros, 16) == 0 ||
+                        std::memcmp(s.data(), zeros, 8) == 0)
+                        return false;  // refused as missing_ids: the Python mapping says so
+                    if (span.events_size() > 0) return false;  // evaluations, message events
+                    notes.emplace_back();
+                    Note& n = notes.back();
+                    n.span = &span;
+                    n.resource = r;
+                    n.attrs.read(span.attributes(), c);
+                    const Attrs& a = n.attrs;
+                    if (a.at[INPUT_MESSAGES] || a.at[OUTPUT_MESSAGES] || a.at[TOOL_ARGUMENTS] || a.at[TOOL_RESULT])
+                        return false;  // content: a session to assemble
+                    if (is_str(a.at[OPERATION])) {
+                        n.op = a.at[OPERATION]->string_value();
+                        n.has_op = true;
+                    } else {
+                        sv name = span.name();
+                        sv first = name.substr(0, name.find(' '));
+                        n.has_op = c.task_op(first) || is_turn(first) || first == "execute_tool";
+                        if (n.has_op) n.op = first;
+                    }
+                    n.model = truthy(a.at[RESPONSE_MODEL]) ? a.at[RESPONSE_MODEL] : a.at[REQUEST_MODEL];
+                    if (is_none(n.model)) n.model = nullptr;
+                    n.kind = 0;
+                    n.has_in = n.has_out = false;
+                    if (n.has_op && is_turn(n.op)) {
+                        n.kind = 1;
+                        n.has_in = first_int(a, INPUT_TOKENS, PROMPT_TOKENS, &n.in);
+                        n.has_out = first_int(a, OUTPUT_TOKENS, COMPLETION_TOKENS, &n.out);
+                    } else if (n.has_op && n.op == "execute_tool") {
+                        n.kind = 2;
+                    }
+                    int ti;
+                    auto found = trace_index.end();
+                    if (last >= 0 && traces[last].id == sv(t)) {
+                        ti = last;  // a trace's spans usually come together
+                    } else if ((found = trace_index.find(sv(t))) == trace_index.end()) {
+                        ti = (int)traces.size();
+                        traces.emplace_back();
+                        traces.back().id = t;
+                        trace_index.emplace(sv(t), ti);
+                        if (traces.size() > c.max_traces) return false;
+                    } else {
+                        ti = found->second;
+                    }
+                    last = ti;
+                    Trace& tr = traces[ti];
+                    n.trace = ti;
+                    int index = (int)notes.size() - 1;
+                    if (!tr.spans.emplace(id64(s), index).second) return false;  // a span twice
+                    tr.order.push_back(index);
+                    if (tr.order.size() > c.max_spans) return false;
+                }
+            }
+            r++;
+        }
+        for (Note& n : notes) {
+            const std::string& p = n.span->parent_span_id();
+            n.parent = -1;
+            if (p.size() == 8) {
+                const Trace& tr = traces[n.trace];
+                auto found = tr.spans.find(id64(p));
+                if (found != tr.spans.end()) n.parent = found->second;
+            } else if (!p.empty()) {
+                return false;  // a parent id of another size: the Python mapping's reading
+            }
+        }
+        return true;
+    }
+
+    // `mapping._descendants`: the notes below `root`, in the Python mapping's order.
+    void descendants(int root, std::vector<int>& out) {
+        Trace& tr = traces[notes[root].trace];
+        if (!tr.children_made) {
+            for (int i : tr.order) {
+                const std::string& p = notes[i].span->parent_span_id();
+                if (!p.empty()) tr.children[id64(p)].push_back(i);
+            }
+            tr.children_made = true;
+        }
+        std::vector<int>& todo = todo_;
+        todo.clear();
+        auto first = tr.children.find(id64(notes[root].span->span_id()));
+        if (first != tr.children.end()) todo = first->second;
+        while (!todo.empty() && out.size() < tr.order.size()) {
+            int i = todo.back();
+            todo.pop_back();
+            out.push_back(i);
+            auto more = tr.children.find(id64(notes[i].span->span_id()));
+            if (more != tr.children.end()) todo.insert(todo.end(), more->second.begin(), more->second.end());
+        }
+    }
+
+    const Agent* served(const AnyValue* v, sv* name) const {
+        if (!is_str(v)) return nullptr;
+        auto found = c.agents.find(v->string_value());
+        if (found == c.agents.end()) return nullptr;
+        *name = found->first;
+        return &found->second;
+    }
+
+    // `_lookup`: the first of the slots on the nearest note of the chain that has one, else the resource.
+    const AnyValue* lookup(const std::vector<int>& chain, const int* keys, int n, const Attrs& res, bool* found) {
+        for (int i : chain)
+            for (int k = 0; k < n; k++)
+                if (notes[i].attrs.at[keys[k]] != nullptr) {
+                    *found = true;
+                    return notes[i].attrs.at[keys[k]];
+                }
+        for (int k = 0; k < n; k++)
+            if (res.at[keys[k]] != nullptr) {
+                *found = true;
+                return res.at[keys[k]];
+            }
+        *found = false;
+        return nullptr;
+    }
+
+    // One span's event (mapping._map_span); false declines the request.
+    bool map(int index) {
+        Note& n = notes[index];
+        if (!n.has_op || !(c.task_op(n.op) || is_turn(n.op) || n.op == "execute_tool")) {
+            ignored++;
+            return true;
+        }
+        const Attrs& res = resource(n);
+        // scope: the agent and the chain's notes
+        std::vector<int>& chain = chain_;
+        chain.clear();
+        sv agent;
+        const Agent* spec = nullptr;
+        const AnyValue* first = nullptr;
+        for (int i = index, hops = 0; i >= 0 && hops < MAX_ANCESTRY; i = notes[i].parent, hops++) {
+            chain.push_back(i);
+            const AnyValue* name = notes[i].attrs.at[AGENT_NAME];
+            if (!is_none(name) && spec == nullptr) {
+                spec = served(name, &agent);
+                if (spec == nullptr && first == nullptr) first = name;
+            }
+        }
+        if (spec == nullptr) {
+            // the resource's service.name when served (else the refusal names another: Python's)
+            spec = served(res.at[SERVICE_NAME], &agent);
+            if (spec == nullptr) return false;  // unknown agent (or one deferred for its ancestors)
+        }
+        bool found;
+        const AnyValue* flow = lookup(chain, spec->flow.data(), (int)spec->flow.size(), res, &found);
+        if (is_none(flow)) return false;  // a flow rule, a missing ancestor or no flow: Python decides
+        const int exclude_key[1] = {spec->exclude};
+        const AnyValue* exclude = lookup(chain, exclude_key, 1, res, &found);
+        bool synthetic = false;
+        if (is_none(exclude)) {
+            const int synthetic_key[1] = {SYNTHETIC};
+            const AnyValue* s = lookup(chain, synthetic_key, 1, res, &found);
+            synthetic = s != nullptr && s->value_case() == AnyValue::kBoolValue && s->bool_value();
+        }
+        const auto& span = *n.span;
+        const Attrs& a = n.attrs;
+        uint64_t start = span.start_time_unix_nano(), end = span.end_time_unix_nano();
+        double duration = end > start ? (double)(end - start) / 1e9 : 0.0;
+        int status = (int)span.status().code();
+
+        std::vector<int>& below = below_;
+        below.clear();
+        int type;  // 0 task, 1 turn, 2 tool
+        bool task_op = false;
+        for (const auto& t : spec->task_ops)
+            if (n.op == t) task_op = true;
+        if (task_op) {
+            descendants(index, below);
+            const AnyValue* service = res.at[SERVICE_NAME];
+            for (int d : below) {
+                const Note& m = notes[d];
+                if (!m.has_op || !c.task_op(m.op)) continue;
+                sv inner_name;
+                bool same;
+                if (served(m.attrs.at[AGENT_NAME], &inner_name) != nullptr) {
+                    same = inner_name == agent;
+                } else {
+                    same = is_str(service) && sv(service->string_value()) == agent;
+                }
+                if (same) {  // an agent span around another of the same agent: not a task
+                    ignored++;
+                    return true;
+                }
+            }
+            type = 0;
+        } else if (is_turn(n.op)) {
+            type = 1;
+        } else if (n.op == "execute_tool") {
+            type = 2;
+        } else {
+            ignored++;  // another spec's task operation
+            return true;
+        }
+
+        Out& o = out;
+        o.raw(o.first ? "{\"type\":" : ",{\"type\":");
+        o.first = false;
+        o.raw(type == 0 ? "\"task\"" : type == 1 ? "\"turn\"" : "\"tool_call\"");
+        o.key("agent");
+        o.str(agent);
+        o.key("flow");
+        if (!o.value(flow)) return false;
+        if (synthetic) {
+            o.key("exclude");
+            o.str("synthetic");
+        } else if (!is_none(exclude)) {
+            o.key("exclude");
+            if (!o.value(exclude)) return false;
+        }
+        o.key("session_id");
+        if (!is_none(a.at[CONVERSATION])) {
+            if (!o.value(a.at[CONVERSATION])) return false;
+        } else {
+                o.hex_str(span.trace_id());
+        }
+        o.key("trace_id");
+        o.hex_str(span.trace_id());
+        if (end > 0) {
+            o.key("time");
+            o.number((double)end / 1e9);
+        }
+        // _versions
+        for (int k : {spec->version, spec->prompt_version}) {
+            if (a.at[k] != nullptr) {
+                o.key(k == spec->version ? "version" : "prompt_version");
+                if (!o.value(a.at[k])) return false;
+            }
+        }
+        const AnyValue* model = type == 2 ? nullptr : n.model;
+        if (model != nullptr) {
+            o.key("model");
+            if (!o.value(model)) return false;
+        }
+        if (type == 0) {
+            o.key("outcome");
+            const AnyValue* outcome = a.at[spec->outcome];
+            if (!is_none(outcome)) {
+                if (!o.value(outcome)) return false;
+            } else {
+                o.str(status == STATUS_ERROR ? "failure" : "success");
+            }
+            o.key("duration_s");
+            o.number(duration);
+            for (int k : {(int)ESCALATION_REQUIRED, (int)FAILURE_MODE}) {
+                if (a.at[k] != nullptr) {
+                    o.key(k == ESCALATION_REQUIRED ? "escalation_required" : "failure_mode");
+                    if (!o.value(a.at[k])) return false;
+                }
+            }
+            long steps = 0;
+            double cost = 0.0;
+            bool priced = false;
+            const AnyValue* first_model = nullptr;
+            for (int d : below) {
+                const Note& m = notes[d];
+                if (m.kind == 2) steps++;
+                if (m.kind != 1) continue;
+                steps++;
+                if (first_model == nullptr && m.model != nullptr) first_model = m.model;
+                if (spec->prices.empty() || !is_str(m.model)) continue;
+                auto price = spec->prices.find(m.model->string_value());
+                if (price == spec->prices.end()) continue;
+                double in = m.has_in ? (double)m.in : 0.0, out_tokens = m.has_out ? (double)m.out : 0.0;
+                double input = in * price->second.first;
+                double output = out_tokens * price->second.second;
+                cost += (input + output) / 1e6;
+                priced = true;
+            }
+            o.key("steps");
+            o.integer(steps);
+            if (priced) {
+                o.key("cost_usd");
+                if (!o.number(cost)) return false;
+            }
+            if (model == nullptr && first_model != nullptr) {
+                o.key("model");
+                if (!o.value(first_model)) return false;
+            }
+        } else if (type == 1) {
+            o.key("kind");
+            o.str("turn");
+            o.key("latency_s");
+            o.number(duration);
+            if (n.has_in || n.has_out) {
+                o.key("tokens");
+                o.json.push_back('{');
+                if (n.has_in) {
+                    o.json.append("\"input\":");
+                    o.integer(n.in);
+                }
+                if (n.has_out) {
+                    o.json.append(n.has_in ? ",\"output\":" : "\"output\":");
+                    o.integer(n.out);
+                }
+                o.json.push_back('}');
+            }
+        } else {
+            o.key("tool");
+            const AnyValue* tool = a.at[TOOL_NAME];
+            if (!is_none(tool)) {
+                if (!o.value(tool)) return false;
+            } else {
+                sv name = span.name();
+                size_t space = name.find(' ');
+                sv rest = space == sv::npos ? sv() : name.substr(space + 1);
+                o.str(rest.empty() ? name : rest);
+            }
+            o.key("outcome");
+            const AnyValue* outcome = a.at[TOOL_OUTCOME];
+            if (!is_none(outcome)) {
+                if (!is_str(outcome)) return false;  // `outcome not in TOOL_OUTCOMES` of a list...
+                o.str(outcome->string_value());
+            } else {
+                bool failed = status == STATUS_ERROR || a.at[ERROR_TYPE] != nullptr;
+                o.str(failed ? "error" : "ok");
+            }
+            o.key("latency_s");
+            o.number(duration);
+        }
+        o.json.push_back('}');
+        hex(o.keys, span.trace_id());
+        hex(o.keys, span.span_id());
+        return true;
+    }
+};
+
+struct Mapper {
+    PyObject_HEAD
+    Config* config;
+};
+
+void Mapper_dealloc(Mapper* self) {
+    delete self->config;
+    Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
+}
+
+bool utf8(PyObject* o, std::string* out) {
+    Py_ssize_t size;
+    const char* data = PyUnicode_AsUTF8AndSize(o, &size);
+    if (data == nullptr) return false;
+    out->assign(data, size);
+    return true;
+}
+
+bool strings(PyObject* seq, std::vector<std::string>* out) {
+    PyObject* fast = PySequence_Fast(seq, "a sequence of str");
+    if (fast == nullptr) return false;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        std::string s;
+        if (!utf8(PySequence_Fast_GET_ITEM(fast, i), &s)) {
+            Py_DECREF(fast);
+            return false;
+        }
+        out->push_back(s);
+    }
+    Py_DECREF(fast);
+    return true;
+}
+
+// Mapper({agent: (task_operations, flow_attributes, outcome, version, prompt_version, exclude,
+//                 has_flow_rules, {model: (input_per_mtok, output_per_mtok)})}, max_spans, max_traces)
+int Mapper_init(Mapper* self, PyObject* args, PyObject*) {
+    PyObject* agents;
+    Py_ssize_t max_spans, max_traces;
+    if (!PyArg_ParseTuple(args, "O!nn", &PyDict_Type, &agents, &max_spans, &max_traces)) return -1;
+    auto* c = new Config();
+    c->max_spans = (size_t)max_spans;
+    c->max_traces = (size_t)max_traces;
+    for (int i = 0; i < N_FIXED; i++) c->names.push_back(FIXED_NAMES[i]);
+    PyObject *name, *conf;
+    Py_ssize_t pos = 0;
+    bool ok = true;
+    while (ok && PyDict_Next(agents, &pos, &name, &conf)) {
+        PyObject *ops, *flows, *outcome, *version, *prompt, *exclude, *prices;
+        int rules;
+        Agent a;
+        std::string agent;
+        ok = utf8(name, &agent) &&
+             PyArg_ParseTuple(conf, "OOUUUUpO!", &ops, &flows, &outcome, &version, &prompt, &exclude, &rules,
+                              &PyDict_Type, &prices) &&
+             strings(ops, &a.task_ops);
+        std::vector<std::string> flow_names;
+        std::string text[4];
+        ok = ok && strings(flows, &flow_names) && utf8(outcome, &text[0]) && utf8(version, &text[1]) &&
+             utf8(prompt, &text[2]) && utf8(exclude, &text[3]);
+        if (!ok) break;
+        for (const auto& f : flow_names) a.flow.push_back(c->slot(f));
+        a.outcome = c->slot(text[0]);
+        a.version = c->slot(text[1]);
+        a.prompt_version = c->slot(text[2]);
+        a.exclude = c->slot(text[3]);
+        a.rules = rules != 0;
+        PyObject *model, *price;
+        Py_ssize_t at = 0;
+        while (ok && PyDict_Next(prices, &at, &model, &price)) {
+            std::string m;
+            double in, out;
+            ok = utf8(model, &m) && PyArg_ParseTuple(price, "dd", &in, &out);
+            if (ok) a.prices[m] = {in, out};
+        }
+        for (const auto& t : a.task_ops) {
+            bool known = false;
+            for (const auto& u : c->task_ops) known = known || u == t;
+            if (!known) c->task_ops.push_back(t);
+        }
+        c->agents.emplace(agent, std::move(a));
+    }
+    if (ok && c->names.size() > MAX_SLOTS) {
+        PyErr_SetString(PyExc_ValueError, "too many distinct otel attribute names for the C++ mapper");
+        ok = false;
+    }
+    if (!ok) {
+        delete c;
+        return -1;
+    }
+    for (size_t i = 0; i < c->names.size(); i++) c->slots.add(sv(c->names[i]), (int)i);
+    delete self->config;
+    self->config = c;
+    return 0;
+}
+
+// map(body) -> (events JSON, keys, trace ids, ignored, spans) | None
+PyObject* Mapper_map(Mapper* self, PyObject* arg) {
+    Py_buffer body;
+    if (PyObject_GetBuffer(arg, &body, PyBUF_SIMPLE) < 0) return nullptr;
+    if (self->config == nullptr || body.len > INT32_MAX) {
+        PyBuffer_Release(&body);
+        Py_RETURN_NONE;
+    }
+    const Config& c = *self->config;
+    bool ok;
+    Request r(c);
+    google::protobuf::ArenaOptions options;
+    options.start_block_size = 64 << 10;  // a 1,000-span request takes ~2 MiB: fewer, larger blocks
+    options.max_block_size = 1 << 20;
+    google::protobuf::Arena arena(options);
+    Py_BEGIN_ALLOW_THREADS  // nothing of Python is touched until the end
+    auto* request =
+        google::protobuf::Arena::CreateMessage<pb::collector::trace::v1::ExportTraceServiceRequest>(&arena);
+    ok = request->ParseFromArray(body.buf, (int)body.len) && r.note_all(*request) && !r.notes.empty();
+    r.out.json.reserve(r.notes.size() * 320);
+    r.out.keys.reserve(r.notes.size() * 48);
+    r.out.json.push_back('[');
+    for (size_t i = 0; ok && i < r.notes.size(); i++) ok = r.map((int)i);
+    r.out.json.push_back(']');
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&body);
+    if (!ok) Py_RETURN_NONE;
+    std::string traces;
+    traces.reserve(r.traces.size() * 16);
+    for (const auto& t : r.traces) traces.append(t.id);
+    return Py_BuildValue("(y#s#y#ln)", r.out.json.data(), (Py_ssize_t)r.out.json.size(), r.out.keys.data(),
+                         (Py_ssize_t)r.out.keys.size(), traces.data(), (Py_ssize_t)traces.size(), r.ignored,
+                         (Py_ssize_t)r.notes.size());
+}
+
+PyMethodDef Mapper_methods[] = {
+    {"map", (PyCFunction)Mapper_map, METH_O,
+     "map(body) -> (events JSON, span keys as 48 hex digits each, trace ids as 16 bytes each, spans "
+     "ignored, spans) | None when the Python mapping must read the request"},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyTypeObject MapperType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+}  // namespace
+
+// Called by the module's init (_reader.cpp): adds the Mapper type.
+int add_mapper(PyObject* module) {
+    MapperType.tp_name = "agentslo.exporter.otlp._reader.Mapper";
+    MapperType.tp_basicsize = sizeof(Mapper);
+    MapperType.tp_flags = Py_TPFLAGS_DEFAULT;
+    MapperType.tp_new = PyType_GenericNew;
+    MapperType.tp_init = (initproc)Mapper_init;
+    MapperType.tp_dealloc = (destructor)Mapper_dealloc;
+    MapperType.tp_methods = Mapper_methods;
+    MapperType.tp_doc = "The usual OTLP trace request mapped to the events JSON of POST /v1/events (_mapper.cpp)";
+    if (PyType_Ready(&MapperType) < 0) return -1;
+    Py_INCREF(&MapperType);
+    if (PyModule_AddObject(module, "Mapper", reinterpret_cast<PyObject*>(&MapperType)) < 0) {
+        Py_DECREF(&MapperType);
+        return -1;
+    }
+    return 0;
+}
