@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +28,7 @@ from agentslo.exporter.catalog import Catalog
 from agentslo.exporter.classify import Classifier, Deltas
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.events import MAX_LABEL_CHARS, MAX_USD
-from agentslo.exporter.persist import ROW, SPAN_MARK, Persistence
+from agentslo.exporter.persist import ROW, SPAN_KEY, Persistence
 from agentslo.exporter.planning import Planner
 from agentslo.exporter.replay import Answers
 from agentslo.exporter.store import NOT_PERSISTED, Store
@@ -49,9 +48,9 @@ class Batch:
     partial: bool = False
     key: str | None = None
     digest: str | None = None
-    # One dedupe key per event (OTLP: trace and span id), filed with the counts of the events that
-    # count: one row per request (`exporter.otlp.seen`)
-    span_keys: list[str] | None = None
+    # One dedupe key per event (OTLP: trace and span id, `SPAN_KEY` bytes each), filed with the counts
+    # of the events that count: one row per request (`exporter.otlp.seen`)
+    span_keys: bytes | None = None
     dropped: int = 0  # events the sending client had to drop (X-Agent-SLO-Dropped), counted when applied
 
 
@@ -77,6 +76,7 @@ class Group:
     results: list[IngestResult] = field(default_factory=list)
     deltas: Deltas = field(default_factory=Deltas)
     answers: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    spans: list[bytes] = field(default_factory=list)  # the counted events' span keys, per batch
     members: list[int] = field(default_factory=list)  # indices of the batches whose deltas are merged
     aliases: list[tuple[int, int]] = field(default_factory=list)  # (retry, first) with the same key
 
@@ -87,6 +87,15 @@ class Group:
             self.results[i] = error(503, problem)
         for retry, first in self.aliases:
             self.results[retry] = self.results[first]
+
+
+def _kept(keys: bytes, refused: list[int]) -> bytes:
+    """The span keys of the events not refused."""
+    if not refused:
+        return keys
+    gone = set(refused)
+    spans = range(0, len(keys), SPAN_KEY)
+    return b"".join(keys[i : i + SPAN_KEY] for i in spans if i // SPAN_KEY not in gone)
 
 
 def _first_agent(events: Any, bad: set[int]) -> str | None:
@@ -173,15 +182,15 @@ class Ingestor:
             group = self.prepare_many(batches, now)
             if group.members:
                 try:
-                    self.persist(group.deltas, now, group.answers)
+                    self.persist(group.deltas, now, group.answers, b"".join(group.spans))
                 except Exception as exc:
                     group.fail(exc)
                     if len(batches) == 1:
                         raise
                 else:
                     self.publish(group.deltas, now)
-                    if self.db is None:  # span keys are the OTLP receiver's to remember (`otlp.seen`)
-                        self.memory.put((a for a in group.answers if a[1] != SPAN_MARK), now)
+                    if self.db is None:
+                        self.memory.put(group.answers, now)
         return group.results
 
     def prepare_many(self, batches: list[Batch], now: float) -> Group:
@@ -209,12 +218,8 @@ class Ingestor:
                     if batch.key is not None:
                         body = orjson.dumps(result.body)
                         group.answers.append((batch.key, batch.digest or "", result.status, body))
-                    if batch.span_keys:  # one row per request: its counted span keys, one a line
-                        refused = set(result.body.get("rejected", ()))
-                        kept = [k for i, k in enumerate(batch.span_keys) if i not in refused]
-                        if kept:
-                            row = SPAN_MARK + uuid.uuid4().hex
-                            group.answers.append((row, SPAN_MARK, 200, "\n".join(kept).encode()))
+                    if batch.span_keys:
+                        group.spans.append(_kept(batch.span_keys, result.body.get("rejected", ())))
             group.deltas.finish()
         return group
 
@@ -338,8 +343,9 @@ class Ingestor:
         deltas: Deltas,
         now: float,
         answers: list[tuple[str, str, int, bytes]] = (),  # type: ignore[assignment]
+        spans: bytes = b"",
     ) -> None:
-        """Commit deltas (and idempotency answers) to SQLite; safe to run on another thread."""
+        """Commit deltas (with idempotency answers and span keys) to SQLite; safe to run on another thread."""
         if self.db is None:
             return
         builds = self._builds(deltas)
@@ -353,6 +359,7 @@ class Ingestor:
                 {a: list(v) for a, v in builds.items()} if builds is not None else None,
                 answers,
                 new,
+                spans,
             )
             for slot, position in fresh.items():
                 self.store.db_ids[slot] = assigned[-position - 1]

@@ -33,17 +33,25 @@ CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY, adds BLOB NOT NULL, sets BLOB NOT NULL, answers TEXT NOT NULL, builds TEXT,
     created REAL NOT NULL
 );
--- A commit is one INSERT into the journal (one statement: one hand-off of the GIL, which under load
--- is what a commit's latency is made of); the trigger files its Idempotency-Keys and build labels
--- in the same transaction.
-CREATE TRIGGER IF NOT EXISTS journal_sides AFTER INSERT ON journal BEGIN
+-- OTLP span keys, one row per acknowledged request: its counted spans' keys, SPAN_KEY bytes each
+CREATE TABLE IF NOT EXISTS spans (created REAL NOT NULL, keys BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS spans_created ON spans (created);
+"""
+# A commit is one INSERT into the journal (one statement: one hand-off of the GIL, which under load
+# is what a commit's latency is made of); the trigger files its Idempotency-Keys, span keys and build
+# labels in the same transaction. (Made again on every open: files of earlier versions get `spans`.)
+_TRIGGER = """
+DROP TRIGGER IF EXISTS journal_sides;
+CREATE TRIGGER journal_sides AFTER INSERT ON journal BEGIN
     INSERT OR REPLACE INTO idempotency (key, body_hash, status, answer, created)
         SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, NEW.created
         FROM json_each(NEW.answers) AS j;
+    INSERT INTO spans (created, keys) SELECT NEW.created, NEW.spans WHERE NEW.spans IS NOT NULL;
     INSERT OR REPLACE INTO meta (key, value) SELECT 'build_info', NEW.builds WHERE NEW.builds IS NOT NULL;
 END;
 """
-_JOURNAL = "INSERT INTO journal (adds, sets, answers, builds, created) VALUES (?, ?, ?, ?, ?)"
+_JOURNAL = "INSERT INTO journal (adds, sets, answers, builds, created, spans) VALUES (?, ?, ?, ?, ?, ?)"
+SPAN_KEY = 24  # bytes of an OTLP span key: trace id and span id (`exporter.otlp.seen`)
 ROW = np.dtype([("id", "<i8"), ("value", "<f8")])  # one journal entry: a counter's row id and amount
 # Span dedupe keys (OTLP: trace and span id) live beside the Idempotency-Keys, with this prefix: a
 # control character, so no Idempotency-Key header (printable) can ever collide with one.
@@ -86,6 +94,9 @@ class Persistence:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self.db.executescript(_SCHEMA)
+        if "spans" not in {row[1] for row in self.db.execute("PRAGMA table_info(journal)")}:
+            self.db.execute("ALTER TABLE journal ADD COLUMN spans BLOB")
+        self.db.executescript(_TRIGGER)
         self.journal = self.db.execute("SELECT count(*) FROM journal").fetchone()[0]
         self.fold()
 
@@ -111,6 +122,11 @@ class Persistence:
         )
         return [(row[0], row[1], row[2]) for row in rows]
 
+    def spans(self, since: float = 0.0) -> Iterator[tuple[bytes, float]]:
+        """(span keys, time) of the requests whose spans were counted at or after `since`, newest first."""
+        query = "SELECT keys, created FROM spans WHERE created >= ? ORDER BY created DESC"
+        yield from self.db.execute(query, (since,))
+
     def commit(
         self,
         adds: np.ndarray | Iterable[tuple[int, float]],
@@ -118,23 +134,26 @@ class Persistence:
         builds: dict[str, list[str]] | None = None,
         answers: Iterable[tuple[str, str, int, bytes]] = (),
         new_series: list[str] = (),  # type: ignore[assignment]
+        spans: bytes | None = None,
     ) -> list[int]:
         """Write one batch (or several, grouped) atomically; raises and rolls back on any failure.
 
-        `adds` and `sets` are (row id, amount) rows, as `ROW` arrays or pairs; `new_series` are keys
+        `adds` and `sets` are (row id, amount) rows, as `ROW` arrays or pairs; `spans`, the OTLP span
+        keys counted (`SPAN_KEY` bytes each), filed as one row; `new_series` are keys
         that need a row id, and the ids they get are returned (in order) so the caller can use them
         from now on. Rows may refer to those new ids by their negative position: -1 for the first,
         -2 for the second...
         """
         add_rows, set_rows = _rows(adds), _rows(sets)
 
-        def journal_row() -> tuple[bytes, bytes, str, str | None, float]:
+        def journal_row() -> tuple[bytes, bytes, str, str | None, float, bytes | None]:
             return (
                 add_rows.tobytes(),
                 set_rows.tobytes(),
                 orjson.dumps([(k, h, st, a.decode()) for k, h, st, a in answers]).decode(),
                 orjson.dumps(builds).decode() if builds is not None else None,
                 time.time(),
+                spans or None,
             )
 
         db = self.db
@@ -199,7 +218,8 @@ class Persistence:
         self.journal = 0
 
     def forget_before(self, horizon: float) -> int:
-        """Drop idempotency keys older than `horizon` (unix time); returns how many."""
+        """Drop idempotency keys (and span keys) older than `horizon` (unix time); returns how many."""
+        self.db.execute("DELETE FROM spans WHERE created < ?", (horizon,))
         return self.db.execute("DELETE FROM idempotency WHERE created < ?", (horizon,)).rowcount
 
     def forget_beyond(self, most: int, keep_prefix: str = SPAN_MARK) -> int:

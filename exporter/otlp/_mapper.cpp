@@ -611,8 +611,8 @@ struct Request {
             o.number(duration);
         }
         o.json.push_back('}');
-        hex(o.keys, span.trace_id());
-        hex(o.keys, span.span_id());
+        o.keys.append(span.trace_id());
+        o.keys.append(span.span_id());
         return true;
     }
 };
@@ -732,7 +732,7 @@ PyObject* Mapper_map(Mapper* self, PyObject* arg) {
         google::protobuf::Arena::CreateMessage<pb::collector::trace::v1::ExportTraceServiceRequest>(&arena);
     ok = request->ParseFromArray(body.buf, (int)body.len) && r.note_all(*request) && !r.notes.empty();
     r.out.json.reserve(r.notes.size() * 320);
-    r.out.keys.reserve(r.notes.size() * 48);
+    r.out.keys.reserve(r.notes.size() * 24);
     r.out.json.push_back('[');
     for (size_t i = 0; ok && i < r.notes.size(); i++) ok = r.map((int)i);
     r.out.json.push_back(']');
@@ -742,14 +742,14 @@ PyObject* Mapper_map(Mapper* self, PyObject* arg) {
     std::string traces;
     traces.reserve(r.traces.size() * 16);
     for (const auto& t : r.traces) traces.append(t.id);
-    return Py_BuildValue("(y#s#y#ln)", r.out.json.data(), (Py_ssize_t)r.out.json.size(), r.out.keys.data(),
+    return Py_BuildValue("(y#y#y#ln)", r.out.json.data(), (Py_ssize_t)r.out.json.size(), r.out.keys.data(),
                          (Py_ssize_t)r.out.keys.size(), traces.data(), (Py_ssize_t)traces.size(), r.ignored,
                          (Py_ssize_t)r.notes.size());
 }
 
 PyMethodDef Mapper_methods[] = {
     {"map", (PyCFunction)Mapper_map, METH_O,
-     "map(body) -> (events JSON, span keys as 48 hex digits each, trace ids as 16 bytes each, spans "
+     "map(body) -> (events JSON, span keys as 24 bytes each (trace and span id), trace ids as 16 bytes each, spans "
      "ignored, spans) | None when the Python mapping must read the request"},
     {nullptr, nullptr, 0, nullptr}};
 

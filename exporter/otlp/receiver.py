@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import orjson
@@ -40,12 +40,12 @@ from agentslo.exporter import wire
 from agentslo.exporter.classify import Deltas
 from agentslo.exporter.ingest import Batch, Ingestor
 from agentslo.exporter.otlp import rows
-from agentslo.exporter.otlp.mapping import Mapped, inherited, map_logs, map_spans, unread_notes
+from agentslo.exporter.otlp.mapping import Mapped, _item, inherited, map_logs, map_spans, unread_notes
 from agentslo.exporter.otlp.memory import SpanNote, TraceMemory, Unread
 from agentslo.exporter.otlp.rows import Rows, wanted
-from agentslo.exporter.otlp.seen import SpanKeys
+from agentslo.exporter.otlp.seen import SpanKeys, span_key, trace_of
 from agentslo.exporter.otlp.semconv import attributes, operation
-from agentslo.exporter.persist import SPAN_MARK
+from agentslo.exporter.persist import SPAN_KEY, SPAN_MARK
 from agentslo.spec import Spec
 
 Mapper: type[Any] | None
@@ -68,7 +68,7 @@ class Fast(NamedTuple):
 
     body: bytes
     events: bytes
-    keys: str
+    keys: bytes
     traces: bytes
     ignored: int
     total: int
@@ -120,7 +120,7 @@ class OtlpReceiver:
         if db is None:
             return
         now = time.time()
-        self._restore_keys(db.filed(SPAN_MARK, now - self.seen.horizon_s), now)
+        self._restore_keys(now)
         task_ops = {op for spec in self.specs.values() for op in spec.otel.task_operations}
         kept = inherited(self.specs.values())
         for _, answer, created in db.filed(PARKED, now - self.memory.max_age_s):
@@ -131,19 +131,25 @@ class OtlpReceiver:
             self.memory.note(span.trace_id, span.span_id, note, now)
             self.memory.defer(span.trace_id, span.span_id, raw_span, raw_resource, created, awaited)
 
-    def _restore_keys(self, filed: list[tuple[str, str, float]], now: float) -> None:
-        """The newest span keys the file holds, into the index (one row per request; one per span
-        in files written before)."""
-        chosen: list[list[str]] = []
+    def _restore_keys(self, now: float) -> None:
+        """The newest span keys the file holds, into the index (one row per request; a row per span
+        in the idempotency table in files of earlier versions)."""
+        db, since = self.ingestor.db, now - self.seen.horizon_s
+        assert db is not None
+        chosen: list[bytes] = []
         count = 0
-        for key, answer, _ in sorted(filed, key=lambda row: row[2], reverse=True):
-            keys = answer.split("\n") if answer else [key[len(SPAN_MARK) :]]
+        for keys, _ in db.spans(since):
             chosen.append(keys)
-            count += len(keys)
+            count += len(keys) // SPAN_KEY
             if count >= self.seen.most:
                 break
         for keys in reversed(chosen):
-            self.seen.add(keys, now)
+            spans = [keys[i : i + SPAN_KEY] for i in range(0, len(keys), SPAN_KEY)]
+            self.seen.add(spans, now, {k[:16] for k in spans})
+        if count < self.seen.most:
+            older = [key[len(SPAN_MARK) :] for key, _, _ in db.filed(SPAN_MARK, since)]
+            traces = {t for t in map(trace_of, older) if t is not None}
+            self.seen.add(map(span_key, older), now, traces)
 
     def map_fast(self, body: bytes) -> Fast | None:
         """The C++ mapper's reading of a binary request (no lock held: it runs beside other requests),
@@ -157,17 +163,18 @@ class OtlpReceiver:
         """Count a request the C++ mapper read; None when the Python mapping must read it after all
         (a trace the memory knows, a span counted before: a retry)."""
         trace_ids = [fast.traces[i : i + 16] for i in range(0, len(fast.traces), 16)]
-        keys = [fast.keys[i : i + 48] for i in range(0, len(fast.keys), 48)]
+        keys = fast.keys
         events: Any = (wire.decode(fast.events) or orjson.loads(fast.events)) if keys else None
-        mapped = Mapped(keys=keys, ignored=fast.ignored, total=fast.total)
+        mapped = Mapped(ignored=fast.ignored, total=fast.total)
         ingestor, now = self.ingestor, time.time()
         with self._memory_lock:
             if self.memory.knows(trace_ids):
                 return None
             with ingestor.lock:
-                if keys and self.seen.any_seen(keys, now):
+                if self.seen.any_trace_seen(trace_ids, now):  # spans of these traces were counted
                     return None
-                counted = self._commit(mapped, events, keys, list(range(len(keys))), now) if keys else 0
+                refused = self._commit(mapped, events, keys, _span_item(keys), now, trace_ids) if keys else ()
+                counted = len(keys) // SPAN_KEY - len(refused)
                 self.memory.hold_unread(Unread(fast.body, trace_ids, self._unread), now)
                 mapped.expired = self.memory.expire(now)
                 self._tally(TRACES, mapped, counted, 0)
@@ -193,38 +200,52 @@ class OtlpReceiver:
     def _apply(self, mapped: Mapped, signal: str) -> None:
         """Count the new events of `mapped` (raises when storage fails: nothing counted, answer 503)."""
         ingestor, now = self.ingestor, time.time()
+        binary = [span_key(k) for k in mapped.keys]
         with ingestor.lock:  # the seen-check and the commit are one step: a concurrent retry waits
-            fresh = self._fresh(mapped, now)
+            fresh = self._fresh(binary, now)
             duplicates = len(mapped.events) - len(fresh)
-            if duplicates:
-                events, keys = [mapped.events[i] for i in fresh], [mapped.keys[i] for i in fresh]
-            else:
-                events, keys = mapped.events, mapped.keys
-            counted = self._commit(mapped, events, keys, fresh, now) if events else 0
+            events = [mapped.events[i] for i in fresh] if duplicates else mapped.events
+            keys = b"".join(binary[i] for i in fresh)
+            traces = {t for t in (trace_of(mapped.keys[i]) for i in fresh) if t is not None}
+            counted = 0
+            if events:
+                refused = self._commit(mapped, events, keys, lambda i: mapped.item(fresh[i]), now, traces)
+                counted = len(events) - len(refused)
+                if self.on_session is not None and mapped.sessions:
+                    counted_tasks = {fresh[i] for i in range(len(events)) if i not in refused}
+                    for index, session in mapped.sessions:
+                        if index in counted_tasks:  # a task counted now: its session is judged once
+                            self.on_session(session)
             self._tally(signal, mapped, counted, duplicates)
             self._park(mapped, now)
 
-    def _commit(self, mapped: Mapped, events: Any, keys: list[str], fresh: list[int], now: float) -> int:
+    def _commit(
+        self,
+        mapped: Mapped,
+        events: Any,
+        keys: bytes,
+        item: Callable[[int], str],
+        now: float,
+        traces: Iterable[bytes],
+    ) -> set[int]:
         """Apply the fresh events (a list, or the `/v1/events` JSON decoded) as one partial batch, their
-        span keys filed in the same transaction; the refused ones go to `mapped`. How many counted."""
+        span keys (`SPAN_KEY` bytes each) filed in the same transaction; the refused ones go to `mapped`
+        (`item`: the span or record of event i, for the message). Which were refused; `traces`: the
+        trace ids of the keys."""
         result = self.ingestor.apply_many([Batch(events, partial=True, span_keys=keys)])[0]
         if result.status >= 500:
             raise RuntimeError(result.body.get("error", "storage failure"))
         refused = set(result.body.get("rejected", ())) if result.status == 207 else set()
         if result.status >= 400:  # every event refused by validation
-            refused = set(range(len(keys)))
+            refused = set(range(len(keys) // SPAN_KEY))
         problems = {p.get("index"): p for p in result.body.get("detail", [])}
         for i in sorted(refused):
             p = problems.get(i, {})
             why = f"{p.get('field', '')} {p.get('problem', 'invalid')}".strip()
-            mapped.refuse("invalid", mapped.item(fresh[i]), why)
-        self.seen.add((k for i, k in enumerate(keys) if i not in refused) if refused else keys, now)
-        if self.on_session is not None and mapped.sessions:
-            counted_tasks = {fresh[i] for i in range(len(keys)) if i not in refused}
-            for index, session in mapped.sessions:
-                if index in counted_tasks:  # a task counted now: its session is judged once
-                    self.on_session(session)
-        return len(keys) - len(refused)
+            mapped.refuse("invalid", item(i), why)
+        spans = [keys[i : i + SPAN_KEY] for i in range(0, len(keys), SPAN_KEY)]
+        self.seen.add([k for i, k in enumerate(spans) if i not in refused] if refused else spans, now, traces)
+        return refused
 
     def _tally(self, signal: str, mapped: Mapped, counted: int, duplicates: int) -> None:
         """What became of a request's items, in agent_slo_otlp_items_total and _rejected_total."""
@@ -251,13 +272,13 @@ class OtlpReceiver:
         if rows:
             self.ingestor.persist(Deltas(events=0), now, rows)
 
-    def _fresh(self, mapped: Mapped, now: float) -> list[int]:
+    def _fresh(self, keys: list[bytes], now: float) -> list[int]:
         """Indices of the events whose keys were not counted yet (nor repeated earlier in the request)."""
-        seen = self.seen.seen(mapped.keys, now) if mapped.keys else set()
-        if not seen and len(set(mapped.keys)) == len(mapped.keys):
-            return list(range(len(mapped.keys)))  # the usual request: every span new, once
+        seen = self.seen.seen(keys, now) if keys else set()
+        if not seen and len(set(keys)) == len(keys):
+            return list(range(len(keys)))  # the usual request: every span new, once
         out: list[int] = []
-        for i, key in enumerate(mapped.keys):
+        for i, key in enumerate(keys):
             if key not in seen:
                 seen.add(key)
                 out.append(i)
@@ -292,6 +313,11 @@ def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
         for spec in specs
     }
     return Mapper(agents, memory.max_spans, memory.max_traces)
+
+
+def _span_item(keys: bytes) -> Callable[[int], str]:
+    """How a refusal names the span of event i, from the C++ mapper's keys."""
+    return lambda i: _item(keys[i * SPAN_KEY : (i + 1) * SPAN_KEY].hex())
 
 
 def _refused(mapped: Mapped) -> tuple[int, str]:
