@@ -205,11 +205,8 @@ edits = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(base=st.sampled_from(BODIES), changes=edits)
-def test_mutated_sdk_requests_read_and_count_the_same_by_both_readers(
-    base: bytes, changes: list[Any]
-) -> None:
+def mutate(base: bytes, changes: list[Any]) -> bytes:
+    """The request `base` with the `edits` applied (tests/test_otlp_mapper.py mutates with it too)."""
     request = ExportTraceServiceRequest.FromString(base)
     spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
     for what, at, key, value in changes:
@@ -232,7 +229,15 @@ def test_mutated_sdk_requests_read_and_count_the_same_by_both_readers(
             event.attributes.append(
                 KeyValue(key="gen_ai.evaluation.score.value", value=AnyValue(double_value=value))
             )
-    assert_agree(request.SerializeToString())
+    return request.SerializeToString()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=st.sampled_from(BODIES), changes=edits)
+def test_mutated_sdk_requests_read_and_count_the_same_by_both_readers(
+    base: bytes, changes: list[Any]
+) -> None:
+    assert_agree(mutate(base, changes))
 
 
 @settings(max_examples=200, deadline=None)
