@@ -397,6 +397,24 @@ def test_an_evaluation_record_finds_the_agent_and_flow_of_a_span_the_mapper_read
     assert judged == 1
 
 
+def test_a_span_waiting_for_its_ancestor_is_counted_when_a_request_the_mapper_takes_brings_it() -> None:
+    """The ancestor's request is one the mapper would take, but a span of its trace is waiting: the
+    Python mapping reads it, so the waiting span is counted with the ancestor's agent and flow."""
+    specs = list(SPECS.values())
+    _, _, (chat, inner, *_) = continued_trace()
+    waiting, ancestor_body = request(chat).SerializeToString(), request(inner).SerializeToString()
+    assert receiver_module._mapper(specs, TraceMemory()).map(ancestor_body) is not None
+    fast, python = receiver(specs), receiver(specs, python_only=True)
+    for otlp in (fast, python):
+        assert not post(otlp, waiting)
+        assert otlp.memory.deferred_count == 1
+        assert not post(otlp, ancestor_body)
+        assert otlp.memory.deferred_count == 0
+    got = metrics(fast)
+    assert got == metrics(python)
+    assert value(got, names.EVENTS_TOTAL, slo="turn-latency", flow="order-status") == 1
+
+
 # --- retries and restarts ------------------------------------------------------------------------
 
 
