@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,11 +90,11 @@ class Group:
             self.results[retry] = self.results[first]
 
 
-def _kept(keys: bytes, refused: list[int]) -> bytes:
-    """The span keys of the events not refused."""
-    if not refused:
-        return keys
+def counted_keys(keys: bytes, refused: Iterable[int]) -> bytes:
+    """The span keys (`SPAN_KEY` bytes each) of the events not refused."""
     gone = set(refused)
+    if not gone:
+        return keys
     spans = range(0, len(keys), SPAN_KEY)
     return b"".join(keys[i : i + SPAN_KEY] for i in spans if i // SPAN_KEY not in gone)
 
@@ -219,7 +220,7 @@ class Ingestor:
                         body = orjson.dumps(result.body)
                         group.answers.append((batch.key, batch.digest or "", result.status, body))
                     if batch.span_keys:
-                        group.spans.append(_kept(batch.span_keys, result.body.get("rejected", ())))
+                        group.spans.append(counted_keys(batch.span_keys, result.body.get("rejected", ())))
             group.deltas.finish()
         return group
 

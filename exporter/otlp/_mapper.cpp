@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -755,10 +756,235 @@ PyMethodDef Mapper_methods[] = {
 
 PyTypeObject MapperType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
+// --- SpanIndex: the span keys counted recently (exporter/otlp/seen.py says what and why) ---
+
+constexpr size_t SPAN_KEY = 24, TRACE_ID = 16;
+constexpr int GENERATIONS = 4;
+
+template <size_t N>
+struct Key {
+    uint64_t lane[N / 8];
+    bool zero() const {
+        for (uint64_t l : lane)
+            if (l != 0) return false;
+        return true;
+    }
+    bool operator==(const Key& other) const { return std::memcmp(lane, other.lane, N) == 0; }
+};
+
+template <size_t N>
+Key<N> key_at(const char* data) {
+    Key<N> k;
+    std::memcpy(k.lane, data, N);
+    return k;
+}
+
+// A set of N-byte keys: open addressing with linear probing, at most half full (one cache line
+// touched per lookup, no allocation per key); the all-zero key marks an empty slot and is
+// remembered apart. The table doubles as it fills, so an exporter without OTLP traffic holds ~nothing.
+// Slots are found by a seeded hash of the whole key: ids come from senders, so where they land must
+// not be theirs to choose (keys made to collide would turn every lookup into a walk).
+template <size_t N>
+struct Flat {
+    std::vector<Key<N>> slots;
+    size_t mask, count = 0;
+    uint64_t seed;
+    bool has_zero = false;
+
+    explicit Flat(uint64_t s) : slots(1024, Key<N>{}), mask(1023), seed(s) {}
+    size_t home(const Key<N>& k) const {  // seeded, then murmur3's finalizer: every bit moves every bit
+        uint64_t h = seed;
+        for (uint64_t lane : k.lane) {
+            h ^= lane;
+            h ^= h >> 33;
+            h *= 0xff51afd7ed558ccdULL;
+            h ^= h >> 33;
+            h *= 0xc4ceb9fe1a85ec53ULL;
+            h ^= h >> 33;
+        }
+        return (size_t)h & mask;
+    }
+    bool contains(const Key<N>& k) const {
+        if (k.zero()) return has_zero;
+        for (size_t i = home(k);; i = (i + 1) & mask) {
+            if (slots[i] == k) return true;
+            if (slots[i].zero()) return false;
+        }
+    }
+    void grow() {
+        std::vector<Key<N>> old(2 * slots.size(), Key<N>{});
+        old.swap(slots);
+        mask = slots.size() - 1;
+        for (const auto& k : old)
+            if (!k.zero()) place(k);
+    }
+    void place(const Key<N>& k) {
+        size_t i = home(k);
+        while (!slots[i].zero()) i = (i + 1) & mask;
+        slots[i] = k;
+    }
+    void insert(const Key<N>& k) {
+        if (k.zero()) {
+            count += !has_zero;
+            has_zero = true;
+            return;
+        }
+        if (2 * (count + 1) > slots.size()) grow();
+        for (size_t i = home(k);; i = (i + 1) & mask) {
+            if (slots[i] == k) return;
+            if (slots[i].zero()) {
+                slots[i] = k;
+                count++;
+                return;
+            }
+        }
+    }
+};
+
+struct Generation {
+    Flat<SPAN_KEY> keys;
+    Flat<TRACE_ID> traces;
+    double newest = 0.0;
+    explicit Generation(uint64_t seed) : keys(seed), traces(seed ^ 0x5bd1e995) {}
+};
+
+struct SpanIndex {
+    PyObject_HEAD
+    std::deque<Generation>* generations;
+    Py_ssize_t most, size;
+    double horizon;
+    uint64_t seed;
+
+    void expire(double now) {
+        while (generations->size() > 1 && generations->front().newest < now - horizon) generations->pop_front();
+    }
+    bool has(const Key<SPAN_KEY>& key) const {
+        for (const auto& g : *generations)
+            if (g.keys.contains(key)) return true;
+        return false;
+    }
+};
+
+void SpanIndex_dealloc(SpanIndex* self) {
+    delete self->generations;
+    Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
+}
+
+int SpanIndex_init(SpanIndex* self, PyObject* args, PyObject*) {
+    Py_ssize_t most;
+    double horizon;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "ndK", &most, &horizon, &seed)) return -1;
+    delete self->generations;
+    self->most = most;
+    self->size = most / GENERATIONS > 0 ? most / GENERATIONS : 1;
+    self->horizon = horizon;
+    self->seed = seed;
+    self->generations = new std::deque<Generation>();
+    self->generations->emplace_back(seed);
+    return 0;
+}
+
+bool blob(PyObject* args, Py_buffer* view, double* now, size_t unit) {
+    if (!PyArg_ParseTuple(args, "y*d", view, now)) return false;
+    if (view->len % (Py_ssize_t)unit != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "keys of %zu bytes each", unit);
+        return false;
+    }
+    return true;
+}
+
+// add(keys, now): remember counted span keys (24 bytes each) and their traces (the first 16 bytes).
+PyObject* SpanIndex_add(SpanIndex* self, PyObject* args) {
+    Py_buffer view;
+    double now;
+    if (!blob(args, &view, &now, SPAN_KEY)) return nullptr;
+    const char* data = (const char*)view.buf;
+    for (Py_ssize_t at = 0; at < view.len; at += SPAN_KEY) {
+        Generation& g = self->generations->back();
+        g.keys.insert(key_at<SPAN_KEY>(data + at));
+        g.traces.insert(key_at<TRACE_ID>(data + at));
+        g.newest = now;
+        if ((Py_ssize_t)g.keys.count >= self->size) {
+            self->generations->emplace_back(self->seed);
+            self->generations->back().newest = now;
+            while (self->generations->size() > GENERATIONS) self->generations->pop_front();
+        }
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+// seen(keys, now) -> the indices of the keys counted within the bounds
+PyObject* SpanIndex_seen(SpanIndex* self, PyObject* args) {
+    Py_buffer view;
+    double now;
+    if (!blob(args, &view, &now, SPAN_KEY)) return nullptr;
+    self->expire(now);
+    PyObject* out = PyList_New(0);
+    const char* data = (const char*)view.buf;
+    for (Py_ssize_t at = 0; out != nullptr && at < view.len; at += SPAN_KEY) {
+        if (!self->has(key_at<SPAN_KEY>(data + at))) continue;
+        PyObject* i = PyLong_FromSsize_t(at / (Py_ssize_t)SPAN_KEY);
+        if (i == nullptr || PyList_Append(out, i) < 0) Py_CLEAR(out);
+        Py_XDECREF(i);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+// any_trace_seen(traces, now) -> whether a span of any of these traces (16 bytes each) was counted
+PyObject* SpanIndex_any_trace_seen(SpanIndex* self, PyObject* args) {
+    Py_buffer view;
+    double now;
+    if (!blob(args, &view, &now, TRACE_ID)) return nullptr;
+    self->expire(now);
+    const char* data = (const char*)view.buf;
+    bool found = false;
+    for (Py_ssize_t at = 0; !found && at < view.len; at += TRACE_ID) {
+        Key<TRACE_ID> trace = key_at<TRACE_ID>(data + at);
+        for (const auto& g : *self->generations) found = found || g.traces.contains(trace);
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
+}
+
+Py_ssize_t SpanIndex_len(SpanIndex* self) {
+    Py_ssize_t n = 0;
+    for (const auto& g : *self->generations) n += (Py_ssize_t)g.keys.count;
+    return n;
+}
+
+PyMethodDef SpanIndex_methods[] = {
+    {"add", (PyCFunction)SpanIndex_add, METH_VARARGS, "add(keys, now): remember counted span keys"},
+    {"seen", (PyCFunction)SpanIndex_seen, METH_VARARGS, "seen(keys, now) -> indices of those counted"},
+    {"any_trace_seen", (PyCFunction)SpanIndex_any_trace_seen, METH_VARARGS,
+     "any_trace_seen(traces, now) -> whether a span of one of them was counted"},
+    {nullptr, nullptr, 0, nullptr}};
+
+PySequenceMethods SpanIndex_sequence = {(lenfunc)SpanIndex_len};
+PyTypeObject SpanIndexType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
 }  // namespace
 
-// Called by the module's init (_reader.cpp): adds the Mapper type.
+// Called by the module's init (_reader.cpp): adds the Mapper and SpanIndex types.
 int add_mapper(PyObject* module) {
+    SpanIndexType.tp_name = "agentslo.exporter.otlp._reader.SpanIndex";
+    SpanIndexType.tp_basicsize = sizeof(SpanIndex);
+    SpanIndexType.tp_flags = Py_TPFLAGS_DEFAULT;
+    SpanIndexType.tp_new = PyType_GenericNew;
+    SpanIndexType.tp_init = (initproc)SpanIndex_init;
+    SpanIndexType.tp_dealloc = (destructor)SpanIndex_dealloc;
+    SpanIndexType.tp_methods = SpanIndex_methods;
+    SpanIndexType.tp_as_sequence = &SpanIndex_sequence;
+    SpanIndexType.tp_doc = "SpanIndex(most, horizon_s, seed): the span keys counted recently (otlp/seen.py)";
+    if (PyType_Ready(&SpanIndexType) < 0) return -1;
+    Py_INCREF(&SpanIndexType);
+    if (PyModule_AddObject(module, "SpanIndex", reinterpret_cast<PyObject*>(&SpanIndexType)) < 0) {
+        Py_DECREF(&SpanIndexType);
+        return -1;
+    }
     MapperType.tp_name = "agentslo.exporter.otlp._reader.Mapper";
     MapperType.tp_basicsize = sizeof(Mapper);
     MapperType.tp_flags = Py_TPFLAGS_DEFAULT;

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -38,12 +38,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from agentslo import names
 from agentslo.exporter import wire
 from agentslo.exporter.classify import Deltas
-from agentslo.exporter.ingest import Batch, Ingestor
+from agentslo.exporter.ingest import Batch, Ingestor, counted_keys
 from agentslo.exporter.otlp import rows
 from agentslo.exporter.otlp.mapping import Mapped, _item, inherited, map_logs, map_spans, unread_notes
 from agentslo.exporter.otlp.memory import SpanNote, TraceMemory, Unread
 from agentslo.exporter.otlp.rows import Rows, wanted
-from agentslo.exporter.otlp.seen import SpanKeys, span_key, trace_of
+from agentslo.exporter.otlp.seen import DEFAULT_MOST, span_index, span_key
 from agentslo.exporter.otlp.semconv import attributes, operation
 from agentslo.exporter.persist import SPAN_KEY, SPAN_MARK
 from agentslo.spec import Spec
@@ -90,7 +90,8 @@ class OtlpReceiver:
         self.wanted = wanted(specs)  # the attribute keys the mapping reads (`rows`)
         self.memory = TraceMemory()
         self._memory_lock = threading.Lock()
-        self.seen = SpanKeys(horizon_s=ingestor.config.idempotency_horizon_s)  # span keys counted
+        self.seen_most = DEFAULT_MOST
+        self.seen = span_index(self.seen_most, ingestor.config.idempotency_horizon_s)  # span keys counted
         self._unread = unread_notes(specs)
         self.mapper = _mapper(specs, self.memory)
         store = ingestor.store
@@ -134,22 +135,20 @@ class OtlpReceiver:
     def _restore_keys(self, now: float) -> None:
         """The newest span keys the file holds, into the index (one row per request; a row per span
         in the idempotency table in files of earlier versions)."""
-        db, since = self.ingestor.db, now - self.seen.horizon_s
+        db, since, most = self.ingestor.db, now - self.ingestor.config.idempotency_horizon_s, self.seen_most
         assert db is not None
         chosen: list[bytes] = []
         count = 0
         for keys, _ in db.spans(since):
             chosen.append(keys)
             count += len(keys) // SPAN_KEY
-            if count >= self.seen.most:
+            if count >= most:
                 break
-        for keys in reversed(chosen):
-            spans = [keys[i : i + SPAN_KEY] for i in range(0, len(keys), SPAN_KEY)]
-            self.seen.add(spans, now, {k[:16] for k in spans})
-        if count < self.seen.most:
+        if count < most:
             older = [key[len(SPAN_MARK) :] for key, _, _ in db.filed(SPAN_MARK, since)]
-            traces = {t for t in map(trace_of, older) if t is not None}
-            self.seen.add(map(span_key, older), now, traces)
+            chosen.append(b"".join(map(span_key, older)))
+        for keys in reversed(chosen):
+            self.seen.add(keys, now)
 
     def map_fast(self, body: bytes) -> Fast | None:
         """The C++ mapper's reading of a binary request (no lock held: it runs beside other requests),
@@ -171,9 +170,9 @@ class OtlpReceiver:
             if self.memory.knows(trace_ids):
                 return None
             with ingestor.lock:
-                if self.seen.any_trace_seen(trace_ids, now):  # spans of these traces were counted
+                if self.seen.any_trace_seen(fast.traces, now):  # spans of these traces were counted
                     return None
-                refused = self._commit(mapped, events, keys, _span_item(keys), now, trace_ids) if keys else ()
+                refused = self._commit(mapped, events, keys, _span_item(keys), now) if keys else set()
                 counted = len(keys) // SPAN_KEY - len(refused)
                 self.memory.hold_unread(Unread(fast.body, trace_ids, self._unread), now)
                 mapped.expired = self.memory.expire(now)
@@ -206,10 +205,9 @@ class OtlpReceiver:
             duplicates = len(mapped.events) - len(fresh)
             events = [mapped.events[i] for i in fresh] if duplicates else mapped.events
             keys = b"".join(binary[i] for i in fresh)
-            traces = {t for t in (trace_of(mapped.keys[i]) for i in fresh) if t is not None}
             counted = 0
             if events:
-                refused = self._commit(mapped, events, keys, lambda i: mapped.item(fresh[i]), now, traces)
+                refused = self._commit(mapped, events, keys, lambda i: mapped.item(fresh[i]), now)
                 counted = len(events) - len(refused)
                 if self.on_session is not None and mapped.sessions:
                     counted_tasks = {fresh[i] for i in range(len(events)) if i not in refused}
@@ -226,12 +224,10 @@ class OtlpReceiver:
         keys: bytes,
         item: Callable[[int], str],
         now: float,
-        traces: Iterable[bytes],
     ) -> set[int]:
         """Apply the fresh events (a list, or the `/v1/events` JSON decoded) as one partial batch, their
         span keys (`SPAN_KEY` bytes each) filed in the same transaction; the refused ones go to `mapped`
-        (`item`: the span or record of event i, for the message). Which were refused; `traces`: the
-        trace ids of the keys."""
+        (`item`: the span or record of event i, for the message). Which were refused."""
         result = self.ingestor.apply_many([Batch(events, partial=True, span_keys=keys)])[0]
         if result.status >= 500:
             raise RuntimeError(result.body.get("error", "storage failure"))
@@ -243,8 +239,7 @@ class OtlpReceiver:
             p = problems.get(i, {})
             why = f"{p.get('field', '')} {p.get('problem', 'invalid')}".strip()
             mapped.refuse("invalid", item(i), why)
-        spans = [keys[i : i + SPAN_KEY] for i in range(0, len(keys), SPAN_KEY)]
-        self.seen.add([k for i, k in enumerate(spans) if i not in refused] if refused else spans, now, traces)
+        self.seen.add(counted_keys(keys, refused), now)
         return refused
 
     def _tally(self, signal: str, mapped: Mapped, counted: int, duplicates: int) -> None:
@@ -274,7 +269,7 @@ class OtlpReceiver:
 
     def _fresh(self, keys: list[bytes], now: float) -> list[int]:
         """Indices of the events whose keys were not counted yet (nor repeated earlier in the request)."""
-        seen = self.seen.seen(keys, now) if keys else set()
+        seen = {keys[i] for i in self.seen.seen(b"".join(keys), now)} if keys else set()
         if not seen and len(set(keys)) == len(keys):
             return list(range(len(keys)))  # the usual request: every span new, once
         out: list[int] = []

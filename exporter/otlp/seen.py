@@ -1,53 +1,73 @@
 """The span keys counted recently, so that a sender's retry of a span counts once: bounded in count
 and age, in memory, and rebuilt from the SQLite file on start.
 
-A span's key is its trace id and span id (24 bytes; an evaluation on a span or a log record gets a
-24-byte digest of its own key, `span_key`). Each acknowledged request files its counted keys as one
-row (`Persistence.spans`) in the same transaction as its counts; rows past the idempotency horizon
-are dropped. Looking each span up in SQLite cost a fifth of a span's time, so lookups go to this
-index: the newest keys within the horizon, at most `most` (default 500,000, about 45 MB) and at
-least three quarters of that, in four generations of sets, the oldest dropped whole when the newest
-fills. A retry of a span older than that (more than `most` spans ago) counts again: at 100 spans/s
-the window is over an hour, while OTLP senders give up retrying after minutes.
+A span's key is its trace id and span id, 24 bytes (`span_key` makes one for an evaluation on a
+span: the trace id and a digest; and for a log record: a digest). Each acknowledged request files
+its counted keys as one row (`Persistence.spans`) in the same transaction as its counts; rows past
+the idempotency horizon are dropped. Looking each span up in SQLite cost a fifth of a span's time,
+so lookups go to this index: the newest keys within the horizon, at most `most` (default 500,000,
+about 40 MB) and at least three quarters of that, in four generations, the oldest dropped whole
+when the newest fills. A retry of a span older than that (more than `most` spans ago) counts again:
+at 100 spans/s the window is over an hour, while OTLP senders give up retrying after minutes.
 
-Each generation also holds the trace ids of its keys, so a request of traces never counted (the usual
-one) is cleared with a lookup per trace rather than per span (`any_trace_seen`).
+Each generation also holds the trace ids (a key's first 16 bytes), so a request of traces never
+counted (the usual one) is cleared with a lookup per trace rather than per span (`any_trace_seen`).
+Keys come and go as blobs of 24 bytes each: the C++ index (`SpanIndex` in `_mapper.cpp`) makes no
+Python object per key; `SpanKeys` is its pure-Python twin, used when the extension is not built.
 
-    >>> keys = SpanKeys(most=1000, horizon_s=3600)
-    >>> keys.add([b"k1", b"k2"], now=0.0)
-    >>> keys.seen([b"k2", b"k3"], now=1.0)
-    {b'k2'}
+    >>> keys = span_index(most=1000, horizon_s=3600)
+    >>> keys.add(bytes(range(24)) + bytes(range(1, 25)), 0.0)  # two keys, at time 0
+    >>> keys.seen(bytes(24) + bytes(range(1, 25)), 1.0)
+    [1]
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import deque
-from collections.abc import Collection, Hashable, Iterable
+from typing import Any
+
+from agentslo.exporter.otlp import rows
+
+SpanIndex: type[Any] | None
+try:
+    from agentslo.exporter.otlp._reader import SpanIndex
+except ImportError:  # not built: the pure-Python twin
+    SpanIndex = None
 
 DEFAULT_MOST = 500_000
 GENERATIONS = 4
-SPAN_HEX = 48  # a span's key as the mapping writes it: trace id and span id in hex
+SPAN_KEY, TRACE_ID = 24, 16
+SPAN_HEX = 2 * SPAN_KEY  # a span's key as the mapping writes it: trace id and span id in hex
 
 
 def span_key(key: str) -> bytes:
-    """The 24 bytes of a mapping key: a span's ids, or the digest of an evaluation's or record's key."""
+    """The 24 bytes of a mapping key (`Mapped.keys`): a span's ids; an evaluation's trace id and a
+    digest of the rest; a log record's digest."""
     if len(key) == SPAN_HEX:
         return bytes.fromhex(key)
-    return hashlib.blake2b(key.encode(), digest_size=SPAN_HEX // 2).digest()
+    if key.startswith("log"):
+        return hashlib.blake2b(key.encode(), digest_size=SPAN_KEY).digest()
+    rest = hashlib.blake2b(key[32:].encode(), digest_size=SPAN_KEY - TRACE_ID).digest()
+    return bytes.fromhex(key[:32]) + rest
 
 
-def trace_of(key: str) -> bytes | None:
-    """The trace id of a mapping key (None for a log record's)."""
-    return None if key.startswith("log") else bytes.fromhex(key[:32])
+def span_index(most: int = DEFAULT_MOST, horizon_s: float = 24 * 3600.0) -> Any:
+    """The index: the C++ one when built (`SpanKeys` otherwise, and with AGENT_SLO_PURE_PYTHON)."""
+    if SpanIndex is not None and not rows.PURE:
+        return SpanIndex(most, horizon_s, int.from_bytes(os.urandom(8), "little"))
+    return SpanKeys(most, horizon_s)
 
 
 class SpanKeys:
+    """The pure-Python index: as `SpanIndex`, with sets of `bytes`."""
+
     def __init__(self, most: int = DEFAULT_MOST, horizon_s: float = 24 * 3600.0):
         self.most, self.horizon_s = most, horizon_s
         self.size = max(1, most // GENERATIONS)
         # (keys, their traces, time of the newest), oldest first; the last one is filled
-        self.generations: deque[tuple[set[Hashable], set[Hashable], float]] = deque([(set(), set(), 0.0)])
+        self.generations: deque[tuple[set[bytes], set[bytes], float]] = deque([(set(), set(), 0.0)])
 
     def __len__(self) -> int:
         return sum(len(keys) for keys, _, _ in self.generations)
@@ -56,27 +76,27 @@ class SpanKeys:
         while len(self.generations) > 1 and self.generations[0][2] < now - self.horizon_s:
             self.generations.popleft()
 
-    def seen(self, keys: Iterable[Hashable], now: float) -> set[Hashable]:
-        """Which of `keys` were counted within the bounds."""
+    def seen(self, keys: bytes, now: float) -> list[int]:
+        """The indices of the keys (24 bytes each) counted within the bounds."""
         self._expire(now)
-        wanted = set(keys)
-        out: set[Hashable] = set()
-        for remembered, _, _ in self.generations:
-            out |= wanted & remembered
-        return out
+        split = [keys[i : i + SPAN_KEY] for i in range(0, len(keys), SPAN_KEY)]
+        return [i for i, key in enumerate(split) if any(key in g for g, _, _ in self.generations)]
 
-    def any_trace_seen(self, traces: Collection[Hashable], now: float) -> bool:
-        """Whether a span of any of these traces was counted within the bounds."""
+    def any_trace_seen(self, traces: bytes, now: float) -> bool:
+        """Whether a span of any of these traces (16 bytes each) was counted within the bounds."""
         self._expire(now)
-        return any(not remembered.isdisjoint(traces) for _, remembered, _ in self.generations)
+        split = [traces[i : i + TRACE_ID] for i in range(0, len(traces), TRACE_ID)]
+        return any(not remembered.isdisjoint(split) for _, remembered, _ in self.generations)
 
-    def add(self, keys: Iterable[Hashable], now: float, traces: Iterable[Hashable] = ()) -> None:
-        """Remember counted span keys and the traces they belong to."""
-        newest, newest_traces, _ = self.generations[-1]
-        newest.update(keys)
-        newest_traces.update(traces)
-        self.generations[-1] = (newest, newest_traces, now)
-        if len(newest) >= self.size:
-            self.generations.append((set(), set(), now))
-            while len(self.generations) > GENERATIONS:
-                self.generations.popleft()
+    def add(self, keys: bytes, now: float) -> None:
+        """Remember counted span keys (24 bytes each) and their traces."""
+        for i in range(0, len(keys), SPAN_KEY):
+            newest, traces, _ = self.generations[-1]
+            key = keys[i : i + SPAN_KEY]
+            newest.add(key)
+            traces.add(key[:TRACE_ID])
+            self.generations[-1] = (newest, traces, now)
+            if len(newest) >= self.size:
+                self.generations.append((set(), set(), now))
+                while len(self.generations) > GENERATIONS:
+                    self.generations.popleft()
