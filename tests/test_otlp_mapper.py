@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from agentslo.exporter.otlp.conversation import INPUT_MESSAGES, OUTPUT_MESSAGES,
 from agentslo.exporter.otlp.mapping import map_spans, unread_notes
 from agentslo.exporter.otlp.memory import TraceMemory, Unread
 from agentslo.exporter.otlp.receiver import OtlpReceiver, counts
+from agentslo.exporter.otlp.seen import GENERATIONS, SpanIndex, SpanKeys
 from agentslo.exporter.persist import SPAN_MARK
 from agentslo.spec import Spec, load_spec, parse_spec
 from benchmarks.exporter_common import EXAMPLE
@@ -131,6 +133,8 @@ RESOURCES = (
     {"app.flow": "refund", "app.exclude": "test_call"},
     {"agent_slo.flow": "refund", "agent_slo.exclude": "abuse"},
 )
+# (start, end) in ns: none, ending before it starts, at the ends of uint64, beyond 2**53
+TIMES = ((0, 0), (5, 1), (1, 2**64 - 1), (2**63, 2**64 - 1), (2**53 + 1, 2**53 + 3), (0, 1))
 index = st.integers(0, 99)
 shapes = st.lists(
     st.one_of(
@@ -145,6 +149,7 @@ shapes = st.lists(
         st.tuples(st.just("agent"), index, st.integers(0, len(AGENTS) - 1)),
         st.tuples(st.just("wrap"), index, st.integers(0, len(AGENTS) - 1)),  # an agent span around it
         st.tuples(st.just("copy"), index, index),  # the span again, under a new id
+        st.tuples(st.just("times"), index, st.integers(0, len(TIMES) - 1)),
     ),
     max_size=6,
 )
@@ -197,13 +202,15 @@ def reshape(body: bytes, changes: list[tuple[str, int, int]]) -> bytes:
                 span_id=new_id(),
                 parent_span_id=target.parent_span_id,
                 name=f"invoke_agent {AGENTS[j]}",
-                start_time_unix_nano=target.start_time_unix_nano - 1,
-                end_time_unix_nano=target.end_time_unix_nano + 1,
+                start_time_unix_nano=max(0, target.start_time_unix_nano - 1),
+                end_time_unix_nano=min(2**64 - 1, target.end_time_unix_nano + 1),
             )
             outer.attributes.extend(
                 [kv("gen_ai.operation.name", "invoke_agent"), kv("gen_ai.agent.name", AGENTS[j])]
             )
             target.parent_span_id = outer.span_id
+        elif what == "times":
+            target.start_time_unix_nano, target.end_time_unix_nano = TIMES[j]
         else:
             scope.spans.add().CopyFrom(target)
             scope.spans[-1].span_id = new_id()
@@ -260,6 +267,17 @@ def test_a_tasks_cost_is_the_python_mappings_double() -> None:
     costs = [e["cost_usd"].hex() for e in orjson.loads(fast[0]) if "cost_usd" in e]
     assert costs == [e["cost_usd"].hex() for e in mapped.events if "cost_usd" in e]
     assert len(costs) == 2  # both runs' tasks, of gpt-4o and gpt-4o-mini turns
+
+
+@pytest.mark.parametrize(
+    ("bounds", "taken"), [({}, True), ({"max_traces": 1}, False), ({"max_spans": 4}, False)]
+)
+def test_a_request_beyond_the_trace_memorys_bounds_is_declined(bounds: dict[str, int], taken: bool) -> None:
+    """Two traces of five and two spans: past the memory's bounds the Python mapping forgets notes
+    while it reads the request, which the mapper does not do, so it leaves such a request to it."""
+    specs = list(SPECS.values())
+    body = PLAIN["flow-rules"][0]
+    assert (receiver_module._mapper(specs, TraceMemory(**bounds)).map(body) is not None) is taken
 
 
 # --- through receivers -------------------------------------------------------------------------
@@ -459,6 +477,75 @@ def test_span_keys_filed_one_row_per_span_by_earlier_versions_are_restored(tmp_p
 
 
 # --- bounds -------------------------------------------------------------------------------------
+
+
+def key(i: int) -> bytes:
+    """Span key i (24 bytes): five spans a trace."""
+    return (i // 5).to_bytes(16, "big") + i.to_bytes(8, "big")
+
+
+INDEXES: dict[str, Callable[[int, float], Any]] = {"python": SpanKeys}
+if SpanIndex is not None:
+    INDEXES["c++"] = lambda most, horizon_s: SpanIndex(most, horizon_s, 12345)
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("kind", list(INDEXES))
+def test_the_span_key_index_keeps_the_newest_keys_within_its_bound(kind: str, batch: int) -> None:
+    """Requests of `batch` keys: the index keeps a run of the newest keys (the oldest go first), at
+    least three quarters of `most` and never more; a trace is seen while one of its keys is."""
+    index = INDEXES[kind](40, 3600.0)
+    keys = [key(i) for i in range(400)]
+    for at in range(0, len(keys), batch):
+        index.add(b"".join(keys[at : at + batch]), float(at))
+        added = keys[: at + batch]
+        kept = index.seen(b"".join(added), float(at))
+        first = len(added) - len(kept)
+        assert kept == list(range(first, len(added))), "a key was dropped before an older one"
+        assert min(len(added), 40 * (GENERATIONS - 1) // GENERATIONS) <= len(index) == len(kept) <= 40
+        oldest_trace = added[first - 1][:16] if first else None
+        if oldest_trace is not None and oldest_trace != added[first][:16]:
+            assert not index.any_trace_seen(oldest_trace, float(at)), "a trace outlived its keys"
+        assert index.any_trace_seen(added[first][:16], float(at))
+
+
+@pytest.mark.parametrize("kind", list(INDEXES))
+def test_span_keys_past_the_horizon_are_forgotten_a_generation_at_a_time(kind: str) -> None:
+    index = INDEXES[kind](8, 10.0)
+    index.add(key(0) + key(1), 0.0)  # a full generation (8 / 4)
+    index.add(key(2), 5.0)
+    assert index.seen(key(0) + key(1) + key(2), 9.0) == [0, 1, 2]
+    assert index.seen(key(0) + key(1) + key(2), 11.0) == [2]
+    assert len(index) == 1
+
+
+@pytest.mark.skipif(SpanIndex is None, reason="the C++ span index is not built")
+@settings(max_examples=100, deadline=None, database=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["add", "seen", "trace"]),
+            st.lists(st.integers(0, 60), max_size=12),
+            st.floats(0, 30),  # seconds since the previous operation
+        ),
+        max_size=30,
+    )
+)
+def test_the_cpp_span_index_answers_as_its_python_twin(ops: list[tuple[str, list[int], float]]) -> None:
+    twins = [SpanKeys(12, 20.0), INDEXES["c++"](12, 20.0)]
+    now = 0.0
+    for op, ids, wait in ops:
+        now += wait
+        keys = b"".join(map(key, ids))
+        if op == "add":
+            for index in twins:
+                index.add(keys, now)
+        elif op == "seen":
+            assert twins[0].seen(keys, now) == twins[1].seen(keys, now)
+        else:
+            traces = b"".join(k[:16] for k in map(key, ids))
+            assert twins[0].any_trace_seen(traces, now) == twins[1].any_trace_seen(traces, now)
+        assert len(twins[0]) == len(twins[1])
 
 
 def held(memory: TraceMemory, count: int, size: int = 100, now: float = 0.0) -> list[bytes]:
