@@ -365,6 +365,17 @@ def test_requests_the_mapper_takes_count_as_the_python_path_counts_them(variant:
     assert sum(taken) >= len(taken) / 4, f"the mapper took only {sum(taken)} of {len(taken)} requests"
 
 
+def test_specs_naming_more_attributes_than_the_mapper_holds_leave_every_request_to_the_python_path() -> None:
+    """A valid spec may name many flow attributes; the mapper has 64 slots for attribute names. The
+    exporter still starts, and counts through the Python mapping."""
+    many = ", ".join(f"app.flow{i}" for i in range(60))
+    spec = parse_spec(SPEC + f"otel:\n  flow_attributes: [{many}, agent_slo.flow]\n")
+    otlp = receiver([spec])
+    assert otlp.mapper is None
+    assert not post(otlp, PLAIN["flow-rules"][0])
+    assert counts(otlp.ingestor.store, "traces")["counted"] == 7
+
+
 def continued_trace() -> tuple[bytes, bytes, list[Span]]:
     """Request 1 (an agent span and its chat) and request 2 of the same trace: a later chat under that
     agent span, with no agent or flow of its own, and an agent span of the same agent around it all."""

@@ -291,7 +291,7 @@ def _parked_key(trace_id: bytes, span_id: bytes) -> str:
 
 def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
     """The C++ mapper set up with the specs' `otel:` sections and the trace memory's bounds, or None
-    when it is not built."""
+    when it is not built or the specs name more attributes than it has room for."""
     if Mapper is None:
         return None
     agents = {
@@ -307,7 +307,10 @@ def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
         )
         for spec in specs
     }
-    return Mapper(agents, memory.max_spans, memory.max_traces)
+    try:
+        return Mapper(agents, memory.max_spans, memory.max_traces)
+    except ValueError:  # more distinct otel attribute names than its 64 slots: the Python mapping reads all
+        return None
 
 
 def _span_item(keys: bytes) -> Callable[[int], str]:
