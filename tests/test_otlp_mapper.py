@@ -115,6 +115,8 @@ PLAIN = {
 
 # Structural changes to a request (spans by index, modulo their count), applied before `edits`.
 AGENTS = ("bot", "helper", "stranger")
+# (agent, operation) of an agent span: create_agent is a task operation of helper's spec only
+WRAPS = (*((agent, "invoke_agent") for agent in AGENTS), ("helper", "create_agent"), ("bot", "create_agent"))
 UNSET = (
     "agent_slo.flow",
     "app.flow",
@@ -147,7 +149,7 @@ shapes = st.lists(
         st.tuples(st.just("split"), index, st.integers(0, len(RESOURCES) - 1)),
         st.tuples(st.just("unset"), index, st.integers(0, len(UNSET) - 1)),
         st.tuples(st.just("agent"), index, st.integers(0, len(AGENTS) - 1)),
-        st.tuples(st.just("wrap"), index, st.integers(0, len(AGENTS) - 1)),  # an agent span around it
+        st.tuples(st.just("wrap"), index, st.integers(0, len(WRAPS) - 1)),  # an agent span around it
         st.tuples(st.just("copy"), index, index),  # the span again, under a new id
         st.tuples(st.just("times"), index, st.integers(0, len(TIMES) - 1)),
     ),
@@ -201,12 +203,12 @@ def reshape(body: bytes, changes: list[tuple[str, int, int]]) -> bytes:
                 trace_id=target.trace_id,
                 span_id=new_id(),
                 parent_span_id=target.parent_span_id,
-                name=f"invoke_agent {AGENTS[j]}",
+                name=f"{WRAPS[j][1]} {WRAPS[j][0]}",
                 start_time_unix_nano=max(0, target.start_time_unix_nano - 1),
                 end_time_unix_nano=min(2**64 - 1, target.end_time_unix_nano + 1),
             )
             outer.attributes.extend(
-                [kv("gen_ai.operation.name", "invoke_agent"), kv("gen_ai.agent.name", AGENTS[j])]
+                [kv("gen_ai.operation.name", WRAPS[j][1]), kv("gen_ai.agent.name", WRAPS[j][0])]
             )
             target.parent_span_id = outer.span_id
         elif what == "times":
