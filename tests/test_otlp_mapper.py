@@ -31,6 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import names
+from agentslo.exporter.app import create_app
 from agentslo.exporter.classify import Deltas
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.exposition import render
@@ -47,7 +48,7 @@ from agentslo.spec import Spec, load_spec, parse_spec
 from benchmarks.exporter_common import EXAMPLE
 from benchmarks.otlp_ingest import bodies, template
 from tests.doubles.sdk_backends import SPEC
-from tests.test_otlp_bad_inputs import kv, request, span
+from tests.test_otlp_bad_inputs import PB, kv, request, span
 from tests.test_otlp_reader import BODIES, NOW, SPECS, edits, mutate, same
 
 pytestmark = pytest.mark.skipif(
@@ -376,6 +377,25 @@ def test_specs_naming_more_attributes_than_the_mapper_holds_leave_every_request_
     assert otlp.mapper is None
     assert not post(otlp, PLAIN["flow-rules"][0])
     assert counts(otlp.ingestor.store, "traces")["counted"] == 7
+
+
+async def test_post_v1_traces_hands_a_binary_request_to_the_mapper_within_the_batch_limit(
+    aiohttp_client: Any,
+) -> None:
+    """The route wiring: what the mapper read is held unread, and its span count meets the limit of
+    /v1/events (413 past it, nothing counted)."""
+    app = create_app([load_spec(EXAMPLE)], ExporterConfig(max_batch_events=100))
+    client = await aiohttp_client(app)
+    [route] = [r for r in app.router.routes() if r.method == "POST" and r.resource.canonical == "/v1/traces"]
+    otlp: OtlpReceiver = route.handler.__self__.receiver  # type: ignore[attr-defined]
+    body, too_many = bodies(template(100), 1, seed=31)[0], bodies(template(110), 1, seed=32)[0]
+    fast, too_fast = otlp.map_fast(body), otlp.map_fast(too_many)
+    assert fast is not None and too_fast is not None
+    assert (await client.post("/v1/traces", data=body, headers=PB)).status == 200
+    traces = [fast.traces[i : i + 16] for i in range(0, len(fast.traces), 16)]
+    assert len(traces) == 10 and all(type(otlp.memory.traces[t][1]) is Unread for t in traces)
+    assert (await client.post("/v1/traces", data=too_many, headers=PB)).status == 413
+    assert counts(otlp.ingestor.store, "traces")["counted"] == 100
 
 
 def continued_trace() -> tuple[bytes, bytes, list[Span]]:
