@@ -495,17 +495,21 @@ def test_a_fast_request_retried_after_a_restart_counts_once(tmp_path: Path) -> N
     assert counts(again.ingestor.store, "traces")["duplicate"] == 20
 
 
-def test_span_keys_filed_one_row_per_span_by_earlier_versions_are_restored(tmp_path: Path) -> None:
-    spec, body = load_spec(EXAMPLE), benchmark_body(13)
-    fast = receiver_module._mapper([spec], TraceMemory()).map(body)
-    keys = hex_keys(fast[1])
-    earlier = Ingestor([spec], ExporterConfig(db_path=str(tmp_path / "c.db")))
-    old_rows = [(SPAN_MARK + keys[i : i + 48], SPAN_MARK, 200, b"") for i in range(0, len(keys), 48)]
-    earlier.persist(Deltas(events=0), time.time(), old_rows)
+@pytest.mark.parametrize("sdk", [False, True], ids=["benchmark", "sdk-with-evaluations"])
+def test_span_keys_filed_one_row_per_span_by_earlier_versions_are_restored(tmp_path: Path, sdk: bool) -> None:
+    """Earlier versions filed a row per span key (`SPAN_MARK` + the mapping's key, no answer): an
+    evaluation's key ("...e0") as well as a span's. Restored, the retry counts nothing."""
+    specs, body = ([parse_spec(SPEC)], BODIES[1]) if sdk else ([load_spec(EXAMPLE)], benchmark_body(13))
+    keys = map_spans(
+        rows.read_body(body, rows.wanted(specs)), {s.agent: s for s in specs}, TraceMemory()
+    ).keys
+    assert any(len(k) > 48 for k in keys) is sdk
+    earlier = Ingestor(specs, ExporterConfig(db_path=str(tmp_path / "c.db")))
+    earlier.persist(Deltas(events=0), time.time(), [(SPAN_MARK + k, SPAN_MARK, 200, b"") for k in keys])
     earlier.close()
-    otlp = receiver([spec], tmp_path / "c.db")
-    assert not post(otlp, body)
-    assert counts(otlp.ingestor.store, "traces")["duplicate"] == 20
+    otlp = receiver(specs, tmp_path / "c.db")
+    post(otlp, body)
+    assert counts(otlp.ingestor.store, "traces")["duplicate"] == len(keys)
     assert counts(otlp.ingestor.store, "traces")["counted"] == 0
 
 
