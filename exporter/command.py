@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Idempotency-Keys remembered at most, the oldest forgotten first (default: %(default)s)",
     )
     parser.add_argument(
+        "--max-span-keys",
+        type=int,
+        default=defaults.DEFAULT_MAX_SPAN_KEYS,
+        help="OTLP span keys remembered at most for exactly-once within the horizon, the oldest "
+        "forgotten first (default: %(default)s, ~80 bytes each in memory)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         default=[],
@@ -107,6 +114,7 @@ def config_from(args: argparse.Namespace) -> ExporterConfig:
         max_pending_batches=args.max_pending,
         idempotency_horizon_s=args.idempotency_horizon,
         max_idempotency_keys=args.max_idempotency_keys,
+        max_span_keys=args.max_span_keys,
         allowed_origins=tuple(args.allow_origin),
         max_scenarios=args.max_scenarios,
         prometheus_url=args.prometheus_url,

@@ -31,6 +31,8 @@ DEFAULT_MAX_READING_BYTES = 256 * 1024 * 1024
 DEFAULT_IDEMPOTENCY_HORIZON_S = 24 * 3600.0
 # Idempotency-Keys remembered at most (the oldest are forgotten first): ~780 bytes each on disk.
 DEFAULT_MAX_IDEMPOTENCY_KEYS = 200_000
+# OTLP span keys remembered for exactly-once (`exporter.otlp.seen`): ~80 bytes each in memory.
+DEFAULT_MAX_SPAN_KEYS = 500_000
 # Without --db, the remembered answers are bounded in bytes too (they live in the process's memory).
 DEFAULT_MAX_IDEMPOTENCY_BYTES = 64 * 1024 * 1024
 # Distinct synthetic scenario names per agent and flow before new ones fold into `other`.
@@ -60,6 +62,7 @@ class ExporterConfig:
     allowed_origins: tuple[str, ...] = ()
     idempotency_horizon_s: float = DEFAULT_IDEMPOTENCY_HORIZON_S
     max_idempotency_keys: int = DEFAULT_MAX_IDEMPOTENCY_KEYS
+    max_span_keys: int = DEFAULT_MAX_SPAN_KEYS
     max_idempotency_bytes: int = DEFAULT_MAX_IDEMPOTENCY_BYTES
     max_scenarios: int = DEFAULT_MAX_SCENARIOS
     max_judge_versions: int = DEFAULT_MAX_JUDGE_VERSIONS

@@ -43,7 +43,7 @@ from agentslo.exporter.otlp import rows
 from agentslo.exporter.otlp.mapping import Mapped, _item, inherited, map_logs, map_spans, unread_notes
 from agentslo.exporter.otlp.memory import SpanNote, TraceMemory, Unread
 from agentslo.exporter.otlp.rows import Rows, wanted
-from agentslo.exporter.otlp.seen import DEFAULT_MOST, span_index, span_key
+from agentslo.exporter.otlp.seen import span_index, span_key
 from agentslo.exporter.otlp.semconv import attributes, operation
 from agentslo.exporter.persist import SPAN_KEY, SPAN_MARK
 from agentslo.spec import Spec
@@ -90,8 +90,8 @@ class OtlpReceiver:
         self.wanted = wanted(specs)  # the attribute keys the mapping reads (`rows`)
         self.memory = TraceMemory()
         self._memory_lock = threading.Lock()
-        self.seen_most = DEFAULT_MOST
-        self.seen = span_index(self.seen_most, ingestor.config.idempotency_horizon_s)  # span keys counted
+        config = ingestor.config
+        self.seen = span_index(config.max_span_keys, config.idempotency_horizon_s)  # span keys counted
         self._unread = unread_notes(specs)
         self.mapper = _mapper(specs, self.memory)
         store = ingestor.store
@@ -135,7 +135,8 @@ class OtlpReceiver:
     def _restore_keys(self, now: float) -> None:
         """The newest span keys the file holds, into the index (one row per request; a row per span
         in the idempotency table in files of earlier versions)."""
-        db, since, most = self.ingestor.db, now - self.ingestor.config.idempotency_horizon_s, self.seen_most
+        config, db = self.ingestor.config, self.ingestor.db
+        since, most = now - config.idempotency_horizon_s, config.max_span_keys
         assert db is not None
         chosen: list[bytes] = []
         count = 0

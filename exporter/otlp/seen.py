@@ -5,10 +5,11 @@ A span's key is its trace id and span id, 24 bytes (`span_key` makes one for an 
 span: the trace id and a digest; and for a log record: a digest). Each acknowledged request files
 its counted keys as one row (`Persistence.spans`) in the same transaction as its counts; rows past
 the idempotency horizon are dropped. Looking each span up in SQLite cost a fifth of a span's time,
-so lookups go to this index: the newest keys within the horizon, at most `most` (default 500,000,
-about 40 MB) and at least three quarters of that, in four generations, the oldest dropped whole
-when the newest fills. A retry of a span older than that (more than `most` spans ago) counts again:
-at 100 spans/s the window is over an hour, while OTLP senders give up retrying after minutes.
+so lookups go to this index: the newest keys within the horizon, at most `most` (`serve
+--max-span-keys`, default 500,000, about 40 MB) and at least three quarters of that, in four
+generations, the oldest dropped whole when the newest fills. A retry of a span older than that (more
+than `most` spans ago) counts again: at 100 spans/s the window is over an hour, while OTLP senders
+give up retrying after minutes (the collector's `retry_on_failure` after 5 by default).
 
 Each generation also holds the trace ids (a key's first 16 bytes), so a request of traces never
 counted (the usual one) is cleared with a lookup per trace rather than per span (`any_trace_seen`).
@@ -28,6 +29,7 @@ import os
 from collections import deque
 from typing import Any
 
+from agentslo.exporter.config import DEFAULT_MAX_SPAN_KEYS
 from agentslo.exporter.otlp import rows
 
 SpanIndex: type[Any] | None
@@ -36,7 +38,6 @@ try:
 except ImportError:  # not built: the pure-Python twin
     SpanIndex = None
 
-DEFAULT_MOST = 500_000
 GENERATIONS = 4
 SPAN_KEY, TRACE_ID = 24, 16
 SPAN_HEX = 2 * SPAN_KEY  # a span's key as the mapping writes it: trace id and span id in hex
@@ -53,7 +54,7 @@ def span_key(key: str) -> bytes:
     return bytes.fromhex(key[:32]) + rest
 
 
-def span_index(most: int = DEFAULT_MOST, horizon_s: float = 24 * 3600.0) -> Any:
+def span_index(most: int = DEFAULT_MAX_SPAN_KEYS, horizon_s: float = 24 * 3600.0) -> Any:
     """The index: the C++ one when built (`SpanKeys` otherwise, and with AGENT_SLO_PURE_PYTHON)."""
     if SpanIndex is not None and not rows.PURE:
         return SpanIndex(most, horizon_s, int.from_bytes(os.urandom(8), "little"))
@@ -63,7 +64,7 @@ def span_index(most: int = DEFAULT_MOST, horizon_s: float = 24 * 3600.0) -> Any:
 class SpanKeys:
     """The pure-Python index: as `SpanIndex`, with sets of `bytes`."""
 
-    def __init__(self, most: int = DEFAULT_MOST, horizon_s: float = 24 * 3600.0):
+    def __init__(self, most: int = DEFAULT_MAX_SPAN_KEYS, horizon_s: float = 24 * 3600.0):
         self.most, self.horizon_s = most, horizon_s
         self.size = max(1, most // GENERATIONS)
         # (keys, their traces, time of the newest), oldest first; the last one is filled
