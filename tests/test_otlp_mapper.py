@@ -6,7 +6,10 @@ spans must be exactly what the Python mapping (`mapping.map_spans`) makes of the
 included; on any other it declines (None) and the Python mapping reads the request. Proven on the
 SDK's requests (tests/test_otlp_reader.py) reshaped (spans dropped, moved, re-parented, wrapped in
 an agent span, split across resources) and mutated value by value, with three spec sets; then through
-receivers: the benchmark's requests, traces continued in a later request, retries and restarts.
+receivers (the mapper's JSON through the /v1/events scanner against the Python mapping's dicts): the
+benchmark's requests, traces continued in a later request or by an evaluation record, retries across
+restarts and old key rows, and the bounds of the span-key index (C++ `SpanIndex` and its Python twin)
+and of the unread request bodies.
 """
 
 from __future__ import annotations
