@@ -55,7 +55,8 @@ from tests.test_otlp_bad_inputs import PB, kv, request, span
 from tests.test_otlp_reader import BODIES, NOW, SPECS, edits, mutate, same
 
 pytestmark = pytest.mark.skipif(
-    receiver_module.Mapper is None, reason="the C++ OTLP mapper (the _reader extension) is not built"
+    receiver_module.Mapper is None or rows.PURE,
+    reason="the C++ OTLP mapper (the _reader extension) is not built, or AGENT_SLO_PURE_PYTHON=1",
 )
 
 CONTENT = (INPUT_MESSAGES, OUTPUT_MESSAGES, TOOL_ARGUMENTS, TOOL_RESULT)  # a session to assemble
