@@ -968,36 +968,37 @@ PyTypeObject SpanIndexType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 }  // namespace
 
-// Called by the module's init (_reader.cpp): adds the Mapper and SpanIndex types.
-int add_mapper(PyObject* module) {
-    SpanIndexType.tp_name = "agentslo.exporter.otlp._reader.SpanIndex";
-    SpanIndexType.tp_basicsize = sizeof(SpanIndex);
-    SpanIndexType.tp_flags = Py_TPFLAGS_DEFAULT;
-    SpanIndexType.tp_new = PyType_GenericNew;
-    SpanIndexType.tp_init = (initproc)SpanIndex_init;
-    SpanIndexType.tp_dealloc = (destructor)SpanIndex_dealloc;
-    SpanIndexType.tp_methods = SpanIndex_methods;
-    SpanIndexType.tp_as_sequence = &SpanIndex_sequence;
-    SpanIndexType.tp_doc = "SpanIndex(most, horizon_s, seed): the span keys counted recently (otlp/seen.py)";
-    if (PyType_Ready(&SpanIndexType) < 0) return -1;
-    Py_INCREF(&SpanIndexType);
-    if (PyModule_AddObject(module, "SpanIndex", reinterpret_cast<PyObject*>(&SpanIndexType)) < 0) {
-        Py_DECREF(&SpanIndexType);
-        return -1;
-    }
-    MapperType.tp_name = "agentslo.exporter.otlp._reader.Mapper";
-    MapperType.tp_basicsize = sizeof(Mapper);
-    MapperType.tp_flags = Py_TPFLAGS_DEFAULT;
-    MapperType.tp_new = PyType_GenericNew;
-    MapperType.tp_init = (initproc)Mapper_init;
-    MapperType.tp_dealloc = (destructor)Mapper_dealloc;
-    MapperType.tp_methods = Mapper_methods;
-    MapperType.tp_doc = "The usual OTLP trace request mapped to the events JSON of POST /v1/events (_mapper.cpp)";
-    if (PyType_Ready(&MapperType) < 0) return -1;
-    Py_INCREF(&MapperType);
-    if (PyModule_AddObject(module, "Mapper", reinterpret_cast<PyObject*>(&MapperType)) < 0) {
-        Py_DECREF(&MapperType);
+namespace {
+
+int add_type(PyObject* module, PyTypeObject* type, const char* name, size_t size, initproc init, destructor dealloc,
+             PyMethodDef* methods, const char* doc) {
+    type->tp_name = name;
+    type->tp_basicsize = (Py_ssize_t)size;
+    type->tp_flags = Py_TPFLAGS_DEFAULT;
+    type->tp_new = PyType_GenericNew;
+    type->tp_init = init;
+    type->tp_dealloc = dealloc;
+    type->tp_methods = methods;
+    type->tp_doc = doc;
+    if (PyType_Ready(type) < 0) return -1;
+    Py_INCREF(type);
+    if (PyModule_AddObject(module, std::strrchr(name, '.') + 1, reinterpret_cast<PyObject*>(type)) < 0) {
+        Py_DECREF(type);
         return -1;
     }
     return 0;
+}
+
+}  // namespace
+
+// Called by the module's init (_reader.cpp): adds the Mapper and SpanIndex types.
+int add_mapper(PyObject* module) {
+    SpanIndexType.tp_as_sequence = &SpanIndex_sequence;
+    if (add_type(module, &SpanIndexType, "agentslo.exporter.otlp._reader.SpanIndex", sizeof(SpanIndex),
+                 (initproc)SpanIndex_init, (destructor)SpanIndex_dealloc, SpanIndex_methods,
+                 "SpanIndex(most, horizon_s, seed): the span keys counted recently (otlp/seen.py)") < 0)
+        return -1;
+    return add_type(module, &MapperType, "agentslo.exporter.otlp._reader.Mapper", sizeof(Mapper),
+                    (initproc)Mapper_init, (destructor)Mapper_dealloc, Mapper_methods,
+                    "The usual OTLP trace request mapped to the events JSON of POST /v1/events (_mapper.cpp)");
 }

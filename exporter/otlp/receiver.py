@@ -22,7 +22,7 @@ import base64
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -190,12 +190,7 @@ class OtlpReceiver:
         with self._memory_lock:
             mapped = map_logs(request, self.specs, self.memory)
         self._apply(mapped, LOGS)
-        reply = ExportLogsServiceResponse()
-        rejected, message = _refused(mapped)
-        if rejected or message:
-            reply.partial_success.rejected_log_records = rejected
-            reply.partial_success.error_message = message
-        return reply
+        return _reply(mapped, ExportLogsServiceResponse(), "rejected_log_records")
 
     def _apply(self, mapped: Mapped, signal: str) -> None:
         """Count the new events of `mapped` (raises when storage fails: nothing counted, answer 503)."""
@@ -319,19 +314,22 @@ def _span_item(keys: bytes) -> Callable[[int], str]:
     return lambda i: _item(keys[i * SPAN_KEY : (i + 1) * SPAN_KEY].hex())
 
 
-def _refused(mapped: Mapped) -> tuple[int, str]:
-    """How many items `partial_success` counts as refused, and its error_message."""
-    refused_items = {item.partition(":")[0] for items in mapped.rejected.values() for item in items}
-    return len(refused_items), _message(mapped)
+R = TypeVar("R", ExportTraceServiceResponse, ExportLogsServiceResponse)
+
+
+def _reply(mapped: Mapped, reply: R, rejected_field: str) -> R:
+    """The OTLP answer: `partial_success` with the items refused (`rejected_field`: how the signal's
+    response names their number) and a message naming them, when any were."""
+    rejected = len({item.partition(":")[0] for items in mapped.rejected.values() for item in items})
+    message = _message(mapped)
+    if rejected or message:
+        setattr(reply.partial_success, rejected_field, rejected)
+        reply.partial_success.error_message = message
+    return reply
 
 
 def _trace_reply(mapped: Mapped) -> ExportTraceServiceResponse:
-    reply = ExportTraceServiceResponse()
-    rejected, message = _refused(mapped)
-    if rejected or message:
-        reply.partial_success.rejected_spans = rejected
-        reply.partial_success.error_message = message
-    return reply
+    return _reply(mapped, ExportTraceServiceResponse(), "rejected_spans")
 
 
 def _message(mapped: Mapped) -> str:
