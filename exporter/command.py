@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=defaults.DEFAULT_MAX_SPAN_KEYS,
         help="OTLP span keys remembered at most for exactly-once within the horizon, the oldest "
-        "forgotten first (default: %(default)s, ~80 bytes each in memory)",
+        "forgotten first (default: %(default)s, up to ~100 bytes each in memory)",
     )
     parser.add_argument(
         "--allow-origin",

@@ -31,7 +31,7 @@ DEFAULT_MAX_READING_BYTES = 256 * 1024 * 1024
 DEFAULT_IDEMPOTENCY_HORIZON_S = 24 * 3600.0
 # Idempotency-Keys remembered at most (the oldest are forgotten first): ~780 bytes each on disk.
 DEFAULT_MAX_IDEMPOTENCY_KEYS = 200_000
-# OTLP span keys remembered for exactly-once (`exporter.otlp.seen`): ~80 bytes each in memory.
+# OTLP span keys remembered for exactly-once (`exporter.otlp.seen`): up to ~100 bytes each in memory.
 DEFAULT_MAX_SPAN_KEYS = 500_000
 # Without --db, the remembered answers are bounded in bytes too (they live in the process's memory).
 DEFAULT_MAX_IDEMPOTENCY_BYTES = 64 * 1024 * 1024

@@ -6,7 +6,7 @@ span: the trace id and a digest; and for a log record: a digest). Each acknowled
 its counted keys as one row (`Persistence.spans`) in the same transaction as its counts; rows past
 the idempotency horizon are dropped. Looking each span up in SQLite cost a fifth of a span's time,
 so lookups go to this index: the newest keys within the horizon, at most `most` (`serve
---max-span-keys`, default 500,000, about 40 MB) and at least three quarters of that, in four
+--max-span-keys`, default 500,000, at most ~50 MB) and at least three quarters of that, in four
 generations, the oldest dropped whole when the newest fills. A retry of a span older than that (more
 than `most` spans ago) counts again: at 100 spans/s the window is over an hour, while OTLP senders
 give up retrying after minutes (the collector's `retry_on_failure` after 5 by default).
