@@ -7,7 +7,10 @@ spans with the GenAI conventions' attribute sets: agent runs of one `invoke_agen
 spans (models, token usage, response ids, finish reasons, server address) and five `execute_tool`
 spans (tool name, call id, type). Every request carries new trace and span ids (prepared before each
 measurement), so the exporter's dedupe finds nothing to skip: each span is decoded, read, validated,
-counted and its key committed to SQLite (`synchronous=full`) before the answer.
+counted and its key committed to SQLite (`synchronous=full`) before the answer. Such requests (new
+traces, no content) are what the exporter's C++ mapper takes (`exporter/otlp/_mapper.cpp`); the
+"previous code" of `--previous c6e2127` is the Python mapping over the C++ reader's rows, which is
+what the exporter still does with the requests the mapper declines.
 
 The naive receiver is a plain aiohttp handler: `ExportTraceServiceRequest.FromString`, then a Python
 loop over the spans calling prometheus-client `labels(...).inc()` per span (and `observe()` of its
