@@ -17,10 +17,20 @@
 // The event format (field names, value kinds, required fields, plan keys, number columns) comes
 // from the declaration in `exporter.events`, handed over at construction (`exporter.wire._scanner`),
 // so there is no second copy of it here.
+//
+// Three layers, so that another maker of events can be tallied without JSON: the typed setters of
+// `Seen` carry every check on a value (text, number, flag, null, tokens); `read_value` is the
+// simdjson adapter that calls them; `ScanTally` tallies each finished event with no Python in
+// sight and builds the reports (the only Python objects) at the end. The OTLP mapper
+// (`exporter/otlp/_mapper.cpp`) calls the same setters and tally through the C API in
+// `_scan_api.h`, exported as the capsule `agentslo.exporter._scan._C_API`, so its events are
+// counted exactly as their JSON would be, with the GIL released, and no JSON is written.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <simdjson.h>
+
+#include "_scan_api.h"
 
 #include <cstdint>
 #include <cstring>
@@ -55,27 +65,17 @@ struct Limits {
 };
 
 struct Kind {
-    PyObject *name = nullptr;
+    std::string name;
     uint64_t allowed = 0, required = 0;
     std::vector<int> key;  // field ids of the plan key, in order
     std::vector<int> num;  // field ids of the number columns, in order
     bool tokens = false;
 };
 
-// What one event said, by field id (valid until the next event).
-struct Seen {
-    uint64_t present = 0, null = 0;
-    std::string_view text[MAX_FIELDS];
-    double number[MAX_FIELDS];
-    bool flag[MAX_FIELDS];
-    bool tok_in, tok_out;
-    double tok_in_v, tok_out_v;
-};
-
 struct State {
     Py_ssize_t m = 0;
-    std::unordered_map<std::string, Py_ssize_t> index;
-    PyObject *keys = nullptr;  // list of tuples
+    std::unordered_map<std::string, Py_ssize_t> index;  // encoded plan key -> key index
+    std::vector<const std::string *> key_of;            // key index -> its encoded key (in `index`)
     std::vector<Py_ssize_t> kid, last;
     std::vector<std::string_view> trace;
     std::vector<double> num[MAX_NUM];
@@ -85,7 +85,6 @@ struct State {
     std::unordered_map<std::string_view, std::string_view> builds[N_TEXT];
     bool any_stamp = false, any_num = false, empty_tokens = false;
     double max_stamp = 0, max_num = 0, min_num = 0;
-    ~State() { Py_XDECREF(keys); }
 };
 
 Py_ssize_t code_points(std::string_view s) {
@@ -198,116 +197,175 @@ int lookup(const Scanner *self, std::string_view key) {
     }
 }
 
-// A whole number from 0 to `most` (a JSON integer, not 1.0), as a double.
-bool whole(ondemand::value value, ondemand::json_type type, double most, double *out) {
+// What one event said, by field id (valid until the next event), through typed setters that carry
+// the format's checks on each value: the JSON adapter (`read_value`) and the C API (what the OTLP
+// mapper calls, `_scan_api.h`) both set values through them, so each check exists once. A setter
+// returns false when the value is not what the field takes, or the event already gave the field.
+struct Seen {
+    const Scanner *self = nullptr;
+    uint64_t present = 0, null = 0;
+    std::string_view text[MAX_FIELDS];
+    double number[MAX_FIELDS];
+    bool flag[MAX_FIELDS];
+    bool tok_in, tok_out;
+    double tok_in_v, tok_out_v;
+
+    Code code(int f) const { return (*self->codes)[f]; }
+    bool mark(int f) {  // false for a field given twice (a JSON parser would keep the last silently)
+        uint64_t bit = uint64_t{1} << f;
+        if (present & bit) return false;
+        present |= bit;
+        return true;
+    }
+    // A count (JSON integer, 0 to the largest count).
+    bool count_ok(double x, bool integral) const { return integral && x >= 0 && x <= self->limits.max_count; }
+
+    bool set_null(int f) {
+        if (!mark(f)) return false;
+        null |= uint64_t{1} << f;
+        return code(f) != TYPE;
+    }
+    // Text for TYPE, CAT, ID, TEXT (lengths in code points) and an RFC 3339 TIME.
+    bool set_text(int f, std::string_view s) {
+        if (!mark(f)) return false;
+        Code c = code(f);
+        if (c == TIME) {
+            flag[f] = true;  // a stamp, not epoch seconds
+            return rfc3339(s, &number[f]);
+        }
+        if (c != TYPE && c != CAT && c != ID && c != TEXT) return false;
+        if (c == ID || c == TEXT) {
+            Py_ssize_t n = code_points(s);
+            if (n < 1 || n > (c == ID ? self->limits.id_chars : self->limits.text_chars)) return false;
+        }
+        text[f] = s;
+        return true;
+    }
+    // A number for TIME (epoch seconds), FLOAT (≥ 0), SCORE (0 to 1) and COUNT (`integral` only).
+    bool set_number(int f, double x, bool integral) {
+        if (!mark(f)) return false;
+        switch (code(f)) {
+            case TIME:
+                flag[f] = false;
+                break;
+            case FLOAT:
+            case SCORE:
+                if (!(x >= 0) || (code(f) == SCORE && x > 1)) return false;
+                break;
+            case COUNT:
+                if (!count_ok(x, integral)) return false;
+                break;
+            default:
+                return false;
+        }
+        number[f] = x;
+        return true;
+    }
+    bool set_flag(int f, bool value) {
+        if (!mark(f) || code(f) != BOOL) return false;
+        flag[f] = value;
+        return true;
+    }
+    // `tokens {input, output}`, each a count or absent (missing or null).
+    bool set_tokens(int f, ScanCount in, ScanCount out) {
+        if (!mark(f) || code(f) != TOKENS || (in.has && !count_ok(in.x, in.integral)) ||
+            (out.has && !count_ok(out.x, out.integral)))
+            return false;
+        tok_in = in.has;
+        tok_out = out.has;
+        tok_in_v = in.x;
+        tok_out_v = out.x;
+        return true;
+    }
+};
+
+// A JSON count: a JSON integer (not 1.0) read as unsigned; `integral` false for anything else.
+bool read_count(ondemand::value value, ondemand::json_type type, ScanCount *out) {
     ondemand::number_type nt;
     uint64_t x;
-    if (type != ondemand::json_type::number || value.get_number_type().get(nt) ||
-        (nt != ondemand::number_type::signed_integer && nt != ondemand::number_type::unsigned_integer) ||
-        value.get_uint64().get(x) || static_cast<double>(x) > most)
-        return false;
-    *out = static_cast<double>(x);
-    return true;
+    out->has = true;
+    out->integral = type == ondemand::json_type::number && !value.get_number_type().get(nt) &&
+                    (nt == ondemand::number_type::signed_integer || nt == ondemand::number_type::unsigned_integer) &&
+                    !value.get_uint64().get(x);
+    out->x = out->integral ? static_cast<double>(x) : 0.0;
+    return out->integral;
 }
 
-// Read one field's value into `seen`; false when it is not what the field takes.
-bool read_value(Scanner *self, int f, ondemand::value value, Seen &seen) {
+// The simdjson adapter: one field's JSON value, handed to the setter its JSON type calls for.
+bool read_value(const Scanner *self, int f, ondemand::value value, Seen &seen) {
     ondemand::json_type type;
     if (value.type().get(type)) return false;
-    uint64_t bit = uint64_t{1} << f;
-    seen.present |= bit;
-    if (type == ondemand::json_type::null) {
-        if (value.is_null().error()) return false;  // consume it
-        seen.null |= bit;
-        return (*self->codes)[f] != TYPE;
-    }
-    const Limits &lim = self->limits;
-    switch ((*self->codes)[f]) {
-        case TYPE:
-        case CAT:
-        case ID:
-        case TEXT: {
+    switch (type) {
+        case ondemand::json_type::null:
+            return !value.is_null().error() && seen.set_null(f);  // is_null consumes it
+        case ondemand::json_type::string: {
             std::string_view s;
-            if (type != ondemand::json_type::string || value.get_string().get(s)) return false;
-            Code code = (*self->codes)[f];
-            if (code == ID || code == TEXT) {
-                Py_ssize_t n = code_points(s);
-                if (n < 1 || n > (code == ID ? lim.id_chars : lim.text_chars)) return false;
-            }
-            seen.text[f] = s;
-            return true;
+            return !value.get_string().get(s) && seen.set_text(f, s);
         }
-        case BOOL:
-            return type == ondemand::json_type::boolean && !value.get_bool().get(seen.flag[f]);
-        case TIME: {
-            if (type == ondemand::json_type::string) {
-                std::string_view s;
-                seen.flag[f] = true;  // text
-                return !value.get_string().get(s) && rfc3339(s, &seen.number[f]);
-            }
-            seen.flag[f] = false;
-            return type == ondemand::json_type::number && !value.get_double().get(seen.number[f]);
+        case ondemand::json_type::boolean: {
+            bool b;
+            return !value.get_bool().get(b) && seen.set_flag(f, b);
         }
-        case FLOAT:
-        case SCORE: {
+        case ondemand::json_type::number: {
+            if ((*self->codes)[f] == COUNT) {
+                ScanCount c;
+                return read_count(value, type, &c) && seen.set_number(f, c.x, true);
+            }
             double x;
-            if (type != ondemand::json_type::number || value.get_double().get(x) || !(x >= 0)) return false;
-            if ((*self->codes)[f] == SCORE && x > 1) return false;
-            seen.number[f] = x;
-            return true;
+            return !value.get_double().get(x) && seen.set_number(f, x, false);
         }
-        case COUNT:
-            return whole(value, type, lim.max_count, &seen.number[f]);
-        case TOKENS: {
+        case ondemand::json_type::object: {
             ondemand::object obj;
-            if (type != ondemand::json_type::object || value.get_object().get(obj)) return false;
-            seen.tok_in = seen.tok_out = false;
+            if ((*self->codes)[f] != TOKENS || value.get_object().get(obj)) return false;
+            ScanCount in{false, false, 0.0}, out{false, false, 0.0};
             bool had_in = false, had_out = false;
             for (auto field : obj) {
                 std::string_view key;
                 ondemand::value v;
                 if (field.unescaped_key().get(key) || field.value().get(v)) return false;
-                bool in = key == "input";
-                if ((!in && key != "output") || (in ? had_in : had_out)) return false;
-                (in ? had_in : had_out) = true;
+                bool is_in = key == "input";
+                if ((!is_in && key != "output") || (is_in ? had_in : had_out)) return false;
+                (is_in ? had_in : had_out) = true;
                 ondemand::json_type t;
                 if (v.type().get(t)) return false;
                 if (t == ondemand::json_type::null) {
                     if (v.is_null().error()) return false;
                     continue;
                 }
-                if (!whole(v, t, lim.max_count, in ? &seen.tok_in_v : &seen.tok_out_v)) return false;
-                (in ? seen.tok_in : seen.tok_out) = true;
+                if (!read_count(v, t, is_in ? &in : &out)) return false;
             }
-            return true;
+            return seen.set_tokens(f, in, out);
         }
+        default:
+            return false;
     }
-    return false;
 }
 
-// Tally one event of kind `k` into its state; false when it cannot be vouched for.
-bool tally(Scanner *self, const Kind &k, State &s, const Seen &seen, std::string &buf) {
+// The plan key's encoding (`tally`): a tag per field, then the text and its length for strings.
+constexpr char KEY_NONE = 'N', KEY_TRUE = 'T', KEY_FALSE = 'F', KEY_TEXT = 'S';
+
+// Tally one event of kind `k` into its state; false when it cannot be vouched for. No Python here:
+// a new plan key is kept encoded, and `report` builds its tuple.
+bool tally(const Scanner *self, const Kind &k, State &s, const Seen &seen, std::string &buf) {
     if ((seen.present & ~k.allowed) || (k.required & ~(seen.present & ~seen.null))) return false;
     Py_ssize_t i = s.m++;
-    if (s.keys == nullptr) {
-        if ((s.keys = PyList_New(0)) == nullptr) return false;
+    if (i == 0) {
         for (size_t j = 0; j < k.num.size() + (k.tokens ? 2 : 0); j++) {
             s.num[j].reserve(256);
             s.mask[j].reserve(256);
         }
     }
-    // the plan key as bytes: a tag per field, then the text and its length for strings
     buf.clear();
     for (int f : k.key) {
         uint64_t bit = uint64_t{1} << f;
         if (!(seen.present & bit) || (seen.null & bit)) {
-            buf.push_back('N');
+            buf.push_back(KEY_NONE);
         } else if ((*self->codes)[f] == BOOL) {
-            buf.push_back(seen.flag[f] ? 'T' : 'F');
+            buf.push_back(seen.flag[f] ? KEY_TRUE : KEY_FALSE);
         } else {
             std::string_view t = seen.text[f];
             uint32_t n = static_cast<uint32_t>(t.size());
-            buf.push_back('S');
+            buf.push_back(KEY_TEXT);
             buf.append(reinterpret_cast<const char *>(&n), sizeof n);
             buf.append(t);
         }
@@ -317,27 +375,8 @@ bool tally(Scanner *self, const Kind &k, State &s, const Seen &seen, std::string
     if (found != s.index.end()) {
         kid = found->second;
     } else {
-        PyObject *key = PyTuple_New(static_cast<Py_ssize_t>(k.key.size()));
-        if (key == nullptr) return false;
-        for (size_t j = 0; j < k.key.size(); j++) {
-            int f = k.key[j];
-            uint64_t bit = uint64_t{1} << f;
-            PyObject *v;
-            if (!(seen.present & bit) || (seen.null & bit)) {
-                v = Py_NewRef(Py_None);
-            } else if ((*self->codes)[f] == BOOL) {
-                v = PyBool_FromLong(seen.flag[f]);
-            } else if ((v = text(seen.text[f])) == nullptr) {
-                Py_DECREF(key);
-                return false;
-            }
-            PyTuple_SET_ITEM(key, static_cast<Py_ssize_t>(j), v);
-        }
-        int bad = PyList_Append(s.keys, key);
-        Py_DECREF(key);
-        if (bad) return false;
         kid = static_cast<Py_ssize_t>(s.last.size());
-        s.index.emplace(buf, kid);
+        s.key_of.push_back(&s.index.emplace(buf, kid).first->first);  // a node's key does not move
         s.last.push_back(-1);
         s.trace.emplace_back();
     }
@@ -389,13 +428,41 @@ bool tally(Scanner *self, const Kind &k, State &s, const Seen &seen, std::string
     return true;
 }
 
+// The plan key tuple of an encoded key (`tally`).
+PyObject *key_tuple(const Kind &k, const std::string &buf) {
+    PyObject *key = PyTuple_New(static_cast<Py_ssize_t>(k.key.size()));
+    size_t at = 0;
+    for (size_t j = 0; key != nullptr && j < k.key.size(); j++) {
+        char tag = buf[at++];
+        PyObject *v;
+        if (tag == KEY_NONE) {
+            v = Py_NewRef(Py_None);
+        } else if (tag == KEY_TRUE || tag == KEY_FALSE) {
+            v = PyBool_FromLong(tag == KEY_TRUE);
+        } else {
+            uint32_t n;
+            std::memcpy(&n, buf.data() + at, sizeof n);
+            at += sizeof n;
+            v = text(std::string_view(buf.data() + at, n));
+            at += n;
+        }
+        if (v == nullptr) Py_CLEAR(key);
+        else PyTuple_SET_ITEM(key, static_cast<Py_ssize_t>(j), v);
+    }
+    return key;
+}
+
 PyObject *report(const Kind &k, State &s) {
     Py_ssize_t m = s.m, nkeys = static_cast<Py_ssize_t>(s.last.size());
     Py_ssize_t nnum = static_cast<Py_ssize_t>(k.num.size()) + (k.tokens ? 2 : 0);
-    PyObject *traces = PyList_New(nkeys), *numbers = PyTuple_New(nnum), *texts = PyTuple_New(N_TEXT),
-             *builds = PyTuple_New(N_TEXT), *out = nullptr;
-    if (!traces || !numbers || !texts || !builds) goto done;
+    PyObject *name = text(k.name), *keys = PyList_New(nkeys), *traces = PyList_New(nkeys),
+             *numbers = PyTuple_New(nnum), *texts = PyTuple_New(N_TEXT), *builds = PyTuple_New(N_TEXT),
+             *out = nullptr;
+    if (!name || !keys || !traces || !numbers || !texts || !builds) goto done;
     for (Py_ssize_t j = 0; j < nkeys; j++) {
+        PyObject *key = key_tuple(k, *s.key_of[j]);
+        if (key == nullptr) goto done;
+        PyList_SET_ITEM(keys, j, key);
         PyObject *v = s.last[j] < 0 ? Py_NewRef(Py_None) : text(s.trace[j]);
         if (v == nullptr) goto done;
         PyList_SET_ITEM(traces, j, v);
@@ -433,13 +500,15 @@ PyObject *report(const Kind &k, State &s) {
         }
     }
     // "N" hands over a new reference, "O" takes one of its own
-    out = Py_BuildValue("(OnONNOOOO(NONN)O)", k.name, m, s.keys, bytes_of(s.kid.data(), m * sizeof(Py_ssize_t)),
+    out = Py_BuildValue("(OnONNOOOO(NONN)O)", name, m, keys, bytes_of(s.kid.data(), m * sizeof(Py_ssize_t)),
                         bytes_of(s.last.data(), nkeys * sizeof(Py_ssize_t)), traces, numbers, texts, builds,
                         s.any_stamp ? PyFloat_FromDouble(s.max_stamp) : Py_NewRef(Py_None), Py_False,
                         s.any_num ? PyFloat_FromDouble(s.max_num) : Py_NewRef(Py_None),
                         s.any_num ? PyFloat_FromDouble(s.min_num) : Py_NewRef(Py_None),
                         s.empty_tokens ? Py_True : Py_False);
 done:
+    Py_XDECREF(name);
+    Py_XDECREF(keys);
     Py_XDECREF(traces);
     Py_XDECREF(numbers);
     Py_XDECREF(texts);
@@ -449,9 +518,50 @@ done:
 
 }  // namespace
 
+// The tally of one batch: per-type states and the event being read. Python-free from `start` to
+// `end`; `finish` builds the reports (GIL held). Also the C API's opaque `ScanTally`.
+struct ScanTally {
+    Scanner *scanner;  // a reference is held while the tally lives when made through the C API
+    std::vector<State> states;
+    Seen seen;
+    std::string buf;  // the plan key being encoded, reused per event
+    Py_ssize_t n = 0;
+
+    explicit ScanTally(Scanner *s) : scanner(s), states(s->kinds->size()) { seen.self = s; }
+    void start() { seen.present = seen.null = 0; }
+    // The event just read, tallied by the kind its `type` text names; false when it cannot be vouched for.
+    bool end() {
+        if (!((seen.present >> scanner->type_field) & 1)) return false;
+        std::string_view type = seen.text[scanner->type_field];
+        const std::vector<Kind> &kinds = *scanner->kinds;
+        for (size_t k = 0; k < kinds.size(); k++) {
+            if (kinds[k].name == type) {
+                if (!tally(scanner, kinds[k], states[k], seen, buf)) return false;
+                n++;
+                return true;
+            }
+        }
+        return false;
+    }
+    // (events, per-type reports in kind order); GIL held.
+    PyObject *finish() {
+        PyObject *reports = PyList_New(0);
+        if (reports == nullptr) return nullptr;
+        for (size_t k = 0; k < states.size(); k++) {
+            if (states[k].m == 0) continue;
+            PyObject *r = report((*scanner->kinds)[k], states[k]);
+            if (r == nullptr || PyList_Append(reports, r) < 0) {
+                Py_XDECREF(r);
+                Py_DECREF(reports);
+                return nullptr;
+            }
+            Py_DECREF(r);
+        }
+        return Py_BuildValue("(nN)", n, reports);
+    }
+};
+
 static void Scanner_dealloc(Scanner *self) {
-    if (self->kinds)
-        for (Kind &k : *self->kinds) Py_XDECREF(k.name);
     delete self->kinds;
     delete[] self->table;
     delete self->names;
@@ -529,7 +639,13 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
             return -1;
         }
         Kind k;
-        k.name = Py_NewRef(name);
+        Py_ssize_t size;
+        const char *chars = PyUnicode_AsUTF8AndSize(name, &size);
+        if (chars == nullptr) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        k.name.assign(chars, static_cast<size_t>(size));
         k.tokens = tokens;
         self->kinds->push_back(k);
         Kind &kind = self->kinds->back();
@@ -598,54 +714,22 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *body) {
     ondemand::document doc;
     ondemand::array events;
     if (self->parser->iterate(json).get(doc) || doc.get_array().get(events)) Py_RETURN_NONE;
-    std::vector<State> states(self->kinds->size());
-    std::vector<int> kind_of_type;  // type name -> kind index, by field text
-    Seen seen;
-    std::string buf;
-    Py_ssize_t n = 0;
-    const uint64_t type_bit = uint64_t{1} << self->type_field;
+    ScanTally t(self);
     for (auto element : events) {
         ondemand::object event;
         if (element.get_object().get(event)) Py_RETURN_NONE;
-        seen.present = seen.null = 0;
+        t.start();
         for (auto field : event) {
             std::string_view key;
             ondemand::value value;
             if (field.unescaped_key().get(key) || field.value().get(value)) Py_RETURN_NONE;
             int f = lookup(self, key);
-            if (f < 0 || (seen.present >> f) & 1 || !read_value(self, f, value, seen)) {
-                if (PyErr_Occurred()) return nullptr;
-                Py_RETURN_NONE;
-            }
+            if (f < 0 || !read_value(self, f, value, t.seen)) Py_RETURN_NONE;
         }
-        if (!(seen.present & type_bit)) Py_RETURN_NONE;
-        std::string_view type = seen.text[self->type_field];
-        size_t k = 0;
-        for (; k < self->kinds->size(); k++) {
-            Py_ssize_t len;
-            const char *name = PyUnicode_AsUTF8AndSize((*self->kinds)[k].name, &len);
-            if (name && static_cast<size_t>(len) == type.size() && std::memcmp(name, type.data(), len) == 0) break;
-        }
-        if (k == self->kinds->size() || !tally(self, (*self->kinds)[k], states[k], seen, buf)) {
-            if (PyErr_Occurred()) return nullptr;
-            Py_RETURN_NONE;
-        }
-        n++;
+        if (!t.end()) Py_RETURN_NONE;
     }
-    if (n == 0 || doc.current_location().error() != OUT_OF_BOUNDS) Py_RETURN_NONE;  // trailing content
-    PyObject *reports = PyList_New(0);
-    if (reports == nullptr) return nullptr;
-    for (size_t k = 0; k < states.size(); k++) {
-        if (states[k].m == 0) continue;
-        PyObject *r = report((*self->kinds)[k], states[k]);
-        if (r == nullptr || PyList_Append(reports, r) < 0) {
-            Py_XDECREF(r);
-            Py_DECREF(reports);
-            return nullptr;
-        }
-        Py_DECREF(r);
-    }
-    return Py_BuildValue("(nN)", n, reports);
+    if (t.n == 0 || doc.current_location().error() != OUT_OF_BOUNDS) Py_RETURN_NONE;  // trailing content
+    return t.finish();
 }
 
 static PyMethodDef Scanner_methods[] = {
@@ -655,6 +739,63 @@ static PyMethodDef Scanner_methods[] = {
 };
 
 static PyTypeObject ScannerType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+// --- the C API (`_scan_api.h`): the same tally, fed by another extension's setters ---
+
+static Scanner *as_scanner(PyObject *o) {
+    if (!PyObject_TypeCheck(o, &ScannerType) || reinterpret_cast<Scanner *>(o)->kinds == nullptr) {
+        PyErr_SetString(PyExc_TypeError, "expected an initialised exporter._scan.Scanner");
+        return nullptr;
+    }
+    return reinterpret_cast<Scanner *>(o);
+}
+
+static int api_field(PyObject *o, const char *name) {
+    Scanner *self = as_scanner(o);
+    if (self == nullptr) return -1;
+    for (size_t f = 0; f < self->names->size(); f++)
+        if ((*self->names)[f] == name) return static_cast<int>(f);
+    return -1;
+}
+
+static int api_kind(PyObject *o, const char *name) {
+    Scanner *self = as_scanner(o);
+    if (self == nullptr) return -1;
+    for (size_t k = 0; k < self->kinds->size(); k++)
+        if ((*self->kinds)[k].name == name) return static_cast<int>(k);
+    return -1;
+}
+
+static ScanTally *api_begin(PyObject *o) {
+    Scanner *self = as_scanner(o);
+    if (self == nullptr) return nullptr;
+    Py_INCREF(o);
+    return new ScanTally(self);
+}
+
+static void api_start(ScanTally *t) { t->start(); }
+
+static bool api_text(ScanTally *t, int f, const char *data, size_t size) {
+    // the JSON path's parser refuses a document that is not UTF-8; here each text is checked
+    return simdjson::validate_utf8(data, size) && t->seen.set_text(f, std::string_view(data, size));
+}
+
+static bool api_number(ScanTally *t, int f, double x, bool integral) { return t->seen.set_number(f, x, integral); }
+static bool api_flag(ScanTally *t, int f, bool value) { return t->seen.set_flag(f, value); }
+static bool api_null(ScanTally *t, int f) { return t->seen.set_null(f); }
+static bool api_tokens(ScanTally *t, int f, ScanCount in, ScanCount out) { return t->seen.set_tokens(f, in, out); }
+static bool api_end(ScanTally *t) { return t->end(); }
+static PyObject *api_finish(ScanTally *t) { return t->finish(); }
+
+static void api_free(ScanTally *t) {
+    if (t == nullptr) return;
+    Py_DECREF(reinterpret_cast<PyObject *>(t->scanner));
+    delete t;
+}
+
+static const ScanApi API = {SCAN_API_VERSION, api_field, api_kind, api_begin,
+                            api_start, api_text, api_number, api_flag, api_null, api_tokens, api_end,
+                            api_finish, api_free};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "exporter._scan",
                                     "One-pass scan of raw event batches (see _scan.cpp).", -1, nullptr};
@@ -671,7 +812,10 @@ PyMODINIT_FUNC PyInit__scan(void) {
     if (PyType_Ready(&ScannerType) < 0) return nullptr;
     PyObject *m = PyModule_Create(&module);
     if (m == nullptr) return nullptr;
-    if (PyModule_AddObjectRef(m, "Scanner", reinterpret_cast<PyObject *>(&ScannerType)) < 0) {
+    PyObject *capsule = PyCapsule_New(const_cast<ScanApi *>(&API), SCAN_API_CAPSULE, nullptr);
+    if (PyModule_AddObjectRef(m, "Scanner", reinterpret_cast<PyObject *>(&ScannerType)) < 0 || capsule == nullptr ||
+        PyModule_AddObject(m, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
         Py_DECREF(m);
         return nullptr;
     }

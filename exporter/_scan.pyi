@@ -4,3 +4,6 @@ from typing import Any
 class Scanner:
     def __init__(self, kinds: Any, limits: tuple[int, int, int, float]) -> None: ...
     def scan(self, body: bytes) -> tuple[int, list[tuple[Any, ...]]] | None: ...
+
+# The C API for other extensions (exporter/_scan_api.h): a PyCapsule.
+_C_API: Any

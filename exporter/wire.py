@@ -28,7 +28,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
@@ -102,14 +102,28 @@ _DECODER = msgspec.json.Decoder(list[AnyEvent])
 class Decoded:
     """A JSON-array body a fast decoder vouched for: the raw bytes (for hashing, and for the slow path
     if classification still refuses), how many events it holds, and either the C scanner's per-type
-    reports (`exporter/_scan.cpp`) or msgspec Structs."""
+    reports (`exporter/_scan.cpp`) or msgspec Structs.
 
-    __slots__ = ("raw", "reports", "size", "structs")
+    `raw` may be given as a function that makes the bytes: the OTLP mapper tallies its events into
+    the scanner's reports without writing their JSON, which is then written only if something asks
+    for it (a batch classification refuses, an idempotency hash)."""
+
+    __slots__ = ("_raw", "reports", "size", "structs")
 
     def __init__(
-        self, raw: bytes, size: int, reports: list[tuple[Any, ...]] | None = None, structs: Any = None
+        self,
+        raw: bytes | Callable[[], bytes],
+        size: int,
+        reports: list[tuple[Any, ...]] | None = None,
+        structs: Any = None,
     ):
-        self.raw, self.size, self.reports, self.structs = raw, size, reports, structs
+        self._raw, self.size, self.reports, self.structs = raw, size, reports, structs
+
+    @property
+    def raw(self) -> bytes:
+        if not isinstance(self._raw, bytes):
+            self._raw = self._raw()  # made once, on first use
+        return self._raw
 
     def __len__(self) -> int:
         return self.size

@@ -1,5 +1,5 @@
 // agentslo.exporter.otlp._reader.Mapper: the usual binary OTLP trace request, read and mapped in C++
-// straight into the JSON batch of `POST /v1/events` that `exporter/otlp/mapping.py` would make.
+// straight into the events of `POST /v1/events` that `exporter/otlp/mapping.py` would make.
 //
 // `POST /v1/traces` spent most of its time building a Python row per span and mapping it in Python
 // (a note in the trace memory, the ancestry walk, an event dict). Most requests need none of what
@@ -7,6 +7,12 @@
 // and flow within the request, and they carry no content and no span events. Such a request is
 // parsed (protobuf's generated C++ classes, arena) and mapped here with the GIL released, into the
 // events' JSON, which the `/v1/events` scanner and classifier then count exactly as for that route.
+//
+// With the events scanner at hand (`Mapper(..., scanner)`, `tally()`), the events are not even
+// written: the same emission code (`Request::map`) tells each field to a sink, either the JSON writer
+// (`Out`, for `map()`) or the scanner's tally (`Tallied`, through exporter/_scan_api.h), which checks
+// and tallies it exactly as `Scanner.scan()` would the JSON. The receiver has `map()` write the JSON
+// only when something asks for it (classification refusing the batch: the authoritative path).
 //
 // It is a filter, not an authority. Whenever a request needs more (a span with events or content,
 // invalid or repeated ids, an agent or flow it cannot find, a flow rule, a value that is not a plain
@@ -25,11 +31,13 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "../_scan_api.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 
 namespace {
@@ -184,22 +192,38 @@ uint64_t id64(const std::string& s) {
     return v;
 }
 
-// --- JSON ---
-void hex(std::string& out, const std::string& bytes) {
+// The bytes as lowercase hex digits from `p` on (2 a byte); where they end.
+char* hex_digits(char* p, const std::string& bytes) {
     static const char digits[] = "0123456789abcdef";
-    size_t at = out.size();
-    out.resize(at + 2 * bytes.size());
-    char* p = &out[at];
     for (unsigned char c : bytes) {
         *p++ = digits[c >> 4];
         *p++ = digits[c & 15];
     }
+    return p;
 }
 
+// --- event sinks: where `Request::map` tells each event, field by field ---
+
+// The fields of the events it makes (the /v1/events format), and their types' names.
+enum EventField {
+    E_TYPE, E_AGENT, E_FLOW, E_EXCLUDE, E_SESSION, E_TRACE, E_TIME, E_VERSION, E_PROMPT_VERSION, E_MODEL,
+    E_OUTCOME, E_DURATION, E_ESCALATION, E_FAILURE_MODE, E_STEPS, E_COST, E_KIND, E_LATENCY, E_TOKENS, E_TOOL,
+    N_EVENT_FIELDS
+};
+const char* EVENT_FIELDS[N_EVENT_FIELDS] = {
+    "type", "agent", "flow", "exclude", "session_id", "trace_id", "time", "version", "prompt_version", "model",
+    "outcome", "duration_s", "escalation_required", "failure_mode", "steps", "cost_usd", "kind", "latency_s",
+    "tokens", "tool"};
+const char* EVENT_TYPES[3] = {"task", "turn", "tool_call"};
+
+// The JSON writer: the events as the JSON array `POST /v1/events` takes (`map()`). Every method
+// returns false for what JSON cannot say as Python would (bytes, lists, maps, NaN and infinities):
+// the Python mapping takes the request.
 struct Out {
-    std::string json, keys;
+    std::string json = "[";
     bool first = true;
 
+    void reserve(size_t events) { json.reserve(events * 320); }
     void raw(sv s) { json.append(s.data(), s.size()); }
     void str(sv s) {
         json.push_back('"');
@@ -235,9 +259,27 @@ struct Out {
         auto r = std::to_chars(buf, buf + sizeof(buf), v);
         json.append(buf, r.ptr - buf);
     }
-    // A scalar attribute value as JSON; false for what JSON cannot say as Python would (bytes, lists,
-    // maps, NaN and infinities): the Python mapping takes the request.
-    bool value(const AnyValue* v) {
+    void key(int f) {  // ,"name":
+        json.append(",\"", 2);
+        raw(EVENT_FIELDS[f]);
+        json.append("\":", 2);
+    }
+
+    bool begin(int type) {
+        raw(first ? "{\"type\":\"" : ",{\"type\":\"");
+        first = false;
+        raw(EVENT_TYPES[type]);
+        json.push_back('"');
+        return true;
+    }
+    bool text(int f, sv s) {
+        key(f);
+        str(s);
+        return true;
+    }
+    // A scalar attribute value.
+    bool value(int f, const AnyValue* v) {
+        key(f);
         if (is_none(v)) {
             raw("null");
             return true;
@@ -250,16 +292,87 @@ struct Out {
             default: return false;
         }
     }
-    void key(sv k) {  // ,"k":
-        json.append(",\"", 2);
-        raw(k);
-        json.append("\":", 2);
+    bool number(int f, double d) {
+        key(f);
+        return number(d);
     }
-    void hex_str(const std::string& bytes) {
-        json.push_back('"');
-        hex(json, bytes);
-        json.push_back('"');
+    bool integer(int f, long long v) {
+        key(f);
+        integer(v);
+        return true;
     }
+    bool hex(int f, const std::string& bytes) {
+        key(f);
+        size_t at = json.size();
+        json.resize(at + 2 * bytes.size() + 2);
+        json[at] = '"';
+        *hex_digits(&json[at + 1], bytes) = '"';
+        return true;
+    }
+    bool tokens(bool has_in, int64_t in, bool has_out, int64_t out) {
+        key(E_TOKENS);
+        json.push_back('{');
+        if (has_in) {
+            json.append("\"input\":");
+            integer(in);
+        }
+        if (has_out) {
+            json.append(has_in ? ",\"output\":" : "\"output\":");
+            integer(out);
+        }
+        json.push_back('}');
+        return true;
+    }
+    bool end() {
+        json.push_back('}');
+        return true;
+    }
+    void close() { json.push_back(']'); }
+};
+
+// The tally: each value goes straight into the events scanner's setters (its C API, `_scan_api.h`),
+// which check it as they would check it in the JSON above, and each event is tallied as
+// `Scanner.scan()` tallies it. A setter refusing a value declines the request, as the scanner
+// refusing the JSON would. The scanner's field ids are resolved once, by the Mapper.
+struct Tallied {
+    const ScanApi* api;
+    ScanTally* t;
+    const int* field;  // EventField -> the scanner's field id
+    std::unique_ptr<char[]> pool;  // hex ids: the tally keeps views of its texts until `finish`
+    size_t used = 0, room = 0;
+
+    void reserve(size_t events) {
+        room = events * 64;  // two hex ids (session and trace) of 32 digits per event at most
+        pool.reset(new char[room]);
+    }
+    bool begin(int type) {
+        api->start(t);
+        return text(E_TYPE, EVENT_TYPES[type]);
+    }
+    bool text(int f, sv s) { return api->text(t, field[f], s.data(), s.size()); }
+    bool value(int f, const AnyValue* v) {
+        if (is_none(v)) return api->null(t, field[f]);
+        switch (v->value_case()) {
+            case AnyValue::kStringValue: return text(f, v->string_value());
+            case AnyValue::kBoolValue: return api->flag(t, field[f], v->bool_value());
+            case AnyValue::kIntValue: return integer(f, v->int_value());
+            case AnyValue::kDoubleValue: return number(f, v->double_value());
+            default: return false;
+        }
+    }
+    bool number(int f, double d) { return std::isfinite(d) && api->number(t, field[f], d, false); }
+    bool integer(int f, long long v) { return api->number(t, field[f], (double)v, true); }
+    bool hex(int f, const std::string& bytes) {
+        if (used + 2 * bytes.size() > room) return false;
+        char* start = pool.get() + used;
+        used = hex_digits(start, bytes) - pool.get();
+        return text(f, sv(start, 2 * bytes.size()));
+    }
+    bool tokens(bool has_in, int64_t in, bool has_out, int64_t out) {
+        return api->tokens(t, field[E_TOKENS], ScanCount{has_in, true, has_in ? (double)in : 0.0},
+                           ScanCount{has_out, true, has_out ? (double)out : 0.0});
+    }
+    bool end() { return api->end(t); }
 };
 
 struct Request {
@@ -268,7 +381,7 @@ struct Request {
     std::vector<Note> notes;
     std::vector<Trace> traces;
     std::unordered_map<sv, int> trace_index;
-    Out out;
+    std::string keys;  // of the events made: trace id and span id, 24 bytes each
     long ignored = 0;
     std::vector<int> chain_, below_, todo_;  // reused per span
 
@@ -408,8 +521,10 @@ struct Request {
         return nullptr;
     }
 
-    // One span's event (mapping._map_span); false declines the request.
-    bool map(int index) {
+    // One span's event (mapping._map_span), told to `o` (an event sink: the JSON writer `Out` or the
+    // scanner's tally `Tallied`); false declines the request.
+    template <class Sink>
+    bool map(int index, Sink& o) {
         Note& n = notes[index];
         if (!n.has_op || !(c.task_op(n.op) || is_turn(n.op) || n.op == "execute_tool")) {
             ignored++;
@@ -486,61 +601,32 @@ struct Request {
             return true;
         }
 
-        Out& o = out;
-        o.raw(o.first ? "{\"type\":" : ",{\"type\":");
-        o.first = false;
-        o.raw(type == 0 ? "\"task\"" : type == 1 ? "\"turn\"" : "\"tool_call\"");
-        o.key("agent");
-        o.str(agent);
-        o.key("flow");
-        if (!o.value(flow)) return false;
+        if (!o.begin(type) || !o.text(E_AGENT, agent) || !o.value(E_FLOW, flow)) return false;
         if (synthetic) {
-            o.key("exclude");
-            o.str("synthetic");
+            if (!o.text(E_EXCLUDE, "synthetic")) return false;
         } else if (!is_none(exclude)) {
-            o.key("exclude");
-            if (!o.value(exclude)) return false;
+            if (!o.value(E_EXCLUDE, exclude)) return false;
         }
-        o.key("session_id");
-        if (!is_none(a.at[CONVERSATION])) {
-            if (!o.value(a.at[CONVERSATION])) return false;
-        } else {
-                o.hex_str(span.trace_id());
-        }
-        o.key("trace_id");
-        o.hex_str(span.trace_id());
-        if (end > 0) {
-            o.key("time");
-            o.number((double)end / 1e9);
-        }
+        const AnyValue* conversation = a.at[CONVERSATION];
+        if (!(is_none(conversation) ? o.hex(E_SESSION, span.trace_id()) : o.value(E_SESSION, conversation)) ||
+            !o.hex(E_TRACE, span.trace_id()))
+            return false;
+        if (end > 0 && !o.number(E_TIME, (double)end / 1e9)) return false;
         // _versions
-        for (int k : {spec->version, spec->prompt_version}) {
-            if (a.at[k] != nullptr) {
-                o.key(k == spec->version ? "version" : "prompt_version");
-                if (!o.value(a.at[k])) return false;
-            }
-        }
+        for (int k : {spec->version, spec->prompt_version})
+            if (a.at[k] != nullptr && !o.value(k == spec->version ? E_VERSION : E_PROMPT_VERSION, a.at[k]))
+                return false;
         const AnyValue* model = type == 2 ? nullptr : n.model;
-        if (model != nullptr) {
-            o.key("model");
-            if (!o.value(model)) return false;
-        }
+        if (model != nullptr && !o.value(E_MODEL, model)) return false;
         if (type == 0) {
-            o.key("outcome");
             const AnyValue* outcome = a.at[spec->outcome];
-            if (!is_none(outcome)) {
-                if (!o.value(outcome)) return false;
-            } else {
-                o.str(status == STATUS_ERROR ? "failure" : "success");
-            }
-            o.key("duration_s");
-            o.number(duration);
-            for (int k : {(int)ESCALATION_REQUIRED, (int)FAILURE_MODE}) {
-                if (a.at[k] != nullptr) {
-                    o.key(k == ESCALATION_REQUIRED ? "escalation_required" : "failure_mode");
-                    if (!o.value(a.at[k])) return false;
-                }
-            }
+            if (!(is_none(outcome) ? o.text(E_OUTCOME, status == STATUS_ERROR ? "failure" : "success")
+                                   : o.value(E_OUTCOME, outcome)) ||
+                !o.number(E_DURATION, duration))
+                return false;
+            for (int k : {(int)ESCALATION_REQUIRED, (int)FAILURE_MODE})
+                if (a.at[k] != nullptr && !o.value(k == ESCALATION_REQUIRED ? E_ESCALATION : E_FAILURE_MODE, a.at[k]))
+                    return false;
             long steps = 0;
             double cost = 0.0;
             bool priced = false;
@@ -560,60 +646,32 @@ struct Request {
                 cost += (input + output) / 1e6;
                 priced = true;
             }
-            o.key("steps");
-            o.integer(steps);
-            if (priced) {
-                o.key("cost_usd");
-                if (!o.number(cost)) return false;
-            }
-            if (model == nullptr && first_model != nullptr) {
-                o.key("model");
-                if (!o.value(first_model)) return false;
-            }
+            if (!o.integer(E_STEPS, steps) || (priced && !o.number(E_COST, cost))) return false;
+            if (model == nullptr && first_model != nullptr && !o.value(E_MODEL, first_model)) return false;
         } else if (type == 1) {
-            o.key("kind");
-            o.str("turn");
-            o.key("latency_s");
-            o.number(duration);
-            if (n.has_in || n.has_out) {
-                o.key("tokens");
-                o.json.push_back('{');
-                if (n.has_in) {
-                    o.json.append("\"input\":");
-                    o.integer(n.in);
-                }
-                if (n.has_out) {
-                    o.json.append(n.has_in ? ",\"output\":" : "\"output\":");
-                    o.integer(n.out);
-                }
-                o.json.push_back('}');
-            }
+            if (!o.text(E_KIND, "turn") || !o.number(E_LATENCY, duration)) return false;
+            if ((n.has_in || n.has_out) && !o.tokens(n.has_in, n.in, n.has_out, n.out)) return false;
         } else {
-            o.key("tool");
             const AnyValue* tool = a.at[TOOL_NAME];
             if (!is_none(tool)) {
-                if (!o.value(tool)) return false;
+                if (!o.value(E_TOOL, tool)) return false;
             } else {
                 sv name = span.name();
                 size_t space = name.find(' ');
                 sv rest = space == sv::npos ? sv() : name.substr(space + 1);
-                o.str(rest.empty() ? name : rest);
+                if (!o.text(E_TOOL, rest.empty() ? name : rest)) return false;
             }
-            o.key("outcome");
             const AnyValue* outcome = a.at[TOOL_OUTCOME];
-            if (!is_none(outcome)) {
-                if (!is_str(outcome)) return false;  // `outcome not in TOOL_OUTCOMES` of a list...
-                o.str(outcome->string_value());
-            } else {
-                bool failed = status == STATUS_ERROR || a.at[ERROR_TYPE] != nullptr;
-                o.str(failed ? "error" : "ok");
-            }
-            o.key("latency_s");
-            o.number(duration);
+            bool failed = status == STATUS_ERROR || a.at[ERROR_TYPE] != nullptr;
+            if (!is_none(outcome) && !is_str(outcome)) return false;  // `outcome not in TOOL_OUTCOMES` of a list...
+            if (!(is_none(outcome) ? o.text(E_OUTCOME, failed ? "error" : "ok")
+                                   : o.text(E_OUTCOME, outcome->string_value())) ||
+                !o.number(E_LATENCY, duration))
+                return false;
         }
-        o.json.push_back('}');
-        o.keys.append(span.trace_id());
-        o.keys.append(span.span_id());
+        if (!o.end()) return false;
+        keys.append(span.trace_id());
+        keys.append(span.span_id());
         return true;
     }
 };
@@ -621,10 +679,14 @@ struct Request {
 struct Mapper {
     PyObject_HEAD
     Config* config;
+    PyObject* scanner;   // the events scanner `tally()` tallies into, or nullptr
+    const ScanApi* api;  // its C API
+    int field[N_EVENT_FIELDS];  // EventField -> the scanner's field id
 };
 
 void Mapper_dealloc(Mapper* self) {
     delete self->config;
+    Py_XDECREF(self->scanner);
     Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }
 
@@ -651,12 +713,42 @@ bool strings(PyObject* seq, std::vector<std::string>* out) {
     return true;
 }
 
+// The scanner's C API and its field ids for the events made here; false (an exception set) when the
+// scanner does not take them all.
+bool attach(Mapper* self, PyObject* scanner) {
+    const auto* api = static_cast<const ScanApi*>(PyCapsule_Import(SCAN_API_CAPSULE, 0));
+    if (api == nullptr) return false;
+    if (api->version != SCAN_API_VERSION) {
+        PyErr_Format(PyExc_ImportError, "the events scanner's C API is version %d, not %d", api->version,
+                     SCAN_API_VERSION);
+        return false;
+    }
+    for (int f = 0; f < N_EVENT_FIELDS; f++) {
+        if ((self->field[f] = api->field(scanner, EVENT_FIELDS[f])) >= 0) continue;
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "the scanner has no event field %s", EVENT_FIELDS[f]);
+        return false;
+    }
+    for (const char* type : EVENT_TYPES) {
+        if (api->kind(scanner, type) >= 0) continue;
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "the scanner has no event type %s", type);
+        return false;
+    }
+    Py_XSETREF(self->scanner, Py_NewRef(scanner));
+    self->api = api;
+    return true;
+}
+
 // Mapper({agent: (task_operations, flow_attributes, outcome, version, prompt_version, exclude,
-//                 has_flow_rules, {model: (input_per_mtok, output_per_mtok)})}, max_spans, max_traces)
-int Mapper_init(Mapper* self, PyObject* args, PyObject*) {
-    PyObject* agents;
+//                 has_flow_rules, {model: (input_per_mtok, output_per_mtok)})}, max_spans, max_traces,
+//        scanner=None)
+int Mapper_init(Mapper* self, PyObject* args, PyObject* kwds) {
+    static const char* kwlist[] = {"agents", "max_spans", "max_traces", "scanner", nullptr};
+    PyObject *agents, *scanner = Py_None;
     Py_ssize_t max_spans, max_traces;
-    if (!PyArg_ParseTuple(args, "O!nn", &PyDict_Type, &agents, &max_spans, &max_traces)) return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!nn|O", const_cast<char**>(kwlist), &PyDict_Type, &agents,
+                                     &max_spans, &max_traces, &scanner))
+        return -1;
+    if (scanner != Py_None && !attach(self, scanner)) return -1;
     auto* c = new Config();
     c->max_spans = (size_t)max_spans;
     c->max_traces = (size_t)max_traces;
@@ -713,6 +805,34 @@ int Mapper_init(Mapper* self, PyObject* args, PyObject*) {
     return 0;
 }
 
+// Parse the request and tell its events to `o`, GIL released (nothing of Python is touched); false
+// declines. The arena and `r` keep what the events point into.
+template <class Sink>
+bool read(Request& r, const Py_buffer& body, google::protobuf::Arena& arena, Sink& o) {
+    auto* request =
+        google::protobuf::Arena::CreateMessage<pb::collector::trace::v1::ExportTraceServiceRequest>(&arena);
+    if (!request->ParseFromArray(body.buf, (int)body.len) || !r.note_all(*request) || r.notes.empty()) return false;
+    o.reserve(r.notes.size());
+    r.keys.reserve(r.notes.size() * 24);
+    for (size_t i = 0; i < r.notes.size(); i++)
+        if (!r.map((int)i, o)) return false;
+    return true;
+}
+
+google::protobuf::ArenaOptions arena_options() {
+    google::protobuf::ArenaOptions options;
+    options.start_block_size = 64 << 10;  // a 1,000-span request takes ~2 MiB: fewer, larger blocks
+    options.max_block_size = 1 << 20;
+    return options;
+}
+
+std::string trace_ids(const Request& r) {
+    std::string traces;
+    traces.reserve(r.traces.size() * 16);
+    for (const auto& t : r.traces) traces.append(t.id);
+    return traces;
+}
+
 // map(body) -> (events JSON, keys, trace ids, ignored, spans) | None
 PyObject* Mapper_map(Mapper* self, PyObject* arg) {
     Py_buffer body;
@@ -721,37 +841,69 @@ PyObject* Mapper_map(Mapper* self, PyObject* arg) {
         PyBuffer_Release(&body);
         Py_RETURN_NONE;
     }
-    const Config& c = *self->config;
     bool ok;
-    Request r(c);
-    google::protobuf::ArenaOptions options;
-    options.start_block_size = 64 << 10;  // a 1,000-span request takes ~2 MiB: fewer, larger blocks
-    options.max_block_size = 1 << 20;
-    google::protobuf::Arena arena(options);
-    Py_BEGIN_ALLOW_THREADS  // nothing of Python is touched until the end
-    auto* request =
-        google::protobuf::Arena::CreateMessage<pb::collector::trace::v1::ExportTraceServiceRequest>(&arena);
-    ok = request->ParseFromArray(body.buf, (int)body.len) && r.note_all(*request) && !r.notes.empty();
-    r.out.json.reserve(r.notes.size() * 320);
-    r.out.keys.reserve(r.notes.size() * 24);
-    r.out.json.push_back('[');
-    for (size_t i = 0; ok && i < r.notes.size(); i++) ok = r.map((int)i);
-    r.out.json.push_back(']');
+    Request r(*self->config);
+    google::protobuf::Arena arena(arena_options());
+    Out out;
+    Py_BEGIN_ALLOW_THREADS
+    ok = read(r, body, arena, out);
+    out.close();
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&body);
     if (!ok) Py_RETURN_NONE;
-    std::string traces;
-    traces.reserve(r.traces.size() * 16);
-    for (const auto& t : r.traces) traces.append(t.id);
-    return Py_BuildValue("(y#y#y#ln)", r.out.json.data(), (Py_ssize_t)r.out.json.size(), r.out.keys.data(),
-                         (Py_ssize_t)r.out.keys.size(), traces.data(), (Py_ssize_t)traces.size(), r.ignored,
+    std::string traces = trace_ids(r);
+    return Py_BuildValue("(y#y#y#ln)", out.json.data(), (Py_ssize_t)out.json.size(), r.keys.data(),
+                         (Py_ssize_t)r.keys.size(), traces.data(), (Py_ssize_t)traces.size(), r.ignored,
                          (Py_ssize_t)r.notes.size());
+}
+
+// tally(body) -> (events, reports, keys, trace ids, ignored, spans) | None: what `map()` gives, with
+// the events tallied by the scanner (`Scanner.scan()`'s `(events, reports)` of `map()`'s JSON)
+// instead of written as JSON; None declines, as for `map()`, also when the scanner refuses an event.
+PyObject* Mapper_tally(Mapper* self, PyObject* arg) {
+    if (self->api == nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "tally() needs a Mapper made with a scanner");
+        return nullptr;
+    }
+    Py_buffer body;
+    if (PyObject_GetBuffer(arg, &body, PyBUF_SIMPLE) < 0) return nullptr;
+    if (self->config == nullptr || body.len > INT32_MAX) {
+        PyBuffer_Release(&body);
+        Py_RETURN_NONE;
+    }
+    const ScanApi* api = self->api;
+    ScanTally* t = api->begin(self->scanner);
+    if (t == nullptr) {
+        PyBuffer_Release(&body);
+        return nullptr;
+    }
+    bool ok;
+    Request r(*self->config);
+    google::protobuf::Arena arena(arena_options());
+    Tallied sink{api, t, self->field, nullptr, 0, 0};
+    Py_BEGIN_ALLOW_THREADS
+    ok = read(r, body, arena, sink);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&body);
+    PyObject* scanned = ok ? api->finish(t) : nullptr;  // before the arena and the pool go
+    api->free(t);
+    if (!ok) Py_RETURN_NONE;
+    if (scanned == nullptr) return nullptr;
+    std::string traces = trace_ids(r);
+    PyObject* out = Py_BuildValue("(OOy#y#ln)", PyTuple_GET_ITEM(scanned, 0), PyTuple_GET_ITEM(scanned, 1),
+                                  r.keys.data(), (Py_ssize_t)r.keys.size(), traces.data(),
+                                  (Py_ssize_t)traces.size(), r.ignored, (Py_ssize_t)r.notes.size());
+    Py_DECREF(scanned);
+    return out;
 }
 
 PyMethodDef Mapper_methods[] = {
     {"map", (PyCFunction)Mapper_map, METH_O,
      "map(body) -> (events JSON, span keys as 24 bytes each (trace and span id), trace ids as 16 bytes each, spans "
      "ignored, spans) | None when the Python mapping must read the request"},
+    {"tally", (PyCFunction)Mapper_tally, METH_O,
+     "tally(body) -> (events, scanner reports, span keys, trace ids, spans ignored, spans) | None: map() with the "
+     "events tallied by the scanner given at construction instead of written as JSON"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyTypeObject MapperType = {PyVarObject_HEAD_INIT(nullptr, 0)};

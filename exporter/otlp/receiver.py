@@ -63,11 +63,12 @@ MAX_MESSAGE_ITEMS = 5  # examples per reason in partial_success.error_message
 
 
 class Fast(NamedTuple):
-    """A binary request as the C++ mapper read it (`_mapper.cpp`): the events' JSON, their span keys
-    (48 hex digits each), the request's trace ids (16 bytes each), spans ignored, and spans."""
+    """A binary request as the C++ mapper read it (`_mapper.cpp`): its events (tallied by the events
+    scanner, with their JSON made only if asked for; or that JSON when the scanner is not built),
+    their span keys (24 bytes each), the request's trace ids (16 bytes each), spans ignored, and spans."""
 
     body: bytes
-    events: bytes
+    events: wire.Decoded | bytes
     keys: bytes
     traces: bytes
     ignored: int
@@ -153,18 +154,30 @@ class OtlpReceiver:
 
     def map_fast(self, body: bytes) -> Fast | None:
         """The C++ mapper's reading of a binary request (no lock held: it runs beside other requests),
-        or None when the Python mapping must read it."""
-        if self.mapper is None or rows.PURE:
+        or None when the Python mapping must read it. With the events scanner built, the mapper
+        tallies the events into the scanner's reports and their JSON is written only if asked for."""
+        mapper = self.mapper
+        if mapper is None or rows.PURE:
             return None
-        out = self.mapper.map(body)
-        return None if out is None else Fast(body, *out)
+        if wire.SCANNER is None:  # no scanner to tally into: the events as JSON
+            out = mapper.map(body)
+            return None if out is None else Fast(body, *out)
+        tallied = mapper.tally(body)
+        if tallied is None:
+            return None
+        n, reports, *rest = tallied
+        return Fast(body, wire.Decoded(lambda: _json(mapper, body), n, reports=reports), *rest)
 
     def traces_fast(self, fast: Fast) -> ExportTraceServiceResponse | None:
         """Count a request the C++ mapper read; None when the Python mapping must read it after all
         (a trace the memory knows, a span counted before: a retry)."""
         trace_ids = [fast.traces[i : i + 16] for i in range(0, len(fast.traces), 16)]
         keys = fast.keys
-        events: Any = (wire.decode(fast.events) or orjson.loads(fast.events)) if keys else None
+        events: Any = None
+        if keys:
+            events = fast.events
+            if not isinstance(events, wire.Decoded):
+                events = wire.decode(events) or orjson.loads(events)
         mapped = Mapped(ignored=fast.ignored, total=fast.total)
         ingestor, now = self.ingestor, time.time()
         with self._memory_lock:
@@ -304,9 +317,16 @@ def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
         for spec in specs
     }
     try:
-        return Mapper(agents, memory.max_spans, memory.max_traces)
+        return Mapper(agents, memory.max_spans, memory.max_traces, wire.SCANNER)
     except ValueError:  # more distinct otel attribute names than its 64 slots: the Python mapping reads all
         return None
+
+
+def _json(mapper: Any, body: bytes) -> bytes:
+    """The events' JSON of a request the mapper tallied: `map()` of the same body writes it."""
+    out = mapper.map(body)
+    assert out is not None, "map() declines no request tally() takes"
+    return bytes(out[0])
 
 
 def _span_item(keys: bytes) -> Callable[[int], str]:
