@@ -151,3 +151,18 @@ def test_a_mapper_tallies_only_into_a_scanner() -> None:
         mapper_type({}, 10, 10, object())
     with pytest.raises(RuntimeError, match="scanner"):
         mapper_type({}, 10, 10).tally(b"")
+
+
+def test_without_the_scanner_the_mapper_writes_json_and_counts_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As when `exporter._scan` is not built: the mapper is made without a scanner, and the fast path
+    hands the JSON it writes to `wire.decode` and the classifier."""
+    monkeypatch.setattr(wire, "SCANNER", None)
+    spec = load_spec(EXAMPLE)
+    otlp, python = receiver([spec]), receiver([spec], python_only=True)
+    for body in bodies(template(100), 2, seed=9):
+        fast = otlp.map_fast(body)
+        assert fast is not None and isinstance(fast.events, bytes)
+        assert otlp.traces_fast(fast) == python.traces(rows.read_body(body, python.wanted))
+    assert series(otlp) == series(python)
