@@ -60,12 +60,16 @@ def test_the_tally_is_the_scanners_report_of_the_mappers_json_or_both_decline(va
     taken: list[bool] = []
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
-    @given(base=st.sampled_from(PLAIN[variant]), shape=shapes, changes=edits)
-    def check(base: bytes, shape: list[tuple[str, int, int]], changes: list[Any]) -> None:
+    @given(base=st.sampled_from(PLAIN[variant]), shape=shapes, changes=edits, every_edit=st.integers(0, 3))
+    def check(base: bytes, shape: list[tuple[str, int, int]], changes: list[Any], every_edit: int) -> None:
+        if every_edit != 0:  # span events and ids of other sizes are always declined: 1 example in 4
+            changes = [c for c in changes if c[0] not in ("event", "id")]
         taken.append(tallied_alike(mapper, mutate(reshape(base, shape), changes)))
 
     check()
     assert all(tallied_alike(mapper, body) for body in PLAIN[variant]), "the SDK's own requests"
+    # Otherwise the test proves little: as in test_otlp_mapper, about half are taken (Hypothesis draws
+    # its examples in runs of alike ones, so a run's share varies widely); at least a quarter must be.
     assert sum(taken) >= len(taken) / 4, f"the tally took only {sum(taken)} of {len(taken)} requests"
 
 
