@@ -3,9 +3,11 @@ pyproject.toml); without a compiler or their libraries the package still install
 pure-Python paths do the same work, slower:
 
 - `exporter._scan`: the `POST /v1/events` scanner, C++ on simdjson (Debian: libsimdjson-dev);
-- `exporter.otlp._reader`: the `POST /v1/traces` reader, C++ on the classes protoc generates from the
-  vendored opentelemetry-proto files (Debian: protobuf-compiler, libprotobuf-dev). The classes are
-  generated at build time into build/otlp_proto, so no generated code is committed.
+- `exporter.otlp._reader`: the `POST /v1/traces` reader and mapper, C++ on the classes protoc
+  generates from the vendored opentelemetry-proto files (Debian: protobuf-compiler, libprotobuf-dev).
+  The classes are generated at build time into build/otlp_proto, so no generated code is committed.
+  The mapper tallies into the events scanner through its C API (`exporter/_scan_api.h`, a capsule
+  read at run time): without `_scan` it writes the events' JSON instead.
 
 setup.sh installs those packages.
 """
@@ -49,6 +51,7 @@ setup(
         Extension(
             "agentslo.exporter._scan",
             ["exporter/_scan.cpp"],
+            depends=["exporter/_scan_api.h"],
             language="c++",
             libraries=["simdjson"],
             extra_compile_args=["-std=c++17", "-O2"],
@@ -57,6 +60,7 @@ setup(
         Extension(
             READER,
             ["exporter/otlp/_reader.cpp", "exporter/otlp/_mapper.cpp"],
+            depends=["exporter/_scan_api.h"],  # the events scanner's C API, which the mapper tallies into
             include_dirs=[str(GENERATED)],
             language="c++",
             libraries=["protobuf"],
