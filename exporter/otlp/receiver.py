@@ -1,9 +1,15 @@
 """`POST /v1/traces` and `POST /v1/logs`: OTLP/HTTP into the same validation and apply path as events.
 
 A request is decoded (`otlp.decode`), its spans or records read into events (`otlp.mapping`), the
-spans already counted are left out (a sender's retry, within the idempotency horizon), and the rest
-go to `Ingestor.apply_many` as one partial batch whose dedupe keys are filed in the same SQLite
-transaction as the counts. So an acknowledged span survives kill -9, and a retried one counts once.
+spans already counted are left out (a sender's retry, within the idempotency horizon: `otlp.seen`),
+and the rest go to `Ingestor.apply_many` as one partial batch whose dedupe keys are filed in the
+same SQLite transaction as the counts. So an acknowledged span survives kill -9, and a retried one
+counts once.
+
+The usual binary trace request takes a shorter way (`map_fast`, `traces_fast`): the C++ mapper
+(`_mapper.cpp`) reads it, GIL released, into the events scanner's reports, and it is counted when
+none of its traces is known to the trace memory or the key index (else the Python mapping reads it
+after all); its traces are then held unread in the memory (`memory.Unread`).
 
 The answer is the OTLP response message in the request's encoding: `partial_success` with the
 number of spans (or records) refused and why, by reason, also counted in
