@@ -32,6 +32,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -107,6 +108,7 @@ struct Config {
     std::unordered_map<std::string, Agent> agents;
     std::vector<std::string> task_ops;  // of every spec (a span's operation from its name)
     size_t max_spans, max_traces;
+    uint64_t seed = 0;  // of the span table's hash (`SpanTable`), drawn at set-up
 
     int slot(const std::string& name) {
         for (size_t i = 0; i < names.size(); i++)
@@ -180,10 +182,56 @@ struct Note {
 
 struct Trace {
     std::string_view id;
-    std::unordered_map<uint64_t, int> spans;  // span id → note
-    std::vector<int> order;  // notes in request order
-    bool children_made = false;
-    std::unordered_map<uint64_t, std::vector<int>> children;  // parent id → notes
+    size_t spans = 0;  // notes of the trace in the request
+};
+
+// The request's notes by (trace, span id): open addressing over a table made once per request at
+// twice its spans (no allocation per span). Ids come from the sender, so slots are found by a
+// seeded hash: a request cannot be made to pile its spans into one run of slots.
+struct SpanTable {
+    struct Slot {
+        uint64_t id;
+        int trace, note;  // note -1: empty
+    };
+    std::vector<Slot> slots;
+    size_t mask = 0;
+    uint64_t seed = 0;
+
+    void size_for(size_t spans, uint64_t s) {
+        size_t capacity = 16;
+        while (capacity < 2 * spans) capacity *= 2;
+        slots.assign(capacity, Slot{0, 0, -1});
+        mask = capacity - 1;
+        seed = s;
+    }
+    size_t home(uint64_t id, int trace) const {
+        uint64_t h = (id ^ seed) + (uint64_t)trace * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        h *= 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 33;
+        return (size_t)h & mask;
+    }
+    // -1 when absent
+    int find(uint64_t id, int trace) const {
+        for (size_t i = home(id, trace);; i = (i + 1) & mask) {
+            const Slot& slot = slots[i];
+            if (slot.note < 0) return -1;
+            if (slot.id == id && slot.trace == trace) return slot.note;
+        }
+    }
+    // false when the span is there already
+    bool add(uint64_t id, int trace, int note) {
+        for (size_t i = home(id, trace);; i = (i + 1) & mask) {
+            Slot& slot = slots[i];
+            if (slot.note < 0) {
+                slot = Slot{id, trace, note};
+                return true;
+            }
+            if (slot.id == id && slot.trace == trace) return false;
+        }
+    }
 };
 
 uint64_t id64(const std::string& s) {
@@ -381,6 +429,8 @@ struct Request {
     std::vector<Note> notes;
     std::vector<Trace> traces;
     std::unordered_map<sv, int> trace_index;
+    SpanTable spans;
+    std::vector<int> child_start, children;  // each note's children, in request order (made on demand)
     std::string keys;  // of the events made: trace id and span id, 24 bytes each
     long ignored = 0;
     std::vector<int> chain_, below_, todo_;  // reused per span
@@ -395,6 +445,7 @@ struct Request {
         for (const auto& rs : request.resource_spans())
             for (const auto& ss : rs.scope_spans()) count += ss.spans_size();
         notes.reserve(count);  // a note is not moved once made
+        spans.size_for(count, c.seed);
         int r = 0, last = -1;
         for (const auto& rs : request.resource_spans()) {
             resources.emplace_back();
@@ -449,12 +500,9 @@ struct Request {
                         ti = found->second;
                     }
                     last = ti;
-                    Trace& tr = traces[ti];
                     n.trace = ti;
-                    int index = (int)notes.size() - 1;
-                    if (!tr.spans.emplace(id64(s), index).second) return false;  // a span twice
-                    tr.order.push_back(index);
-                    if (tr.order.size() > c.max_spans) return false;
+                    if (!spans.add(id64(s), ti, (int)notes.size() - 1)) return false;  // a span twice
+                    if (++traces[ti].spans > c.max_spans) return false;
                 }
             }
             r++;
@@ -463,9 +511,7 @@ struct Request {
             const std::string& p = n.span->parent_span_id();
             n.parent = -1;
             if (p.size() == 8) {
-                const Trace& tr = traces[n.trace];
-                auto found = tr.spans.find(id64(p));
-                if (found != tr.spans.end()) n.parent = found->second;
+                n.parent = spans.find(id64(p), n.trace);
             } else if (!p.empty()) {
                 return false;  // a parent id of another size: the Python mapping's reading
             }
@@ -473,26 +519,27 @@ struct Request {
         return true;
     }
 
-    // `mapping._descendants`: the notes below `root`, in the Python mapping's order.
+    // `mapping._descendants`: the notes below `root`, in the Python mapping's order (a depth-first
+    // walk from the last child, at most as many notes as the trace has: parents may loop).
     void descendants(int root, std::vector<int>& out) {
-        Trace& tr = traces[notes[root].trace];
-        if (!tr.children_made) {
-            for (int i : tr.order) {
-                const std::string& p = notes[i].span->parent_span_id();
-                if (!p.empty()) tr.children[id64(p)].push_back(i);
-            }
-            tr.children_made = true;
+        if (child_start.empty()) {  // each note's children, in request order, once per request
+            child_start.assign(notes.size() + 1, 0);
+            for (const Note& n : notes)
+                if (n.parent >= 0) child_start[n.parent + 1]++;
+            for (size_t i = 0; i < notes.size(); i++) child_start[i + 1] += child_start[i];
+            children.resize(child_start.back());
+            std::vector<int> filled(child_start.begin(), child_start.end() - 1);
+            for (size_t i = 0; i < notes.size(); i++)
+                if (notes[i].parent >= 0) children[filled[notes[i].parent]++] = (int)i;
         }
+        size_t most = traces[notes[root].trace].spans;
         std::vector<int>& todo = todo_;
-        todo.clear();
-        auto first = tr.children.find(id64(notes[root].span->span_id()));
-        if (first != tr.children.end()) todo = first->second;
-        while (!todo.empty() && out.size() < tr.order.size()) {
+        todo.assign(children.begin() + child_start[root], children.begin() + child_start[root + 1]);
+        while (!todo.empty() && out.size() < most) {
             int i = todo.back();
             todo.pop_back();
             out.push_back(i);
-            auto more = tr.children.find(id64(notes[i].span->span_id()));
-            if (more != tr.children.end()) todo.insert(todo.end(), more->second.begin(), more->second.end());
+            todo.insert(todo.end(), children.begin() + child_start[i], children.begin() + child_start[i + 1]);
         }
     }
 
@@ -752,6 +799,8 @@ int Mapper_init(Mapper* self, PyObject* args, PyObject* kwds) {
     auto* c = new Config();
     c->max_spans = (size_t)max_spans;
     c->max_traces = (size_t)max_traces;
+    std::random_device entropy;
+    c->seed = ((uint64_t)entropy() << 32) ^ entropy();
     for (int i = 0; i < N_FIXED; i++) c->names.push_back(FIXED_NAMES[i]);
     PyObject *name, *conf;
     Py_ssize_t pos = 0;
