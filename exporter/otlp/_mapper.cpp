@@ -180,6 +180,17 @@ struct Note {
     int parent;  // index of the parent's note in this request, -1 when it is not here
 };
 
+// murmur3's 64-bit finalizer: every bit of the input moves every bit of the output (the seeded hash
+// of the span table and of the span-key index).
+inline uint64_t mix(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
 struct Trace {
     std::string_view id;
     size_t spans = 0;  // notes of the trace in the request
@@ -205,13 +216,7 @@ struct SpanTable {
         seed = s;
     }
     size_t home(uint64_t id, int trace) const {
-        uint64_t h = (id ^ seed) + (uint64_t)trace * 0x9E3779B97F4A7C15ULL;
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        h *= 0xc4ceb9fe1a85ec53ULL;
-        h ^= h >> 33;
-        return (size_t)h & mask;
+        return (size_t)mix((id ^ seed) + (uint64_t)trace * 0x9E3779B97F4A7C15ULL) & mask;
     }
     // -1 when absent
     int find(uint64_t id, int trace) const {
@@ -993,16 +998,9 @@ struct Flat {
     bool has_zero = false;
 
     explicit Flat(uint64_t s) : slots(1024, Key<N>{}), mask(1023), seed(s) {}
-    size_t home(const Key<N>& k) const {  // seeded, then murmur3's finalizer: every bit moves every bit
+    size_t home(const Key<N>& k) const {  // seeded, each lane mixed in
         uint64_t h = seed;
-        for (uint64_t lane : k.lane) {
-            h ^= lane;
-            h ^= h >> 33;
-            h *= 0xff51afd7ed558ccdULL;
-            h ^= h >> 33;
-            h *= 0xc4ceb9fe1a85ec53ULL;
-            h ^= h >> 33;
-        }
+        for (uint64_t lane : k.lane) h = mix(h ^ lane);
         return (size_t)h & mask;
     }
     bool contains(const Key<N>& k) const {
