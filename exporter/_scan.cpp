@@ -780,6 +780,10 @@ static bool api_text(ScanTally *t, int f, const char *data, size_t size) {
     return simdjson::validate_utf8(data, size) && t->seen.set_text(f, std::string_view(data, size));
 }
 
+static bool api_utf8_text(ScanTally *t, int f, const char *data, size_t size) {
+    return t->seen.set_text(f, std::string_view(data, size));
+}
+
 static bool api_number(ScanTally *t, int f, double x, bool integral) { return t->seen.set_number(f, x, integral); }
 static bool api_flag(ScanTally *t, int f, bool value) { return t->seen.set_flag(f, value); }
 static bool api_null(ScanTally *t, int f) { return t->seen.set_null(f); }
@@ -794,7 +798,7 @@ static void api_free(ScanTally *t) {
 }
 
 static const ScanApi API = {SCAN_API_VERSION, api_field, api_kind, api_begin,
-                            api_start, api_text, api_number, api_flag, api_null, api_tokens, api_end,
+                            api_start, api_text, api_utf8_text, api_number, api_flag, api_null, api_tokens, api_end,
                             api_finish, api_free};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "exporter._scan",

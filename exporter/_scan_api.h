@@ -23,7 +23,7 @@
 #include <cstddef>
 
 #define SCAN_API_CAPSULE "agentslo.exporter._scan._C_API"
-#define SCAN_API_VERSION 1
+#define SCAN_API_VERSION 2
 
 struct ScanTally;
 
@@ -45,6 +45,9 @@ struct ScanApi {
     ScanTally *(*begin)(PyObject *scanner);
     void (*start)(ScanTally *t);  // a new event
     bool (*text)(ScanTally *t, int field, const char *data, size_t size);  // UTF-8 checked
+    // `text` for bytes the caller vouches are UTF-8 (protobuf's parser checked every string field),
+    // which skips the check: it was ~2% of the CPU of an OTLP span
+    bool (*utf8_text)(ScanTally *t, int field, const char *data, size_t size);
     bool (*number)(ScanTally *t, int field, double x, bool integral);
     bool (*flag)(ScanTally *t, int field, bool value);
     bool (*null)(ScanTally *t, int field);

@@ -402,7 +402,9 @@ struct Tallied {
         api->start(t);
         return text(E_TYPE, EVENT_TYPES[type]);
     }
-    bool text(int f, sv s) { return api->text(t, field[f], s.data(), s.size()); }
+    // every text is a string field protobuf's parser checked, a part of one cut at a space, hex or a
+    // literal: UTF-8 already
+    bool text(int f, sv s) { return api->utf8_text(t, field[f], s.data(), s.size()); }
     bool value(int f, const AnyValue* v) {
         if (is_none(v)) return api->null(t, field[f]);
         switch (v->value_case()) {
