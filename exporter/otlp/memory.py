@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from agentslo.exporter.otlp.semconv import (
@@ -151,13 +152,11 @@ class TraceMemory:
 
     def knows(self, trace_ids: list[bytes]) -> bool:
         """Whether any of these traces has spans remembered or spans waiting for an ancestor."""
-        traces, deferred = self.traces, self.deferred
-        return any(t in traces or t in deferred for t in trace_ids)
+        return not self.traces.keys().isdisjoint(trace_ids) or not self.deferred.keys().isdisjoint(trace_ids)
 
     def hold_unread(self, unread: Unread, now: float) -> None:
         """Remember the (new) traces of a request the C++ mapper read, unread until asked for."""
-        for trace_id in unread.trace_ids:
-            self.traces[trace_id] = (now, unread)
+        self.traces.update(zip(unread.trace_ids, repeat((now, unread))))
         self.unread.append(unread)
         self.unread_bytes += len(unread.body)
         while self.unread_bytes > self.max_unread_bytes and len(self.unread) > 1:
