@@ -6,10 +6,11 @@ and the rest go to `Ingestor.apply_many` as one partial batch whose dedupe keys 
 same SQLite transaction as the counts. So an acknowledged span survives kill -9, and a retried one
 counts once.
 
-The usual binary trace request takes a shorter way (`map_fast`, `traces_fast`): the C++ mapper
+The usual binary trace request takes a shorter way (`map_fast`, `count_fast`): the C++ mapper
 (`_mapper.cpp`) reads it, GIL released, into the events scanner's reports, and it is counted when
 none of its traces is known to the trace memory or the key index (else the Python mapping reads it
-after all); its traces are then held unread in the memory (`memory.Unread`).
+after all), with the other such requests read meanwhile in one transaction (group commit); its
+traces are then held unread in the memory (`memory.Unread`).
 
 The answer is the OTLP response message in the request's encoding: `partial_success` with the
 number of spans (or records) refused and why, by reason, also counted in
@@ -177,27 +178,67 @@ class OtlpReceiver:
     def traces_fast(self, fast: Fast) -> ExportTraceServiceResponse | None:
         """Count a request the C++ mapper read; None when the Python mapping must read it after all
         (a trace the memory knows, a span counted before: a retry)."""
-        trace_ids = [fast.traces[i : i + 16] for i in range(0, len(fast.traces), 16)]
-        keys = fast.keys
-        events: Any = None
-        if keys:
-            events = fast.events
-            if not isinstance(events, wire.Decoded):
-                events = wire.decode(events) or orjson.loads(events)
-        mapped = Mapped(ignored=fast.ignored, total=fast.total)
+        replies = self.count_fast([fast])
+        assert replies is not None
+        reply = replies[0]
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def count_fast(
+        self, group: list[Fast], wait: bool = True
+    ) -> list[ExportTraceServiceResponse | BaseException | None] | None:
+        """Count requests the C++ mapper read with one commit (group commit): each one's reply, None
+        where the Python mapping must read it after all, or the exception that kept it from being
+        counted (storage failure: nothing of it counted). A request with a trace the memory or the
+        key index knows, or that an earlier request of the group holds, is left to the Python mapping,
+        as it would be if they came one by one. With `wait` False, None when another thread holds the
+        trace memory (the caller hands the group to a thread that waits)."""
+        if not self._memory_lock.acquire(blocking=wait):
+            return None
+        try:
+            return self._count_fast(group)
+        finally:
+            self._memory_lock.release()
+
+    def _count_fast(self, group: list[Fast]) -> list[ExportTraceServiceResponse | BaseException | None]:
         ingestor, now = self.ingestor, time.time()
-        with self._memory_lock:
-            if self.memory.knows(trace_ids):
-                return None
-            with ingestor.lock:
-                if self.seen.any_trace_seen(fast.traces, now):  # spans of these traces were counted
-                    return None
-                refused = self._commit(mapped, events, keys, _span_item(keys), now) if keys else set()
-                counted = len(keys) // SPAN_KEY - len(refused)
-                self.memory.hold_unread(Unread(fast.body, trace_ids, self._unread), now)
+        replies: list[ExportTraceServiceResponse | BaseException | None] = [None] * len(group)
+        with ingestor.lock:
+            taken: list[tuple[int, list[bytes]]] = []
+            claimed: set[bytes] = set()
+            for i, fast in enumerate(group):
+                ids = [fast.traces[j : j + 16] for j in range(0, len(fast.traces), 16)]
+                if (
+                    self.memory.knows(ids)
+                    or self.seen.any_trace_seen(fast.traces, now)
+                    or not claimed.isdisjoint(ids)
+                ):
+                    continue
+                claimed.update(ids)
+                taken.append((i, ids))
+            batches = [Batch(_events(group[i]), partial=True, span_keys=group[i].keys) for i, _ in taken]
+            try:
+                results = iter(ingestor.apply_many([b for b in batches if b.span_keys]))
+            except Exception as exc:  # a lone batch's storage failure: nothing counted
+                for i, _ in taken:
+                    replies[i] = exc
+                return replies
+            for i, ids in taken:
+                fast = group[i]
+                mapped = Mapped(ignored=fast.ignored, total=fast.total)
+                refused: set[int] = set()
+                if fast.keys:
+                    try:
+                        refused = self._settle(mapped, next(results), fast.keys, _span_item(fast.keys), now)
+                    except RuntimeError as exc:  # the group's commit failed: none of it counted
+                        replies[i] = exc
+                        continue
+                self.memory.hold_unread(Unread(fast.body, ids, self._unread), now)
                 mapped.expired = self.memory.expire(now)
-                self._tally(TRACES, mapped, counted, 0)
-        return _trace_reply(mapped)
+                self._tally(TRACES, mapped, len(fast.keys) // SPAN_KEY - len(refused), 0)
+                replies[i] = _trace_reply(mapped)
+        return replies
 
     def traces(self, request: Rows | ExportTraceServiceRequest) -> ExportTraceServiceResponse:
         with self._memory_lock:
@@ -241,9 +282,16 @@ class OtlpReceiver:
         now: float,
     ) -> set[int]:
         """Apply the fresh events (a list, or the `/v1/events` JSON decoded) as one partial batch, their
-        span keys (`SPAN_KEY` bytes each) filed in the same transaction; the refused ones go to `mapped`
-        (`item`: the span or record of event i, for the message). Which were refused."""
+        span keys (`SPAN_KEY` bytes each) filed in the same transaction (`item`: the span or record of
+        event i, for the message). Which were refused."""
         result = self.ingestor.apply_many([Batch(events, partial=True, span_keys=keys)])[0]
+        return self._settle(mapped, result, keys, item, now)
+
+    def _settle(
+        self, mapped: Mapped, result: wire.IngestResult, keys: bytes, item: Callable[[int], str], now: float
+    ) -> set[int]:
+        """What became of a batch applied: the refused events go to `mapped`, the counted ones' keys to
+        the index (raises when storage failed: nothing counted, answer 503). Which were refused."""
         if result.status >= 500:
             raise RuntimeError(result.body.get("error", "storage failure"))
         refused = set(result.body.get("rejected", ())) if result.status == 207 else set()
@@ -326,6 +374,13 @@ def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
         return Mapper(agents, memory.max_spans, memory.max_traces, wire.SCANNER)
     except ValueError:  # more distinct otel attribute names than its 64 slots: the Python mapping reads all
         return None
+
+
+def _events(fast: Fast) -> Any:
+    """The events of a fast request as a batch takes them: decoded, or the scanner's tally."""
+    if not fast.keys or isinstance(fast.events, wire.Decoded):
+        return fast.events
+    return wire.decode(fast.events) or orjson.loads(fast.events)
 
 
 def _json(mapper: Any, body: bytes) -> bytes:

@@ -2,7 +2,9 @@
 
 The app wires these two handlers (`OtlpRoutes.post_traces`, `.post_logs`) next to `/v1/events`;
 auth and the body size limit are the app's middleware and `client_max_size`, as for every route.
-Decoding, reading and counting run on a worker thread so the event loop keeps answering scrapes.
+Decoding and reading run on worker threads so the event loop keeps answering scrapes. A binary trace
+request the C++ mapper read is then counted on the loop, with the others read meanwhile, in one
+transaction (`_count_queued`); every other request is read and counted on its worker.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.otlp.decode import JSON, PROTOBUF, OtlpError, decode, encode, inflate, status_body
-from agentslo.exporter.otlp.receiver import OtlpReceiver
+from agentslo.exporter.otlp.receiver import Fast, OtlpReceiver
 from agentslo.exporter.otlp.rows import Rows, read_body, read_message
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,15 @@ RETRY_AFTER_UNAVAILABLE_S = 5
 # gRPC status codes carried in the google.rpc.Status of a refusal (OTLP/HTTP reuses them)
 GRPC_INVALID_ARGUMENT, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAVAILABLE = 3, 8, 14
 INFLATE_FACTOR = 8  # a gzip body may inflate to this many times the body limit
+MAX_GROUP = 32  # fast requests counted per commit
 
 
 class OtlpRoutes:
     def __init__(self, receiver: OtlpReceiver, config: ExporterConfig):
         self.receiver, self.config = receiver, config
         self.pending = 0
+        self._queued: list[tuple[Fast, asyncio.Future[message.Message | None]]] = []
+        self._counter: asyncio.Task[None] | None = None
 
     async def post_traces(self, request: web.Request) -> web.StreamResponse:
         return await self._post(request, ExportTraceServiceRequest, self.receiver.traces)
@@ -71,22 +76,32 @@ class OtlpRoutes:
             encoding = ""  # aiohttp has already inflated a gzip (or deflate) body, within client_max_size
             limit = self.config.max_body_bytes * INFLATE_FACTOR
 
-            def work() -> message.Message:
+            def work() -> Any:
                 with _no_cyclic_gc():
                     request = self._read(cls, raw, content_type, encoding, limit)
                     if type(request) is bytes:  # a binary trace request: the C++ mapper first
                         fast = self.receiver.map_fast(request)
                         if fast is not None:
                             self._most(fast.total)
-                            reply = self.receiver.traces_fast(fast)
-                            if reply is not None:
-                                return reply
+                            return fast
+                        request = read_body(request, self.receiver.wanted)
+                    return slow(request)
+
+            def slow(request: Any) -> message.Message:
+                with _no_cyclic_gc():
+                    if type(request) is bytes:
                         request = read_body(request, self.receiver.wanted)
                     self._most(len(request.spans) if isinstance(request, Rows) else _items(request))
                     return apply(request)
 
+            loop = asyncio.get_running_loop()
             try:
-                reply = await asyncio.get_running_loop().run_in_executor(None, work)
+                reply = await loop.run_in_executor(None, work)
+                if isinstance(reply, Fast):
+                    fast = reply
+                    reply = await self._count(fast)
+                    if reply is None:  # the Python mapping reads it after all
+                        reply = await loop.run_in_executor(None, slow, fast.body)
             except OtlpError as exc:
                 self.receiver.ingestor.reject(
                     "invalid_body"
@@ -108,6 +123,43 @@ class OtlpRoutes:
         finally:
             self.pending -= 1
         return web.Response(body=encode(reply, content_type), content_type=content_type)
+
+    async def _count(self, fast: Fast) -> message.Message | None:
+        """Count a request the C++ mapper read, with the others read meanwhile (`_count_queued`)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[message.Message | None] = loop.create_future()
+        self._queued.append((fast, future))
+        if self._counter is None or self._counter.done():
+            self._counter = loop.create_task(self._count_queued())
+        return await future
+
+    async def _count_queued(self) -> None:
+        """Count the queued fast requests on the event loop, a group per commit (as `/v1/events`'
+        writer does). The mapping ran on worker threads with the GIL released; counting holds the
+        GIL, and doing it on the loop rather than on each worker spared the GIL's hand-offs between
+        workers waiting on each other's commits. When a worker holds the trace memory (the Python
+        mapping of a request), the group waits for it on a thread, not on the loop."""
+        loop = asyncio.get_running_loop()
+        while self._queued:
+            jobs, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
+            group = [fast for fast, _ in jobs]
+            replies: list[Any] | None
+            try:
+                with _no_cyclic_gc():
+                    replies = self.receiver.count_fast(group, wait=False)
+                if replies is None:
+                    replies = await loop.run_in_executor(None, self.receiver.count_fast, group)
+            except Exception as exc:  # nothing of the group was counted
+                replies = [exc] * len(jobs)
+            assert replies is not None
+            for (_, future), reply in zip(jobs, replies, strict=True):
+                if future.done():  # the sender went away; what it sent is counted all the same
+                    continue
+                if isinstance(reply, BaseException):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+            await asyncio.sleep(0)  # the requests read meanwhile: the next group
 
     def _most(self, items: int) -> None:
         if items > self.config.max_batch_events:  # the limit of /v1/events, per span or record
