@@ -134,6 +134,7 @@ class Ingestor:
         self._judge_outcomes: dict[tuple[str, str], set[str]] = {}
         self._last_purge = 0.0
         self._keys_since_purge = 0
+        self._spans_since_purge = 0
         self.memory = Answers(config)  # the Idempotency-Keys' answers when there is no SQLite file
         self.db = Persistence(config.db_path, config.synchronous) if config.db_path else None
         if self.db is not None:
@@ -364,14 +365,26 @@ class Ingestor:
             )
             for slot, position in fresh.items():
                 self.store.db_ids[slot] = assigned[-position - 1]
-            # Keys are forgotten past the horizon and beyond the newest `max_idempotency_keys`: every
-            # minute, or sooner when a tenth of the bound arrived since.
+            # Keys are forgotten past the horizon and beyond the newest `max_idempotency_keys` (span
+            # keys: `max_span_keys`): every minute, or sooner when a tenth of a bound arrived since.
             self._keys_since_purge += len(answers)
-            most = self.config.max_idempotency_keys
-            if now - self._last_purge > PURGE_EVERY_S or self._keys_since_purge > most // 10:
-                self._last_purge, self._keys_since_purge = now, 0
-                db, horizon = self.db, now - self.config.idempotency_horizon_s
-                db.tidy(lambda: (db.forget_before(horizon), db.forget_beyond(most)))
+            self._spans_since_purge += len(spans) // SPAN_KEY
+            config = self.config
+            most, spans_most = config.max_idempotency_keys, config.max_span_keys
+            if (
+                now - self._last_purge > PURGE_EVERY_S
+                or self._keys_since_purge > most // 10
+                or self._spans_since_purge > spans_most // 10
+            ):
+                self._last_purge, self._keys_since_purge, self._spans_since_purge = now, 0, 0
+                db, horizon = self.db, now - config.idempotency_horizon_s
+                db.tidy(
+                    lambda: (
+                        db.forget_before(horizon),
+                        db.forget_beyond(most),
+                        db.forget_spans_beyond(spans_most),
+                    )
+                )
 
     def _rows(self, changes: dict[int, float], fresh: dict[int, int], new: list[str]) -> np.ndarray:
         """`changes` (slot → amount) as journal rows (row id, amount); slots that have no row id yet

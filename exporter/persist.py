@@ -37,12 +37,18 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE TABLE IF NOT EXISTS spans (created REAL NOT NULL, keys BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS spans_created ON spans (created);
 """
-# A commit is one INSERT into the journal (one statement: one hand-off of the GIL, which under load
-# is what a commit's latency is made of); the trigger files its Idempotency-Keys, span keys and build
-# labels in the same transaction. (Made again on every open: files of earlier versions get `spans`.)
+# A commit is one INSERT (one statement: one hand-off of the GIL, which under load is what a commit's
+# latency is made of) into a view whose trigger writes the journal row and files, in the same
+# transaction, its Idempotency-Keys, span keys and build labels: the span keys once, in `spans` (as
+# a column of the journal they were written twice, ~24 KB per 1,000 spans). Made again on every open,
+# so files of earlier versions get it; their journal's `spans` column stays, unused.
 _TRIGGER = """
 DROP TRIGGER IF EXISTS journal_sides;
-CREATE TRIGGER journal_sides AFTER INSERT ON journal BEGIN
+DROP VIEW IF EXISTS journal_in;
+CREATE VIEW journal_in AS SELECT adds, sets, answers, builds, created, NULL AS spans FROM journal;
+CREATE TRIGGER journal_write INSTEAD OF INSERT ON journal_in BEGIN
+    INSERT INTO journal (adds, sets, answers, builds, created)
+        VALUES (NEW.adds, NEW.sets, NEW.answers, NEW.builds, NEW.created);
     INSERT OR REPLACE INTO idempotency (key, body_hash, status, answer, created)
         SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, NEW.created
         FROM json_each(NEW.answers) AS j;
@@ -50,7 +56,7 @@ CREATE TRIGGER journal_sides AFTER INSERT ON journal BEGIN
     INSERT OR REPLACE INTO meta (key, value) SELECT 'build_info', NEW.builds WHERE NEW.builds IS NOT NULL;
 END;
 """
-_JOURNAL = "INSERT INTO journal (adds, sets, answers, builds, created, spans) VALUES (?, ?, ?, ?, ?, ?)"
+_JOURNAL = "INSERT INTO journal_in (adds, sets, answers, builds, created, spans) VALUES (?, ?, ?, ?, ?, ?)"
 SPAN_KEY = 24  # bytes of an OTLP span key: trace id and span id (`exporter.otlp.seen`)
 ROW = np.dtype([("id", "<i8"), ("value", "<f8")])  # one journal entry: a counter's row id and amount
 # Span dedupe keys (OTLP: trace and span id) live beside the Idempotency-Keys, with this prefix: a
@@ -94,8 +100,6 @@ class Persistence:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self.db.executescript(_SCHEMA)
-        if "spans" not in {row[1] for row in self.db.execute("PRAGMA table_info(journal)")}:
-            self.db.execute("ALTER TABLE journal ADD COLUMN spans BLOB")
         self.db.executescript(_TRIGGER)
         self.journal = self.db.execute("SELECT count(*) FROM journal").fetchone()[0]
         self.fold()
@@ -221,6 +225,19 @@ class Persistence:
         """Drop idempotency keys (and span keys) older than `horizon` (unix time); returns how many."""
         self.db.execute("DELETE FROM spans WHERE created < ?", (horizon,))
         return self.db.execute("DELETE FROM idempotency WHERE created < ?", (horizon,)).rowcount
+
+    def forget_spans_beyond(self, most: int) -> int:
+        """Keep the newest rows of span keys that hold `most` keys: the span index loads no more on
+        start (`OtlpReceiver`), so older rows would only fill the disk until the horizon. How many
+        rows were dropped."""
+        oldest = self.db.execute(
+            "SELECT created FROM (SELECT created, sum(length(keys)) OVER (ORDER BY created DESC) AS total "
+            "FROM spans) WHERE total >= ? LIMIT 1",
+            (most * SPAN_KEY,),
+        ).fetchone()
+        if oldest is None:
+            return 0
+        return self.db.execute("DELETE FROM spans WHERE created < ?", (oldest[0],)).rowcount
 
     def forget_beyond(self, most: int, keep_prefix: str = SPAN_MARK) -> int:
         """Keep only the `most` newest Idempotency-Keys (span keys, `keep_prefix`, are bounded by the

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,9 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentslo import names
+from agentslo.exporter import persist
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.ingest import Batch, Ingestor
-from agentslo.exporter.persist import FOLD_EVERY, Persistence
+from agentslo.exporter.persist import FOLD_EVERY, SPAN_KEY, Persistence
 from agentslo.spec import parse_spec
 
 SPEC = """
@@ -254,3 +256,61 @@ def test_the_journal_folds_into_sums_and_last_values(tmp_path: Path) -> None:
     assert crashed.journal == 0
     db.db.close()
     crashed.close()
+
+
+def test_span_keys_are_filed_once_and_only_as_many_as_the_index_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's OTLP span keys are one row of `spans` (not also a column of the journal), and the
+    rows beyond the newest `max_span_keys` keys are forgotten: the span index loads no more on start."""
+    clock = iter(range(1_000_000, 2_000_000))
+    monkeypatch.setattr(persist.time, "time", lambda: float(next(clock)))
+    db = Persistence(str(tmp_path / "x.db"))
+    for i in range(10):
+        db.commit([], [], spans=bytes([i + 1]) * (SPAN_KEY * 100))  # a request of 100 spans
+    stored = db.db.execute("SELECT sum(length(keys)) FROM spans").fetchone()[0]
+    assert stored == 10 * 100 * SPAN_KEY
+    assert "spans" not in {row[1] for row in db.db.execute("PRAGMA table_info(journal)")}
+    assert db.forget_spans_beyond(250) == 7  # the three newest rows hold the 250 newest keys
+    assert [keys[:1] for keys, _ in db.spans()] == [b"\x0a", b"\x09", b"\x08"]
+    assert db.forget_spans_beyond(250) == 0
+    db.close()
+
+
+def test_a_file_of_the_version_that_filed_span_keys_through_the_journal_opens_and_files_them_once(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "x.db")
+    Persistence(path).close()
+    old = sqlite3.connect(path)  # as that version left it: a spans column and its trigger
+    old.executescript(
+        """
+        DROP TRIGGER journal_write; DROP VIEW journal_in;
+        ALTER TABLE journal ADD COLUMN spans BLOB;
+        CREATE TRIGGER journal_sides AFTER INSERT ON journal BEGIN
+            INSERT INTO spans (created, keys) SELECT NEW.created, NEW.spans WHERE NEW.spans IS NOT NULL;
+        END;
+        INSERT INTO journal (adds, sets, answers, created, spans) VALUES (x'', x'', '[]', 1.0, zeroblob(48));
+        """
+    )
+    old.close()
+    db = Persistence(path)
+    db.commit([], [], spans=b"\x01" * SPAN_KEY)
+    assert [len(keys) for keys, _ in db.spans()] == [SPAN_KEY, 2 * SPAN_KEY]  # the new row, the old one
+    names_ = {row[0] for row in db.db.execute("SELECT name FROM sqlite_schema WHERE type = 'trigger'")}
+    assert names_ == {"journal_write"}
+    assert db.db.execute("SELECT count(*) FROM journal WHERE spans IS NOT NULL").fetchone()[0] == 0
+    db.close()
+
+
+def test_the_exporter_forgets_span_keys_beyond_its_bound_as_they_arrive(tmp_path: Path) -> None:
+    spec = parse_spec(SPEC)
+    config = ExporterConfig(db_path=str(tmp_path / "x.db"), max_span_keys=1000)
+    ing = Ingestor([spec], config)
+    event = {"type": "connection", **B, "ok": True}
+    for i in range(30):  # 30 requests of 100 spans: a tenth of the bound each, so each one purges
+        keys = b"".join((i * 100 + j + 1).to_bytes(SPAN_KEY, "big") for j in range(100))
+        assert ing.apply_many([Batch([event] * 100, span_keys=keys)])[0].status == 200
+    assert ing.db is not None
+    kept = sum(len(keys) for keys, _ in ing.db.spans()) // SPAN_KEY
+    assert 1000 <= kept <= 1200
