@@ -224,6 +224,7 @@ class OtlpReceiver:
                 for i, _ in taken:
                     replies[i] = exc
                 return replies
+            expired = self.memory.expire(now)  # once for the group, told with its first request
             for i, ids in taken:
                 fast = group[i]
                 mapped = Mapped(ignored=fast.ignored, total=fast.total)
@@ -235,7 +236,7 @@ class OtlpReceiver:
                         replies[i] = exc
                         continue
                 self.memory.hold_unread(Unread(fast.body, ids, self._unread), now)
-                mapped.expired = self.memory.expire(now)
+                mapped.expired, expired = expired, 0
                 self._tally(TRACES, mapped, len(fast.keys) // SPAN_KEY - len(refused), 0)
                 replies[i] = _trace_reply(mapped)
         return replies

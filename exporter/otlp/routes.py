@@ -84,10 +84,9 @@ class OtlpRoutes:
                         if fast is not None:
                             self._most(fast.total)
                             return fast
-                        request = read_body(request, self.receiver.wanted)
                     return slow(request)
 
-            def slow(request: Any) -> message.Message:
+            def slow(request: Any) -> message.Message:  # the Python mapping (binary bodies as rows)
                 with _no_cyclic_gc():
                     if type(request) is bytes:
                         request = read_body(request, self.receiver.wanted)
