@@ -1,6 +1,7 @@
 """OTLP ingest throughput: `POST /v1/traces` of the exporter against a naive OTLP receiver.
 
     python benchmarks/otlp_ingest.py [--seconds 5] [--rounds 3] [--clients 4] [--spans 1000] [--previous DIR]
+                                     [--ceiling]
 
 Each server is one process. Requests are binary protobuf `ExportTraceServiceRequest`s of `--spans`
 spans with the GenAI conventions' attribute sets: agent runs of one `invoke_agent` span, four `chat`
@@ -20,6 +21,13 @@ with the C++ trace reader (as `serve` runs it when built) and with the pure-Pyth
 `--previous DIR` (a tree of earlier code with its extensions built, e.g. `git archive <commit>` plus
 the `.so` files of that commit) also from that tree, so a change is measured against the code before
 it in the same sitting (the box is shared: only ratios within one run compare).
+
+`--ceiling` adds two variants that are not the product: the exporter with its counting step skipped
+(every request the C++ mapper reads is answered as counted, and nothing is counted or committed),
+which is what the rest of the path (HTTP, parsing and mapping) allows in one process; and the same
+with `--python-ms` (1.0) of Python per request spun on the worker threads, which shows whether the
+throughput is bounded by where the work runs or by how much of it holds the GIL. The benchmark
+patches the receiver in its own server process; the exporter has no such switch.
 """
 
 from __future__ import annotations
@@ -185,11 +193,39 @@ NAIVE = "naive OTLP receiver (FromString + labels().inc())"
 EXPORTER = "exporter, validation + dedupe + SQLite synchronous=full"
 PURE = "  the same, pure-Python reader (AGENT_SLO_PURE_PYTHON=1)"
 PREVIOUS = "  the same, previous code (--previous)"
+CEILING = "  ceiling: counting skipped (not the product)"
+SPUN = "  ceiling + {ms:g} ms of Python per request on the workers"
+
+
+def uncounted_server(python_ms: float, serve: list[str]) -> int:
+    """`agent-slo serve` with the counting of C++-mapped trace requests skipped (`--ceiling`), and
+    `python_ms` of GIL-holding Python spun per request on the worker thread that read it."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from agentslo import cli
+    from agentslo.exporter.otlp.receiver import OtlpReceiver
+
+    map_fast = OtlpReceiver.map_fast
+
+    def spun(self: OtlpReceiver, body: bytes) -> object:
+        fast = map_fast(self, body)
+        end = time.thread_time() + python_ms / 1000
+        while time.thread_time() < end:
+            pass
+        return fast
+
+    def uncounted(self: OtlpReceiver, group: list[object], wait: bool = True) -> list[object]:
+        return [ExportTraceServiceResponse() for _ in group]
+
+    OtlpReceiver.count_fast = uncounted  # type: ignore[assignment,method-assign]
+    if python_ms:
+        OtlpReceiver.map_fast = spun  # type: ignore[assignment,method-assign]
+    return cli.main(serve)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
@@ -199,11 +235,22 @@ def main() -> int:
         "--requests", type=int, default=1500, help="distinct requests prepared per measurement"
     )
     parser.add_argument("--previous", type=Path, help="a tree of earlier code to run as one more variant")
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also run the exporter with counting skipped, and with --python-ms of Python per request added",
+    )
+    parser.add_argument("--python-ms", type=float, default=1.0, help="with --ceiling (default 1.0)")
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--uncounted-server", type=float, help=argparse.SUPPRESS)
+    args, serve = parser.parse_known_args()
     if args.naive_server:
         naive_server(args.naive_server)
         return 0
+    if args.uncounted_server is not None:
+        return uncounted_server(args.uncounted_server, serve)
+    if serve:
+        parser.error(f"unrecognized arguments: {' '.join(serve)}")
     req = template(args.spans)
     print(
         f"payload: {args.spans} spans, {len(req.SerializeToString()) / 1024:.0f} KiB per request; "
@@ -218,6 +265,10 @@ def main() -> int:
             EXPORTER: ([*serve, "--db", f"{tmp}/full.db", "--sync", "full"], None),
             PURE: ([*serve, "--db", f"{tmp}/pure.db", "--sync", "full"], pure),
         }
+        if args.ceiling:
+            for name, ms in ((CEILING, 0.0), (SPUN.format(ms=args.python_ms), args.python_ms)):
+                uncounted = [sys.executable, __file__, "--uncounted-server", str(ms), "serve", EXAMPLE]
+                variants[name] = ([*uncounted, "--db", f"{tmp}/{ms}.db", "--sync", "full"], None)
         cwd: dict[str, Path] = {}
         if args.previous is not None:  # its own agentslo first on the path: run from inside the tree
             previous = args.previous.resolve()
@@ -259,7 +310,7 @@ def main() -> int:
             f"{name:56s} {med(name, 'spans_per_s'):>9,.0f} spans/s   p50 {med(name, 'p50_ms'):6.1f} ms   "
             f"p99 {med(name, 'p99_ms'):6.1f} ms   server CPU {med(name, 'cpu_us_per_span'):5.2f} us/span"
         )
-    for name in (EXPORTER, PURE, PREVIOUS) if args.previous is not None else (EXPORTER, PURE):
+    for name in (n for n in rounds if n != NAIVE):
         speed = [
             r["spans_per_s"] / n["spans_per_s"] for r, n in zip(rounds[name], rounds[NAIVE], strict=True)
         ]
