@@ -25,15 +25,17 @@ it in the same sitting (the box is shared: only ratios within one run compare).
 `--ceiling` adds two variants that are not the product: the exporter with its counting step skipped
 (every request the C++ mapper reads is answered as counted, and nothing is counted or committed),
 which is what the rest of the path (HTTP, parsing and mapping) allows in one process; and the same
-with `--python-ms` (1.0) of Python per request spun on the worker threads, which shows whether the
-throughput is bounded by where the work runs or by how much of it holds the GIL. The benchmark
-patches the receiver in its own server process; the exporter has no such switch.
+with `--python-ms` (1.0) of work per request added on the worker threads, once as Python (holding
+the GIL) and once as hashing (CPU without the GIL): how much a millisecond of work per request costs,
+and how much more when it holds the GIL. The benchmark patches the receiver in its own server
+process; the exporter has no such switch.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import os
 import statistics
@@ -195,31 +197,47 @@ PURE = "  the same, pure-Python reader (AGENT_SLO_PURE_PYTHON=1)"
 PREVIOUS = "  the same, previous code (--previous)"
 CEILING = "  ceiling: counting skipped (not the product)"
 SPUN = "  ceiling + {ms:g} ms of Python per request on the workers"
+BURNT = "  ceiling + {ms:g} ms of CPU without the GIL per request"
 
 
-def uncounted_server(python_ms: float, serve: list[str]) -> int:
+def uncounted_server(work: str, serve: list[str]) -> int:
     """`agent-slo serve` with the counting of C++-mapped trace requests skipped (`--ceiling`), and
-    `python_ms` of GIL-holding Python spun per request on the worker thread that read it."""
+    `work` done per request on the worker thread that read it: "python:MS" spins MS ms of Python
+    (holding the GIL), "native:MS" hashes for MS ms (hashlib releases the GIL), "none" nothing."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
     from agentslo import cli
     from agentslo.exporter.otlp.receiver import OtlpReceiver
 
+    kind, _, amount = work.partition(":")
+    seconds = float(amount or 0) / 1000
+    block = os.urandom(1 << 16)
+    start, hashed = time.thread_time(), 0
+    while time.thread_time() - start < 0.2:  # how many blocks take `seconds` of this CPU
+        hashlib.sha256(block).digest()
+        hashed += 1
+    blocks = round(seconds * hashed / (time.thread_time() - start))
     map_fast = OtlpReceiver.map_fast
 
-    def spun(self: OtlpReceiver, body: bytes) -> object:
+    def python(self: OtlpReceiver, body: bytes) -> object:
         fast = map_fast(self, body)
-        end = time.thread_time() + python_ms / 1000
+        end = time.thread_time() + seconds
         while time.thread_time() < end:
             pass
+        return fast
+
+    def native(self: OtlpReceiver, body: bytes) -> object:
+        fast = map_fast(self, body)
+        for _ in range(blocks):
+            hashlib.sha256(block).digest()
         return fast
 
     def uncounted(self: OtlpReceiver, group: list[object], wait: bool = True) -> list[object]:
         return [ExportTraceServiceResponse() for _ in group]
 
     OtlpReceiver.count_fast = uncounted  # type: ignore[assignment,method-assign]
-    if python_ms:
-        OtlpReceiver.map_fast = spun  # type: ignore[assignment,method-assign]
+    if kind in ("python", "native") and seconds:
+        OtlpReceiver.map_fast = python if kind == "python" else native  # type: ignore[assignment,method-assign]
     return cli.main(serve)
 
 
@@ -238,11 +256,12 @@ def main() -> int:
     parser.add_argument(
         "--ceiling",
         action="store_true",
-        help="also run the exporter with counting skipped, and with --python-ms of Python per request added",
+        help="also run the exporter with counting skipped, and with --python-ms of work per request added "
+        "(Python holding the GIL; CPU without it)",
     )
     parser.add_argument("--python-ms", type=float, default=1.0, help="with --ceiling (default 1.0)")
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--uncounted-server", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--uncounted-server", help=argparse.SUPPRESS)
     args, serve = parser.parse_known_args()
     if args.naive_server:
         naive_server(args.naive_server)
@@ -266,9 +285,15 @@ def main() -> int:
             PURE: ([*serve, "--db", f"{tmp}/pure.db", "--sync", "full"], pure),
         }
         if args.ceiling:
-            for name, ms in ((CEILING, 0.0), (SPUN.format(ms=args.python_ms), args.python_ms)):
-                uncounted = [sys.executable, __file__, "--uncounted-server", str(ms), "serve", EXAMPLE]
-                variants[name] = ([*uncounted, "--db", f"{tmp}/{ms}.db", "--sync", "full"], None)
+            ms = args.python_ms
+            for name, work in (
+                (CEILING, "none"),
+                (SPUN.format(ms=ms), f"python:{ms}"),
+                (BURNT.format(ms=ms), f"native:{ms}"),
+            ):
+                uncounted = [sys.executable, __file__, "--uncounted-server", work, "serve", EXAMPLE]
+                db = f"{tmp}/{work.replace(':', '-')}.db"
+                variants[name] = ([*uncounted, "--db", db, "--sync", "full"], None)
         cwd: dict[str, Path] = {}
         if args.previous is not None:  # its own agentslo first on the path: run from inside the tree
             previous = args.previous.resolve()
