@@ -1,7 +1,7 @@
 """OTLP ingest throughput: `POST /v1/traces` of the exporter against a naive OTLP receiver.
 
     python benchmarks/otlp_ingest.py [--seconds 5] [--rounds 3] [--clients 4] [--spans 1000] [--previous DIR]
-                                     [--ceiling [--work-ms 1.0]]
+                                     [--ceiling [--work-ms 1.0]] [--durability]
 
 Each server is one process. Requests are binary protobuf `ExportTraceServiceRequest`s of `--spans`
 spans with the GenAI conventions' attribute sets: agent runs of one `invoke_agent` span, four `chat`
@@ -22,13 +22,14 @@ with the C++ trace reader (as `serve` runs it when built) and with the pure-Pyth
 the `.so` files of that commit) also from that tree, so a change is measured against the code before
 it in the same sitting (the box is shared: only ratios within one run compare).
 
-`--ceiling` adds two variants that are not the product: the exporter with its counting step skipped
-(every request the C++ mapper reads is answered as counted, and nothing is counted or committed),
-which is what the rest of the path (HTTP, parsing and mapping) allows in one process; and the same
-with `--work-ms` (1.0) of work per request added on the worker threads, once as Python (holding
-the GIL) and once as hashing (CPU without the GIL): how much a millisecond of work per request costs,
-and how much more when it holds the GIL. The benchmark patches the receiver in its own server
-process; the exporter has no such switch.
+`--durability` adds the exporter with `--sync normal` and without `--db`: what the durable commit
+costs. `--ceiling` adds three variants that are not the product: the exporter with its counting
+step skipped (every request the C++ mapper reads is answered as counted, and nothing is counted or
+committed), which is what the rest of the path (HTTP, parsing and mapping) allows in one process;
+and the same with `--work-ms` (1.0) of work per request added on the worker threads, once as Python
+(holding the GIL) and once as hashing (CPU without the GIL): how much a millisecond of work per
+request costs, and how much more when it holds the GIL. The benchmark patches the receiver in its
+own server process; the exporter has no such switch.
 """
 
 from __future__ import annotations
@@ -198,6 +199,8 @@ PREVIOUS = "  the same, previous code (--previous)"
 CEILING = "  ceiling: counting skipped (not the product)"
 SPUN = "  ceiling + {ms:g} ms of Python per request on the workers"
 BURNT = "  ceiling + {ms:g} ms of CPU without the GIL per request"
+NORMAL = "  the same, --sync normal (survives a crash, not power loss)"
+MEMORY = "  the same, no --db (nothing durable)"
 
 
 def uncounted_server(work: str, serve: list[str]) -> int:
@@ -261,6 +264,9 @@ def main() -> int:
         "(Python holding the GIL; CPU without it)",
     )
     parser.add_argument("--work-ms", type=float, default=1.0, help="with --ceiling (default 1.0)")
+    parser.add_argument(
+        "--durability", action="store_true", help="also run the exporter with --sync normal, and without --db"
+    )
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--uncounted-server", help=argparse.SUPPRESS)
     args, serve = parser.parse_known_args()
@@ -285,6 +291,9 @@ def main() -> int:
             EXPORTER: ([*serve, "--db", f"{tmp}/full.db", "--sync", "full"], None),
             PURE: ([*serve, "--db", f"{tmp}/pure.db", "--sync", "full"], pure),
         }
+        if args.durability:
+            variants[NORMAL] = ([*serve, "--db", f"{tmp}/normal.db", "--sync", "normal"], None)
+            variants[MEMORY] = (serve, None)
         if args.ceiling:
             ms = args.work_ms
             for name, work in (
