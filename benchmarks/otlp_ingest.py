@@ -199,7 +199,7 @@ PREVIOUS = "  the same, previous code (--previous)"
 CEILING = "  ceiling: counting skipped (not the product)"
 SPUN = "  ceiling + {ms:g} ms of Python per request on the workers"
 BURNT = "  ceiling + {ms:g} ms of CPU without the GIL per request"
-NORMAL = "  the same, --sync normal (survives a crash, not power loss)"
+NORMAL = "  the same, --sync normal (no fsync per commit)"
 MEMORY = "  the same, no --db (nothing durable)"
 
 
