@@ -269,14 +269,14 @@ def main() -> int:
     )
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--uncounted-server", help=argparse.SUPPRESS)
-    args, serve = parser.parse_known_args()
+    args, rest = parser.parse_known_args()  # the rest: `serve` arguments, for --uncounted-server only
     if args.naive_server:
         naive_server(args.naive_server)
         return 0
     if args.uncounted_server is not None:
-        return uncounted_server(args.uncounted_server, serve)
-    if serve:
-        parser.error(f"unrecognized arguments: {' '.join(serve)}")
+        return uncounted_server(args.uncounted_server, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     req = template(args.spans)
     print(
         f"payload: {args.spans} spans, {len(req.SerializeToString()) / 1024:.0f} KiB per request; "
