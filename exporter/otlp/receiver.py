@@ -217,9 +217,13 @@ class OtlpReceiver:
                     continue
                 claimed.update(ids)
                 taken.append((i, ids))
-            batches = [Batch(_events(group[i]), partial=True, span_keys=group[i].keys) for i, _ in taken]
+            batches = [
+                Batch(_events(group[i]), partial=True, span_keys=group[i].keys)
+                for i, _ in taken
+                if group[i].keys
+            ]
             try:
-                results = iter(ingestor.apply_many([b for b in batches if b.span_keys]))
+                results = iter(ingestor.apply_many(batches))
             except Exception as exc:  # a lone batch's storage failure: nothing counted
                 for i, _ in taken:
                     replies[i] = exc
@@ -378,8 +382,8 @@ def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
 
 
 def _events(fast: Fast) -> Any:
-    """The events of a fast request as a batch takes them: decoded, or the scanner's tally."""
-    if not fast.keys or isinstance(fast.events, wire.Decoded):
+    """The events of a fast request that has some, as a batch takes them: decoded, or the scanner's tally."""
+    if isinstance(fast.events, wire.Decoded):
         return fast.events
     return wire.decode(fast.events) or orjson.loads(fast.events)
 
