@@ -4,7 +4,8 @@ pure-Python paths do the same work, slower:
 
 - `exporter._scan`: the `POST /v1/events` scanner, C++ on simdjson (Debian: libsimdjson-dev);
 - `exporter.otlp._reader`: the `POST /v1/traces` reader and mapper, C++ on the classes protoc
-  generates from the vendored opentelemetry-proto files (Debian: protobuf-compiler, libprotobuf-dev).
+  generates from the vendored opentelemetry-proto files (Debian: protobuf-compiler, libprotobuf-dev),
+  and its mapper's wire reader on protozero (Debian: libprotozero-dev, header-only).
   The classes are generated at build time into build/otlp_proto, so no generated code is committed.
   The mapper tallies into the events scanner through its C API (`exporter/_scan_api.h`, a capsule
   read at run time): without `_scan` it writes the events' JSON instead.

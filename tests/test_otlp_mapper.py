@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -29,7 +30,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,7 +55,7 @@ from benchmarks.exporter_common import EXAMPLE
 from benchmarks.otlp_ingest import bodies, template
 from tests.doubles.sdk_backends import SPEC
 from tests.test_otlp_bad_inputs import PB, kv, request, span
-from tests.test_otlp_reader import BODIES, NOW, SPECS, edits, mutate, same
+from tests.test_otlp_reader import BODIES, NOW, SPECS, any_value, edits, mutate, same
 
 pytestmark = pytest.mark.skipif(
     receiver_module.Mapper is None or rows.PURE,
@@ -293,6 +296,219 @@ def test_a_request_beyond_the_trace_memorys_bounds_is_declined(bounds: dict[str,
     specs = list(SPECS.values())
     body = PLAIN["flow-rules"][0]
     assert (receiver_module._mapper(specs, TraceMemory(**bounds)).map(body) is not None) is taken
+
+
+# --- the walk over the request's bytes --------------------------------------------------------
+# The mapper reads the body where it lies (protozero) and must never be looser than protobuf's own
+# parser: a body protobuf refuses (not UTF-8 in any string field, an overlong tag or length, damage)
+# is declined, and the Python path answers it 400; a body it takes is mapped as the Python path maps it.
+
+
+def protobuf_parses(body: bytes) -> bool:
+    try:
+        ExportTraceServiceRequest.FromString(body)
+    except DecodeError:
+        return False
+    return True
+
+
+def taken_as_protobuf_reads(specs: dict[str, Spec], mapper: Any, body: bytes) -> bool:
+    """Whether the mapper took the body; when it did, protobuf parses it and the events are alike."""
+    if mapper.map(body) is None:
+        return False
+    assert protobuf_parses(body), "the mapper took a body protobuf refuses"
+    assert assert_mapped_alike(specs, mapper, body)
+    return True
+
+
+damage = st.lists(
+    st.one_of(
+        st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(0, 7)),
+        st.tuples(st.just("cut"), st.integers(0, 10**6), st.integers(1, 40)),
+        st.tuples(st.just("insert"), st.integers(0, 10**6), st.binary(min_size=1, max_size=12)),
+        st.tuples(st.just("set"), st.integers(0, 10**6), st.integers(0, 255)),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def damaged(body: bytes, changes: list[tuple[str, int, Any]]) -> bytes:
+    data = bytearray(body)
+    for what, at, arg in changes:
+        i = at % (len(data) + 1)
+        if what == "cut":
+            del data[i : i + arg]
+        elif what == "insert":
+            data[i:i] = arg
+        elif data:
+            data[i % len(data)] = data[i % len(data)] ^ (1 << arg) if what == "flip" else arg
+    return bytes(data)
+
+
+def test_a_damaged_body_is_taken_only_when_protobuf_parses_it_and_then_mapped_alike() -> None:
+    specs = VARIANTS["flow-rules"]
+    mapper = receiver_module._mapper(list(specs.values()), TraceMemory())
+    taken: list[bool] = []
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+    @given(base=st.sampled_from(PLAIN["flow-rules"]), changes=damage)
+    def check(base: bytes, changes: list[tuple[str, int, Any]]) -> None:
+        taken.append(taken_as_protobuf_reads(specs, mapper, damaged(base, changes)))
+
+    check()
+    # not only declines: a flipped bit in a time, an id or a letter still parses and is taken
+    assert sum(taken) >= 10, f"only {sum(taken)} of {len(taken)} damaged bodies were taken"
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def field(number: int, wire: int, payload: bytes) -> bytes:
+    """One field on the wire (test-side bytes for what the SDK never sends)."""
+    return varint(number << 3 | wire) + (varint(len(payload)) + payload if wire == 2 else payload)
+
+
+PLACE = "~~~~"  # a placeholder, replaced in the bytes by as many that are not UTF-8
+NOT_UTF8 = b"~\xff\xfe~"
+
+
+def placed(where: str) -> ExportTraceServiceRequest:
+    """A plain SDK request with PLACE in one of its string fields (`where`)."""
+    req = ExportTraceServiceRequest.FromString(PLAIN["flow-rules"][0])
+    rs = req.resource_spans[0]
+    scope, first = rs.scope_spans[0], rs.scope_spans[0].spans[0]
+    if where == "scope name":
+        scope.scope.name = PLACE
+    elif where == "scope attribute":
+        scope.scope.attributes.append(kv("lib.x", PLACE))
+    elif where == "resource attribute key":
+        rs.resource.attributes.append(kv(PLACE, "x"))
+    elif where == "resource schema":
+        rs.schema_url = PLACE
+    elif where == "scope schema":
+        scope.schema_url = PLACE
+    elif where == "span name":
+        first.name = f"chat {PLACE}"
+    elif where == "unread attribute":
+        first.attributes.append(kv("other.key", PLACE))
+    elif where == "read attribute":
+        first.attributes.append(kv("agent_slo.flow", PLACE))
+    elif where == "nested value":
+        first.attributes.append(
+            KeyValue(key="other.key", value=any_value(("kvlist", [("in", ("array", [1, PLACE]))])))
+        )
+    elif where == "nested key":
+        first.attributes.append(KeyValue(key="other.key", value=any_value(("kvlist", [(PLACE, 1)]))))
+    elif where == "trace state":
+        first.trace_state = PLACE
+    elif where == "status message":
+        first.status.message = PLACE
+    elif where == "link":
+        link = first.links.add(trace_id=first.trace_id, span_id=b"\x01" * 8, trace_state=PLACE)
+        link.attributes.append(kv("link.x", PLACE[:2]))
+    else:
+        assert where == "entity ref"
+        rs.resource.entity_refs.add(type=PLACE, id_keys=["service.name"])
+    return req
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "scope name", "scope attribute", "resource attribute key", "resource schema", "scope schema",
+        "span name", "unread attribute", "read attribute", "nested value", "nested key", "trace state",
+        "status message", "link", "entity ref",
+    ],
+)  # fmt: skip
+def test_a_string_field_that_is_not_utf8_anywhere_declines_as_protobuf_refuses(where: str) -> None:
+    specs = VARIANTS["flow-rules"]
+    mapper = receiver_module._mapper(list(specs.values()), TraceMemory())
+    body = placed(where).SerializeToString()
+    assert body.count(PLACE.encode()) == 1
+    bad = body.replace(PLACE.encode(), NOT_UTF8)
+    assert not protobuf_parses(bad) and mapper.map(bad) is None
+    # the same request with the placeholder left is taken: what declined was the bytes alone
+    assert taken_as_protobuf_reads(specs, mapper, body), where
+
+
+def with_unknown(message: Any, raw: bytes) -> Any:
+    """The message with fields it does not know (protobuf keeps and writes them back)."""
+    return type(message).FromString(message.SerializeToString() + raw)
+
+
+UNKNOWN = (
+    field(99, 0, varint(7)) + field(98, 1, bytes(8)) + field(97, 2, b"\xff\x00") + field(96, 5, bytes(4))
+)
+
+
+def test_fields_the_schema_does_not_know_are_skipped_at_every_level() -> None:
+    specs = VARIANTS["flow-rules"]
+    mapper = receiver_module._mapper(list(specs.values()), TraceMemory())
+    req = ExportTraceServiceRequest.FromString(PLAIN["flow-rules"][0])
+    rs = req.resource_spans[0]
+    rs.resource.CopyFrom(with_unknown(rs.resource, UNKNOWN))
+    scope = rs.scope_spans[0]
+    scope.scope.CopyFrom(with_unknown(scope.scope, UNKNOWN))
+    for one in scope.spans:
+        one.status.CopyFrom(with_unknown(one.status, UNKNOWN))
+        attributes = [with_unknown(a, UNKNOWN) for a in one.attributes]
+        for a in attributes:
+            a.value.CopyFrom(with_unknown(a.value, UNKNOWN))
+        del one.attributes[:]
+        one.attributes.extend(attributes)
+        one.CopyFrom(with_unknown(one, UNKNOWN))
+    scope.CopyFrom(with_unknown(scope, UNKNOWN))
+    body = req.SerializeToString() + UNKNOWN
+    assert body.count(UNKNOWN) > 10
+    assert taken_as_protobuf_reads(specs, mapper, body)
+
+
+@pytest.mark.parametrize(
+    ("tail", "parses"),
+    [
+        (varint(99 << 3 | 2) + varint(2**32), False),  # a length of 2^32: protozero would cut it to 0
+        (varint(2**32 | 99 << 3) + varint(1), None),  # a tag past 32 bits (cut, it is field 99)
+        (b"\x98\x86\x80\x80\x80\x00" + varint(1), False),  # field 99's tag in six bytes
+        (field(99, 3, b"") + field(99, 4, b""), None),  # a group, which the walk does not read
+        (field(1, 0, varint(1)), None),  # resource_spans as a number: another wire type
+    ],
+)
+def test_a_tag_or_length_protobuf_would_refuse_is_declined(tail: bytes, parses: bool | None) -> None:
+    specs = VARIANTS["flow-rules"]
+    mapper = receiver_module._mapper(list(specs.values()), TraceMemory())
+    body = PLAIN["flow-rules"][0] + tail
+    if parses is not None:
+        assert protobuf_parses(body) is parses
+    assert mapper.map(body) is None
+
+
+def test_a_singular_message_twice_or_values_nested_deep_are_left_to_the_python_path() -> None:
+    """What protobuf merges (a resource given twice in one ResourceSpans) and values nested past the
+    walk's depth are declined; the Python path reads them."""
+    specs = VARIANTS["flow-rules"]
+    mapper = receiver_module._mapper(list(specs.values()), TraceMemory())
+    req = ExportTraceServiceRequest.FromString(PLAIN["flow-rules"][0])
+    again = Resource(attributes=[kv("service.name", "bot")]).SerializeToString()
+    body = field(1, 2, req.resource_spans[0].SerializeToString() + field(1, 2, again))
+    assert protobuf_parses(body) and mapper.map(body) is None
+    assert mapper.map(field(1, 2, req.resource_spans[0].SerializeToString())) is not None
+    deep: Any = "x"
+    for _ in range(40):
+        deep = ("array", [deep])
+    req = ExportTraceServiceRequest.FromString(PLAIN["flow-rules"][0])
+    req.resource_spans[0].scope_spans[0].spans[0].attributes.append(
+        KeyValue(key="other.key", value=any_value(deep))
+    )
+    body = req.SerializeToString()
+    assert protobuf_parses(body) and mapper.map(body) is None
+    assert mapper.map(PLAIN["flow-rules"][0]) is not None
 
 
 # --- through receivers -------------------------------------------------------------------------
