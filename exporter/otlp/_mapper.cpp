@@ -1306,7 +1306,8 @@ struct Flat {
     uint64_t seed;
     bool has_zero = false;
 
-    explicit Flat(uint64_t s) : slots(1024, Key<N>{}), mask(1023), seed(s) {}
+    // `capacity`: slots to start with (a power of two)
+    Flat(uint64_t s, size_t capacity) : slots(capacity, Key<N>{}), mask(capacity - 1), seed(s) {}
     size_t home(const Key<N>& k) const {  // seeded, each lane mixed in
         uint64_t h = seed;
         for (uint64_t lane : k.lane) h = mix(h ^ lane);
@@ -1354,7 +1355,10 @@ struct Generation {
     Flat<SPAN_KEY> keys;
     Flat<TRACE_ID> traces;
     double newest = 0.0;
-    explicit Generation(uint64_t seed) : keys(seed), traces(seed ^ 0x5bd1e995) {}
+    // A generation starts as large as the one before it grew (1,024 slots each for the first): it
+    // fills as fast, and growing it again by doubling moved every key about twice more.
+    Generation(uint64_t seed, size_t key_slots, size_t trace_slots)
+        : keys(seed, key_slots), traces(seed ^ 0x5bd1e995, trace_slots) {}
 };
 
 struct SpanIndex {
@@ -1390,7 +1394,7 @@ int SpanIndex_init(SpanIndex* self, PyObject* args, PyObject*) {
     self->horizon = horizon;
     self->seed = seed;
     self->generations = new std::deque<Generation>();
-    self->generations->emplace_back(seed);
+    self->generations->emplace_back(seed, 1024, 1024);
     return 0;
 }
 
@@ -1422,7 +1426,7 @@ PyObject* SpanIndex_add(SpanIndex* self, PyObject* args) {
         }
         g.newest = now;
         if ((Py_ssize_t)g.keys.count >= self->size) {
-            self->generations->emplace_back(self->seed);
+            self->generations->emplace_back(self->seed, g.keys.slots.size(), g.traces.slots.size());
             self->generations->back().newest = now;
             while (self->generations->size() > GENERATIONS) self->generations->pop_front();
             trace = nullptr;  // the new generation has none of the traces yet
