@@ -10,7 +10,6 @@ accepts writes and (with the judges installed) serves transcripts.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import os
 import sys
@@ -144,25 +143,5 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        print=None,
-        access_log=None,
-        loop=event_loop(),
-        **server_options(config),
-    )
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, **server_options(config))
     return 0
-
-
-def event_loop() -> asyncio.AbstractEventLoop:
-    """The loop `serve` runs on: uvloop's where it is installed (libuv's loop, written in Cython).
-    The loop thread is where requests are parsed and OTLP groups counted, holding the GIL, and
-    asyncio's own loop spent a tenth of it on scheduling: uvloop took OTLP ingest from 441k to 494k
-    spans/s (median of 8 interleaved rounds, benchmarks/otlp_ingest.py). asyncio's loop otherwise."""
-    try:
-        import uvloop
-    except ImportError:  # not installed (it does not build on Windows): the standard loop
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from agentslo.exporter import command
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -73,55 +63,3 @@ def test_allowed_origins_and_the_idempotency_bound_come_from_flags() -> None:
     assert config.allowed_origins == ("https://a.example", "http://b:8080")
     assert config.max_idempotency_keys == 10
     assert command.config_from(parse()).allowed_origins == ()
-
-
-def test_serve_runs_the_app_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
-    given: dict[str, object] = {}
-    monkeypatch.setattr(command.web, "run_app", lambda app, **options: given.update(options))
-    assert command.run(parse("--port", "0")) == 0
-    loop = given["loop"]
-    assert isinstance(loop, asyncio.AbstractEventLoop)
-    assert type(loop).__module__.startswith("uvloop")
-    loop.close()
-
-
-def test_serve_on_uvloop_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    spec = ROOT / "examples" / "cx-support.slo.yaml"
-    cmd = [sys.executable, "-m", "agentslo.cli", "serve", str(spec), "--port", str(port)]
-    cmd += ["--db", str(tmp_path / "c.db")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                assert time.monotonic() < deadline, "the exporter did not become ready"
-                time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def test_the_event_loop_is_asyncio_s_own_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = command.event_loop()
-    try:
-        assert type(loop).__module__.startswith("uvloop")
-    finally:
-        loop.close()
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: importing it fails
-    loop = command.event_loop()
-    try:
-        assert isinstance(loop, asyncio.BaseEventLoop)
-        assert type(loop).__module__.startswith("asyncio")
-    finally:
-        loop.close()
