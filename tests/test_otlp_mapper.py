@@ -15,7 +15,6 @@ and of the unread request bodies.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -812,28 +811,6 @@ def test_the_cpp_span_index_answers_as_its_python_twin(ops: list[tuple[str, list
             traces = b"".join(k[:16] for k in map(key, ids))
             assert twins[0].any_trace_seen(traces, now) == twins[1].any_trace_seen(traces, now)
         assert len(twins[0]) == len(twins[1])
-
-
-@pytest.mark.skipif(SpanIndex is None, reason="the C++ span index is not built")
-def test_the_cpp_span_index_takes_keys_from_threads_at_once() -> None:
-    """`add` files its keys with the GIL released: threads adding and looking up at the same time
-    lose no key (the tables grow meanwhile, from 1,024 slots to 2^18)."""
-    index = INDEXES["c++"](10_000_000, 3600.0)
-    batches = [b"".join(key(i) for i in range(at, at + 500)) for at in range(0, 120_000, 500)]
-
-    def add(part: int) -> None:
-        for batch in batches[part::4]:
-            index.add(batch, 1.0)
-            index.any_trace_seen(batch[:16], 1.0)
-            assert len(index) > 0
-
-    threads = [threading.Thread(target=add, args=(part,)) for part in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(index) == 120_000
-    assert index.seen(b"".join(batches), 1.0) == list(range(120_000))
 
 
 def held(memory: TraceMemory, count: int, size: int = 100, now: float = 0.0) -> list[bytes]:

@@ -33,7 +33,6 @@
 #include <cstring>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <string_view>
@@ -1365,10 +1364,6 @@ struct Generation {
 struct SpanIndex {
     PyObject_HEAD
     std::deque<Generation>* generations;
-    // `add` files its keys with the GIL released (a request's 1,000 keys land at random in tables of
-    // megabytes: ~0.1 ms of cache misses that other threads' Python need not wait for), so each
-    // method holds this while it reads or changes the generations.
-    std::mutex* lock;
     Py_ssize_t most, size;
     double horizon;
     uint64_t seed;
@@ -1385,7 +1380,6 @@ struct SpanIndex {
 
 void SpanIndex_dealloc(SpanIndex* self) {
     delete self->generations;
-    delete self->lock;
     Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }
 
@@ -1395,7 +1389,6 @@ int SpanIndex_init(SpanIndex* self, PyObject* args, PyObject*) {
     unsigned long long seed;
     if (!PyArg_ParseTuple(args, "ndK", &most, &horizon, &seed)) return -1;
     delete self->generations;
-    if (self->lock == nullptr) self->lock = new std::mutex();
     self->most = most;
     self->size = most / GENERATIONS > 0 ? most / GENERATIONS : 1;
     self->horizon = horizon;
@@ -1421,29 +1414,24 @@ PyObject* SpanIndex_add(SpanIndex* self, PyObject* args) {
     double now;
     if (!blob(args, &view, &now, SPAN_KEY)) return nullptr;
     const char* data = (const char*)view.buf;
-    Py_BEGIN_ALLOW_THREADS  // the keys are a buffer the caller holds; the index is behind `lock`
-    {  // `lock` is let go before the GIL is taken back: a thread holding the GIL may wait for it
-        std::lock_guard<std::mutex> hold(*self->lock);
-        const char* trace = nullptr;  // the trace id filed last: a request's spans come trace by trace
-        constexpr Py_ssize_t AHEAD = 8 * SPAN_KEY;  // keys land at random: fetch a later one's slot meanwhile
-        for (Py_ssize_t at = 0; at < view.len; at += SPAN_KEY) {
-            Generation& g = self->generations->back();
-            if (at + AHEAD < view.len) g.keys.prefetch(key_at<SPAN_KEY>(data + at + AHEAD));
-            g.keys.insert(key_at<SPAN_KEY>(data + at));
-            if (trace == nullptr || std::memcmp(trace, data + at, TRACE_ID) != 0) {
-                g.traces.insert(key_at<TRACE_ID>(data + at));
-                trace = data + at;
-            }
-            g.newest = now;
-            if ((Py_ssize_t)g.keys.count >= self->size) {
-                self->generations->emplace_back(self->seed, g.keys.slots.size(), g.traces.slots.size());
-                self->generations->back().newest = now;
-                while (self->generations->size() > GENERATIONS) self->generations->pop_front();
-                trace = nullptr;  // the new generation has none of the traces yet
-            }
+    const char* trace = nullptr;  // the trace id filed last: a request's spans come trace by trace
+    constexpr Py_ssize_t AHEAD = 8 * SPAN_KEY;  // keys land at random: fetch the slot of a later one meanwhile
+    for (Py_ssize_t at = 0; at < view.len; at += SPAN_KEY) {
+        Generation& g = self->generations->back();
+        if (at + AHEAD < view.len) g.keys.prefetch(key_at<SPAN_KEY>(data + at + AHEAD));
+        g.keys.insert(key_at<SPAN_KEY>(data + at));
+        if (trace == nullptr || std::memcmp(trace, data + at, TRACE_ID) != 0) {
+            g.traces.insert(key_at<TRACE_ID>(data + at));
+            trace = data + at;
+        }
+        g.newest = now;
+        if ((Py_ssize_t)g.keys.count >= self->size) {
+            self->generations->emplace_back(self->seed, g.keys.slots.size(), g.traces.slots.size());
+            self->generations->back().newest = now;
+            while (self->generations->size() > GENERATIONS) self->generations->pop_front();
+            trace = nullptr;  // the new generation has none of the traces yet
         }
     }
-    Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     Py_RETURN_NONE;
 }
@@ -1453,7 +1441,6 @@ PyObject* SpanIndex_seen(SpanIndex* self, PyObject* args) {
     Py_buffer view;
     double now;
     if (!blob(args, &view, &now, SPAN_KEY)) return nullptr;
-    std::lock_guard<std::mutex> hold(*self->lock);
     self->expire(now);
     PyObject* out = PyList_New(0);
     const char* data = (const char*)view.buf;
@@ -1472,7 +1459,6 @@ PyObject* SpanIndex_any_trace_seen(SpanIndex* self, PyObject* args) {
     Py_buffer view;
     double now;
     if (!blob(args, &view, &now, TRACE_ID)) return nullptr;
-    std::lock_guard<std::mutex> hold(*self->lock);
     self->expire(now);
     const char* data = (const char*)view.buf;
     bool found = false;
@@ -1485,7 +1471,6 @@ PyObject* SpanIndex_any_trace_seen(SpanIndex* self, PyObject* args) {
 }
 
 Py_ssize_t SpanIndex_len(SpanIndex* self) {
-    std::lock_guard<std::mutex> hold(*self->lock);
     Py_ssize_t n = 0;
     for (const auto& g : *self->generations) n += (Py_ssize_t)g.keys.count;
     return n;
