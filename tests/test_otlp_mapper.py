@@ -46,7 +46,7 @@ from agentslo.exporter.otlp import receiver as receiver_module
 from agentslo.exporter.otlp import rows
 from agentslo.exporter.otlp.conversation import INPUT_MESSAGES, OUTPUT_MESSAGES, TOOL_ARGUMENTS, TOOL_RESULT
 from agentslo.exporter.otlp.mapping import map_spans, unread_notes
-from agentslo.exporter.otlp.memory import TraceMemory, Unread
+from agentslo.exporter.otlp.memory import SpanNote, TraceMemory, Unread
 from agentslo.exporter.otlp.receiver import OtlpReceiver, counts
 from agentslo.exporter.otlp.seen import GENERATIONS, SpanIndex, SpanKeys
 from agentslo.exporter.persist import SPAN_MARK
@@ -836,6 +836,21 @@ def test_forgetting_an_unread_trace_by_count_or_age_gives_back_nothing_and_does_
     assert list(memory.traces) == traces[1:]
     assert memory.trace(os.urandom(16), now=61.0) == {}  # the unread ones are too old now
     assert len(memory.traces) == 1 and memory.content_bytes == 0
+
+
+def test_traces_forgotten_by_count_give_back_the_content_their_notes_held() -> None:
+    """A request's traces push out several read ones at once: each gives back its notes' content."""
+    memory = TraceMemory(max_traces=4)
+    read = [os.urandom(16) for _ in range(3)]
+    for size, trace in enumerate(read, start=1):
+        note = SpanNote(b"", "chat", {})
+        memory.keep_content(note, {"messages": []}, 100 * size)
+        memory.note(trace, os.urandom(8), note, now=0.0)
+    assert memory.content_bytes == 600
+    unread = [os.urandom(16) for _ in range(3)]
+    memory.hold_unread(Unread(bytes(10), unread, lambda body: {}), now=0.0)  # 6 traces: 2 too many
+    assert list(memory.traces) == [read[2], *unread]
+    assert memory.content_bytes == 300  # the third read trace's, still held
 
 
 def test_unread_notes_are_the_notes_of_the_requests_spans() -> None:
