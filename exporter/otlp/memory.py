@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from itertools import islice, repeat
+from itertools import repeat
 from typing import Any
 
 from agentslo.exporter.otlp.semconv import (
@@ -162,8 +162,6 @@ class TraceMemory:
         while self.unread_bytes > self.max_unread_bytes and len(self.unread) > 1:
             oldest = self.unread.popleft()  # its traces still unread are forgotten with its body
             self.unread_bytes -= len(oldest.body)
-            if self.traces.keys().isdisjoint(oldest.trace_ids):
-                continue  # the usual case: the trace bound forgot them already
             for trace_id in oldest.trace_ids:
                 entry = self.traces.get(trace_id)
                 if entry is not None and entry[1] is oldest:
@@ -171,22 +169,19 @@ class TraceMemory:
         self._bound(now)
 
     def _bound(self, now: float) -> None:
-        excess = len(self.traces) - self.max_traces
-        if excess > 0:  # a request's worth of traces at a time: dropped in C calls, not a loop of Python
-            self._forget(list(islice(self.traces, excess)))
+        while len(self.traces) > self.max_traces:
+            self._forget()
         while self.traces:
             first_seen, _ = next(iter(self.traces.values()))
             if now - first_seen <= self.max_age_s:
                 break
-            self._forget([next(iter(self.traces))])
+            self._forget()
 
-    def _forget(self, trace_ids: list[bytes]) -> None:
-        """Drop these traces (the oldest), giving back the content budget their spans held."""
-        gone = list(map(self.traces.pop, trace_ids))
-        if self.content_bytes:  # only read traces (dicts of notes) hold content
-            for _, spans in gone:
-                if type(spans) is dict:
-                    self.content_bytes -= sum(note.content_size for note in spans.values())
+    def _forget(self) -> None:
+        """Drop the oldest trace, giving back the content budget its spans held."""
+        _, spans = self.traces.popitem(last=False)[1]
+        if type(spans) is dict:
+            self.content_bytes -= sum(note.content_size for note in spans.values())
 
     def keep_content(self, note: SpanNote, content: dict[str, Any] | None, size: int) -> None:
         """Give a note its conversation content while the memory's content budget lasts."""
