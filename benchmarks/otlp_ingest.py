@@ -279,7 +279,7 @@ def main() -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     req = template(args.spans)
     print(
-        f"payload: {args.spans} spans, {len(req.SerializeToString()) / 1024:.0f} KiB per request; "
+        f"payload: {args.spans} spans, {len(bodies(req, 1, 0)[0]) / 1024:.0f} KiB per request; "
         f"{args.clients} closed-loop clients; {args.rounds} interleaved rounds of {args.seconds:.0f}s; "
         f"cpus={os.cpu_count()}"
     )
