@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import orjson
@@ -101,6 +102,11 @@ class Persistence:
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self.db.executescript(_SCHEMA)
         self.db.executescript(_TRIGGER)
+        # SQLite built with SECURE_DELETE (Debian's is) zeroes every page a delete frees: for a row of
+        # span keys, its ~24 KB of overflow pages, written to the WAL and fsynced like the keys' own
+        # insert. Span keys are trace and span ids, nothing to scrub: they are deleted without it
+        # (`_plain_delete`), and everything else is deleted as the build says.
+        self._secure_delete = self.db.execute("PRAGMA secure_delete").fetchone()[0]
         self.journal = self.db.execute("SELECT count(*) FROM journal").fetchone()[0]
         self.fold()
 
@@ -221,9 +227,22 @@ class Persistence:
             raise
         self.journal = 0
 
+    @contextmanager
+    def _plain_delete(self) -> Iterator[None]:
+        """Delete span keys without overwriting the pages they free (see `__init__`)."""
+        if not self._secure_delete:
+            yield
+            return
+        self.db.execute("PRAGMA secure_delete=0")
+        try:
+            yield
+        finally:
+            self.db.execute(f"PRAGMA secure_delete={'FAST' if self._secure_delete == 2 else 'ON'}")
+
     def forget_before(self, horizon: float) -> int:
         """Drop idempotency keys (and span keys) older than `horizon` (unix time); returns how many."""
-        self.db.execute("DELETE FROM spans WHERE created < ?", (horizon,))
+        with self._plain_delete():
+            self.db.execute("DELETE FROM spans WHERE created < ?", (horizon,))
         return self.db.execute("DELETE FROM idempotency WHERE created < ?", (horizon,)).rowcount
 
     def forget_spans_beyond(self, most: int) -> int:
@@ -237,7 +256,8 @@ class Persistence:
         ).fetchone()
         if oldest is None:
             return 0
-        return self.db.execute("DELETE FROM spans WHERE created < ?", (oldest[0],)).rowcount
+        with self._plain_delete():
+            return self.db.execute("DELETE FROM spans WHERE created < ?", (oldest[0],)).rowcount
 
     def forget_beyond(self, most: int, keep_prefix: str = SPAN_MARK) -> int:
         """Keep only the `most` newest Idempotency-Keys (span keys, `keep_prefix`, are bounded by the

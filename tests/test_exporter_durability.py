@@ -277,6 +277,24 @@ def test_span_keys_are_filed_once_and_only_as_many_as_the_index_loads(
     db.close()
 
 
+@pytest.mark.parametrize("scrub", ["ON", "FAST"])
+def test_forgotten_span_keys_are_not_scrubbed_page_by_page_and_the_connection_keeps_its_setting(
+    tmp_path: Path, scrub: str
+) -> None:
+    db = Persistence(str(tmp_path / "x.db"))
+    db.db.execute(f"PRAGMA secure_delete={scrub}")  # as SQLite built with SECURE_DELETE has it (Debian)
+    db._secure_delete = db.db.execute("PRAGMA secure_delete").fetchone()[0]
+    for _ in range(40):
+        db.commit([], [], spans=os.urandom(SPAN_KEY * 1000))  # rows of ~24 KB: six overflow pages each
+    db.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert db.forget_spans_beyond(10 * 1000) == 30
+    assert db.forget_before(time.time() + 1) == 0  # and the ten left, through the other delete
+    frames = db.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    assert frames < 20  # zeroing the freed pages wrote ~240 frames (one per 4 KB page)
+    assert db.db.execute("PRAGMA secure_delete").fetchone()[0] == db._secure_delete  # FAST stays FAST
+    db.close()
+
+
 def test_a_file_of_the_version_that_filed_span_keys_through_the_journal_opens_and_files_them_once(
     tmp_path: Path,
 ) -> None:
