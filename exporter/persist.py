@@ -102,11 +102,6 @@ class Persistence:
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self.db.executescript(_SCHEMA)
         self.db.executescript(_TRIGGER)
-        # SQLite built with SECURE_DELETE (Debian's is) zeroes every page a delete frees: for a row of
-        # span keys, its ~24 KB of overflow pages, written to the WAL and fsynced like the keys' own
-        # insert. Span keys are trace and span ids, nothing to scrub: they are deleted without it
-        # (`_plain_delete`), and everything else is deleted as the build says.
-        self._secure_delete = self.db.execute("PRAGMA secure_delete").fetchone()[0]
         self.journal = self.db.execute("SELECT count(*) FROM journal").fetchone()[0]
         self.fold()
 
@@ -229,15 +224,19 @@ class Persistence:
 
     @contextmanager
     def _plain_delete(self) -> Iterator[None]:
-        """Delete span keys without overwriting the pages they free (see `__init__`)."""
-        if not self._secure_delete:
+        """Delete span keys without overwriting the pages they free. SQLite built with SECURE_DELETE
+        (Debian's is) zeroes every page a delete frees: for a row of span keys, its ~24 KB of overflow
+        pages, written to the WAL and fsynced like the keys' own insert. Span keys are trace and span
+        ids, nothing to scrub; every other delete keeps the connection's setting."""
+        scrub = self.db.execute("PRAGMA secure_delete").fetchone()[0]  # 0 off, 1 on, 2 fast
+        if not scrub:
             yield
             return
-        self.db.execute("PRAGMA secure_delete=0")
+        self.db.execute("PRAGMA secure_delete=OFF")
         try:
             yield
         finally:
-            self.db.execute(f"PRAGMA secure_delete={'FAST' if self._secure_delete == 2 else 'ON'}")
+            self.db.execute(f"PRAGMA secure_delete={'FAST' if scrub == 2 else 'ON'}")
 
     def forget_before(self, horizon: float) -> int:
         """Drop idempotency keys (and span keys) older than `horizon` (unix time); returns how many."""
