@@ -14,7 +14,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import orjson
@@ -222,26 +221,24 @@ class Persistence:
             raise
         self.journal = 0
 
-    @contextmanager
-    def _plain_delete(self) -> Iterator[None]:
-        """Delete span keys without overwriting the pages they free. SQLite built with SECURE_DELETE
-        (Debian's is) zeroes every page a delete frees: for a row of span keys, its ~24 KB of overflow
-        pages, written to the WAL and fsynced like the keys' own insert. Span keys are trace and span
-        ids, nothing to scrub; every other delete keeps the connection's setting."""
+    def _forget_spans_before(self, created: float) -> int:
+        """Delete the rows of span keys filed before `created`, without overwriting the pages they free.
+        SQLite built with SECURE_DELETE (Debian's is) zeroes every page a delete frees: for a row of
+        span keys, its ~24 KB of overflow pages, written to the WAL and fsynced like the keys' own
+        insert. Span keys are trace and span ids, nothing to scrub; every other delete keeps the
+        connection's setting. How many rows were deleted."""
         scrub = self.db.execute("PRAGMA secure_delete").fetchone()[0]  # 0 off, 1 on, 2 fast
-        if not scrub:
-            yield
-            return
-        self.db.execute("PRAGMA secure_delete=OFF")
+        if scrub:
+            self.db.execute("PRAGMA secure_delete=OFF")
         try:
-            yield
+            return self.db.execute("DELETE FROM spans WHERE created < ?", (created,)).rowcount
         finally:
-            self.db.execute(f"PRAGMA secure_delete={'FAST' if scrub == 2 else 'ON'}")
+            if scrub:
+                self.db.execute(f"PRAGMA secure_delete={'FAST' if scrub == 2 else 'ON'}")
 
     def forget_before(self, horizon: float) -> int:
         """Drop idempotency keys (and span keys) older than `horizon` (unix time); returns how many."""
-        with self._plain_delete():
-            self.db.execute("DELETE FROM spans WHERE created < ?", (horizon,))
+        self._forget_spans_before(horizon)
         return self.db.execute("DELETE FROM idempotency WHERE created < ?", (horizon,)).rowcount
 
     def forget_spans_beyond(self, most: int) -> int:
@@ -255,8 +252,7 @@ class Persistence:
         ).fetchone()
         if oldest is None:
             return 0
-        with self._plain_delete():
-            return self.db.execute("DELETE FROM spans WHERE created < ?", (oldest[0],)).rowcount
+        return self._forget_spans_before(oldest[0])
 
     def forget_beyond(self, most: int, keep_prefix: str = SPAN_MARK) -> int:
         """Keep only the `most` newest Idempotency-Keys (span keys, `keep_prefix`, are bounded by the
