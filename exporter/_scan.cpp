@@ -32,8 +32,13 @@
 
 #include "_scan_api.h"
 
+#include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <memory>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <algorithm>
@@ -526,6 +531,13 @@ struct ScanTally {
     Seen seen;
     std::string buf;  // the plan key being encoded, reused per event
     Py_ssize_t n = 0;
+    // What `count_tally` counted against a plan table: the table's generation, the counter deltas
+    // (slot, amount; each slot once) and the exemplars (slot, trace id; later ones win)
+    bool counted = false;
+    uint64_t generation = 0;
+    std::vector<int64_t> slots;
+    std::vector<double> amounts;
+    std::vector<std::pair<int64_t, std::string_view>> exemplars;
 
     explicit ScanTally(Scanner *s) : scanner(s), states(s->kinds->size()) { seen.self = s; }
     void start() { seen.present = seen.null = 0; }
@@ -740,6 +752,434 @@ static PyMethodDef Scanner_methods[] = {
 
 static PyTypeObject ScannerType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
+// --- the plan table: counting the usual batch here, with no Python (`exporter.classify`) ---
+//
+// `exporter.classify` turns a batch's reports into counter deltas with its plans (`Planner`): per
+// event, the plan of its key says which counters it increments, which histogram each number goes to
+// and which SLO thresholds it is compared with. A `Plans` table holds the plans the classifier has
+// taught it (`learn`), by encoded key, so that a tally whose keys all have one is counted here, GIL
+// released (the OTLP mapper's workers), into exactly what `Classifier._count` would gather: the
+// same slots, each slot's weighted amounts added in the same order, so a lone batch's totals are
+// the same to the last bit. Whatever it does not know for sure (an unknown key, a judge or synthetic
+// type, a value out of range, plans of one type that disagree on a histogram) makes it decline, and
+// the classifier counts the batch as before. The classifier `forget`s the table whenever plans are
+// taken back (a refused batch's rollback); the generation a count was made with tells the
+// classifier whether it may still use it.
+
+namespace {
+
+struct PlanNum {
+    int64_t base = -1;  // histogram base slot; -1: the plan has no histogram for this column
+    int family = -1;    // index of its bucket bounds in `Table::bounds`
+    std::vector<std::array<int64_t, 3>> slos;  // (threshold bucket index, good slot, bad slot)
+};
+
+struct PlanRow {
+    std::vector<int64_t> incs, exemplars;
+    PlanNum num[MAX_NUM];
+    int64_t tokens[2] = {-1, -1};
+};
+
+struct Table {
+    std::shared_mutex mu;  // workers count under a shared lock; learn and forget take it alone
+    std::vector<std::unordered_map<std::string, int32_t>> index;  // per kind: encoded key -> row
+    std::vector<PlanRow> rows;
+    std::vector<std::vector<double>> bounds;
+    std::vector<std::array<double, MAX_NUM>> upper;  // per kind and number column (+inf: none)
+    std::vector<char> countable;                     // per kind
+    uint64_t generation = 0;
+    int64_t slots = 0;  // one more than the largest slot a row names
+};
+
+// Per counting thread: amounts by slot, reset after each count through `touched`.
+struct Scratch {
+    std::vector<int64_t> ones;
+    std::vector<double> weighted;
+    std::vector<char> seen;
+    std::vector<int64_t> touched;
+
+    void fit(int64_t size) {
+        if (static_cast<int64_t>(ones.size()) < size) {
+            ones.resize(size);
+            weighted.resize(size);
+            seen.resize(size);
+        }
+    }
+    void touch(int64_t slot) {
+        if (!seen[slot]) {
+            seen[slot] = 1;
+            touched.push_back(slot);
+        }
+    }
+    void one(int64_t slot) {
+        touch(slot);
+        ones[slot]++;
+    }
+    void add(int64_t slot, double x) {
+        touch(slot);
+        weighted[slot] += x;
+    }
+};
+
+// A trace id that may be shown as an exemplar: `exporter.classify.EXEMPLAR_ID`, [\w.:/+=@-]+ in ASCII.
+bool exemplar_id(std::string_view s) {
+    if (s.empty()) return false;
+    for (unsigned char c : s) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '.' || c == ':' || c == '/' || c == '+' || c == '=' || c == '@' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+// The rows of one kind's keys, when every key has one and the columns can be counted as the
+// classifier would; false declines.
+bool rows_of(const Table &tab, size_t k, const Kind &kind, const State &s, std::vector<const PlanRow *> &rows) {
+    if (!tab.countable[k]) return false;
+    const auto &index = tab.index[k];
+    rows.clear();
+    for (const std::string *key : s.key_of) {
+        auto found = index.find(*key);
+        if (found == index.end()) return false;
+        rows.push_back(&tab.rows[found->second]);
+    }
+    size_t nnum = kind.num.size(), ncol = nnum + (kind.tokens ? 2 : 0);
+    for (size_t c = 0; c < ncol; c++) {
+        if (s.present[c] == 0) continue;
+        double upper = tab.upper[k][c];
+        for (Py_ssize_t i = 0; i < s.m; i++) {
+            double x = s.num[c][i];
+            if (s.mask[c][i] && !(std::isfinite(x) && x <= upper)) return false;
+        }
+        for (const PlanRow *r : rows) {
+            if (c < nnum) {  // a histogram in every plan or none, with the same bounds
+                const PlanNum &n = r->num[c], &first = rows[0]->num[c];
+                if ((n.base < 0) != (first.base < 0) || n.family != first.family) return false;
+            } else if (r->tokens[c - nnum] < 0) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+// Count a finished tally against the table (GIL released): what `Classifier._count` gathers for
+// each of its reports, summed per slot. False, with nothing kept, when it declines.
+bool count_tally(ScanTally *t, Table &tab) {
+    static thread_local Scratch sc;
+    std::shared_lock lock(tab.mu);
+    const std::vector<Kind> &kinds = *t->scanner->kinds;
+    std::vector<std::vector<const PlanRow *>> rows(kinds.size());
+    for (size_t k = 0; k < kinds.size(); k++)
+        if (t->states[k].m && !rows_of(tab, k, kinds[k], t->states[k], rows[k])) return false;
+    sc.fit(tab.slots);
+    std::vector<int64_t> per_key;
+    std::vector<std::pair<int64_t, std::pair<Py_ssize_t, std::string_view>>> latest;
+    t->exemplars.clear();
+    for (size_t k = 0; k < kinds.size(); k++) {
+        const State &s = t->states[k];
+        if (s.m == 0) continue;
+        const Kind &kind = kinds[k];
+        const std::vector<const PlanRow *> &r = rows[k];
+        per_key.assign(r.size(), 0);
+        for (Py_ssize_t kid : s.kid) per_key[kid]++;
+        for (size_t j = 0; j < r.size(); j++)  // the plans' counters, in key order
+            if (per_key[j])
+                for (int64_t slot : r[j]->incs) sc.add(slot, static_cast<double>(per_key[j]));
+        size_t nnum = kind.num.size();
+        for (size_t c = 0; c < nnum; c++) {  // each number: its bucket, its sum, its SLOs
+            if (s.present[c] == 0 || r[0]->num[c].base < 0) continue;
+            const std::vector<double> &bounds = tab.bounds[r[0]->num[c].family];
+            int64_t sum_at = static_cast<int64_t>(bounds.size()) + 1;
+            for (Py_ssize_t i = 0; i < s.m; i++) {
+                if (!s.mask[c][i]) continue;
+                double x = s.num[c][i];
+                const PlanNum &n = r[s.kid[i]]->num[c];
+                int64_t bucket = std::lower_bound(bounds.begin(), bounds.end(), x) - bounds.begin();
+                sc.one(n.base + bucket);
+                sc.add(n.base + sum_at, x);
+                for (const auto &slo : n.slos)
+                    if (slo[0] >= 0) sc.one(bucket <= slo[0] ? slo[1] : slo[2]);
+            }
+        }
+        if (kind.tokens) {
+            for (size_t p = 0; p < 2; p++) {
+                size_t c = nnum + p;
+                if (s.present[c] == 0) continue;
+                for (Py_ssize_t i = 0; i < s.m; i++)
+                    if (s.mask[c][i]) sc.add(r[s.kid[i]]->tokens[p], s.num[c][i]);
+            }
+        }
+        latest.clear();  // each exemplar slot: the latest event with a usable trace of a plan naming it
+        for (size_t j = 0; j < r.size(); j++) {
+            if (s.last[j] < 0) continue;
+            for (int64_t slot : r[j]->exemplars) {
+                auto at = std::find_if(latest.begin(), latest.end(), [slot](auto &e) { return e.first == slot; });
+                if (at == latest.end()) latest.push_back({slot, {s.last[j], s.trace[j]}});
+                else if (at->second.first < s.last[j]) at->second = {s.last[j], s.trace[j]};
+            }
+        }
+        for (auto &[slot, seen] : latest)
+            if (exemplar_id(seen.second)) t->exemplars.emplace_back(slot, seen.second);
+    }
+    t->slots.assign(sc.touched.begin(), sc.touched.end());
+    t->amounts.resize(t->slots.size());
+    for (size_t i = 0; i < t->slots.size(); i++) {  // as Deltas.finish(): the ones, then the weighted amounts
+        int64_t slot = t->slots[i];
+        t->amounts[i] = static_cast<double>(sc.ones[slot]) + sc.weighted[slot];
+        sc.ones[slot] = 0;
+        sc.weighted[slot] = 0.0;
+        sc.seen[slot] = 0;
+    }
+    sc.touched.clear();
+    t->generation = tab.generation;
+    t->counted = true;
+    return true;
+}
+
+// The counted deltas as Python (GIL held): (generation, slots as intp bytes, amounts as float64
+// bytes, [(slot, trace id)]), or None when the tally was not counted.
+PyObject *counted_of(ScanTally *t) {
+    if (!t->counted) Py_RETURN_NONE;
+    PyObject *exemplars = PyList_New(static_cast<Py_ssize_t>(t->exemplars.size()));
+    if (exemplars == nullptr) return nullptr;
+    for (size_t i = 0; i < t->exemplars.size(); i++) {
+        PyObject *pair = Py_BuildValue("(LN)", static_cast<long long>(t->exemplars[i].first),
+                                       text(t->exemplars[i].second));
+        if (pair == nullptr) {
+            Py_DECREF(exemplars);
+            return nullptr;
+        }
+        PyList_SET_ITEM(exemplars, static_cast<Py_ssize_t>(i), pair);
+    }
+    static_assert(sizeof(int64_t) == sizeof(Py_ssize_t), "slots are read as numpy intp");
+    return Py_BuildValue("(KNNN)", static_cast<unsigned long long>(t->generation),
+                         bytes_of(t->slots.data(), static_cast<Py_ssize_t>(t->slots.size() * sizeof(int64_t))),
+                         bytes_of(t->amounts.data(), static_cast<Py_ssize_t>(t->amounts.size() * sizeof(double))),
+                         exemplars);
+}
+
+}  // namespace
+
+struct Plans {
+    PyObject_HEAD
+    PyObject *scanner;  // the Scanner whose kinds and key encoding the table follows
+    Table *table;
+};
+
+static PyTypeObject PlansType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+static void Plans_dealloc(Plans *self) {
+    delete self->table;
+    Py_XDECREF(self->scanner);
+    Py_TYPE(self)->tp_free(reinterpret_cast<PyObject *>(self));
+}
+
+static int64_t slot_arg(PyObject *o, int64_t *most) {
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < 0) {
+        PyErr_SetString(PyExc_ValueError, "a slot is a non-negative integer");
+        return -1;
+    }
+    *most = std::max(*most, static_cast<int64_t>(v) + 1);
+    return v;
+}
+
+static bool slot_list(PyObject *seq, std::vector<int64_t> &out, int64_t *most) {
+    PyObject *fast = PySequence_Fast(seq, "slots must be a sequence");
+    if (fast == nullptr) return false;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        int64_t v = slot_arg(PySequence_Fast_GET_ITEM(fast, i), most);
+        if (v < 0) {
+            Py_DECREF(fast);
+            return false;
+        }
+        out.push_back(v);
+    }
+    Py_DECREF(fast);
+    return true;
+}
+
+// Plans(scanner, uppers): `uppers` maps each type the table may count to the largest value of each
+// of its number columns (None: no bound), tokens last, as `exporter.events.UPPER`.
+static int Plans_init(Plans *self, PyObject *args, PyObject *kwds) {
+    static const char *kwlist[] = {"scanner", "uppers", nullptr};
+    PyObject *scanner, *uppers;
+    if (self->table != nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "a Plans table is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!", const_cast<char **>(kwlist), &ScannerType, &scanner,
+                                     &PyDict_Type, &uppers))
+        return -1;
+    Scanner *sc = reinterpret_cast<Scanner *>(scanner);
+    if (sc->kinds == nullptr) {
+        PyErr_SetString(PyExc_ValueError, "the scanner is not initialised");
+        return -1;
+    }
+    auto tab = std::make_unique<Table>();
+    size_t nk = sc->kinds->size();
+    tab->index.resize(nk);
+    tab->countable.assign(nk, 0);
+    std::array<double, MAX_NUM> none;
+    none.fill(std::numeric_limits<double>::infinity());
+    tab->upper.assign(nk, none);
+    for (size_t k = 0; k < nk; k++) {
+        const Kind &kind = (*sc->kinds)[k];
+        PyObject *entry = PyDict_GetItemString(uppers, kind.name.c_str());
+        if (entry == nullptr) continue;
+        PyObject *fast = PySequence_Fast(entry, "uppers must be sequences");
+        if (fast == nullptr) return -1;
+        size_t ncol = kind.num.size() + (kind.tokens ? 2 : 0);
+        if (static_cast<size_t>(PySequence_Fast_GET_SIZE(fast)) != ncol) {
+            Py_DECREF(fast);
+            PyErr_Format(PyExc_ValueError, "%s has %zu number columns", kind.name.c_str(), ncol);
+            return -1;
+        }
+        for (size_t c = 0; c < ncol; c++) {
+            PyObject *v = PySequence_Fast_GET_ITEM(fast, c);
+            if (v == Py_None) continue;
+            double x = PyFloat_AsDouble(v);
+            if (x == -1.0 && PyErr_Occurred()) {
+                Py_DECREF(fast);
+                return -1;
+            }
+            tab->upper[k][c] = x;
+        }
+        Py_DECREF(fast);
+        tab->countable[k] = 1;
+    }
+    self->scanner = Py_NewRef(scanner);
+    self->table = tab.release();
+    return 0;
+}
+
+// learn(kind, key, incs, numbers, tokens, exemplars): teach the plan of one key as the scanner's
+// reports give it (a tuple of str, bool and None). `numbers` has one entry per number column of the
+// type (tokens apart): None or (histogram base slot, bucket bounds, [(threshold, good, bad)]);
+// `tokens` is None or (input slot, output slot).
+static PyObject *Plans_learn(Plans *self, PyObject *args) {
+    const char *kind_name;
+    PyObject *key, *incs, *numbers, *tokens, *exemplars;
+    if (!PyArg_ParseTuple(args, "sO!OOOO", &kind_name, &PyTuple_Type, &key, &incs, &numbers, &tokens, &exemplars))
+        return nullptr;
+    Scanner *sc = reinterpret_cast<Scanner *>(self->scanner);
+    size_t k = 0;
+    while (k < sc->kinds->size() && (*sc->kinds)[k].name != kind_name) k++;
+    if (k == sc->kinds->size()) return PyErr_Format(PyExc_ValueError, "no type %s", kind_name);
+    const Kind &kind = (*sc->kinds)[k];
+    if (static_cast<size_t>(PyTuple_GET_SIZE(key)) != kind.key.size())
+        return PyErr_Format(PyExc_ValueError, "a %s key has %zu fields", kind_name, kind.key.size());
+    std::string encoded;  // as `tally` encodes it
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(key); j++) {
+        PyObject *v = PyTuple_GET_ITEM(key, j);
+        if (v == Py_None) {
+            encoded.push_back(KEY_NONE);
+        } else if (PyBool_Check(v)) {
+            encoded.push_back(v == Py_True ? KEY_TRUE : KEY_FALSE);
+        } else if (PyUnicode_Check(v)) {
+            Py_ssize_t size;
+            const char *data = PyUnicode_AsUTF8AndSize(v, &size);
+            if (data == nullptr) return nullptr;
+            uint32_t n = static_cast<uint32_t>(size);
+            encoded.push_back(KEY_TEXT);
+            encoded.append(reinterpret_cast<const char *>(&n), sizeof n);
+            encoded.append(data, static_cast<size_t>(size));
+        } else {
+            return PyErr_Format(PyExc_TypeError, "a key holds str, bool or None, not %s", Py_TYPE(v)->tp_name);
+        }
+    }
+    PlanRow row;
+    int64_t most = 0;
+    std::vector<std::vector<double>> bounds(kind.num.size());
+    if (!slot_list(incs, row.incs, &most) || !slot_list(exemplars, row.exemplars, &most)) return nullptr;
+    PyObject *nums = PySequence_Fast(numbers, "numbers must be a sequence");
+    if (nums == nullptr) return nullptr;
+    bool ok = static_cast<size_t>(PySequence_Fast_GET_SIZE(nums)) == kind.num.size();
+    if (!ok) PyErr_Format(PyExc_ValueError, "a %s plan has %zu number columns", kind_name, kind.num.size());
+    for (size_t c = 0; ok && c < kind.num.size(); c++) {
+        PyObject *entry = PySequence_Fast_GET_ITEM(nums, c), *base, *bseq, *slos;
+        if (entry == Py_None) continue;
+        ok = PyArg_ParseTuple(entry, "OOO", &base, &bseq, &slos);
+        PlanNum &n = row.num[c];
+        ok = ok && (n.base = slot_arg(base, &most)) >= 0;
+        PyObject *bfast = ok ? PySequence_Fast(bseq, "bounds must be a sequence") : nullptr;
+        ok = bfast != nullptr;
+        for (Py_ssize_t b = 0; ok && b < PySequence_Fast_GET_SIZE(bfast); b++) {
+            double x = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(bfast, b));
+            ok = !(x == -1.0 && PyErr_Occurred());
+            bounds[c].push_back(x);
+        }
+        Py_XDECREF(bfast);
+        most = std::max(most, n.base + static_cast<int64_t>(bounds[c].size()) + 2);  // buckets, +Inf, sum
+        PyObject *sfast = ok ? PySequence_Fast(slos, "slos must be a sequence") : nullptr;
+        ok = sfast != nullptr;
+        for (Py_ssize_t j = 0; ok && j < PySequence_Fast_GET_SIZE(sfast); j++) {
+            long long threshold;
+            PyObject *good, *bad;
+            ok = PyArg_ParseTuple(PySequence_Fast_GET_ITEM(sfast, j), "LOO", &threshold, &good, &bad);
+            std::array<int64_t, 3> slo{threshold, 0, 0};
+            ok = ok && (slo[1] = slot_arg(good, &most)) >= 0 && (slo[2] = slot_arg(bad, &most)) >= 0;
+            if (ok) n.slos.push_back(slo);
+        }
+        Py_XDECREF(sfast);
+    }
+    Py_DECREF(nums);
+    if (ok && tokens != Py_None) {
+        PyObject *in, *out;
+        ok = PyArg_ParseTuple(tokens, "OO", &in, &out) && (row.tokens[0] = slot_arg(in, &most)) >= 0 &&
+             (row.tokens[1] = slot_arg(out, &most)) >= 0;
+    }
+    if (!ok) return nullptr;
+    Table &tab = *self->table;
+    std::unique_lock lock(tab.mu);
+    for (size_t c = 0; c < kind.num.size(); c++) {
+        if (row.num[c].base < 0) continue;
+        auto same = std::find(tab.bounds.begin(), tab.bounds.end(), bounds[c]);
+        row.num[c].family = static_cast<int>(same - tab.bounds.begin());
+        if (same == tab.bounds.end()) tab.bounds.push_back(std::move(bounds[c]));
+    }
+    auto [at, fresh] = tab.index[k].try_emplace(encoded, static_cast<int32_t>(tab.rows.size()));
+    if (fresh) tab.rows.push_back(std::move(row));
+    else tab.rows[at->second] = std::move(row);
+    tab.slots = std::max(tab.slots, most);
+    Py_RETURN_NONE;
+}
+
+// forget(): drop every plan; counts made before no longer match `generation()`.
+static PyObject *Plans_forget(Plans *self, PyObject *) {
+    Table &tab = *self->table;
+    std::unique_lock lock(tab.mu);
+    for (auto &index : tab.index) index.clear();
+    tab.rows.clear();
+    tab.bounds.clear();
+    tab.slots = 0;
+    tab.generation++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Plans_generation(Plans *self, PyObject *) {
+    std::shared_lock lock(self->table->mu);
+    return PyLong_FromUnsignedLongLong(self->table->generation);
+}
+
+static Py_ssize_t Plans_len(Plans *self) {
+    std::shared_lock lock(self->table->mu);
+    return static_cast<Py_ssize_t>(self->table->rows.size());
+}
+
+static PyMethodDef Plans_methods[] = {
+    {"learn", reinterpret_cast<PyCFunction>(Plans_learn), METH_VARARGS,
+     "learn(kind, key, incs, numbers, tokens, exemplars): the plan of one key"},
+    {"forget", reinterpret_cast<PyCFunction>(Plans_forget), METH_NOARGS, "forget(): drop every plan"},
+    {"generation", reinterpret_cast<PyCFunction>(Plans_generation), METH_NOARGS,
+     "generation() -> how many times the table was forgotten"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+static PySequenceMethods Plans_sequence = {reinterpret_cast<lenfunc>(Plans_len)};
+
 // --- the C API (`_scan_api.h`): the same tally, fed by another extension's setters ---
 
 static Scanner *as_scanner(PyObject *o) {
@@ -797,9 +1237,21 @@ static void api_free(ScanTally *t) {
     delete t;
 }
 
-static const ScanApi API = {SCAN_API_VERSION, api_field, api_kind, api_begin,
-                            api_start, api_text, api_utf8_text, api_number, api_flag, api_null, api_tokens, api_end,
-                            api_finish, api_free};
+static bool api_is_plans(PyObject *scanner, PyObject *plans) {
+    return PyObject_TypeCheck(plans, &PlansType) && reinterpret_cast<Plans *>(plans)->table != nullptr &&
+           reinterpret_cast<Plans *>(plans)->scanner == scanner;
+}
+
+static bool api_count(ScanTally *t, PyObject *plans) {
+    return count_tally(t, *reinterpret_cast<Plans *>(plans)->table);
+}
+
+static PyObject *api_counted(ScanTally *t) { return counted_of(t); }
+
+static const ScanApi API = {SCAN_API_VERSION, api_field,   api_kind,    api_begin,  api_start,
+                            api_text,         api_utf8_text, api_number, api_flag,  api_null,
+                            api_tokens,       api_end,     api_finish,  api_free,   api_is_plans,
+                            api_count,        api_counted};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "exporter._scan",
                                     "One-pass scan of raw event batches (see _scan.cpp).", -1, nullptr};
@@ -814,10 +1266,21 @@ PyMODINIT_FUNC PyInit__scan(void) {
     ScannerType.tp_dealloc = reinterpret_cast<destructor>(Scanner_dealloc);
     ScannerType.tp_methods = Scanner_methods;
     if (PyType_Ready(&ScannerType) < 0) return nullptr;
+    PlansType.tp_name = "exporter._scan.Plans";
+    PlansType.tp_basicsize = sizeof(Plans);
+    PlansType.tp_flags = Py_TPFLAGS_DEFAULT;
+    PlansType.tp_doc = "Plans(scanner, uppers): the classifier's plans, for counting a tally without Python";
+    PlansType.tp_new = PyType_GenericNew;
+    PlansType.tp_init = reinterpret_cast<initproc>(Plans_init);
+    PlansType.tp_dealloc = reinterpret_cast<destructor>(Plans_dealloc);
+    PlansType.tp_methods = Plans_methods;
+    PlansType.tp_as_sequence = &Plans_sequence;
+    if (PyType_Ready(&PlansType) < 0) return nullptr;
     PyObject *m = PyModule_Create(&module);
     if (m == nullptr) return nullptr;
     PyObject *capsule = PyCapsule_New(const_cast<ScanApi *>(&API), SCAN_API_CAPSULE, nullptr);
-    if (PyModule_AddObjectRef(m, "Scanner", reinterpret_cast<PyObject *>(&ScannerType)) < 0 || capsule == nullptr ||
+    if (PyModule_AddObjectRef(m, "Scanner", reinterpret_cast<PyObject *>(&ScannerType)) < 0 ||
+        PyModule_AddObjectRef(m, "Plans", reinterpret_cast<PyObject *>(&PlansType)) < 0 || capsule == nullptr ||
         PyModule_AddObject(m, "_C_API", capsule) < 0) {
         Py_XDECREF(capsule);
         Py_DECREF(m);

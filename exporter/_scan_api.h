@@ -9,7 +9,9 @@
 //     int flow = api->field(scanner, "flow");                        // once, at set-up
 //     ScanTally *t = api->begin(scanner);                            // GIL held; checks the type
 //     ... GIL released: per event start(t), the setters, end(t); any false refuses the batch ...
+//     api->count(t, plans);                                          // optional, GIL released
 //     PyObject *out = api->finish(t);                                // GIL held: (n, reports)
+//     PyObject *counted = api->counted(t);                           // GIL held: the counts or None
 //     api->free(t);
 //
 // Every setter runs the checks the JSON path runs on that value (same code), so a refusal means the
@@ -23,7 +25,7 @@
 #include <cstddef>
 
 #define SCAN_API_CAPSULE "agentslo.exporter._scan._C_API"
-#define SCAN_API_VERSION 2
+#define SCAN_API_VERSION 3
 
 struct ScanTally;
 
@@ -57,6 +59,13 @@ struct ScanApi {
     // a new reference (nullptr with an exception on failure).
     PyObject *(*finish)(ScanTally *t);
     void (*free)(ScanTally *t);  // GIL held
+    // Whether `plans` is a `Plans` table made for `scanner` (GIL held): what `count` may be given.
+    bool (*is_plans)(PyObject *scanner, PyObject *plans);
+    // Count the tallied events against the table, after the last `end` and before `finish` (GIL
+    // released): false when it declines (a key it has no plan for, ...), and the classifier counts.
+    bool (*count)(ScanTally *t, PyObject *plans);
+    // What `count` counted, as `Plans` documents it, or None (GIL held; a new reference).
+    PyObject *(*counted)(ScanTally *t);
 };
 
 #endif

@@ -212,6 +212,7 @@ class Scan:
     numbers: list[tuple[np.ndarray, np.ndarray | None] | None]
     traces: list[tuple[int, Any]]  # per key: (index, id) of its latest event with a usable trace; (-1, None)
     builds: list[dict[Any, Any]]  # version, prompt_version, model: agent → latest value
+    raw: bool = False  # the keys are as the C++ scanner reports them (what the plan table is taught)
 
 
 class Classifier:
@@ -226,10 +227,21 @@ class Classifier:
         self._bounds = {
             name: np.array(fam.bounds, dtype=np.float64) for name, fam in self.catalog.store.families.items()
         }
+        # The same plans for the C++ tally (`exporter._scan.Plans`): the OTLP mapper counts a request
+        # whose keys it knows on its worker, GIL released, and `run_decoded` takes what it counted.
+        self.table = _table()
+        self._taught: set[tuple[Any, ...]] = set()  # (kind, key) handed to the table (or not countable)
 
     def forget_plans(self) -> None:
         """Drop the plans cached by key as sent (some of their series were rolled back)."""
         self._fast.clear()
+        self._forget_taught()
+
+    def _forget_taught(self) -> None:
+        """Empty the plan table: counts made with it before no longer match its generation."""
+        if self.table is not None:
+            self.table.forget()
+        self._taught.clear()
 
     def run(self, events: list[Any], now: float, pending: dict[int, float] | None = None) -> Deltas | None:
         """The batch's deltas, or None when any check fails; `pending` holds gauge values not yet applied."""
@@ -272,6 +284,8 @@ class Classifier:
         deltas = Deltas(events=len(events))
         self._pending, self._now = pending or {}, now
         if events.reports is not None:
+            if self._take_counted(events, now, deltas):
+                return deltas
             scans: Iterable[Scan | None] = (self._scan_report(report, now) for report in events.reports)
         else:
             scans = (
@@ -283,6 +297,27 @@ class Classifier:
             if scan is None or not self._count(scan, d=deltas):
                 return None
         return deltas
+
+    def _take_counted(self, events: wire.Decoded, now: float, d: Deltas) -> bool:
+        """Take what the C++ tally counted against the plan table, when it did and the table has not
+        been forgotten since; the checks the scanner leaves to Python (`_scan_report`) still run."""
+        counted = events.counted
+        if counted is None or self.table is None or counted[0] != self.table.generation():
+            return False
+        reports = events.reports or []
+        for *_, texts, _, (latest, naive, top, bottom), empty_tokens in reports:
+            if empty_tokens or not _when_ok(latest, naive, top, bottom, now):
+                return False
+            for distinct in texts:
+                if distinct and not all(map(str.isprintable, distinct)):
+                    return False
+        _, slots, amounts, exemplars = counted
+        d.gather(np.frombuffer(slots, dtype=np.intp), np.frombuffer(amounts, dtype=np.float64))
+        for slot, trace in exemplars:
+            d.exemplars[slot] = (trace, 1.0)
+        for report in reports:
+            self._builds(list(report[8]), d)
+        return True
 
     # --- the front ends: one type's events as a Scan, or None when any check fails ---
 
@@ -309,7 +344,8 @@ class Classifier:
             columns.append((values, mask))
         trace_at = np.frombuffer(last, dtype=np.intp).tolist()  # per key: the event its trace is from
         kid = np.frombuffer(kid, dtype=np.intp)
-        return Scan(kind, m, keys, kid, columns, list(zip(trace_at, traces, strict=True)), list(builds))
+        traced = list(zip(trace_at, traces, strict=True))
+        return Scan(kind, m, keys, kid, columns, traced, list(builds), raw=True)
 
     def _scan_columns(
         self, kind: str, cols: Mapping[str, Sequence[Any]], m: int, now: float, typed: bool = False
@@ -413,8 +449,13 @@ class Classifier:
                     return False
                 if len(fast) >= self.planner.MAX_PLANS:
                     fast.clear()
+                    self._forget_taught()
                 plan = fast[(kind, key)] = found
             plans.append(plan)
+        if scan.raw and self.table is not None:
+            for key, plan in zip(scan.keys, plans, strict=True):
+                if (kind, key) not in self._taught:
+                    self._teach(kind, key, plan)
         counts = np.bincount(kid, minlength=len(plans)).tolist()
         ids, weights = [], []
         for plan, count in zip(plans, counts, strict=True):
@@ -441,6 +482,18 @@ class Classifier:
         self._exemplars(plans, scan.traces, d)
         self._builds(scan.builds, d)
         return True
+
+    def _teach(self, kind: str, key: tuple[Any, ...], plan: Plan) -> None:
+        """Hand a plan to the table, unless it does what only Python counts (judges, synthetic runs)."""
+        assert self.table is not None
+        self._taught.add((kind, key))
+        if plan.judge is not None or plan.streak is not None or plan.last_run is not None:
+            return
+        numbers = [
+            None if n is None else (n.base, self._bounds[n.family], n.slos)
+            for n in (plan.numbers.get(fname) for fname, _ in NUMBERS[kind])
+        ]
+        self.table.learn(kind, key, plan.incs, numbers, plan.tokens, plan.exemplar_slots)
 
     def _observe(self, fname: str, plans: list[Plan], kid: np.ndarray, vals: np.ndarray, d: Deltas) -> None:
         numbers = [p.numbers.get(fname) for p in plans]
@@ -509,6 +562,15 @@ class Classifier:
                 if part == 2:
                     value = value if value in self.catalog.specs[agent].models else names.OTHER
                 d.build.setdefault(agent, [None, None, None])[part] = value
+
+
+def _table() -> Any:
+    """A plan table for the C++ scanner (`exporter._scan.Plans`), or None when it is not built."""
+    if wire.SCANNER is None:
+        return None
+    from agentslo.exporter._scan import Plans
+
+    return Plans(wire.SCANNER, UPPER)
 
 
 def _token_counts(col: Sequence[Any] | None) -> list[tuple[np.ndarray, np.ndarray | None] | None] | None:

@@ -106,9 +106,10 @@ class Decoded:
 
     `raw` may be given as a function that makes the bytes: the OTLP mapper tallies its events into
     the scanner's reports without writing their JSON, which is then written only if something asks
-    for it (a batch classification refuses, an idempotency hash)."""
+    for it (a batch classification refuses, an idempotency hash), and may have counted them too
+    (`counted`: what `exporter._scan.Plans` documents)."""
 
-    __slots__ = ("_raw", "reports", "size", "structs")
+    __slots__ = ("_raw", "counted", "reports", "size", "structs")
 
     def __init__(
         self,
@@ -116,8 +117,10 @@ class Decoded:
         size: int,
         reports: list[tuple[Any, ...]] | None = None,
         structs: Any = None,
+        counted: tuple[Any, ...] | None = None,
     ):
         self._raw, self.size, self.reports, self.structs = raw, size, reports, structs
+        self.counted = counted  # the reports counted against the classifier's plan table, when they were
 
     @property
     def raw(self) -> bytes:

@@ -1041,12 +1041,14 @@ struct Mapper {
     Config* config;
     PyObject* scanner;   // the events scanner `tally()` tallies into, or nullptr
     const ScanApi* api;  // its C API
+    PyObject* plans;     // the classifier's plan table `tally()` counts against, or nullptr
     int field[N_EVENT_FIELDS];  // EventField -> the scanner's field id
 };
 
 void Mapper_dealloc(Mapper* self) {
     delete self->config;
     Py_XDECREF(self->scanner);
+    Py_XDECREF(self->plans);
     Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }
 
@@ -1100,15 +1102,23 @@ bool attach(Mapper* self, PyObject* scanner) {
 
 // Mapper({agent: (task_operations, flow_attributes, outcome, version, prompt_version, exclude,
 //                 has_flow_rules, {model: (input_per_mtok, output_per_mtok)})}, max_spans, max_traces,
-//        scanner=None)
+//        scanner=None, plans=None): `plans`, a `Plans` table made for `scanner`, counts what
+//        `tally()` tallies when every key has a plan in it
 int Mapper_init(Mapper* self, PyObject* args, PyObject* kwds) {
-    static const char* kwlist[] = {"agents", "max_spans", "max_traces", "scanner", nullptr};
-    PyObject *agents, *scanner = Py_None;
+    static const char* kwlist[] = {"agents", "max_spans", "max_traces", "scanner", "plans", nullptr};
+    PyObject *agents, *scanner = Py_None, *plans = Py_None;
     Py_ssize_t max_spans, max_traces;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!nn|O", const_cast<char**>(kwlist), &PyDict_Type, &agents,
-                                     &max_spans, &max_traces, &scanner))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!nn|OO", const_cast<char**>(kwlist), &PyDict_Type, &agents,
+                                     &max_spans, &max_traces, &scanner, &plans))
         return -1;
     if (scanner != Py_None && !attach(self, scanner)) return -1;
+    if (plans != Py_None) {
+        if (self->api == nullptr || !self->api->is_plans(scanner, plans)) {
+            PyErr_SetString(PyExc_TypeError, "plans must be a Plans table made for the scanner");
+            return -1;
+        }
+        Py_XSETREF(self->plans, Py_NewRef(plans));
+    }
     auto* c = new Config();
     c->max_spans = (size_t)max_spans;
     c->max_traces = (size_t)max_traces;
@@ -1219,9 +1229,11 @@ PyObject* Mapper_map(Mapper* self, PyObject* arg) {
     return mapped;
 }
 
-// tally(body) -> (events, reports, keys, trace ids, ignored, spans) | None: what `map()` gives, with
-// the events tallied by the scanner (`Scanner.scan()`'s `(events, reports)` of `map()`'s JSON)
-// instead of written as JSON; None declines, as for `map()`, also when the scanner refuses an event.
+// tally(body) -> (events, reports, counted, keys, trace ids, ignored, spans) | None: what `map()`
+// gives, with the events tallied by the scanner (`Scanner.scan()`'s `(events, reports)` of `map()`'s
+// JSON) instead of written as JSON, and counted against the plan table when there is one and it
+// knows every key (`counted`, else None); None declines, as for `map()`, also when the scanner
+// refuses an event.
 PyObject* Mapper_tally(Mapper* self, PyObject* arg) {
     if (self->api == nullptr) {
         PyErr_SetString(PyExc_RuntimeError, "tally() needs a Mapper made with a scanner");
@@ -1242,19 +1254,23 @@ PyObject* Mapper_tally(Mapper* self, PyObject* arg) {
     bool ok;
     Request r(*self->config);
     Tallied sink{api, t, self->field, nullptr, 0, 0};
+    PyObject* plans = self->plans;
     Py_BEGIN_ALLOW_THREADS
     ok = read(r, body, sink);
+    if (ok && plans != nullptr) api->count(t, plans);
     Py_END_ALLOW_THREADS
-    PyObject* scanned = ok ? api->finish(t) : nullptr;  // while the body and the pool its texts are in last
+    // while the body and the pool its texts are in last
+    PyObject* scanned = ok ? api->finish(t) : nullptr;
+    PyObject* counted = scanned != nullptr ? api->counted(t) : nullptr;
     api->free(t);
     PyObject* out = nullptr;
-    if (scanned != nullptr) {
+    if (counted != nullptr) {
         std::string traces = trace_ids(r);
-        out = Py_BuildValue("(OOy#y#ln)", PyTuple_GET_ITEM(scanned, 0), PyTuple_GET_ITEM(scanned, 1), r.keys.data(),
-                            (Py_ssize_t)r.keys.size(), traces.data(), (Py_ssize_t)traces.size(), r.ignored,
-                            (Py_ssize_t)r.notes.size());
-        Py_DECREF(scanned);
+        out = Py_BuildValue("(OONy#y#ln)", PyTuple_GET_ITEM(scanned, 0), PyTuple_GET_ITEM(scanned, 1), counted,
+                            r.keys.data(), (Py_ssize_t)r.keys.size(), traces.data(), (Py_ssize_t)traces.size(),
+                            r.ignored, (Py_ssize_t)r.notes.size());
     }
+    Py_XDECREF(scanned);
     PyBuffer_Release(&body);
     if (!ok) Py_RETURN_NONE;
     return out;
@@ -1265,8 +1281,9 @@ PyMethodDef Mapper_methods[] = {
      "map(body) -> (events JSON, span keys as 24 bytes each (trace and span id), trace ids as 16 bytes each, spans "
      "ignored, spans) | None when the Python mapping must read the request"},
     {"tally", (PyCFunction)Mapper_tally, METH_O,
-     "tally(body) -> (events, scanner reports, span keys, trace ids, spans ignored, spans) | None: map() with the "
-     "events tallied by the scanner given at construction instead of written as JSON"},
+     "tally(body) -> (events, scanner reports, counted or None, span keys, trace ids, spans ignored, spans) | None: "
+     "map() with the events tallied by the scanner given at construction instead of written as JSON, and counted "
+     "against its plan table"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyTypeObject MapperType = {PyVarObject_HEAD_INIT(nullptr, 0)};

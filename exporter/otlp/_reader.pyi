@@ -8,10 +8,15 @@ class Mapper:
     """The usual binary request mapped to the events JSON of POST /v1/events (exporter/otlp/_mapper.cpp)."""
 
     def __init__(
-        self, agents: dict[str, tuple[Any, ...]], max_spans: int, max_traces: int, scanner: Any = None
+        self,
+        agents: dict[str, tuple[Any, ...]],
+        max_spans: int,
+        max_traces: int,
+        scanner: Any = None,
+        plans: Any = None,
     ) -> None: ...
     def map(self, body: bytes) -> tuple[bytes, bytes, bytes, int, int] | None: ...
-    def tally(self, body: bytes) -> tuple[int, list[tuple[Any, ...]], bytes, bytes, int, int] | None: ...
+    def tally(self, body: bytes) -> tuple[int, list[tuple[Any, ...]], Any, bytes, bytes, int, int] | None: ...
 
 class SpanIndex:
     """The span keys counted recently (exporter/otlp/seen.py), 24 bytes a key, 16 a trace id."""

@@ -7,7 +7,8 @@ same SQLite transaction as the counts. So an acknowledged span survives kill -9,
 counts once.
 
 The usual binary trace request takes a shorter way (`map_fast`, `count_fast`): the C++ mapper
-(`_mapper.cpp`) reads it, GIL released, into the events scanner's reports, and it is counted when
+(`_mapper.cpp`) reads it, GIL released, into the events scanner's reports (counted there too when
+the classifier's plan table knows every key: `exporter._scan.Plans`), and it is counted when
 none of its traces is known to the trace memory or the key index (else the Python mapping reads it
 after all), with the other such requests read meanwhile in one transaction (group commit); its
 traces are then held unread in the memory (`memory.Unread`).
@@ -101,7 +102,7 @@ class OtlpReceiver:
         config = ingestor.config
         self.seen = span_index(config.max_span_keys, config.idempotency_horizon_s)  # span keys counted
         self._unread = unread_notes(specs)
-        self.mapper = _mapper(specs, self.memory)
+        self.mapper = _mapper(specs, self.memory, ingestor.classifier.table)
         store = ingestor.store
         with store.lock:
             store.family(
@@ -172,8 +173,9 @@ class OtlpReceiver:
         tallied = mapper.tally(body)
         if tallied is None:
             return None
-        n, reports, *rest = tallied
-        return Fast(body, wire.Decoded(lambda: _json(mapper, body), n, reports=reports), *rest)
+        n, reports, counted, *rest = tallied
+        events = wire.Decoded(lambda: _json(mapper, body), n, reports=reports, counted=counted)
+        return Fast(body, events, *rest)
 
     def traces_fast(self, fast: Fast) -> ExportTraceServiceResponse | None:
         """Count a request the C++ mapper read; None when the Python mapping must read it after all
@@ -357,9 +359,10 @@ def _parked_key(trace_id: bytes, span_id: bytes) -> str:
     return f"{SPAN_MARK}parked:{trace_id.hex()}{span_id.hex()}"
 
 
-def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
-    """The C++ mapper set up with the specs' `otel:` sections and the trace memory's bounds, or None
-    when it is not built or the specs name more attributes than it has room for."""
+def _mapper(specs: list[Spec], memory: TraceMemory, plans: Any = None) -> Any:
+    """The C++ mapper set up with the specs' `otel:` sections, the trace memory's bounds and the
+    classifier's plan table (`plans`, or None), or None when it is not built or the specs name more
+    attributes than it has room for."""
     if Mapper is None:
         return None
     agents = {
@@ -376,7 +379,7 @@ def _mapper(specs: list[Spec], memory: TraceMemory) -> Any:
         for spec in specs
     }
     try:
-        return Mapper(agents, memory.max_spans, memory.max_traces, wire.SCANNER)
+        return Mapper(agents, memory.max_spans, memory.max_traces, wire.SCANNER, plans)
     except ValueError:  # more distinct otel attribute names than its 64 slots: the Python mapping reads all
         return None
 
