@@ -8,6 +8,11 @@ few C calls. Any check that fails returns None and the caller runs the event-by-
 (`exporter.validate.problems`), which is authoritative and names every problem. What each type's
 fields take comes from the declaration in `exporter.events`, as for the validator.
 
+The C++ scanner's reports may come counted already (`wire.Decoded.counted`): the classifier
+teaches each plan it builds for a report's keys to a plan table (`exporter._scan.Plans`, judges and
+synthetic runs apart), and the OTLP mapper counts a request whose keys the table knows on its worker
+thread, GIL released, into the same slots and amounts as `_count` (`_take_counted` checks the rest).
+
 Call with the store lock held: plans may create series, and synthetic streaks read current values.
 """
 
