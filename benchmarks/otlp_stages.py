@@ -12,7 +12,8 @@ that the span index has its generations, the trace memory is full and SQLite's u
 - map: the C++ mapper's reading and tally of the body (on a worker thread in the server, GIL released)
 - count: `OtlpReceiver.count_fast` over groups of `--group` requests (on the event loop in the server,
   holding the GIL except in SQLite's steps), wall and CPU time, and within it:
-  - classify: `Classifier.run_decoded` and `Deltas.finish`, the events into counter deltas
+  - classify: `Classifier.run_decoded` and `Deltas.finish`, the events into counter deltas (once the
+    plan table knows a request's keys, the counts the mapper made on its worker, added up)
   - span index: `SpanIndex.add`, the counted spans' keys
   - trace memory: `TraceMemory.hold_unread`
   - SQLite commit: `Persistence.commit` (its upkeep apart)

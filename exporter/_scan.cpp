@@ -760,9 +760,9 @@ static PyTypeObject ScannerType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 // taught it (`learn`), by encoded key, so that a tally whose keys all have one is counted here, GIL
 // released (the OTLP mapper's workers), into exactly what `Classifier._count` would gather: the
 // same slots, each slot's weighted amounts added in the same order, so a lone batch's totals are
-// the same to the last bit. Whatever it does not know for sure (an unknown key, a judge or synthetic
-// type, a value out of range, plans of one type that disagree on a histogram) makes it decline, and
-// the classifier counts the batch as before. The classifier `forget`s the table whenever plans are
+// the same to the last bit. Whatever it does not know for sure (a key it was not taught, as the plans
+// of judges and synthetic runs never are; a value out of range; plans of one type that disagree on
+// a histogram) makes it decline, and the classifier counts the batch as before. The classifier `forget`s the table whenever plans are
 // taken back (a refused batch's rollback); the generation a count was made with tells the
 // classifier whether it may still use it.
 
