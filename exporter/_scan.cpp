@@ -1256,26 +1256,30 @@ static const ScanApi API = {SCAN_API_VERSION, api_field,   api_kind,    api_begi
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "exporter._scan",
                                     "One-pass scan of raw event batches (see _scan.cpp).", -1, nullptr};
 
+static int ready(PyTypeObject *type, const char *name, Py_ssize_t size, const char *doc, initproc init,
+                 destructor dealloc, PyMethodDef *methods) {
+    type->tp_name = name;
+    type->tp_basicsize = size;
+    type->tp_flags = Py_TPFLAGS_DEFAULT;
+    type->tp_doc = doc;
+    type->tp_new = PyType_GenericNew;
+    type->tp_init = init;
+    type->tp_dealloc = dealloc;
+    type->tp_methods = methods;
+    return PyType_Ready(type);
+}
+
 PyMODINIT_FUNC PyInit__scan(void) {
-    ScannerType.tp_name = "exporter._scan.Scanner";
-    ScannerType.tp_basicsize = sizeof(Scanner);
-    ScannerType.tp_flags = Py_TPFLAGS_DEFAULT;
-    ScannerType.tp_doc = "Scanner(kinds, limits): one-pass parse and tally of raw event batches";
-    ScannerType.tp_new = PyType_GenericNew;
-    ScannerType.tp_init = reinterpret_cast<initproc>(Scanner_init);
-    ScannerType.tp_dealloc = reinterpret_cast<destructor>(Scanner_dealloc);
-    ScannerType.tp_methods = Scanner_methods;
-    if (PyType_Ready(&ScannerType) < 0) return nullptr;
-    PlansType.tp_name = "exporter._scan.Plans";
-    PlansType.tp_basicsize = sizeof(Plans);
-    PlansType.tp_flags = Py_TPFLAGS_DEFAULT;
-    PlansType.tp_doc = "Plans(scanner, uppers): the classifier's plans, for counting a tally without Python";
-    PlansType.tp_new = PyType_GenericNew;
-    PlansType.tp_init = reinterpret_cast<initproc>(Plans_init);
-    PlansType.tp_dealloc = reinterpret_cast<destructor>(Plans_dealloc);
-    PlansType.tp_methods = Plans_methods;
     PlansType.tp_as_sequence = &Plans_sequence;
-    if (PyType_Ready(&PlansType) < 0) return nullptr;
+    if (ready(&ScannerType, "exporter._scan.Scanner", sizeof(Scanner),
+              "Scanner(kinds, limits): one-pass parse and tally of raw event batches",
+              reinterpret_cast<initproc>(Scanner_init), reinterpret_cast<destructor>(Scanner_dealloc),
+              Scanner_methods) < 0 ||
+        ready(&PlansType, "exporter._scan.Plans", sizeof(Plans),
+              "Plans(scanner, uppers): the classifier's plans, for counting a tally without Python",
+              reinterpret_cast<initproc>(Plans_init), reinterpret_cast<destructor>(Plans_dealloc),
+              Plans_methods) < 0)
+        return nullptr;
     PyObject *m = PyModule_Create(&module);
     if (m == nullptr) return nullptr;
     PyObject *capsule = PyCapsule_New(const_cast<ScanApi *>(&API), SCAN_API_CAPSULE, nullptr);
