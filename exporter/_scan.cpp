@@ -346,8 +346,16 @@ bool read_value(const Scanner *self, int f, ondemand::value value, Seen &seen) {
     }
 }
 
-// The plan key's encoding (`tally`): a tag per field, then the text and its length for strings.
+// The plan key's encoding (`tally`, `Plans.learn`): a tag per field, then the text and its length
+// for strings.
 constexpr char KEY_NONE = 'N', KEY_TRUE = 'T', KEY_FALSE = 'F', KEY_TEXT = 'S';
+
+void key_text(std::string &buf, std::string_view t) {
+    uint32_t n = static_cast<uint32_t>(t.size());
+    buf.push_back(KEY_TEXT);
+    buf.append(reinterpret_cast<const char *>(&n), sizeof n);
+    buf.append(t);
+}
 
 // Tally one event of kind `k` into its state; false when it cannot be vouched for. No Python here:
 // a new plan key is kept encoded, and `report` builds its tuple.
@@ -368,11 +376,7 @@ bool tally(const Scanner *self, const Kind &k, State &s, const Seen &seen, std::
         } else if ((*self->codes)[f] == BOOL) {
             buf.push_back(seen.flag[f] ? KEY_TRUE : KEY_FALSE);
         } else {
-            std::string_view t = seen.text[f];
-            uint32_t n = static_cast<uint32_t>(t.size());
-            buf.push_back(KEY_TEXT);
-            buf.append(reinterpret_cast<const char *>(&n), sizeof n);
-            buf.append(t);
+            key_text(buf, seen.text[f]);
         }
     }
     auto found = s.index.find(buf);
@@ -1082,10 +1086,7 @@ static PyObject *Plans_learn(Plans *self, PyObject *args) {
             Py_ssize_t size;
             const char *data = PyUnicode_AsUTF8AndSize(v, &size);
             if (data == nullptr) return nullptr;
-            uint32_t n = static_cast<uint32_t>(size);
-            encoded.push_back(KEY_TEXT);
-            encoded.append(reinterpret_cast<const char *>(&n), sizeof n);
-            encoded.append(data, static_cast<size_t>(size));
+            key_text(encoded, std::string_view(data, static_cast<size_t>(size)));
         } else {
             return PyErr_Format(PyExc_TypeError, "a key holds str, bool or None, not %s", Py_TYPE(v)->tp_name);
         }
