@@ -1257,36 +1257,18 @@ static const ScanApi API = {SCAN_API_VERSION, api_field,   api_kind,    api_begi
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "exporter._scan",
                                     "One-pass scan of raw event batches (see _scan.cpp).", -1, nullptr};
 
-static int ready(PyTypeObject *type, const char *name, Py_ssize_t size, const char *doc, initproc init,
-                 destructor dealloc, PyMethodDef *methods) {
-    type->tp_name = name;
-    type->tp_basicsize = size;
-    type->tp_flags = Py_TPFLAGS_DEFAULT;
-    type->tp_doc = doc;
-    type->tp_new = PyType_GenericNew;
-    type->tp_init = init;
-    type->tp_dealloc = dealloc;
-    type->tp_methods = methods;
-    return PyType_Ready(type);
-}
-
 PyMODINIT_FUNC PyInit__scan(void) {
     PlansType.tp_as_sequence = &Plans_sequence;
-    if (ready(&ScannerType, "exporter._scan.Scanner", sizeof(Scanner),
-              "Scanner(kinds, limits): one-pass parse and tally of raw event batches",
-              reinterpret_cast<initproc>(Scanner_init), reinterpret_cast<destructor>(Scanner_dealloc),
-              Scanner_methods) < 0 ||
-        ready(&PlansType, "exporter._scan.Plans", sizeof(Plans),
-              "Plans(scanner, uppers): the classifier's plans, for counting a tally without Python",
-              reinterpret_cast<initproc>(Plans_init), reinterpret_cast<destructor>(Plans_dealloc),
-              Plans_methods) < 0)
-        return nullptr;
     PyObject *m = PyModule_Create(&module);
     if (m == nullptr) return nullptr;
     PyObject *capsule = PyCapsule_New(const_cast<ScanApi *>(&API), SCAN_API_CAPSULE, nullptr);
-    if (PyModule_AddObjectRef(m, "Scanner", reinterpret_cast<PyObject *>(&ScannerType)) < 0 ||
-        PyModule_AddObjectRef(m, "Plans", reinterpret_cast<PyObject *>(&PlansType)) < 0 || capsule == nullptr ||
-        PyModule_AddObject(m, "_C_API", capsule) < 0) {
+    if (add_type(m, &ScannerType, "exporter._scan.Scanner", sizeof(Scanner), reinterpret_cast<initproc>(Scanner_init),
+                 reinterpret_cast<destructor>(Scanner_dealloc), Scanner_methods,
+                 "Scanner(kinds, limits): one-pass parse and tally of raw event batches") < 0 ||
+        add_type(m, &PlansType, "exporter._scan.Plans", sizeof(Plans), reinterpret_cast<initproc>(Plans_init),
+                 reinterpret_cast<destructor>(Plans_dealloc), Plans_methods,
+                 "Plans(scanner, uppers): the classifier's plans, for counting a tally without Python") < 0 ||
+        capsule == nullptr || PyModule_AddObject(m, "_C_API", capsule) < 0) {
         Py_XDECREF(capsule);
         Py_DECREF(m);
         return nullptr;

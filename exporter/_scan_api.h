@@ -23,6 +23,7 @@
 #include <Python.h>
 
 #include <cstddef>
+#include <cstring>
 
 #define SCAN_API_CAPSULE "agentslo.exporter._scan._C_API"
 #define SCAN_API_VERSION 3
@@ -67,5 +68,21 @@ struct ScanApi {
     // What `count` counted, as `Plans` documents it, or None (GIL held; a new reference).
     PyObject *(*counted)(ScanTally *t);
 };
+
+// Ready an extension type with the slots both extensions set, and add it to `module` under the last
+// part of its dotted name (0, or -1 with an exception). Shared here because both include this file.
+static inline int add_type(PyObject *module, PyTypeObject *type, const char *name, Py_ssize_t size,
+                           initproc init, destructor dealloc, PyMethodDef *methods, const char *doc) {
+    type->tp_name = name;
+    type->tp_basicsize = size;
+    type->tp_flags = Py_TPFLAGS_DEFAULT;
+    type->tp_new = PyType_GenericNew;
+    type->tp_init = init;
+    type->tp_dealloc = dealloc;
+    type->tp_methods = methods;
+    type->tp_doc = doc;
+    if (PyType_Ready(type) < 0) return -1;
+    return PyModule_AddObjectRef(module, strrchr(name, '.') + 1, reinterpret_cast<PyObject *>(type));
+}
 
 #endif

@@ -1505,28 +1505,6 @@ PyTypeObject SpanIndexType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 }  // namespace
 
-namespace {
-
-int add_type(PyObject* module, PyTypeObject* type, const char* name, size_t size, initproc init, destructor dealloc,
-             PyMethodDef* methods, const char* doc) {
-    type->tp_name = name;
-    type->tp_basicsize = (Py_ssize_t)size;
-    type->tp_flags = Py_TPFLAGS_DEFAULT;
-    type->tp_new = PyType_GenericNew;
-    type->tp_init = init;
-    type->tp_dealloc = dealloc;
-    type->tp_methods = methods;
-    type->tp_doc = doc;
-    if (PyType_Ready(type) < 0) return -1;
-    Py_INCREF(type);
-    if (PyModule_AddObject(module, std::strrchr(name, '.') + 1, reinterpret_cast<PyObject*>(type)) < 0) {
-        Py_DECREF(type);
-        return -1;
-    }
-    return 0;
-}
-
-}  // namespace
 
 // Called by the module's init (_reader.cpp): adds the Mapper and SpanIndex types.
 int add_mapper(PyObject* module) {
