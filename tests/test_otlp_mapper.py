@@ -15,6 +15,7 @@ and of the unread request bodies.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -782,6 +783,24 @@ def test_span_keys_past_the_horizon_are_forgotten_a_generation_at_a_time(kind: s
     assert index.seen(key(0) + key(1) + key(2), 9.0) == [0, 1, 2]
     assert index.seen(key(0) + key(1) + key(2), 11.0) == [2]
     assert len(index) == 1
+
+
+@pytest.mark.skipif(SpanIndex is None, reason="the C++ span index is not built")
+def test_the_cpp_span_index_grows_and_reuses_its_generations_as_its_python_twin() -> None:
+    """Generations of 2,500 keys: each table doubles past its first 1,024 slots, and a new generation
+    takes the emptied tables of the oldest. Every key still answers as in the Python twin."""
+    rng = random.Random(7)
+    twins = [SpanKeys(10_000, 3600.0), INDEXES["c++"](10_000, 3600.0)]
+    added: list[bytes] = []
+    for at in range(30):
+        keys = [rng.randbytes(16) + rng.randbytes(8) for _ in range(rng.randint(1, 1500))]
+        keys += rng.sample(added, min(len(added), 20))  # some again: filed once
+        for index in twins:
+            index.add(b"".join(keys), float(at))
+        added += keys
+        probe = b"".join(added[-12_000:]) + b"".join(rng.randbytes(24) for _ in range(50))
+        assert twins[0].seen(probe, float(at)) == twins[1].seen(probe, float(at))
+        assert len(twins[0]) == len(twins[1])
 
 
 @pytest.mark.skipif(SpanIndex is None, reason="the C++ span index is not built")
