@@ -293,6 +293,29 @@ async def test_a_body_over_the_limit_is_a_413_with_a_status_in_the_request_encod
     assert tool_calls(small) == 0
 
 
+async def test_a_gzip_body_inflating_past_the_limit_is_a_413_and_a_chunked_one_counts_whole(
+    aiohttp_client: Any,
+) -> None:
+    """The body limit holds for what a gzip body inflates to; a body sent in HTTP chunks is read whole."""
+    small = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig(max_body_bytes=2000)))
+    spans = [span() for _ in range(30)]
+    body = request(*spans).SerializeToString()
+    packed = gzip.compress(body)
+    assert len(packed) < 2000 < len(body)
+    resp = await small.post("/v1/traces", data=packed, headers={**PB, "Content-Encoding": "gzip"})
+    assert resp.status == 413
+    assert tool_calls(small) == 0
+
+    async def pieces() -> Any:
+        for at in range(0, len(body), 100):
+            yield body[at : at + 100]
+
+    roomy = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig()))
+    resp = await roomy.post("/v1/traces", data=pieces(), headers=PB)
+    assert resp.status == 200 and resp.headers.get("Content-Type") == "application/x-protobuf"
+    assert tool_calls(roomy) == 30
+
+
 async def test_more_spans_than_a_batch_may_hold_is_a_413(aiohttp_client: Any) -> None:
     few = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig(max_batch_events=3)))
     resp = await few.post(

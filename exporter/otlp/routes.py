@@ -66,10 +66,10 @@ class OtlpRoutes:
         try:
             try:
                 async with asyncio.timeout(self.config.read_timeout_s):
-                    raw = await request.read()
+                    chunks = await _chunks(request, self.config.max_body_bytes)
             except TimeoutError:
                 return _refuse(408, GRPC_INVALID_ARGUMENT, "the body did not arrive in time", content_type)
-            except web.HTTPRequestEntityTooLarge:
+            if chunks is None:
                 self.receiver.ingestor.reject("too_large")
                 problem = f"the body is larger than {self.config.max_body_bytes} bytes; send smaller requests"
                 return _refuse(413, GRPC_RESOURCE_EXHAUSTED, problem, content_type)
@@ -78,6 +78,7 @@ class OtlpRoutes:
 
             def work() -> Any:
                 with _no_cyclic_gc():
+                    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                     request = self._read(cls, raw, content_type, encoding, limit)
                     if type(request) is bytes:  # a binary trace request: the C++ mapper first
                         fast = self.receiver.map_fast(request)
@@ -177,6 +178,25 @@ class OtlpRoutes:
         return read_message(
             decode(ExportTraceServiceRequest, raw, content_type, encoding, limit), self.receiver.wanted
         )
+
+
+async def _chunks(request: web.Request, most: int) -> list[bytes] | None:
+    """The body as the chunks it arrived in, to be joined on a worker; None past `most` bytes (as
+    `request.read()` refuses, 413). `read()` joins them on the event loop, into a bytearray grown by
+    copying and then copied again: for a 1,000-span request (~330 KB), ~0.1 ms of the loop's time."""
+    payload = request.content
+    payload.set_read_chunk_size(most)  # as read() does: no pausing the socket under `most`
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk, end_of_http_chunk = await payload.readchunk()
+        if chunk:
+            size += len(chunk)
+            if size > most:
+                return None
+            chunks.append(chunk)
+        elif not end_of_http_chunk:  # the end of the body
+            return chunks
 
 
 @contextmanager
