@@ -1,7 +1,7 @@
 """OTLP ingest throughput: `POST /v1/traces` of the exporter against a naive OTLP receiver.
 
-    python benchmarks/otlp_ingest.py [--seconds 5] [--rounds 3] [--clients 4] [--spans 1000] [--previous DIR]
-                                     [--ceiling [--work-ms 1.0]] [--durability]
+    python benchmarks/otlp_ingest.py [--seconds 5] [--rounds 3] [--clients 4[,10,16]] [--spans 1000]
+                                     [--previous DIR] [--ceiling [--work-ms 1.0]] [--durability]
 
 Each server is one process. Requests are binary protobuf `ExportTraceServiceRequest`s of `--spans`
 spans with the GenAI conventions' attribute sets: agent runs of one `invoke_agent` span, four `chat`
@@ -251,7 +251,13 @@ def main() -> int:
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--clients",
+        type=_counts,
+        default=[4],
+        help="closed-loop clients (default 4); a list such as 4,10,16 measures each in every round, and "
+        "compares each server's peak",
+    )
     parser.add_argument("--spans", type=int, default=1000)
     parser.add_argument(
         "--requests", type=int, default=1500, help="distinct requests prepared per measurement"
@@ -280,7 +286,8 @@ def main() -> int:
     req = template(args.spans)
     print(
         f"payload: {args.spans} spans, {len(bodies(req, 1, 0)[0]) / 1024:.0f} KiB per request; "
-        f"{args.clients} closed-loop clients; {args.rounds} interleaved rounds of {args.seconds:.0f}s; "
+        f"{','.join(map(str, args.clients))} closed-loop clients; {args.rounds} interleaved rounds of "
+        f"{args.seconds:.0f}s; "
         f"cpus={os.cpu_count()}"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -312,7 +319,7 @@ def main() -> int:
             variants[PREVIOUS] = ([*cmd, "--sync", "full"], {**os.environ, "PYTHONPATH": str(previous)})
             cwd[PREVIOUS] = previous
         procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
-        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+        rounds = {(name, c): list[dict[str, float]]() for c in args.clients for name in variants}
         try:
             for name, (cmd, env) in variants.items():
                 port = free_port()
@@ -325,35 +332,80 @@ def main() -> int:
                 )
             seed = 1
             for _ in range(args.rounds):
-                for name, (proc, url) in procs.items():
-                    payloads = bodies(req, args.requests, seed)
-                    seed += 1
-                    rounds[name].append(
-                        asyncio.run(load(url, payloads, args.clients, args.seconds, args.spans, proc.pid))
-                    )
+                for clients in args.clients:
+                    for name, (proc, url) in procs.items():
+                        payloads = bodies(req, args.requests, seed)
+                        seed += 1
+                        rounds[name, clients].append(
+                            asyncio.run(load(url, payloads, clients, args.seconds, args.spans, proc.pid))
+                        )
         finally:
             for proc, _ in procs.values():
                 proc.terminate()
             for proc, _ in procs.values():
                 proc.wait(timeout=30)
 
-    def med(name: str, key: str) -> float:
-        return statistics.median(r[key] for r in rounds[name])
-
-    for name in rounds:
-        print(
-            f"{name:56s} {med(name, 'spans_per_s'):>9,.0f} spans/s   p50 {med(name, 'p50_ms'):6.1f} ms   "
-            f"p99 {med(name, 'p99_ms'):6.1f} ms   server CPU {med(name, 'cpu_us_per_span'):5.2f} us/span"
-        )
-    for name in (n for n in rounds if n != NAIVE):
-        speed = [
-            r["spans_per_s"] / n["spans_per_s"] for r, n in zip(rounds[name], rounds[NAIVE], strict=True)
-        ]
-        print(
-            f"{name.strip():56s} / naive, per round: {', '.join(f'{x:.2f}x' for x in speed)}"
-            f"  (median {statistics.median(speed):.2f}x)"
-        )
+    report(rounds, list(variants), args.clients)
     return 0
+
+
+Rounds = dict[tuple[str, int], list[dict[str, float]]]  # (server, clients) → each round's figures
+
+
+def report(rounds: Rounds, names: list[str], counts: list[int]) -> None:
+    """Medians per server and client count, the ratio to the naive receiver per round; with several
+    client counts, each server's peak (its best median over the counts) and, per round, the ratio of
+    the exporter's best count to the naive receiver's best count."""
+
+    def med(key: tuple[str, int], field: str) -> float:
+        return statistics.median(r[field] for r in rounds[key])
+
+    for clients in counts:
+        if len(counts) > 1:
+            print(f"-- {clients} clients")
+        for name in names:
+            key = (name, clients)
+            print(
+                f"{name:56s} {med(key, 'spans_per_s'):>9,.0f} spans/s   p50 {med(key, 'p50_ms'):6.1f} ms   "
+                f"p99 {med(key, 'p99_ms'):6.1f} ms   server CPU {med(key, 'cpu_us_per_span'):5.2f} us/span"
+            )
+        for name in (n for n in names if n != NAIVE):
+            speed = [
+                r["spans_per_s"] / n["spans_per_s"]
+                for r, n in zip(rounds[name, clients], rounds[NAIVE, clients], strict=True)
+            ]
+            print(
+                f"{name.strip():56s} / naive, per round: {', '.join(f'{x:.2f}x' for x in speed)}"
+                f"  (median {statistics.median(speed):.2f}x)"
+            )
+    if len(counts) < 2:
+        return
+    print("-- peaks: each server at its best client count")
+
+    def best(name: str, i: int) -> float:  # round i's best rate over the client counts
+        return max(rounds[name, c][i]["spans_per_s"] for c in counts)
+
+    naive_peak = max(counts, key=lambda c: med((NAIVE, c), "spans_per_s"))
+    for name in names:
+        peak = max(counts, key=lambda c: med((name, c), "spans_per_s"))
+        line = (
+            f"{name:56s} {med((name, peak), 'spans_per_s'):>9,.0f} spans/s with {peak} clients"
+            f"   p99 {med((name, peak), 'p99_ms'):6.1f} ms"
+        )
+        if name != NAIVE:
+            speed = [best(name, i) / best(NAIVE, i) for i in range(len(rounds[NAIVE, naive_peak]))]
+            line += (
+                f"   / naive's peak, per round: {', '.join(f'{x:.2f}x' for x in speed)}"
+                f"  (median {statistics.median(speed):.2f}x)"
+            )
+        print(line)
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",")]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("client counts are positive integers, such as 4 or 4,10,16")
+    return counts
 
 
 if __name__ == "__main__":
