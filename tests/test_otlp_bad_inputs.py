@@ -316,6 +316,15 @@ async def test_a_gzip_body_inflating_past_the_limit_is_a_413_and_a_chunked_one_c
     assert tool_calls(roomy) == 30
 
 
+@pytest.mark.timeout(30)
+async def test_requests_without_a_body_are_answered_one_after_another(aiohttp_client: Any) -> None:
+    """aiohttp shares one empty body between requests: reading it must end every time, not only once."""
+    client = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig()))
+    for route in ("/v1/logs", "/v1/traces", "/v1/logs"):
+        for headers in ({}, PB):  # an empty body has no content type
+            assert (await client.post(route, headers=headers)).status == 415
+
+
 async def test_more_spans_than_a_batch_may_hold_is_a_413(aiohttp_client: Any) -> None:
     few = await aiohttp_client(create_app([parse_spec(SPEC)], ExporterConfig(max_batch_events=3)))
     resp = await few.post(

@@ -189,13 +189,13 @@ async def _chunks(request: web.Request, most: int) -> list[bytes] | None:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk, end_of_http_chunk = await payload.readchunk()
+        chunk, _ = await payload.readchunk()
         if chunk:
             size += len(chunk)
             if size > most:
                 return None
             chunks.append(chunk)
-        elif not end_of_http_chunk:  # the end of the body
+        elif payload.at_eof():  # else the end of an HTTP chunk; (aiohttp's one empty body says so forever)
             return chunks
 
 
