@@ -43,11 +43,12 @@ from agentslo.exporter.classify import Deltas
 from agentslo.exporter.config import ExporterConfig
 from agentslo.exporter.exposition import render
 from agentslo.exporter.ingest import Ingestor
+from agentslo.exporter.otlp import memory as memory_module
 from agentslo.exporter.otlp import receiver as receiver_module
 from agentslo.exporter.otlp import rows
 from agentslo.exporter.otlp.conversation import INPUT_MESSAGES, OUTPUT_MESSAGES, TOOL_ARGUMENTS, TOOL_RESULT
 from agentslo.exporter.otlp.mapping import map_spans, unread_notes
-from agentslo.exporter.otlp.memory import SpanNote, TraceMemory, Unread
+from agentslo.exporter.otlp.memory import SpanNote, TraceMemory, Unread, UnreadIds, UnreadTraces
 from agentslo.exporter.otlp.receiver import OtlpReceiver, counts
 from agentslo.exporter.otlp.seen import GENERATIONS, SpanIndex, SpanKeys
 from agentslo.exporter.persist import SPAN_MARK
@@ -622,7 +623,8 @@ async def test_post_v1_traces_hands_a_binary_request_to_the_mapper_within_the_ba
     assert fast is not None and too_fast is not None
     assert (await client.post("/v1/traces", data=body, headers=PB)).status == 200
     traces = [fast.traces[i : i + 16] for i in range(0, len(fast.traces), 16)]
-    assert len(traces) == 10 and all(type(otlp.memory.traces[t][1]) is Unread for t in traces)
+    assert len(traces) == 10 and all(otlp.memory.unread_traces.any(t) for t in traces)
+    assert not otlp.memory.traces
     assert (await client.post("/v1/traces", data=too_many, headers=PB)).status == 413
     assert counts(otlp.ingestor.store, "traces")["counted"] == 100
 
@@ -648,7 +650,7 @@ def test_a_trace_the_mapper_read_is_continued_with_its_notes_by_the_python_path(
     first, second, spans = continued_trace()
     fast, python = receiver(specs), receiver(specs, python_only=True)
     assert post(fast, first)
-    assert type(fast.memory.traces[spans[0].trace_id][1]) is Unread
+    assert fast.memory.unread_traces.any(spans[0].trace_id)
     assert not post(fast, second)  # a trace the memory knows: the Python mapping, with request 1's notes
     for body in (first, second):
         post(python, body)
@@ -836,46 +838,109 @@ def held(memory: TraceMemory, count: int, size: int = 100, now: float = 0.0) -> 
     """`count` requests of `size` bytes held unread, one trace each; their trace ids."""
     traces = [os.urandom(16) for _ in range(count)]
     for trace in traces:
-        memory.hold_unread(Unread(bytes(size), [trace], lambda body: {}), now)
+        memory.hold_unread(Unread(bytes(size), trace, lambda body: {}), now)
     return traces
 
 
-def test_unread_requests_beyond_their_byte_bound_are_forgotten_oldest_first() -> None:
+def unread_held(memory: TraceMemory, traces: list[bytes]) -> list[bool]:
+    return [memory.unread_traces.any(trace) for trace in traces]
+
+
+@pytest.mark.parametrize("kind", ["c++", "python"])
+def test_unread_requests_beyond_their_byte_bound_are_forgotten_oldest_first(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if kind == "python":
+        monkeypatch.setattr(memory_module, "UnreadTraces", None)
+    elif memory_module.UnreadTraces is None:
+        pytest.skip("the C++ table is not built")
     memory = TraceMemory(max_unread_bytes=250)
     first = held(memory, 1)[0]
     assert memory.trace(first, now=0.0) == {}  # read: it no longer needs its request's body
     traces = held(memory, 3)
-    assert list(memory.traces) == [first, *traces[1:]]
-    assert memory.unread_bytes == 200 and len(memory.unread) == 2
+    assert list(memory.traces) == [first]
+    assert unread_held(memory, [first, *traces]) == [False, False, True, True]
+    assert memory.unread_bytes == 200 and len(memory.unread) == 2 and len(memory.unread_traces) == 2
 
 
-def test_forgetting_an_unread_trace_by_count_or_age_gives_back_nothing_and_does_not_fail() -> None:
+def test_unread_traces_beyond_the_count_or_age_bound_are_forgotten_a_request_at_a_time() -> None:
     memory = TraceMemory(max_traces=2, max_age_s=60)
     traces = held(memory, 3)
-    assert list(memory.traces) == traces[1:]
+    assert unread_held(memory, traces) == [False, True, True]
     assert memory.trace(os.urandom(16), now=61.0) == {}  # the unread ones are too old now
+    assert unread_held(memory, traces) == [False, False, False]
     assert len(memory.traces) == 1 and memory.content_bytes == 0
+    assert memory.unread_bytes == 0 and not memory.unread
 
 
 def test_traces_forgotten_by_count_give_back_the_content_their_notes_held() -> None:
-    """A request's traces push out several read ones at once: each gives back its notes' content."""
-    memory = TraceMemory(max_traces=4)
-    read = [os.urandom(16) for _ in range(3)]
+    """Read traces pushed out by newer ones give back their notes' content; unread ones count apart."""
+    memory = TraceMemory(max_traces=3)
+    read = [os.urandom(16) for _ in range(5)]
     for size, trace in enumerate(read, start=1):
         note = SpanNote(b"", "chat", {})
         memory.keep_content(note, {"messages": []}, 100 * size)
         memory.note(trace, os.urandom(8), note, now=0.0)
-    assert memory.content_bytes == 600
+    assert list(memory.traces) == read[2:]
+    assert memory.content_bytes == 300 + 400 + 500
     unread = [os.urandom(16) for _ in range(3)]
-    memory.hold_unread(Unread(bytes(10), unread, lambda body: {}), now=0.0)  # 6 traces: 2 too many
-    assert list(memory.traces) == [read[2], *unread]
-    assert memory.content_bytes == 300  # the third read trace's, still held
+    memory.hold_unread(Unread(bytes(10), b"".join(unread), lambda body: {}), now=0.0)
+    assert list(memory.traces) == read[2:] and unread_held(memory, unread) == [True] * 3
+
+
+def test_a_request_let_go_no_longer_holds_its_traces_nor_drops_a_newer_holder() -> None:
+    """A request not counted after all is let go (`let_go`); a trace another request holds since
+    stays with that one."""
+    memory = TraceMemory()
+    first, second = os.urandom(16), os.urandom(16)
+    old = Unread(bytes(10), first + second, lambda body: {})
+    memory.hold_unread(old, now=0.0)
+    assert memory.trace(first, now=0.0) == {}  # read: no longer unread
+    del memory.traces[first]  # forgotten since, and held again by a newer request
+    newer = Unread(bytes(20), first, lambda body: {})
+    memory.hold_unread(newer, now=0.0)
+    memory.let_go(old)
+    assert unread_held(memory, [first, second]) == [True, False]
+    assert list(memory.unread) == [newer] and memory.unread_bytes == 20
+    memory.let_go(old)  # twice: nothing more
+    assert list(memory.unread) == [newer]
+
+
+@pytest.mark.skipif(UnreadTraces is None, reason="the C++ table is not built")
+def test_the_cpp_unread_table_answers_as_its_python_twin() -> None:
+    """Thousands of trace ids held, dropped, popped and held again by requests: runs of the table
+    shift back on every deletion, so each id must still be found where its twin has it."""
+    rng = random.Random(11)
+    twins = [UnreadIds(), UnreadTraces(99)]
+    ids = [rng.randbytes(16) for _ in range(3000)]
+    requests: dict[int, bytes] = {}
+    for serial in range(1, 400):
+        op = rng.random()
+        if op < 0.5 or not requests:
+            requests[serial] = b"".join(rng.sample(ids, rng.randint(1, 40)))
+            for table in twins:
+                table.hold(requests[serial], serial)
+        elif op < 0.8:
+            gone = rng.choice(list(requests))
+            for table in twins:
+                table.drop(requests[gone], gone)
+            del requests[gone]
+        else:
+            trace = rng.choice(ids)
+            assert twins[0].pop(trace) == twins[1].pop(trace)
+        assert len(twins[0]) == len(twins[1])
+        if serial % 25 == 0:
+            assert [twins[0].any(i) for i in ids] == [twins[1].any(i) for i in ids]
+    with pytest.raises(ValueError, match="16 bytes"):
+        twins[1].hold(b"short", 1)
+    with pytest.raises(ValueError):
+        twins[1].pop(bytes(32))
 
 
 def test_unread_notes_are_the_notes_of_the_requests_spans() -> None:
     first, _, spans = continued_trace()
     memory = TraceMemory()
-    memory.hold_unread(Unread(first, [spans[0].trace_id], unread_notes(SPECS.values())), now=0.0)
+    memory.hold_unread(Unread(first, spans[0].trace_id, unread_notes(SPECS.values())), now=0.0)
     notes = memory.trace(spans[0].trace_id, now=0.0)
     assert list(notes) == [spans[0].span_id, spans[1].span_id]
     assert [(n.op, n.parent, n.agent) for n in notes.values()] == [

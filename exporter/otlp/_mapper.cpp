@@ -1530,11 +1530,170 @@ PyMethodDef SpanIndex_methods[] = {
 PySequenceMethods SpanIndex_sequence = {(lenfunc)SpanIndex_len};
 PyTypeObject SpanIndexType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
+// --- UnreadTraces: trace id → the request that holds it unread (exporter/otlp/memory.py) ---
+
+// The traces of the requests the C++ mapper read, held unread in the trace memory: a map of 16-byte
+// trace ids to a request's serial number, with the span index's tags and seeded hash, and deletion
+// by shifting the run back (no tombstones: requests come and go all day). A request's traces come
+// and go as one blob of 16 bytes each, so filing ~100 traces costs no Python object per trace.
+struct UnreadTraces {
+    PyObject_HEAD
+    Flat<TRACE_ID>* table;
+    std::vector<uint64_t>* serials;  // beside the table's slots
+
+    size_t find(const Key<TRACE_ID>& k) const {  // the slot of k, or SIZE_MAX
+        const Flat<TRACE_ID>& t = *table;
+        uint64_t h = t.hash(k);
+        uint8_t tag = Flat<TRACE_ID>::tag(h);
+        for (size_t i = h & t.mask; t.tags[i] != 0; i = (i + 1) & t.mask)
+            if (t.tags[i] == tag && t.slots[i] == k) return i;
+        return SIZE_MAX;
+    }
+    void put(const Key<TRACE_ID>& k, uint64_t serial) {
+        Flat<TRACE_ID>& t = *table;
+        if (2 * (t.count + 1) > t.slots.size()) {  // grow, serials moved with their keys
+            std::vector<std::pair<Key<TRACE_ID>, uint64_t>> held;
+            held.reserve(t.count);
+            for (size_t i = 0; i < t.slots.size(); i++)
+                if (t.tags[i] != 0) held.emplace_back(t.slots[i], (*serials)[i]);
+            *table = Flat<TRACE_ID>(t.seed, 2 * t.slots.size());
+            serials->assign(table->slots.size(), 0);
+            for (const auto& [key, s] : held) put(key, s);
+        }
+        Flat<TRACE_ID>& g = *table;
+        uint64_t h = g.hash(k);
+        uint8_t tag = Flat<TRACE_ID>::tag(h);
+        size_t i = h & g.mask;
+        for (; g.tags[i] != 0; i = (i + 1) & g.mask)
+            if (g.tags[i] == tag && g.slots[i] == k) break;
+        if (g.tags[i] == 0) g.count++;
+        g.tags[i] = tag;
+        g.slots[i] = k;
+        (*serials)[i] = serial;
+    }
+    void erase(size_t i) {  // backward shift: each later key of the run that may move closer to home does
+        Flat<TRACE_ID>& t = *table;
+        t.tags[i] = 0;
+        t.count--;
+        for (size_t j = (i + 1) & t.mask; t.tags[j] != 0; j = (j + 1) & t.mask) {
+            size_t home = t.hash(t.slots[j]) & t.mask;
+            // j stays when its home lies cyclically in (i, j]
+            bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            if (stays) continue;
+            t.tags[i] = t.tags[j];
+            t.slots[i] = t.slots[j];
+            (*serials)[i] = (*serials)[j];
+            t.tags[j] = 0;
+            i = j;
+        }
+    }
+};
+
+void UnreadTraces_dealloc(UnreadTraces* self) {
+    delete self->table;
+    delete self->serials;
+    Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
+}
+
+int UnreadTraces_init(UnreadTraces* self, PyObject* args, PyObject*) {
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "K", &seed)) return -1;
+    delete self->table;
+    delete self->serials;
+    self->table = new Flat<TRACE_ID>(seed, 1024);
+    self->serials = new std::vector<uint64_t>(1024, 0);
+    return 0;
+}
+
+bool trace_blob(PyObject* args, Py_buffer* view, unsigned long long* serial) {
+    if (!(serial == nullptr ? PyArg_ParseTuple(args, "y*", view) : PyArg_ParseTuple(args, "y*K", view, serial)))
+        return false;
+    if (view->len % (Py_ssize_t)TRACE_ID != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "trace ids of %zu bytes each", TRACE_ID);
+        return false;
+    }
+    return true;
+}
+
+// any(traces) -> whether one of these trace ids (16 bytes each) is held
+PyObject* UnreadTraces_any(UnreadTraces* self, PyObject* args) {
+    Py_buffer view;
+    if (!trace_blob(args, &view, nullptr)) return nullptr;
+    const char* data = (const char*)view.buf;
+    bool found = false;
+    for (Py_ssize_t at = 0; !found && at < view.len; at += TRACE_ID)
+        found = self->find(key_at<TRACE_ID>(data + at)) != SIZE_MAX;
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
+}
+
+// hold(traces, serial): these trace ids are held by request `serial`
+PyObject* UnreadTraces_hold(UnreadTraces* self, PyObject* args) {
+    Py_buffer view;
+    unsigned long long serial;
+    if (!trace_blob(args, &view, &serial)) return nullptr;
+    const char* data = (const char*)view.buf;
+    for (Py_ssize_t at = 0; at < view.len; at += TRACE_ID) self->put(key_at<TRACE_ID>(data + at), serial);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+// drop(traces, serial): forget those of these trace ids that request `serial` still holds
+PyObject* UnreadTraces_drop(UnreadTraces* self, PyObject* args) {
+    Py_buffer view;
+    unsigned long long serial;
+    if (!trace_blob(args, &view, &serial)) return nullptr;
+    const char* data = (const char*)view.buf;
+    for (Py_ssize_t at = 0; at < view.len; at += TRACE_ID) {
+        size_t i = self->find(key_at<TRACE_ID>(data + at));
+        if (i != SIZE_MAX && (*self->serials)[i] == serial) self->erase(i);
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+// pop(trace_id) -> the serial of the request that held it (and holds it no more), or None
+PyObject* UnreadTraces_pop(UnreadTraces* self, PyObject* args) {
+    Py_buffer view;
+    if (!trace_blob(args, &view, nullptr)) return nullptr;
+    if (view.len != (Py_ssize_t)TRACE_ID) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "one trace id of %zu bytes", TRACE_ID);
+        return nullptr;
+    }
+    size_t i = self->find(key_at<TRACE_ID>((const char*)view.buf));
+    PyBuffer_Release(&view);
+    if (i == SIZE_MAX) Py_RETURN_NONE;
+    uint64_t serial = (*self->serials)[i];
+    self->erase(i);
+    return PyLong_FromUnsignedLongLong(serial);
+}
+
+Py_ssize_t UnreadTraces_len(UnreadTraces* self) { return (Py_ssize_t)self->table->count; }
+
+PyMethodDef UnreadTraces_methods[] = {
+    {"any", (PyCFunction)UnreadTraces_any, METH_VARARGS, "any(traces) -> whether one of these is held"},
+    {"hold", (PyCFunction)UnreadTraces_hold, METH_VARARGS, "hold(traces, serial): held by request serial"},
+    {"drop", (PyCFunction)UnreadTraces_drop, METH_VARARGS,
+     "drop(traces, serial): forget those request serial still holds"},
+    {"pop", (PyCFunction)UnreadTraces_pop, METH_VARARGS,
+     "pop(trace_id) -> the serial of the request that held it, now forgotten, or None"},
+    {nullptr, nullptr, 0, nullptr}};
+
+PySequenceMethods UnreadTraces_sequence = {(lenfunc)UnreadTraces_len};
+PyTypeObject UnreadTracesType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
 }  // namespace
 
 
-// Called by the module's init (_reader.cpp): adds the Mapper and SpanIndex types.
+// Called by the module's init (_reader.cpp): adds the Mapper, SpanIndex and UnreadTraces types.
 int add_mapper(PyObject* module) {
+    UnreadTracesType.tp_as_sequence = &UnreadTraces_sequence;
+    if (add_type(module, &UnreadTracesType, "agentslo.exporter.otlp._reader.UnreadTraces", sizeof(UnreadTraces),
+                 (initproc)UnreadTraces_init, (destructor)UnreadTraces_dealloc, UnreadTraces_methods,
+                 "UnreadTraces(seed): trace id -> the request holding it unread (otlp/memory.py)") < 0)
+        return -1;
     SpanIndexType.tp_as_sequence = &SpanIndex_sequence;
     if (add_type(module, &SpanIndexType, "agentslo.exporter.otlp._reader.SpanIndex", sizeof(SpanIndex),
                  (initproc)SpanIndex_init, (destructor)SpanIndex_dealloc, SpanIndex_methods,

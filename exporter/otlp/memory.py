@@ -7,11 +7,12 @@ here, and a child the flow that its ancestor names.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from itertools import repeat
 from typing import Any
 
+from agentslo.exporter.otlp import rows
 from agentslo.exporter.otlp.semconv import (
     AGENT_NAME,
     INPUT_TOKENS,
@@ -23,6 +24,13 @@ from agentslo.exporter.otlp.semconv import (
     first_int,
 )
 
+UnreadTraces: type[Any] | None
+try:
+    from agentslo.exporter.otlp._reader import UnreadTraces
+except ImportError:  # not built: the pure-Python twin
+    UnreadTraces = None
+
+TRACE_ID = 16
 NO_TOKENS: tuple[int | None, int | None] = (None, None)
 NO_ATTRS: dict[str, Any] = {}  # shared by the notes without agent-slo attributes: never written to
 
@@ -62,15 +70,16 @@ class SpanNote:
 class Unread:
     """The traces of a request the C++ mapper read (`OtlpReceiver`): their notes are made from the
     request's body only when a later span or record of one of them asks (rarely: a trace's spans
-    usually come in one request), once for all its traces."""
+    usually come in one request), once for all its traces. `traces`: their ids, 16 bytes each."""
 
-    __slots__ = ("body", "notes", "read", "trace_ids")
+    __slots__ = ("body", "notes", "read", "serial", "since", "traces")
 
     def __init__(
-        self, body: bytes, trace_ids: list[bytes], read: Callable[[bytes], dict[bytes, dict[bytes, SpanNote]]]
+        self, body: bytes, traces: bytes, read: Callable[[bytes], dict[bytes, dict[bytes, SpanNote]]]
     ):
-        self.body, self.trace_ids, self.read = body, trace_ids, read
+        self.body, self.traces, self.read = body, traces, read
         self.notes: dict[bytes, dict[bytes, SpanNote]] | None = None
+        self.serial, self.since = 0, 0.0  # set when the memory holds it
 
     def of(self, trace_id: bytes) -> dict[bytes, SpanNote]:
         if self.notes is None:
@@ -78,8 +87,51 @@ class Unread:
         return self.notes.get(trace_id, {})
 
 
+class UnreadIds:
+    """The pure-Python twin of the C++ `UnreadTraces`: trace id → the serial of the request holding
+    it unread. Trace ids come and go as blobs of 16 bytes each."""
+
+    def __init__(self, seed: int = 0):
+        self.held: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def any(self, traces: bytes) -> bool:
+        return not self.held.keys().isdisjoint(_ids(traces))
+
+    def hold(self, traces: bytes, serial: int) -> None:
+        self.held.update((trace_id, serial) for trace_id in _ids(traces))
+
+    def drop(self, traces: bytes, serial: int) -> None:
+        for trace_id in _ids(traces):
+            if self.held.get(trace_id) == serial:
+                del self.held[trace_id]
+
+    def pop(self, trace_id: bytes) -> int | None:
+        return self.held.pop(trace_id, None)
+
+
+def _ids(traces: bytes) -> list[bytes]:
+    return [traces[at : at + TRACE_ID] for at in range(0, len(traces), TRACE_ID)]
+
+
+def unread_traces() -> Any:
+    """The table of traces held unread: the C++ one when built (`UnreadIds` otherwise, and with
+    AGENT_SLO_PURE_PYTHON)."""
+    if UnreadTraces is not None and not rows.PURE:
+        return UnreadTraces(int.from_bytes(os.urandom(8), "little"))
+    return UnreadIds()
+
+
 class TraceMemory:
-    """The recent spans of recent traces: trace id → span id → SpanNote, bounded in every direction."""
+    """The recent spans of recent traces: trace id → span id → SpanNote, bounded in every direction.
+
+    Two kinds of trace are held, each within `max_traces` and `max_age_s`: those whose notes were
+    made (`traces`), and those held unread with their request's body (`unread_traces`: a C++ table of
+    ids, filed and forgotten a request at a time; `unread`: the requests, oldest first, within
+    `max_unread_bytes` of bodies). Asked for, an unread trace's notes are made from its body and it
+    moves to `traces`."""
 
     def __init__(
         self,
@@ -94,11 +146,15 @@ class TraceMemory:
         self.max_deferred = max_deferred
         self.max_content_bytes = max_content_bytes
         self.content_bytes = 0  # conversation content held by the notes (sessions from traces)
-        self.traces: OrderedDict[bytes, tuple[float, dict[bytes, SpanNote] | Unread]] = OrderedDict()
+        # trace id → (first seen, span id → note), oldest first
+        self.traces: OrderedDict[bytes, tuple[float, dict[bytes, SpanNote]]] = OrderedDict()
         # the requests whose traces are held unread, oldest first, within `max_unread_bytes` of bodies
         self.max_unread_bytes = max_unread_bytes
         self.unread: deque[Unread] = deque()
         self.unread_bytes = 0
+        self.unread_traces = unread_traces()  # trace id → the serial of the request holding it
+        self._by_serial: dict[int, Unread] = {}
+        self._serials = 0
         # spans that wait for an ancestor to say their agent or flow: trace → span → (Span, resource, since)
         self.deferred: dict[bytes, dict[bytes, tuple[bytes, bytes, float]]] = {}
         self.deferred_count = 0
@@ -141,42 +197,60 @@ class TraceMemory:
 
     def trace(self, trace_id: bytes, now: float) -> dict[bytes, SpanNote]:
         entry = self.traces.get(trace_id)
-        if entry is None:
-            entry = self.traces[trace_id] = (now, {})
-            self._bound(now)
-        spans = entry[1]
-        if type(spans) is Unread:
-            spans = spans.of(trace_id)
-            self.traces[trace_id] = (entry[0], spans)
-        return spans  # type: ignore[return-value]
+        if entry is not None:
+            return entry[1]
+        spans: dict[bytes, SpanNote] = {}
+        if len(self.unread_traces):
+            self._bound_unread(now)
+            serial = self.unread_traces.pop(trace_id)
+            if serial is not None:  # held unread: its notes, from its request's body
+                spans = self._by_serial[serial].of(trace_id)
+        self.traces[trace_id] = (now, spans)
+        self._bound(now)
+        return spans
 
-    def knows(self, trace_ids: list[bytes]) -> bool:
-        """Whether any of these traces has spans remembered or spans waiting for an ancestor."""
-        return not self.traces.keys().isdisjoint(trace_ids) or not self.deferred.keys().isdisjoint(trace_ids)
+    def knows(self, traces: bytes) -> bool:
+        """Whether any of these traces (16 bytes each) is held, read or unread, or has spans waiting
+        for an ancestor."""
+        if self.unread_traces.any(traces):
+            return True
+        if not self.traces and not self.deferred:
+            return False
+        ids = _ids(traces)
+        return not self.traces.keys().isdisjoint(ids) or not self.deferred.keys().isdisjoint(ids)
 
     def hold_unread(self, unread: Unread, now: float) -> None:
         """Remember the (new) traces of a request the C++ mapper read, unread until asked for."""
-        self.traces.update(zip(unread.trace_ids, repeat((now, unread))))
+        self._serials += 1
+        unread.serial, unread.since = self._serials, now
+        self.unread_traces.hold(unread.traces, unread.serial)
+        self._by_serial[unread.serial] = unread
         self.unread.append(unread)
         self.unread_bytes += len(unread.body)
-        while self.unread_bytes > self.max_unread_bytes and len(self.unread) > 1:
-            oldest = self.unread.popleft()  # its traces still unread are forgotten with its body
-            self.unread_bytes -= len(oldest.body)
-            for trace_id in oldest.trace_ids:
-                entry = self.traces.get(trace_id)
-                if entry is not None and entry[1] is oldest:
-                    del self.traces[trace_id]
-        self._bound(now)
+        self._bound_unread(now)
+
+    def let_go(self, unread: Unread) -> None:
+        """Forget a request held unread (its traces it still holds), as if it had never been held."""
+        if self._by_serial.pop(unread.serial, None) is unread:
+            self.unread.remove(unread)
+            self.unread_bytes -= len(unread.body)
+            self.unread_traces.drop(unread.traces, unread.serial)
+
+    def _bound_unread(self, now: float) -> None:
+        """The oldest requests held unread go (their traces still unread with them) while there are
+        more than `max_traces` such traces, more bytes than `max_unread_bytes` (the newest stays), or
+        the oldest is older than `max_age_s`."""
+        unread = self.unread
+        while unread and (
+            len(self.unread_traces) > self.max_traces
+            or (self.unread_bytes > self.max_unread_bytes and len(unread) > 1)
+            or now - unread[0].since > self.max_age_s
+        ):
+            self.let_go(unread[0])
 
     def _bound(self, now: float) -> None:
-        excess = len(self.traces) - self.max_traces
-        if excess > 0:  # a request's traces push out as many old ones: in one loop, not a call each
-            popitem, freed = self.traces.popitem, 0
-            for _ in range(excess):
-                spans = popitem(last=False)[1][1]
-                if type(spans) is dict:
-                    freed += sum(note.content_size for note in spans.values())
-            self.content_bytes -= freed
+        while len(self.traces) > self.max_traces:
+            self._forget()
         while self.traces:
             first_seen, _ = next(iter(self.traces.values()))
             if now - first_seen <= self.max_age_s:
@@ -186,8 +260,7 @@ class TraceMemory:
     def _forget(self) -> None:
         """Drop the oldest trace, giving back the content budget its spans held."""
         _, spans = self.traces.popitem(last=False)[1]
-        if type(spans) is dict:
-            self.content_bytes -= sum(note.content_size for note in spans.values())
+        self.content_bytes -= sum(note.content_size for note in spans.values())
 
     def keep_content(self, note: SpanNote, content: dict[str, Any] | None, size: int) -> None:
         """Give a note its conversation content while the memory's content budget lasts."""

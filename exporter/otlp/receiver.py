@@ -206,19 +206,17 @@ class OtlpReceiver:
     def _count_fast(self, group: list[Fast]) -> list[ExportTraceServiceResponse | BaseException | None]:
         ingestor, now = self.ingestor, time.time()
         replies: list[ExportTraceServiceResponse | BaseException | None] = [None] * len(group)
+        memory = self.memory
         with ingestor.lock:
-            taken: list[tuple[int, list[bytes]]] = []
-            claimed: set[bytes] = set()
+            taken: list[tuple[int, Unread]] = []
             for i, fast in enumerate(group):
-                ids = [fast.traces[j : j + 16] for j in range(0, len(fast.traces), 16)]
-                if (
-                    self.memory.knows(ids)
-                    or self.seen.any_trace_seen(fast.traces, now)
-                    or not claimed.isdisjoint(ids)
-                ):
+                if memory.knows(fast.traces) or self.seen.any_trace_seen(fast.traces, now):
                     continue
-                claimed.update(ids)
-                taken.append((i, ids))
+                # held at once, so that a later request of the group with one of its traces is left to
+                # the Python mapping; let go again if it is not counted
+                unread = Unread(fast.body, fast.traces, self._unread)
+                memory.hold_unread(unread, now)
+                taken.append((i, unread))
             batches = [
                 Batch(_events(group[i]), partial=True, span_keys=group[i].keys)
                 for i, _ in taken
@@ -227,11 +225,12 @@ class OtlpReceiver:
             try:
                 results = iter(ingestor.apply_many(batches))
             except Exception as exc:  # a lone batch's storage failure: nothing counted
-                for i, _ in taken:
+                for i, unread in taken:
+                    memory.let_go(unread)
                     replies[i] = exc
                 return replies
-            expired = self.memory.expire(now)  # once for the group, told with its first request
-            for i, ids in taken:
+            expired = memory.expire(now)  # once for the group, told with its first request
+            for i, unread in taken:
                 fast = group[i]
                 mapped = Mapped(ignored=fast.ignored, total=fast.total)
                 refused: set[int] = set()
@@ -239,9 +238,9 @@ class OtlpReceiver:
                     try:
                         refused = self._settle(mapped, next(results), fast.keys, _span_item(fast.keys), now)
                     except RuntimeError as exc:  # the group's commit failed: none of it counted
+                        memory.let_go(unread)
                         replies[i] = exc
                         continue
-                self.memory.hold_unread(Unread(fast.body, ids, self._unread), now)
                 mapped.expired, expired = expired, 0
                 self._tally(TRACES, mapped, len(fast.keys) // SPAN_KEY - len(refused), 0)
                 replies[i] = _trace_reply(mapped)
