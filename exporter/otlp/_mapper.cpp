@@ -1431,14 +1431,16 @@ int SpanIndex_init(SpanIndex* self, PyObject* args, PyObject*) {
     return 0;
 }
 
+// Whether a blob argument holds whole keys of `unit` bytes; if not, a ValueError and the buffer released.
+bool whole(Py_buffer* view, size_t unit) {
+    if (view->len % (Py_ssize_t)unit == 0) return true;
+    PyBuffer_Release(view);
+    PyErr_Format(PyExc_ValueError, "keys of %zu bytes each", unit);
+    return false;
+}
+
 bool blob(PyObject* args, Py_buffer* view, double* now, size_t unit) {
-    if (!PyArg_ParseTuple(args, "y*d", view, now)) return false;
-    if (view->len % (Py_ssize_t)unit != 0) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_ValueError, "keys of %zu bytes each", unit);
-        return false;
-    }
-    return true;
+    return PyArg_ParseTuple(args, "y*d", view, now) && whole(view, unit);
 }
 
 // add(keys, now): remember counted span keys (24 bytes each) and their traces (the first 16 bytes).
@@ -1606,14 +1608,8 @@ int UnreadTraces_init(UnreadTraces* self, PyObject* args, PyObject*) {
 }
 
 bool trace_blob(PyObject* args, Py_buffer* view, unsigned long long* serial) {
-    if (!(serial == nullptr ? PyArg_ParseTuple(args, "y*", view) : PyArg_ParseTuple(args, "y*K", view, serial)))
-        return false;
-    if (view->len % (Py_ssize_t)TRACE_ID != 0) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_ValueError, "trace ids of %zu bytes each", TRACE_ID);
-        return false;
-    }
-    return true;
+    bool parsed = serial == nullptr ? PyArg_ParseTuple(args, "y*", view) : PyArg_ParseTuple(args, "y*K", view, serial);
+    return parsed && whole(view, TRACE_ID);
 }
 
 // any(traces) -> whether one of these trace ids (16 bytes each) is held
