@@ -89,7 +89,8 @@ def test_a_failed_group_commit_counts_nothing_and_the_retries_count_once(
     assert replies is not None and len(replies) == 3
     assert all(isinstance(reply, Exception) for reply in replies)  # each answered 503
     assert series(otlp) == before and len(otlp.seen) == 0 and not list(db.spans())
-    for body in requests:  # the sender's retries
+    assert not otlp.memory.unread and not len(otlp.memory.unread_traces)  # held for the group, let go
+    for body in requests:  # the sender's retries (the fast path again: their traces are not known)
         fast = otlp.map_fast(body)
         assert fast is not None and otlp.traces_fast(fast) == ExportTraceServiceResponse()
     assert series(otlp) == series(one_by_one(requests))  # one by one, as the reference
@@ -107,6 +108,7 @@ def test_a_lone_request_whose_commit_fails_raises_and_counts_nothing(
     with pytest.raises(OSError, match="gone"):
         otlp.traces_fast(fast)
     assert series(otlp) == before and len(otlp.seen) == 0
+    assert not otlp.memory.unread and not len(otlp.memory.unread_traces)
 
 
 def test_the_loop_does_not_wait_for_a_trace_memory_another_request_holds() -> None:
