@@ -1331,12 +1331,24 @@ struct Flat {
     }
     static uint8_t tag(uint64_t h) { return (uint8_t)(h >> 56) | (uint8_t)((h >> 56) == 0); }
     void prefetch(uint64_t h) const { __builtin_prefetch(&tags[h & mask]); }
-    bool contains(const Key<N>& k) const {
-        uint64_t h = hash(k);
+    size_t find(const Key<N>& k, uint64_t h) const {  // the slot holding k, or SIZE_MAX (h: hash(k))
         uint8_t t = tag(h);
         for (size_t i = h & mask; tags[i] != 0; i = (i + 1) & mask)
-            if (tags[i] == t && slots[i] == k) return true;
-        return false;
+            if (tags[i] == t && slots[i] == k) return i;
+        return SIZE_MAX;
+    }
+    bool contains(const Key<N>& k) const { return find(k, hash(k)) != SIZE_MAX; }
+    bool full() const { return 2 * (count + 1) > slots.size(); }
+    // The slot of k, which is filed there if it was not (h: hash(k); the table must not be `full()`).
+    size_t file(const Key<N>& k, uint64_t h) {
+        uint8_t t = tag(h);
+        size_t i = h & mask;
+        for (; tags[i] != 0; i = (i + 1) & mask)
+            if (tags[i] == t && slots[i] == k) return i;
+        tags[i] = t;
+        slots[i] = k;
+        count++;
+        return i;
     }
     void grow() {
         std::vector<uint8_t> old_tags = std::move(tags);
@@ -1344,28 +1356,17 @@ struct Flat {
         tags.assign(2 * old.size(), 0);
         slots = std::vector<Key<N>>(2 * old.size());
         mask = slots.size() - 1;
+        count = 0;
         for (size_t j = 0; j < old.size(); j++)
-            if (old_tags[j] != 0) {
-                uint64_t h = hash(old[j]);
-                size_t i = h & mask;
-                while (tags[i] != 0) i = (i + 1) & mask;
-                tags[i] = tag(h);
-                slots[i] = old[j];
-            }
+            if (old_tags[j] != 0) file(old[j], hash(old[j]));
     }
     void clear() {
         std::fill(tags.begin(), tags.end(), 0);
         count = 0;
     }
     void insert(const Key<N>& k, uint64_t h) {  // h: hash(k)
-        if (2 * (count + 1) > slots.size()) grow();
-        uint8_t t = tag(h);
-        size_t i = h & mask;
-        for (; tags[i] != 0; i = (i + 1) & mask)
-            if (tags[i] == t && slots[i] == k) return;
-        tags[i] = t;
-        slots[i] = k;
-        count++;
+        if (full()) grow();
+        file(k, h);
     }
 };
 
@@ -1543,35 +1544,19 @@ struct UnreadTraces {
     Flat<TRACE_ID>* table;
     std::vector<uint64_t>* serials;  // beside the table's slots
 
-    size_t find(const Key<TRACE_ID>& k) const {  // the slot of k, or SIZE_MAX
-        const Flat<TRACE_ID>& t = *table;
-        uint64_t h = t.hash(k);
-        uint8_t tag = Flat<TRACE_ID>::tag(h);
-        for (size_t i = h & t.mask; t.tags[i] != 0; i = (i + 1) & t.mask)
-            if (t.tags[i] == tag && t.slots[i] == k) return i;
-        return SIZE_MAX;
-    }
+    size_t find(const Key<TRACE_ID>& k) const { return table->find(k, table->hash(k)); }
     void put(const Key<TRACE_ID>& k, uint64_t serial) {
         Flat<TRACE_ID>& t = *table;
-        if (2 * (t.count + 1) > t.slots.size()) {  // grow, serials moved with their keys
+        if (t.full()) {  // twice the slots, each serial moved with its key
             std::vector<std::pair<Key<TRACE_ID>, uint64_t>> held;
             held.reserve(t.count);
             for (size_t i = 0; i < t.slots.size(); i++)
                 if (t.tags[i] != 0) held.emplace_back(t.slots[i], (*serials)[i]);
-            *table = Flat<TRACE_ID>(t.seed, 2 * t.slots.size());
-            serials->assign(table->slots.size(), 0);
-            for (const auto& [key, s] : held) put(key, s);
+            t = Flat<TRACE_ID>(t.seed, 2 * t.slots.size());
+            serials->assign(t.slots.size(), 0);
+            for (const auto& [key, s] : held) (*serials)[t.file(key, t.hash(key))] = s;
         }
-        Flat<TRACE_ID>& g = *table;
-        uint64_t h = g.hash(k);
-        uint8_t tag = Flat<TRACE_ID>::tag(h);
-        size_t i = h & g.mask;
-        for (; g.tags[i] != 0; i = (i + 1) & g.mask)
-            if (g.tags[i] == tag && g.slots[i] == k) break;
-        if (g.tags[i] == 0) g.count++;
-        g.tags[i] = tag;
-        g.slots[i] = k;
-        (*serials)[i] = serial;
+        (*serials)[t.file(k, t.hash(k))] = serial;
     }
     void erase(size_t i) {  // backward shift: each later key of the run that may move closer to home does
         Flat<TRACE_ID>& t = *table;
