@@ -385,7 +385,6 @@ def report(rounds: Rounds, names: list[str], counts: list[int]) -> None:
     def best(name: str, i: int) -> float:  # round i's best rate over the client counts
         return max(rounds[name, c][i]["spans_per_s"] for c in counts)
 
-    naive_peak = max(counts, key=lambda c: med((NAIVE, c), "spans_per_s"))
     for name in names:
         peak = max(counts, key=lambda c: med((name, c), "spans_per_s"))
         line = (
@@ -393,7 +392,7 @@ def report(rounds: Rounds, names: list[str], counts: list[int]) -> None:
             f"   p99 {med((name, peak), 'p99_ms'):6.1f} ms"
         )
         if name != NAIVE:
-            speed = [best(name, i) / best(NAIVE, i) for i in range(len(rounds[NAIVE, naive_peak]))]
+            speed = [best(name, i) / best(NAIVE, i) for i in range(len(rounds[NAIVE, counts[0]]))]
             line += (
                 f"   / naive's peak, per round: {', '.join(f'{x:.2f}x' for x in speed)}"
                 f"  (median {statistics.median(speed):.2f}x)"
