@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentslo.exporter.otlp import rows
+from agentslo.exporter.otlp.seen import TRACE_ID, split
 from agentslo.exporter.otlp.semconv import (
     AGENT_NAME,
     INPUT_TOKENS,
@@ -30,7 +31,6 @@ try:
 except ImportError:  # not built: the pure-Python twin
     UnreadTraces = None
 
-TRACE_ID = 16
 NO_TOKENS: tuple[int | None, int | None] = (None, None)
 NO_ATTRS: dict[str, Any] = {}  # shared by the notes without agent-slo attributes: never written to
 
@@ -98,22 +98,18 @@ class UnreadIds:
         return len(self.held)
 
     def any(self, traces: bytes) -> bool:
-        return not self.held.keys().isdisjoint(_ids(traces))
+        return not self.held.keys().isdisjoint(split(traces, TRACE_ID))
 
     def hold(self, traces: bytes, serial: int) -> None:
-        self.held.update((trace_id, serial) for trace_id in _ids(traces))
+        self.held.update((trace_id, serial) for trace_id in split(traces, TRACE_ID))
 
     def drop(self, traces: bytes, serial: int) -> None:
-        for trace_id in _ids(traces):
+        for trace_id in split(traces, TRACE_ID):
             if self.held.get(trace_id) == serial:
                 del self.held[trace_id]
 
     def pop(self, trace_id: bytes) -> int | None:
         return self.held.pop(trace_id, None)
-
-
-def _ids(traces: bytes) -> list[bytes]:
-    return [traces[at : at + TRACE_ID] for at in range(0, len(traces), TRACE_ID)]
 
 
 def unread_traces() -> Any:
@@ -216,7 +212,7 @@ class TraceMemory:
             return True
         if not self.traces and not self.deferred:
             return False
-        ids = _ids(traces)
+        ids = split(traces, TRACE_ID)
         return not self.traces.keys().isdisjoint(ids) or not self.deferred.keys().isdisjoint(ids)
 
     def hold_unread(self, unread: Unread, now: float) -> None:

@@ -54,6 +54,11 @@ def span_key(key: str) -> bytes:
     return bytes.fromhex(key[:32]) + rest
 
 
+def split(blob: bytes, unit: int) -> list[bytes]:
+    """The keys of a blob of `unit` bytes each (span keys, trace ids)."""
+    return [blob[at : at + unit] for at in range(0, len(blob), unit)]
+
+
 def span_index(most: int = DEFAULT_MAX_SPAN_KEYS, horizon_s: float = 24 * 3600.0) -> Any:
     """The index: the C++ one when built (`SpanKeys` otherwise, and with AGENT_SLO_PURE_PYTHON)."""
     if SpanIndex is not None and not rows.PURE:
@@ -80,14 +85,14 @@ class SpanKeys:
     def seen(self, keys: bytes, now: float) -> list[int]:
         """The indices of the keys (24 bytes each) counted within the bounds."""
         self._expire(now)
-        split = [keys[i : i + SPAN_KEY] for i in range(0, len(keys), SPAN_KEY)]
-        return [i for i, key in enumerate(split) if any(key in g for g, _, _ in self.generations)]
+        generations = [keys for keys, _, _ in self.generations]
+        return [i for i, key in enumerate(split(keys, SPAN_KEY)) if any(key in g for g in generations)]
 
     def any_trace_seen(self, traces: bytes, now: float) -> bool:
         """Whether a span of any of these traces (16 bytes each) was counted within the bounds."""
         self._expire(now)
-        split = [traces[i : i + TRACE_ID] for i in range(0, len(traces), TRACE_ID)]
-        return any(not remembered.isdisjoint(split) for _, remembered, _ in self.generations)
+        ids = split(traces, TRACE_ID)
+        return any(not remembered.isdisjoint(ids) for _, remembered, _ in self.generations)
 
     def add(self, keys: bytes, now: float) -> None:
         """Remember counted span keys (24 bytes each) and their traces."""
